@@ -1,0 +1,39 @@
+"""`baseline`: the fixed, HELM-style prompt every leaderboard would use.
+
+Instructions, the question, lettered options and "Answer:"; a short answer, no reasoning, no
+demos, nothing optimized. It is the reference the ceiling's uplift is measured against.
+"""
+
+import dspy
+
+from promptopt.answers import format_options
+from promptopt.registry import strategy
+
+
+def render(instructions: str, inputs: dict) -> str:
+    lines = [instructions.strip(), ""]
+    for name, value in inputs.items():
+        if name == "options":
+            lines.append(format_options(value))
+        else:
+            lines.append(f"{name.replace('_', ' ').capitalize()}: {value}")
+    lines.append("Answer:")
+    return "\n".join(lines)
+
+
+@strategy("baseline", answer_types={"multiple_choice"}, calls=lambda knobs: 1, knobs={"max_tokens": 8})
+class Baseline(dspy.Module):
+    """The fixed HELM-style prompt: instructions, question, options, "Answer:"."""
+
+    def __init__(self, task, max_tokens: int = 8):
+        super().__init__()
+        self.instructions = task.spec.baseline.instructions
+        self.answer_type = task.answer_type
+        self.max_tokens = max_tokens
+
+    def forward(self, **inputs):
+        prompt = render(self.instructions, inputs)
+        # One line is the whole answer; stopping there also keeps base models from rambling.
+        raw = dspy.settings.lm(prompt, max_tokens=self.max_tokens, stop=["\n"])[0]
+        raw = raw if isinstance(raw, str) else raw.get("text", "")
+        return dspy.Prediction(answer=self.answer_type.parse(raw, inputs), raw=raw)

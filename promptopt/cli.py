@@ -1,0 +1,217 @@
+"""The `promptopt` command: a thin skin over the library API.
+
+Errors users can fix print one sentence on stderr and exit 1; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from promptopt import _env  # noqa: F401
+from promptopt.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Find each model's prompt ceiling on a task.")
+tasks_app = typer.Typer(no_args_is_help=True, help="Bundled and user tasks.")
+strategies_app = typer.Typer(no_args_is_help=True, help="Strategy programs.")
+models_app = typer.Typer(no_args_is_help=True, help="Model connectivity.")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(strategies_app, name="strategies")
+app.add_typer(models_app, name="models")
+
+_debug = False
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option(help="Show tracebacks for errors.")] = False) -> None:
+    global _debug
+    _debug = debug
+
+
+class _ProgressPrinter:
+    """One line per unit of work, refreshed in place on a terminal, every 15 s otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.label = ""
+
+    def __call__(self, p) -> None:
+        now = time.monotonic()
+        final = p.done >= p.total
+        if not final and p.label == self.label and now - self.last < (0.5 if self.tty else 15):
+            return
+        if p.label != self.label and self.label and self.tty:
+            sys.stderr.write("\n")
+        self.label, self.last = p.label, now
+        rate = p.elapsed_s / max(1, p.done) if p.elapsed_s else 0
+        left = rate * (p.total - p.done)
+        line = (
+            f"{p.label}: {p.done}/{p.total} · {p.elapsed_s:5.0f}s elapsed · ~{left:.0f}s left · "
+            f"{p.lm_calls} LM calls · ${p.cost_usd:.4f}" + (f" · {p.errors} errors" if p.errors else "")
+        )
+        sys.stderr.write(("\r" + line + ("\n" if final else "")) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+
+@app.command()
+def run(
+    model: Annotated[list[str] | None, typer.Option("--model", help="LiteLLM model string (repeatable).")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", help="Task name or YAML path (repeatable).")] = None,
+    strategy: Annotated[list[str] | None, typer.Option("--strategy", help="Strategy name (repeatable).")] = None,
+    optimizer: Annotated[list[str] | None, typer.Option("--optimizer", help="Optimizer name (repeatable).")] = None,
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the models.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Examples per split (val and test).")] = 20,
+    out: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
+    storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling strategies.")] = 0,
+    threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel per endpoint.")] = 1,
+    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
+    programs_dir: Annotated[
+        list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
+    ] = None,
+) -> None:
+    """Evaluate models × tasks × strategies on val and test, store records, print the table."""
+    from promptopt import report
+    from promptopt.run import DEFAULT_MODEL, DEFAULT_STRATEGIES, DEFAULT_TASK, RunPlan
+    from promptopt.run import run as run_plan
+
+    plan = RunPlan(
+        models=model or [DEFAULT_MODEL],
+        tasks=task or [DEFAULT_TASK],
+        strategies=strategy or list(DEFAULT_STRATEGIES),
+        optimizers=optimizer or ["none"],
+        api_base=api_base,
+        limit=limit,
+        seed=seed,
+        threads=threads,
+        out=out,
+        storage=storage,
+        tasks_dirs=tasks_dir or [],
+        programs_dirs=programs_dir or [],
+    )
+    result = run_plan(plan, on_progress=_ProgressPrinter())
+    typer.echo(report.render(str(result.run_dir), "text"))
+    typer.echo(f"Run folder: {result.run_dir}")
+
+
+@app.command("report")
+def report_cmd(
+    source: Annotated[str, typer.Argument(help="Run folder or SQLAlchemy storage URL.")],
+    format: Annotated[str, typer.Option("--format", help="text, md, csv or json.")] = "text",
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the results table from a store, without calling any model."""
+    from promptopt import report
+
+    text = report.render(source, format)
+    if output:
+        output.write_text(text)
+        typer.echo(f"Wrote {output}")
+    else:
+        typer.echo(text, nl=False)
+
+
+@tasks_app.command("list")
+def tasks_list(
+    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
+) -> None:
+    """Tasks with their answer type and split sizes."""
+    from promptopt.tasks import available_tasks, load_task_file
+
+    for name, path in sorted(available_tasks(tasks_dir).items()):
+        task = load_task_file(path)
+        sizes = " / ".join(f"{s} {len(task.splits[s])}" for s in ("train", "val", "test"))
+        typer.echo(f"{name:<16} {task.spec.answer.type:<16} {sizes}")
+
+
+@tasks_app.command("show")
+def tasks_show(name: str) -> None:
+    """A task's spec as YAML."""
+    import yaml
+
+    from promptopt.tasks import load_task
+
+    task = load_task(name)
+    typer.echo(f"# {task.path}")
+    typer.echo(yaml.safe_dump(task.spec.model_dump(exclude_none=True), sort_keys=False))
+
+
+@tasks_app.command("validate")
+def tasks_validate(path: Path) -> None:
+    """Load a task file and its data, and check its splits do not share questions."""
+    from promptopt.tasks import load_task_file
+
+    task = load_task_file(path)
+    sizes = ", ".join(f"{s} {len(v)}" for s, v in task.splits.items())
+    typer.echo(f"{path}: valid task {task.name!r} ({sizes}).")
+
+
+@strategies_app.command("list")
+def strategies_list(
+    programs_dir: Annotated[
+        list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
+    ] = None,
+) -> None:
+    """Registered strategies, the answer types they serve and their LM calls per example."""
+    from promptopt.registry import strategies
+
+    for s in sorted(strategies(programs_dir).values(), key=lambda s: s.name):
+        typer.echo(f"{s.name:<18} {','.join(sorted(s.answer_types)):<18} calls/example={s.calls(s.knobs)}  {s.description}")
+
+
+@models_app.command("check")
+def models_check(model: str, api_base: Annotated[str | None, typer.Option()] = None) -> None:
+    """Make one tiny call to a model and say whether it answered."""
+    import dspy
+
+    from promptopt.evaluate import fatal_reason
+    from promptopt.models import build_lm, resolve_model
+    from promptopt.run import endpoint
+
+    spec = resolve_model(model, api_base)
+    with endpoint(spec) as live:
+        lm = build_lm(live, max_tokens=4)
+        started = time.monotonic()
+        try:
+            with dspy.context(lm=lm):
+                out = lm("Say OK.")
+        except Exception as exc:
+            raise UserError(fatal_reason(exc, live) or f"Model {model} did not answer ({type(exc).__name__}).") from exc
+    typer.echo(f"{model} answered {out[0]!r} in {time.monotonic() - started:.1f}s.")
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="Embedded model to serve.")] = "local/gemma-3-270m",
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+) -> None:
+    """Keep the embedded model's server running; runs started meanwhile reuse it."""
+    from promptopt.models import resolve_model
+    from promptopt.server import serve_forever
+
+    resolve_model(model)
+    serve_forever(port=port)
+
+
+def _terminate(signum, _frame) -> None:
+    raise KeyboardInterrupt  # so `finally` blocks stop servers and flush records on SIGTERM too
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        app()
+    except UserError as exc:
+        if _debug:
+            raise
+        typer.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("Interrupted; finished records are kept — run the same command again to resume.", err=True)
+        sys.exit(130)

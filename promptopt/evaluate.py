@@ -1,0 +1,172 @@
+"""Evaluate: run one program over examples and write one record per example as it finishes.
+
+Examples already in the store for the same (run, model, task, config, split) are skipped, so a
+run that was interrupted resumes without repeating LM calls. An example whose LM calls still
+fail after retries is recorded as an error (not as a wrong answer) and the run goes on; errors
+that no retry can fix (bad key, unknown model, unreachable endpoint) stop the run at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from promptopt.errors import UserError
+from promptopt.models import CallLog, Model, current_log, redact_url
+from promptopt.registry import Config
+from promptopt.store import Record, Store
+from promptopt.tasks import Example, Task
+
+
+@dataclass
+class Progress:
+    """What a progress display needs: done so far, total, elapsed, spent."""
+
+    label: str
+    done: int
+    total: int
+    elapsed_s: float
+    lm_calls: int
+    cost_usd: float
+    errors: int
+
+
+def fatal_reason(exc: BaseException, model: Model) -> str | None:
+    """One sentence when an LM error cannot be fixed by retrying, else None."""
+    from dspy.clients import errors as lm_errors
+
+    where = f" at {redact_url(model.api_base)}" if model.api_base else ""
+    if isinstance(exc, lm_errors.LMAuthError | lm_errors.LMNotConfiguredError):
+        return f"Model {model.name}{where} rejected the credentials; set the provider's API key in the environment."
+    if isinstance(exc, lm_errors.LMUnsupportedModelError):
+        return f"Model {model.name}{where} does not exist or is not served there."
+    if isinstance(exc, lm_errors.LMBillingError):
+        return f"Model {model.name}{where} refused the call for billing reasons."
+    if isinstance(exc, lm_errors.LMTransportError) and model.api_base:
+        return f"Could not connect to {redact_url(model.api_base)} for model {model.name}; check --api-base."
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def score_example(program, example: Example, task: Task, lm, adapter, model: Model) -> tuple[dict, CallLog]:
+    """Run one example in the calling thread; returns the record fields and the call log."""
+    import dspy
+    from dspy.utils.exceptions import AdapterParseError
+
+    log = CallLog()
+    token = current_log.set(log)
+    started = time.perf_counter()
+    try:
+        with dspy.context(lm=lm, adapter=adapter):
+            pred = program(**example.inputs)
+        raw = getattr(pred, "raw", None)
+        answer = getattr(pred, "answer", None)
+        fields = dict(
+            prediction=answer,
+            score=task.answer_type.score(answer, example.gold),
+            parse_ok=answer is not None,
+            error=None,
+            raw_output=raw if raw is not None else "\n---\n".join(log.outputs),
+        )
+    except AdapterParseError as exc:  # an empty or unreadable completion is a parse failure, not an error
+        raw = exc.lm_response or "\n---\n".join(log.outputs)
+        fields = dict(prediction=None, score=0.0, parse_ok=False, error=None, raw_output=raw)
+    except Exception as exc:
+        reason = fatal_reason(exc, model)
+        if reason:
+            raise UserError(reason) from exc
+        fields = dict(prediction=None, score=0.0, parse_ok=False, error=_short(exc), raw_output="\n---\n".join(log.outputs))
+    finally:
+        current_log.reset(token)
+    fields["latency_s"] = time.perf_counter() - started
+    return fields, log
+
+
+def evaluate(
+    program,
+    examples: list[Example],
+    *,
+    task: Task,
+    model: Model,
+    lm,
+    adapter,
+    config: Config,
+    split: str,
+    run_id: str,
+    store: Store,
+    threads: int = 1,
+    on_progress: Callable[[Progress], None] | None = None,
+    batch_size: int = 16,
+) -> None:
+    done = store.done_keys(run_id, model.identity, task.name, config.id, split)
+    todo = [ex for ex in examples if ex.id not in done]
+    label = f"{model.name} · {task.name} · {config.strategy}/{config.optimizer} · {split}"
+    started = time.monotonic()
+    state = Progress(label, len(examples) - len(todo), len(examples), 0.0, 0, 0.0, 0)
+    if on_progress:
+        on_progress(state)
+    pending: list[Record] = []
+
+    def finish(ex: Example, fields: dict, log: CallLog) -> None:
+        pending.append(
+            Record(
+                run_id=run_id,
+                model=model.identity,
+                task=task.name,
+                strategy=config.strategy,
+                optimizer=config.optimizer,
+                config_id=config.id,
+                config=config.to_json(),
+                split=split,
+                example_id=ex.id,
+                gold=ex.gold,
+                lm_calls=log.calls,
+                prompt_tokens=log.prompt_tokens,
+                completion_tokens=log.completion_tokens,
+                cost_usd=log.cost_usd,
+                created_at=time.time(),
+                **fields,
+            )
+        )
+        state.done += 1
+        state.lm_calls += log.calls
+        state.cost_usd += log.cost_usd
+        state.errors += fields["error"] is not None
+        state.elapsed_s = time.monotonic() - started
+        if len(pending) >= batch_size:
+            flush()
+        if on_progress:
+            on_progress(state)
+
+    def flush() -> None:
+        store.add(pending)
+        pending.clear()
+
+    try:
+        if threads <= 1:
+            for ex in todo:
+                finish(ex, *score_example(program, ex, task, lm, adapter, model))
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                queue = iter(todo)
+                running = {}
+                for ex in queue:
+                    running[pool.submit(score_example, program, ex, task, lm, adapter, model)] = ex
+                    if len(running) >= threads * 2:
+                        break
+                while running:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        ex = running.pop(fut)
+                        finish(ex, *fut.result())
+                        nxt = next(queue, None)
+                        if nxt is not None:
+                            running[pool.submit(score_example, program, nxt, task, lm, adapter, model)] = nxt
+    finally:
+        flush()  # whatever finished is kept, also on Ctrl-C and on a fatal error

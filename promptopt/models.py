@@ -1,0 +1,168 @@
+"""Models: a LiteLLM model string plus generation settings, endpoint and price.
+
+Every call goes through LiteLLM (DSPy's ``engine="litellm"``). Temperature and max_tokens are
+always set explicitly. API keys come only from the environment, read by LiteLLM itself; they are
+never stored on a Model, so nothing that serializes a Model can leak one.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from promptopt import _env  # noqa: F401  (offline price table before LiteLLM is imported)
+from promptopt.errors import UserError
+
+LOCAL_PREFIX = "local/"
+
+
+@dataclass(frozen=True)
+class Model:
+    """What to call and how. `name` is what the user typed and what reports show."""
+
+    name: str
+    litellm_model: str
+    api_base: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 512
+    call_style: Literal["chat", "text"] = "chat"
+    # USD per million tokens; None means LiteLLM's price table.
+    price_in: float | None = None
+    price_out: float | None = None
+    timeout_s: float = 120.0
+    num_retries: int = 4
+    digest: str | None = None  # for embedded models: the weights file, since the port changes
+
+    @property
+    def identity(self) -> str:
+        """Model plus endpoint: two servers behind one model name never share answers."""
+        if self.digest:
+            return f"{self.name}#{self.digest}"
+        if self.api_base:
+            return f"{self.name}@{redact_url(self.api_base)}"
+        return self.name
+
+    @property
+    def is_local(self) -> bool:
+        return self.name.startswith(LOCAL_PREFIX)
+
+
+def redact_url(url: str) -> str:
+    """An endpoint without user, password, query or fragment: safe to store and print."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+LOCAL_MODELS = {
+    # Gemma 3 270M is a base model: plain text with an "Answer:" cue parses far more often than
+    # its chat template (measured, see README "The embedded model"); "text" selects the server's
+    # plain format (promptopt._llama_server), "chat" the template stored in the GGUF.
+    "local/gemma-3-270m": dict(litellm_model="openai/gemma-3-270m", call_style="text", price_in=0.0, price_out=0.0),
+}
+
+
+def resolve_model(name: str, api_base: str | None = None, **settings: Any) -> Model:
+    """A Model from a user's string, or one clear sentence saying why it is not one."""
+    if not name or name != name.strip():
+        raise UserError(f"Model {name!r} is not a model string; use provider/model, e.g. openai/gpt-4o-mini.")
+    if name.startswith(LOCAL_PREFIX):
+        if name not in LOCAL_MODELS:
+            raise UserError(f"Unknown embedded model {name!r}; valid embedded models: {', '.join(LOCAL_MODELS)}.")
+        from promptopt.server import model_digest
+
+        return Model(name=name, api_base=api_base, digest=model_digest(), **LOCAL_MODELS[name], **settings)
+    if api_base is not None:
+        check_url(api_base)
+    if "/" not in name or name.startswith("/") or name.endswith("/"):
+        raise UserError(
+            f"Model {name!r} has no provider prefix; use provider/model, e.g. openai/gpt-4o-mini, "
+            "ollama_chat/llama3.2 or local/gemma-3-270m."
+        )
+    import litellm
+
+    try:
+        litellm.get_llm_provider(name, api_base=api_base)
+    except Exception:
+        raise UserError(
+            f"Model {name!r} names a provider LiteLLM does not know; use provider/model, e.g. "
+            "openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest or local/gemma-3-270m."
+        ) from None
+    return Model(name=name, litellm_model=name, api_base=api_base, **settings)
+
+
+def check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--api-base {redact_url(url) or url!r} is not an http(s) URL; e.g. http://127.0.0.1:8000/v1.")
+
+
+# ---------------------------------------------------------------- per-example call accounting
+
+
+@dataclass
+class CallLog:
+    """LM calls made while scoring one example (set per worker thread via a context variable)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+
+
+current_log: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar("promptopt_call_log", default=None)
+
+
+def _price(model: Model, usage: dict, reported: float | None) -> float:
+    if model.price_in is not None and model.price_out is not None:
+        return (usage.get("prompt_tokens", 0) * model.price_in + usage.get("completion_tokens", 0) * model.price_out) / 1e6
+    return float(reported or 0.0)
+
+
+def build_lm(model: Model, **overrides: Any):
+    """A dspy.LM for `model` whose every call is counted into the current CallLog."""
+    import dspy
+
+    class CountingLM(dspy.LM):
+        def update_history(self, entry: dict) -> None:
+            log = current_log.get()
+            if log is not None:
+                usage = entry.get("usage") or {}
+                log.calls += 1
+                log.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+                log.completion_tokens += int(usage.get("completion_tokens") or 0)
+                log.cost_usd += _price(model, usage, entry.get("cost"))
+                for out in entry.get("outputs") or []:
+                    log.outputs.append(out if isinstance(out, str) else str(out.get("text", out)))
+            # DSPy keeps a history per LM; cap ours so long runs do not grow without bound.
+            if len(self.history) > 200:
+                del self.history[:100]
+            super().update_history(entry)
+
+    kwargs: dict[str, Any] = dict(
+        model=model.litellm_model,
+        # Embedded models always speak the chat API; their call style is the server's template.
+        model_type="chat" if model.is_local else model.call_style,
+        temperature=model.temperature,
+        max_tokens=model.max_tokens,
+        cache=False,  # our store is the cache: keyed by model identity, config and example
+        num_retries=model.num_retries,
+        engine="litellm",
+        timeout=model.timeout_s,
+    )
+    if model.api_base:
+        kwargs["api_base"] = model.api_base
+        if model.litellm_model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+            # OpenAI-compatible servers often need no key, but the client insists on one.
+            kwargs["api_key"] = "no-key-needed"
+    kwargs.update(overrides)
+    return CountingLM(**kwargs)
+
+
+def with_endpoint(model: Model, api_base: str) -> Model:
+    return replace(model, api_base=api_base)

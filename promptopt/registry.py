@@ -1,0 +1,120 @@
+"""Strategy registry: strategies are dspy.Modules in `programs/*.py`, registered by name.
+
+A strategy file decorates its module class with `@strategy(...)`, declaring the answer types it
+serves and its LM calls per example as a function of its knobs. Users add strategies by
+pointing `--programs-dir` at a folder of such files; no engine change is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promptopt.errors import UserError
+from promptopt.paths import bundled_dir
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    module: type
+    answer_types: frozenset[str]
+    calls: Callable[[dict[str, Any]], int]
+    knobs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def build(self, task, **knobs: Any):
+        unknown = set(knobs) - set(self.knobs)
+        if unknown:
+            raise UserError(
+                f"Strategy {self.name!r} has no knob {sorted(unknown)[0]!r}; valid knobs: "
+                f"{', '.join(self.knobs) or 'none'}."
+            )
+        if task.spec.answer.type not in self.answer_types:
+            raise UserError(
+                f"Strategy {self.name!r} cannot serve task {task.name!r}: it supports answer types "
+                f"{', '.join(sorted(self.answer_types))}, the task's is {task.spec.answer.type}."
+            )
+        return self.module(task, **(self.knobs | knobs))
+
+
+_registered: dict[str, Strategy] = {}
+
+
+def strategy(
+    name: str,
+    answer_types: set[str] | frozenset[str],
+    calls: Callable[[dict[str, Any]], int],
+    knobs: dict[str, Any] | None = None,
+):
+    """Class decorator that registers a dspy.Module as a named strategy."""
+
+    def register(cls: type) -> type:
+        doc = (cls.__doc__ or "").strip().splitlines()
+        _registered[name] = Strategy(
+            name=name,
+            module=cls,
+            answer_types=frozenset(answer_types),
+            calls=calls,
+            knobs=dict(knobs or {}),
+            description=doc[0] if doc else "",
+        )
+        cls.strategy_name = name
+        return cls
+
+    return register
+
+
+def _import_file(path: Path) -> None:
+    mod_name = "promptopt_programs_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10] + "_" + path.stem
+    if mod_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"Strategy file {path} cannot be imported as Python.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[mod_name]
+        raise UserError(f"Strategy file {path} failed to import ({type(exc).__name__}: {exc}).") from exc
+
+
+def strategies(extra_dirs: list[Path] | None = None) -> dict[str, Strategy]:
+    """Every registered strategy: bundled ones, then the user's folders (which may override)."""
+    for folder in [bundled_dir("programs"), *(extra_dirs or [])]:
+        for file in sorted(Path(folder).glob("*.py")):
+            if not file.name.startswith("_"):
+                _import_file(file)
+    return dict(_registered)
+
+
+def get_strategy(name: str, extra_dirs: list[Path] | None = None) -> Strategy:
+    known = strategies(extra_dirs)
+    if name not in known:
+        raise UserError(f"Unknown strategy {name!r}; valid strategies are {', '.join(sorted(known))}.")
+    return known[name]
+
+
+@dataclass(frozen=True)
+class Config:
+    """strategy + optimizer + knobs; its id is stable across runs and machines."""
+
+    strategy: str
+    optimizer: str = "none"
+    knobs: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"strategy": self.strategy, "optimizer": self.optimizer, "knobs": self.knobs}, sort_keys=True)
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.sha1(self.to_json().encode()).hexdigest()[:8]
+        return f"{self.strategy}-{self.optimizer}-{digest}"

@@ -1,0 +1,160 @@
+"""Run: the library API behind `promptopt run` — every (model, task, config, split) evaluated.
+
+A run's id is a hash of what was asked (models with endpoints, tasks, configs, limit, seed), so
+running the same command again lands in the same run folder and store, and `evaluate` skips every
+example already recorded there: an interrupted run resumes without repeating LM calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from promptopt import __version__
+from promptopt.adapters import LenientChatAdapter
+from promptopt.errors import UserError
+from promptopt.evaluate import Progress, evaluate
+from promptopt.models import Model, build_lm, redact_url, resolve_model, with_endpoint
+from promptopt.registry import Config, get_strategy
+from promptopt.store import Store, default_url
+from promptopt.tasks import load_task
+
+DEFAULT_MODEL = "local/gemma-3-270m"
+DEFAULT_TASK = "medqa"
+DEFAULT_STRATEGIES = ("baseline", "cot")
+DEFAULT_LIMIT = 20
+
+
+@dataclass
+class RunPlan:
+    models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL])
+    tasks: list[str] = field(default_factory=lambda: [DEFAULT_TASK])
+    strategies: list[str] = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
+    optimizers: list[str] = field(default_factory=lambda: ["none"])
+    api_base: str | None = None
+    limit: int | None = DEFAULT_LIMIT
+    splits: tuple[str, ...] = ("val", "test")
+    seed: int = 0
+    threads: int = 1
+    out: Path = Path("results")
+    storage: str | None = None
+    tasks_dirs: list[Path] = field(default_factory=list)
+    programs_dirs: list[Path] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        """What identifies the run; endpoints without credentials."""
+        return {
+            "models": self.models,
+            "api_base": redact_url(self.api_base) if self.api_base else None,
+            "tasks": self.tasks,
+            "strategies": self.strategies,
+            "optimizers": self.optimizers,
+            "limit": self.limit,
+            "splits": list(self.splits),
+            "seed": self.seed,
+        }
+
+    @property
+    def run_id(self) -> str:
+        return "run-" + hashlib.sha1(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    storage: str
+
+
+def check_endpoint(model: Model) -> None:
+    """Fail fast, in one sentence, when an OpenAI-compatible endpoint cannot be reached."""
+    if not model.api_base:
+        return
+    try:
+        urllib.request.urlopen(f"{model.api_base.rstrip('/')}/models", timeout=10).close()
+    except urllib.error.HTTPError:
+        return  # it answered; auth or routing problems surface on the first call
+    except Exception as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(
+            f"Could not reach --api-base {redact_url(model.api_base)} for model {model.name} ({reason}); "
+            "check that the server is running and the URL ends in its API root, e.g. http://127.0.0.1:8000/v1."
+        ) from None
+
+
+@contextlib.contextmanager
+def endpoint(model: Model, log: Path | None = None) -> Iterator[Model]:
+    """The model ready to call: embedded models get a running local server for the duration."""
+    if model.is_local and not model.api_base:
+        from promptopt.server import local_server
+
+        with local_server(log=log) as url:
+            yield with_endpoint(model, url)
+        return
+    check_endpoint(model)
+    yield model
+
+
+def adapter_for(model: Model) -> LenientChatAdapter:
+    return LenientChatAdapter(prefill=model.call_style == "text")
+
+
+def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
+    # Validate everything before starting a server or spending a call.
+    tasks = [load_task(t, plan.tasks_dirs) for t in plan.tasks]
+    models = [resolve_model(m, plan.api_base) for m in plan.models]
+    configs = [Config(strategy=s, optimizer=o) for s in plan.strategies for o in plan.optimizers]
+    for cfg in configs:
+        if cfg.optimizer != "none":
+            raise UserError(f"Unknown optimizer {cfg.optimizer!r}; valid optimizers are: none.")
+        strat = get_strategy(cfg.strategy, plan.programs_dirs)
+        for task in tasks:
+            strat.build(task)  # refuses strategies a task's answer type cannot use
+    for task in tasks:
+        for split in plan.splits:
+            task.examples(split, plan.limit)  # load and split now: bad data fails before any call
+
+    run_dir = plan.out / plan.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    url = plan.storage or default_url(run_dir)
+    store = Store(url)
+    store.start_run(plan.run_id, plan.describe(), __version__)
+    (run_dir / "run.json").write_text(
+        json.dumps({"run_id": plan.run_id, "storage": _safe_url(url), "plan": plan.describe()}, indent=2)
+    )
+
+    for model in models:
+        with endpoint(model, log=run_dir / "server.log") as live:
+            lm = build_lm(live)
+            adapter = adapter_for(live)
+            for task in tasks:
+                for cfg in configs:
+                    program = get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
+                    for split in plan.splits:
+                        evaluate(
+                            program,
+                            task.examples(split, plan.limit),
+                            task=task,
+                            model=live,
+                            lm=lm,
+                            adapter=adapter,
+                            config=cfg,
+                            split=split,
+                            run_id=plan.run_id,
+                            store=store,
+                            threads=plan.threads,
+                            on_progress=on_progress,
+                        )
+    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,184 @@
+"""The results store: every scored example is a row, written as soon as it is scored.
+
+Any SQLAlchemy URL works; the default is a SQLite file in the run folder (WAL mode, so readers
+never block the writer). Schema (documented in README.md):
+
+- ``runs``: one row per run: ``run_id``, ``created_at``, ``plan`` (JSON of what was asked,
+  never credentials), ``version``.
+- ``records``: one row per (run, model, task, config, split, example): prediction, gold, score,
+  parse status, error, LM calls, tokens, latency, cost and the raw model output. The unique key
+  makes re-running a command skip finished work instead of repeating LM calls.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+
+from promptopt.errors import UserError
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("plan", Text, nullable=False),
+    Column("version", String(32), nullable=False),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("model", String(300), nullable=False),
+    Column("task", String(100), nullable=False),
+    Column("strategy", String(100), nullable=False),
+    Column("optimizer", String(100), nullable=False),
+    Column("config_id", String(100), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("split", String(10), nullable=False),
+    Column("example_id", String(200), nullable=False),
+    Column("prediction", Text),
+    Column("gold", Text, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("parse_ok", Boolean, nullable=False),
+    Column("error", Text),
+    Column("lm_calls", Integer, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("latency_s", Float, nullable=False),
+    Column("raw_output", Text),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("run_id", "model", "task", "config_id", "split", "example_id", name="one_record"),
+)
+
+
+@dataclass
+class Record:
+    run_id: str
+    model: str
+    task: str
+    strategy: str
+    optimizer: str
+    config_id: str
+    config: str
+    split: str
+    example_id: str
+    prediction: str | None
+    gold: str
+    score: float
+    parse_ok: bool
+    error: str | None
+    lm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_s: float
+    raw_output: str | None
+    created_at: float = 0.0
+
+
+RECORD_COLUMNS = [f.name for f in fields(Record)]
+
+
+def default_url(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'results.sqlite').resolve()}"
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+        except Exception as exc:
+            raise UserError(f"The storage URL is not a valid SQLAlchemy URL ({type(exc).__name__}).") from None
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            metadata.create_all(self.engine)
+        except Exception as exc:
+            raise UserError(
+                f"Could not open the results store at {self.engine.url.render_as_string(hide_password=True)} "
+                f"({type(exc).__name__})."
+            ) from None
+
+    def start_run(self, run_id: str, plan: dict, version: str) -> None:
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
+            if not exists:
+                conn.execute(
+                    runs.insert().values(run_id=run_id, created_at=time.time(), plan=json.dumps(plan), version=version)
+                )
+
+    def done_keys(self, run_id: str, model: str, task: str, config_id: str, split: str) -> set[str]:
+        q = select(records.c.example_id).where(
+            records.c.run_id == run_id,
+            records.c.model == model,
+            records.c.task == task,
+            records.c.config_id == config_id,
+            records.c.split == split,
+        )
+        with self.engine.connect() as conn:
+            return {row[0] for row in conn.execute(q)}
+
+    def add(self, batch: Iterable[Record]) -> None:
+        rows = [asdict(r) | {"created_at": r.created_at or time.time()} for r in batch]
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(_insert_ignoring_duplicates(self.engine), rows)
+
+    def records(self, run_id: str | None = None) -> pd.DataFrame:
+        q = select(*[records.c[c] for c in RECORD_COLUMNS])
+        if run_id:
+            q = q.where(records.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            df = pd.DataFrame(conn.execute(q).fetchall(), columns=RECORD_COLUMNS)
+        return df
+
+    def runs(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(select(runs)).fetchall(), columns=["run_id", "created_at", "plan", "version"])
+
+
+def _insert_ignoring_duplicates(engine: Engine):
+    name = engine.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        return records.insert().prefix_with("IGNORE") if name == "mysql" else records.insert()
+    return insert(records).on_conflict_do_nothing(index_elements=["run_id", "model", "task", "config_id", "split", "example_id"])
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()

@@ -1,0 +1,98 @@
+"""A scripted OpenAI-compatible server on 127.0.0.1, for tests and benchmarks.
+
+Real HTTP, real LiteLLM on the client side; only the model is scripted. `reply(prompt)` receives
+the request's text (all message contents joined) and returns the completion text; the server
+counts calls and keeps every request so tests can assert what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class ScriptedServer:
+    reply: Callable[[str], str]
+    model: str = "scripted"
+    calls: int = 0
+    requests: list[dict] = field(default_factory=list)
+    _httpd: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def start(self) -> ScriptedServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if "messages" in body:
+                    prompt = "\n\n".join(_text(m.get("content")) for m in body["messages"])
+                else:
+                    prompt = body.get("prompt", "")
+                with server._lock:
+                    server.calls += 1
+                    server.requests.append(body)
+                text = server.reply(prompt)
+                usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
+                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                base = {"id": f"x{time.time_ns()}", "created": int(time.time()), "model": body.get("model"), "usage": usage}
+                if "messages" in body:
+                    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                    self._send(200, base | {"object": "chat.completion", "choices": [choice]})
+                else:
+                    choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+                    self._send(200, base | {"object": "text_completion", "choices": [choice]})
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _text(content) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+def structured_answer(letter: str, reasoning: str = "Considering each option in turn.") -> str:
+    """A completion in DSPy ChatAdapter's field format, as a well-behaved chat model writes it."""
+    return f"[[ ## reasoning ## ]]\n{reasoning}\n\n[[ ## answer ## ]]\n{letter}\n\n[[ ## completed ## ]]"
