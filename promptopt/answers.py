@@ -51,21 +51,27 @@ class MultipleChoice:
         options: dict[str, str] = inputs.get("options", {})
         letters = {k.upper() for k in options}
         text = raw.strip()
-        lead = _LEAD.match(text)
+        # A short reply is read from its start ("B", "(B) ...", "B. text"); in a long one a
+        # leading letter is as likely the start of a listed option, so only an explicit
+        # "answer is X" counts there.
+        short = len(text) <= 80 and "\n" not in text
+        lead = _LEAD.match(text) if short else None
         if lead and lead.group(1).upper() in letters:
-            # "B", "B.", "(B) ...", but not a word that merely starts with a letter ("A patient")
+            # not a word that merely starts with a letter ("A patient", "I think")
+            after = text[lead.end() - 1 : lead.end()]
             rest = text[lead.end() :].lstrip()
-            word_like = lead.group(1) in "aAI" and rest[:1].islower()
+            word_like = lead.group(1) in "aAI" and after.isspace() and rest[:1].isalnum() and not rest[:1].isupper()
             if not word_like:
                 return lead.group(1).upper()
         marked = [m.group(1).upper() for m in _MARKED.finditer(text)]
         marked = [m for m in marked if m in letters]
         if marked:
             return marked[-1]
-        said = _norm(text)
-        hits = [k for k, v in options.items() if _norm(v) and _norm(v) in said]
-        if len(hits) == 1:
-            return hits[0].upper()
+        if short:
+            said = _norm(text)
+            hits = [k for k, v in options.items() if _norm(v) and _norm(v) in said]
+            if len(hits) == 1:
+                return hits[0].upper()
         return None
 
     def score(self, prediction: str | None, gold: str) -> float:

@@ -32,6 +32,7 @@ class Model:
     # USD per million tokens; None means LiteLLM's price table.
     price_in: float | None = None
     price_out: float | None = None
+    stop: tuple[str, ...] = ()
     timeout_s: float = 120.0
     num_retries: int = 4
     digest: str | None = None  # for embedded models: the weights file, since the port changes
@@ -62,7 +63,16 @@ LOCAL_MODELS = {
     # Gemma 3 270M is a base model: plain text with an "Answer:" cue parses far more often than
     # its chat template (measured, see README "The embedded model"); "text" selects the server's
     # plain format (promptopt._llama_server), "chat" the template stored in the GGUF.
-    "local/gemma-3-270m": dict(litellm_model="openai/gemma-3-270m", call_style="text", price_in=0.0, price_out=0.0),
+    # 256 new tokens (about 4 s at 60 tokens/s here) bound a reasoning step; the stop ends a
+    # structured answer at DSPy's closing marker instead of letting a base model ramble on.
+    "local/gemma-3-270m": dict(
+        litellm_model="openai/gemma-3-270m",
+        call_style="text",
+        price_in=0.0,
+        price_out=0.0,
+        max_tokens=256,
+        stop=("[[ ## completed ## ]]",),
+    ),
 }
 
 
@@ -75,7 +85,7 @@ def resolve_model(name: str, api_base: str | None = None, **settings: Any) -> Mo
             raise UserError(f"Unknown embedded model {name!r}; valid embedded models: {', '.join(LOCAL_MODELS)}.")
         from promptopt.server import model_digest
 
-        return Model(name=name, api_base=api_base, digest=model_digest(), **LOCAL_MODELS[name], **settings)
+        return Model(name=name, api_base=api_base, digest=model_digest(), **{**LOCAL_MODELS[name], **settings})
     if api_base is not None:
         check_url(api_base)
     if "/" not in name or name.startswith("/") or name.endswith("/"):
@@ -160,6 +170,8 @@ def build_lm(model: Model, **overrides: Any):
         if model.litellm_model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
             # OpenAI-compatible servers often need no key, but the client insists on one.
             kwargs["api_key"] = "no-key-needed"
+    if model.stop:
+        kwargs["stop"] = list(model.stop)
     kwargs.update(overrides)
     return CountingLM(**kwargs)
 

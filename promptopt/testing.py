@@ -15,6 +15,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class ScriptedHTTPError(Exception):
+    """Raise from `reply` to answer with an HTTP error status instead of a completion."""
+
+    def __init__(self, status: int, message: str = "scripted failure"):
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass
 class ScriptedServer:
     reply: Callable[[str], str]
@@ -59,7 +67,11 @@ class ScriptedServer:
                 with server._lock:
                     server.calls += 1
                     server.requests.append(body)
-                text = server.reply(prompt)
+                try:
+                    text = server.reply(prompt)
+                except ScriptedHTTPError as exc:
+                    self._send(exc.status, {"error": {"message": str(exc), "type": "scripted", "code": exc.status}})
+                    return
                 usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 base = {"id": f"x{time.time_ns()}", "created": int(time.time()), "model": body.get("model"), "usage": usage}

@@ -1,0 +1,91 @@
+"""The whole path — CLI, LiteLLM, parsing, store, report — against a scripted model over HTTP."""
+
+import json
+import random
+
+from conftest import cli, exam_server
+
+from promptopt.report import CEILING_FIELDS, ROW_FIELDS
+from promptopt.testing import ScriptedHTTPError
+
+
+def _run(server, out, *extra):
+    return cli("run", "--model", "openai/scripted", "--api-base", server.base_url, "--out", str(out), *extra)
+
+
+def test_a_model_right_on_exactly_k_of_n_questions_is_reported_at_k_over_n(medqa, tmp_path):
+    n = 12
+    test_ids = [e.id for e in medqa.examples("test", n)]
+    val_ids = [e.id for e in medqa.examples("val", n)]
+    right = set(random.Random(7).sample(test_ids, 5)) | set(val_ids[:9])
+    with exam_server(medqa, right, n) as server:
+        done = _run(server, tmp_path, "--limit", str(n))
+        assert done.returncode == 0, done.stderr
+        assert server.calls == 4 * n  # two strategies, two splits, one call each
+    run_dir = done.stdout.strip().splitlines()[-1].removeprefix("Run folder: ")
+
+    report = cli("report", run_dir, "--format", "json")
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    rows = {(r["strategy"], r["split"]): r for r in data["rows"]}
+    assert all(list(r) == ROW_FIELDS for r in data["rows"])
+    assert [list(c) for c in data["ceilings"]] == [CEILING_FIELDS]
+    for strategy in ("baseline", "cot"):
+        assert rows[(strategy, "test")]["n"] == n
+        assert rows[(strategy, "test")]["score"] == 5 / n
+        assert rows[(strategy, "val")]["score"] == 9 / n
+        low, high = rows[(strategy, "test")]["ci_low"], rows[(strategy, "test")]["ci_high"]
+        assert 0 <= low < 5 / n < high <= 1
+        assert rows[(strategy, "test")]["parse_failure_rate"] == 0
+        assert rows[(strategy, "test")]["lm_calls"] == n
+    ceiling = data["ceilings"][0]
+    assert ceiling["baseline_score"] == ceiling["ceiling_score"] == 5 / n
+    assert ceiling["verdict"] == "tie"
+    # the text table shows the same figure, read back from the store without any LM call
+    assert "41.7 [" in cli("report", run_dir).stdout
+
+
+def test_the_same_command_again_makes_no_lm_call(medqa, tmp_path):
+    with exam_server(medqa, set(), 3) as server:
+        assert _run(server, tmp_path, "--limit", "3", "--strategy", "baseline").returncode == 0
+        first = server.calls
+        assert _run(server, tmp_path, "--limit", "3", "--strategy", "baseline").returncode == 0
+        assert (first, server.calls) == (6, 6)
+
+
+def test_a_run_that_fails_halfway_keeps_its_records_and_resumes_without_repeating_calls(medqa, tmp_path):
+    n = 6
+    with exam_server(medqa, set(), n) as good:
+        answer = good.reply
+        state = {"calls": 0}
+
+        def flaky(prompt):
+            state["calls"] += 1
+            if state["calls"] > 4:
+                raise ScriptedHTTPError(401, "key revoked")  # from the 5th call on, the key is refused
+            return answer(prompt)
+
+        good.reply = flaky
+        first = _run(good, tmp_path, "--limit", str(n), "--strategy", "baseline")
+        assert first.returncode == 1
+        assert "rejected the credentials" in first.stderr
+        good.reply = answer
+        before = good.calls
+        second = _run(good, tmp_path, "--limit", str(n), "--strategy", "baseline")
+        assert second.returncode == 0, second.stderr
+        assert good.calls - before == 2 * n - 4  # only the examples without a record
+
+
+def test_an_unknown_task_a_bad_model_and_an_unreachable_endpoint_each_say_so_in_one_sentence(tmp_path):
+    cases = {
+        ("--task", "medqaa"): "Unknown task 'medqaa'; valid tasks are",
+        ("--model", "gpt4"): "Model 'gpt4' has no provider prefix",
+        ("--model", "nosuchprovider/x"): "names a provider LiteLLM does not know",
+        ("--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"): "Could not reach --api-base http://127.0.0.1:9/v1",
+        ("--strategy", "telepathy"): "Unknown strategy 'telepathy'; valid strategies are",
+    }
+    for args, message in cases.items():
+        done = cli("run", "--out", str(tmp_path), *args)
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], done.stderr
