@@ -21,7 +21,7 @@ def render(instructions: str, inputs: dict) -> str:
     return "\n".join(lines)
 
 
-@strategy("baseline", answer_types={"multiple_choice"}, calls=lambda knobs: 1, knobs={"max_tokens": 8})
+@strategy("baseline", answer_types={"multiple_choice"}, calls=lambda knobs, n_options: 1, knobs={"max_tokens": 8})
 class Baseline(dspy.Module):
     """The fixed HELM-style prompt: instructions, question, options, "Answer:"."""
 

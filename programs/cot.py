@@ -2,25 +2,11 @@
 
 import dspy
 
-from promptopt.answers import format_options
 from promptopt.registry import strategy
+from promptopt.signatures import as_text, signature_for
 
 
-def signature_for(task) -> type[dspy.Signature]:
-    """The task as a DSPy signature: its input fields in, one `answer` out."""
-    fields = {}
-    for name in task.input_fields:
-        desc = "lettered options, one per line" if name == "options" else ""
-        fields[name] = (str, dspy.InputField(desc=desc))
-    fields["answer"] = (str, dspy.OutputField(desc=task.answer_type.describe({})))
-    return dspy.Signature(fields, task.spec.baseline.instructions.strip())
-
-
-def as_text(inputs: dict) -> dict:
-    return {k: format_options(v) if k == "options" else v for k, v in inputs.items()}
-
-
-@strategy("cot", answer_types={"multiple_choice"}, calls=lambda knobs: 1, knobs={})
+@strategy("cot", answer_types={"multiple_choice"}, calls=lambda knobs, n_options: 1, knobs={})
 class ChainOfThought(dspy.Module):
     """DSPy ChainOfThought: a reasoning field before the answer."""
 
@@ -32,4 +18,6 @@ class ChainOfThought(dspy.Module):
     def forward(self, **inputs):
         out = self.predict(**as_text(inputs))
         raw = f"{out.get('reasoning', '')}\n[[answer]] {out.answer}"
-        return dspy.Prediction(answer=self.answer_type.parse(out.answer, inputs), reasoning=out.get("reasoning"), raw=raw)
+        return dspy.Prediction(
+            answer=self.answer_type.parse(out.answer, inputs), reasoning=out.get("reasoning"), raw=raw
+        )

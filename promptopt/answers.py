@@ -51,10 +51,10 @@ class MultipleChoice:
         options: dict[str, str] = inputs.get("options", {})
         letters = {k.upper() for k in options}
         text = raw.strip()
-        # A short reply is read from its start ("B", "(B) ...", "B. text"); in a long one a
+        # A one-line reply is read from its start ("B", "(B) ...", "B. text"); in a longer one a
         # leading letter is as likely the start of a listed option, so only an explicit
         # "answer is X" counts there.
-        short = len(text) <= 80 and "\n" not in text
+        short = "\n" not in text
         lead = _LEAD.match(text) if short else None
         if lead and lead.group(1).upper() in letters:
             # not a word that merely starts with a letter ("A patient", "I think")

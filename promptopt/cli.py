@@ -16,7 +16,12 @@ import typer
 from promptopt import _env  # noqa: F401
 from promptopt.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Find each model's prompt ceiling on a task.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Find each model's prompt ceiling on a task.",
+)
 tasks_app = typer.Typer(no_args_is_help=True, help="Bundled and user tasks.")
 strategies_app = typer.Typer(no_args_is_help=True, help="Strategy programs.")
 models_app = typer.Typer(no_args_is_help=True, help="Model connectivity.")
@@ -162,7 +167,9 @@ def strategies_list(
     from promptopt.registry import strategies
 
     for s in sorted(strategies(programs_dir).values(), key=lambda s: s.name):
-        typer.echo(f"{s.name:<18} {','.join(sorted(s.answer_types)):<18} calls/example={s.calls(s.knobs)}  {s.description}")
+        typer.echo(
+            f"{s.name:<18} {','.join(sorted(s.answer_types)):<18} calls/example (4 options)={s.calls(s.knobs, 4)}  {s.description}"
+        )
 
 
 @models_app.command("check")
@@ -204,6 +211,11 @@ def _terminate(signum, _frame) -> None:
 
 
 def main() -> None:
+    import logging
+
+    # DSPy warns on every truncated completion; truncation is already visible in the token
+    # counts, and a warning per example would bury the progress line.
+    logging.getLogger("dspy").setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         app()

@@ -81,7 +81,9 @@ def score_example(program, example: Example, task: Task, lm, adapter, model: Mod
         reason = fatal_reason(exc, model)
         if reason:
             raise UserError(reason) from exc
-        fields = dict(prediction=None, score=0.0, parse_ok=False, error=_short(exc), raw_output="\n---\n".join(log.outputs))
+        fields = dict(
+            prediction=None, score=0.0, parse_ok=False, error=_short(exc), raw_output="\n---\n".join(log.outputs)
+        )
     finally:
         current_log.reset(token)
     fields["latency_s"] = time.perf_counter() - started

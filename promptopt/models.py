@@ -130,7 +130,9 @@ current_log: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar("pr
 
 def _price(model: Model, usage: dict, reported: float | None) -> float:
     if model.price_in is not None and model.price_out is not None:
-        return (usage.get("prompt_tokens", 0) * model.price_in + usage.get("completion_tokens", 0) * model.price_out) / 1e6
+        return (
+            usage.get("prompt_tokens", 0) * model.price_in + usage.get("completion_tokens", 0) * model.price_out
+        ) / 1e6
     return float(reported or 0.0)
 
 

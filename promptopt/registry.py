@@ -25,7 +25,7 @@ class Strategy:
     name: str
     module: type
     answer_types: frozenset[str]
-    calls: Callable[[dict[str, Any]], int]
+    calls: Callable[[dict[str, Any], int], int]  # (knobs, number of options) -> LM calls per example
     knobs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -50,7 +50,7 @@ _registered: dict[str, Strategy] = {}
 def strategy(
     name: str,
     answer_types: set[str] | frozenset[str],
-    calls: Callable[[dict[str, Any]], int],
+    calls: Callable[[dict[str, Any], int], int],
     knobs: dict[str, Any] | None = None,
 ):
     """Class decorator that registers a dspy.Module as a named strategy."""

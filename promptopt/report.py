@@ -82,10 +82,19 @@ def render_text(report: dict, markdown: bool = False) -> str:
                "errors %", "LM calls", "tokens in/out", "wall s", "sel"]  # fmt: skip
     body = [
         [
-            r["model"], r["task"], r["strategy"], r["optimizer"], r["split"], str(r["n"]),
+            r["model"],
+            r["task"],
+            r["strategy"],
+            r["optimizer"],
+            r["split"],
+            str(r["n"]),
             f"{_pct(r['score'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]",
-            _pct(r["parse_failure_rate"]), _pct(r["error_rate"]), str(r["lm_calls"]),
-            f"{r['prompt_tokens']}/{r['completion_tokens']}", f"{r['wall_s']:.1f}", "*" if r["selected"] else "",
+            _pct(r["parse_failure_rate"]),
+            _pct(r["error_rate"]),
+            str(r["lm_calls"]),
+            f"{r['prompt_tokens']}/{r['completion_tokens']}",
+            f"{r['wall_s']:.1f}",
+            "*" if r["selected"] else "",
         ]  # fmt: skip
         for r in report["rows"]
     ]
@@ -95,7 +104,9 @@ def render_text(report: dict, markdown: bool = False) -> str:
                      "verdict"]  # fmt: skip
         c_body = [
             [
-                c["model"], c["task"], _pct(c["baseline_score"]),
+                c["model"],
+                c["task"],
+                _pct(c["baseline_score"]),
                 f"{_pct(c['ceiling_score'])} [{_pct(c['ceiling_ci_low'])}, {_pct(c['ceiling_ci_high'])}]",
                 _pct(c["optimistic_max_score"]),
                 f"{_pct(c['uplift'])} [{_pct(c['uplift_ci_low'])}, {_pct(c['uplift_ci_high'])}]",

@@ -162,7 +162,9 @@ class Store:
 
     def runs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(select(runs)).fetchall(), columns=["run_id", "created_at", "plan", "version"])
+            return pd.DataFrame(
+                conn.execute(select(runs)).fetchall(), columns=["run_id", "created_at", "plan", "version"]
+            )
 
 
 def _insert_ignoring_duplicates(engine: Engine):
@@ -173,7 +175,9 @@ def _insert_ignoring_duplicates(engine: Engine):
         from sqlalchemy.dialects.postgresql import insert
     else:
         return records.insert().prefix_with("IGNORE") if name == "mysql" else records.insert()
-    return insert(records).on_conflict_do_nothing(index_elements=["run_id", "model", "task", "config_id", "split", "example_id"])
+    return insert(records).on_conflict_do_nothing(
+        index_elements=["run_id", "model", "task", "config_id", "split", "example_id"]
+    )
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -137,13 +137,7 @@ def split_examples(rows: list[Example], rule: SplitSpec) -> dict[str, list[Examp
     random.Random(rule.seed).shuffle(keys)
     out: dict[str, list[Example]] = {s: [] for s in SPLITS}
     for key in keys:
-        target = (
-            "train"
-            if len(out["train"]) < rule.train
-            else "val"
-            if len(out["val"]) < rule.val
-            else "test"
-        )
+        target = "train" if len(out["train"]) < rule.train else "val" if len(out["val"]) < rule.val else "test"
         out[target].extend(groups[key])
     check_disjoint(out)
     return out

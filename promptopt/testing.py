@@ -74,7 +74,12 @@ class ScriptedServer:
                     return
                 usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-                base = {"id": f"x{time.time_ns()}", "created": int(time.time()), "model": body.get("model"), "usage": usage}
+                base = {
+                    "id": f"x{time.time_ns()}",
+                    "created": int(time.time()),
+                    "model": body.get("model"),
+                    "usage": usage,
+                }
                 if "messages" in body:
                     choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
                     self._send(200, base | {"object": "chat.completion", "choices": [choice]})

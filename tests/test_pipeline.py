@@ -81,7 +81,12 @@ def test_an_unknown_task_a_bad_model_and_an_unreachable_endpoint_each_say_so_in_
         ("--task", "medqaa"): "Unknown task 'medqaa'; valid tasks are",
         ("--model", "gpt4"): "Model 'gpt4' has no provider prefix",
         ("--model", "nosuchprovider/x"): "names a provider LiteLLM does not know",
-        ("--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"): "Could not reach --api-base http://127.0.0.1:9/v1",
+        (
+            "--model",
+            "openai/x",
+            "--api-base",
+            "http://127.0.0.1:9/v1",
+        ): "Could not reach --api-base http://127.0.0.1:9/v1",
         ("--strategy", "telepathy"): "Unknown strategy 'telepathy'; valid strategies are",
     }
     for args, message in cases.items():

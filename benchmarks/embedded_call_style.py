@@ -1,0 +1,55 @@
+"""Which call style makes the embedded base model's answers parse? Prints one table.
+
+Gemma 3 270M is a base model. Two ways to call it through the same chat API:
+  plain    — the server joins message texts with no template (promptopt-plain), and structured
+             prompts end with the first output field's marker (what promptopt uses);
+  template — the chat template stored in the GGUF, structured prompts without the marker.
+For each, `baseline` and `cot` on the first N MedQA test questions.
+
+    .venv/bin/python benchmarks/embedded_call_style.py [N]
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from promptopt.evaluate import evaluate
+from promptopt.models import build_lm, resolve_model, with_endpoint
+from promptopt.registry import Config, get_strategy
+from promptopt.run import adapter_for
+from promptopt.server import start
+from promptopt.store import Store, default_url
+from promptopt.tasks import load_task
+
+n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+task = load_task("medqa")
+examples = task.examples("test", n)
+tmp = Path(tempfile.mkdtemp())
+store = Store(default_url(tmp))
+print(f"embedded model, MedQA test, first {n} questions")
+print(f"{'style':<9} {'strategy':<9} {'parsed %':>8} {'accuracy %':>10} {'tokens in/out per q':>20} {'s per q':>8}")
+for style, server_format in (("plain", "promptopt-plain"), ("template", "template")):
+    server = start(chat_format=server_format)
+    try:
+        model = with_endpoint(
+            resolve_model("local/gemma-3-270m", call_style="text" if style == "plain" else "chat"), server.base_url
+        )
+        model = model.__class__(**{**model.__dict__, "digest": f"{model.digest}-{style}"})
+        lm, adapter = build_lm(model), adapter_for(model)
+        for name in ("baseline", "cot"):
+            cfg = Config(name)
+            program = get_strategy(name).build(task)
+            started = time.monotonic()
+            evaluate(program, examples, task=task, model=model, lm=lm, adapter=adapter, config=cfg, split="test",
+                     run_id="call-style", store=store)  # fmt: skip
+            wall = time.monotonic() - started
+            df = store.records("call-style")
+            df = df[(df.model == model.identity) & (df.strategy == name)]
+            print(
+                f"{style:<9} {name:<9} {100 * df.parse_ok.mean():8.1f} {100 * df.score.mean():10.1f} "
+                f"{df.prompt_tokens.mean():10.0f}/{df.completion_tokens.mean():<9.0f} {wall / len(df):8.1f}",
+                flush=True,
+            )
+    finally:
+        server.stop()

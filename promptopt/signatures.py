@@ -1,0 +1,51 @@
+"""Shared pieces strategies build on: the task as a DSPy signature, options as text, voting."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import dspy
+
+from promptopt.answers import format_options
+
+
+def signature_for(task, instructions: str | None = None) -> type[dspy.Signature]:
+    """The task as a DSPy signature: its input fields in, one `answer` out."""
+    fields: dict[str, Any] = {}
+    for name in task.input_fields:
+        desc = "lettered options, one per line" if name == "options" else ""
+        fields[name] = (str, dspy.InputField(desc=desc))
+    fields["answer"] = (str, dspy.OutputField(desc=task.answer_type.describe({})))
+    return dspy.Signature(fields, (instructions or task.spec.baseline.instructions).strip())
+
+
+def as_text(inputs: dict) -> dict:
+    """Inputs as DSPy sees them: options rendered as lettered lines."""
+    return {k: format_options(v) if k == "options" else v for k, v in inputs.items()}
+
+
+def vote(answers: list[str | None]) -> str | None:
+    """Plurality over parsed answers; ties go to the answer that was given first.
+
+    Unparsed votes abstain. Deterministic: the same votes in the same order give the same result.
+    """
+    valid = [a for a in answers if a is not None]
+    if not valid:
+        return None
+    counts = Counter(valid)
+    top = max(counts.values())
+    return next(a for a in valid if counts[a] == top)
+
+
+def ask(module, **inputs) -> Any:
+    """Call a DSPy predictor; an empty or unreadable completion gives None instead of raising.
+
+    Ensembles use it so that one unreadable vote abstains instead of failing the example.
+    """
+    from dspy.utils.exceptions import AdapterParseError
+
+    try:
+        return module(**inputs)
+    except AdapterParseError:
+        return None

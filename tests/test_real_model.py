@@ -1,0 +1,92 @@
+"""The embedded Gemma 3 270M through llama.cpp: real answers, and no server left behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+pytestmark = pytest.mark.real_model
+
+
+def llama_servers() -> list[int]:
+    """PIDs of embedded llama.cpp servers started by promptopt."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"promptopt._llama_server" in cmd:
+                pids.append(int(proc.name))
+    return pids
+
+
+def gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not set(pids) & set(llama_servers()):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def start_run(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+    exe = Path(sys.executable).with_name("promptopt")
+    proc = subprocess.Popen(
+        [str(exe), "run", "--limit", "20", "--out", str(tmp_path)], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        mine = [p for p in llama_servers() if f"PPid:\t{proc.pid}\n" in Path(f"/proc/{p}/status").read_text()]
+        if mine:
+            time.sleep(8)  # let it load and answer a few questions
+            return proc, mine
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail("the run never started its llama.cpp server")
+
+
+@pytest.fixture(autouse=True)
+def no_shared_server(tmp_path, monkeypatch):
+    # a `promptopt serve` left running elsewhere must not stand in for the run's own server
+    monkeypatch.setenv("PROMPTOPT_HOME", str(tmp_path / "home"))
+
+
+def test_the_embedded_model_answers_medqa_under_both_strategies_and_stops_its_server(tmp_path):
+    done = cli("run", "--limit", "3", "--out", str(tmp_path), env={"PROMPTOPT_HOME": str(tmp_path / "home")})
+    assert done.returncode == 0, done.stderr
+    assert "accuracy % [95% CI]" in done.stdout
+    run_dir = done.stdout.strip().splitlines()[-1].removeprefix("Run folder: ")
+    rows = json.loads(cli("report", run_dir, "--format", "json").stdout)["rows"]
+    by = {(r["strategy"], r["split"]): r for r in rows}
+    assert {k[0] for k in by} == {"baseline", "cot"}
+    assert all(r["n"] == 3 and r["error_rate"] == 0 and r["lm_calls"] == 3 for r in rows)
+    assert by[("baseline", "test")]["parse_failure_rate"] <= 1 / 3  # measured: 100% parse on 40 questions
+    assert by[("cot", "test")]["completion_tokens"] > 0
+    assert not llama_servers()
+
+
+def test_kill_9_of_a_run_leaves_no_llama_server_behind(tmp_path):
+    proc, servers = start_run(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert gone_within(servers, 10)
+
+
+def test_ctrl_c_stops_the_server_and_keeps_finished_records(tmp_path):
+    proc, servers = start_run(tmp_path)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in err
+    assert gone_within(servers, 10)
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("run-")]
+    rows = json.loads(cli("report", str(run_dir), "--format", "json").stdout)["rows"]
+    assert rows and rows[0]["n"] >= 1  # what finished before Ctrl-C is in the store
