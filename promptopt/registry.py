@@ -103,6 +103,22 @@ def get_strategy(name: str, extra_dirs: list[Path] | None = None) -> Strategy:
     return known[name]
 
 
+def parse_config(text: str, optimizer: str = "none") -> Config:
+    """`name` or `name:key=value,key=value` (values read as YAML scalars) as a Config."""
+    import yaml
+
+    name, _, rest = text.partition(":")
+    knobs: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise UserError(
+                f"Strategy option {part!r} in {text!r} is not key=value; e.g. self_consistency:n=5,temperature=0.7."
+            )
+        knobs[key.strip()] = yaml.safe_load(value)
+    return Config(strategy=name.strip(), optimizer=optimizer, knobs=knobs)
+
+
 @dataclass(frozen=True)
 class Config:
     """strategy + optimizer + knobs; its id is stable across runs and machines."""

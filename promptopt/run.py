@@ -21,7 +21,7 @@ from promptopt.adapters import LenientChatAdapter
 from promptopt.errors import UserError
 from promptopt.evaluate import Progress, evaluate
 from promptopt.models import Model, build_lm, redact_url, resolve_model, with_endpoint
-from promptopt.registry import Config, get_strategy
+from promptopt.registry import get_strategy, parse_config
 from promptopt.store import Store, default_url
 from promptopt.tasks import load_task
 
@@ -109,13 +109,13 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
     # Validate everything before starting a server or spending a call.
     tasks = [load_task(t, plan.tasks_dirs) for t in plan.tasks]
     models = [resolve_model(m, plan.api_base) for m in plan.models]
-    configs = [Config(strategy=s, optimizer=o) for s in plan.strategies for o in plan.optimizers]
+    configs = [parse_config(s, o) for s in plan.strategies for o in plan.optimizers]
     for cfg in configs:
         if cfg.optimizer != "none":
             raise UserError(f"Unknown optimizer {cfg.optimizer!r}; valid optimizers are: none.")
         strat = get_strategy(cfg.strategy, plan.programs_dirs)
         for task in tasks:
-            strat.build(task)  # refuses strategies a task's answer type cannot use
+            strat.build(task, **cfg.knobs)  # refuses unknown knobs and answer types it cannot serve
     for task in tasks:
         for split in plan.splits:
             task.examples(split, plan.limit)  # load and split now: bad data fails before any call

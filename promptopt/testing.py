@@ -113,3 +113,29 @@ def _text(content) -> str:
 def structured_answer(letter: str, reasoning: str = "Considering each option in turn.") -> str:
     """A completion in DSPy ChatAdapter's field format, as a well-behaved chat model writes it."""
     return f"[[ ## reasoning ## ]]\n{reasoning}\n\n[[ ## answer ## ]]\n{letter}\n\n[[ ## completed ## ]]"
+
+
+def requested_fields(prompt: str) -> list[str]:
+    """Output fields a DSPy ChatAdapter prompt asks for, in order."""
+    import re
+
+    tail = prompt.rsplit("Respond with the corresponding output fields", 1)[-1]
+    return [f for f in re.findall(r"`\[\[ ## (\w+) ## \]\]`", tail) if f != "completed"]
+
+
+def fill_fields(prompt: str, answer: str, verdict: str = "yes") -> str:
+    """A well-formed reply to any DSPy ChatAdapter prompt: `answer` in the answer field."""
+    values = {"answer": answer, "verdict": verdict}
+    parts = [f"[[ ## {f} ## ]]\n{values.get(f, 'Considering each option in turn.')}" for f in requested_fields(prompt)]
+    return "\n\n".join([*parts, "[[ ## completed ## ]]"])
+
+
+def shown_options(prompt: str, options: dict[str, str]) -> dict[str, str]:
+    """Letter -> option text as this prompt shows them (orders may be shuffled)."""
+    import re
+
+    shown = {}
+    for letter, text in re.findall(r"^([A-Z])\. (.*)$", prompt, flags=re.MULTILINE):
+        if text in options.values():
+            shown[letter] = text
+    return shown
