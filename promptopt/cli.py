@@ -5,9 +5,11 @@ Errors users can fix print one sentence on stderr and exit 1; `--debug` shows th
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -100,7 +102,8 @@ def run(
         tasks_dirs=tasks_dir or [],
         programs_dirs=programs_dir or [],
     )
-    result = run_plan(plan, on_progress=_ProgressPrinter())
+    with _resumable():
+        result = run_plan(plan, on_progress=_ProgressPrinter())
     typer.echo(report.render(str(result.run_dir), "text"))
     typer.echo(f"Run folder: {result.run_dir}")
 
@@ -206,6 +209,20 @@ def serve(
     serve_forever(port=port)
 
 
+@contextlib.contextmanager
+def _resumable() -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) ends long work with exit 130 and says how to resume.
+
+    Typer turns KeyboardInterrupt into a silent exit 130 before `main` can see it, so the
+    message is printed here, inside the command.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo("Interrupted; finished records are kept — run the same command again to resume.", err=True)
+        raise typer.Exit(130) from None
+
+
 def _terminate(signum, _frame) -> None:
     raise KeyboardInterrupt  # so `finally` blocks stop servers and flush records on SIGTERM too
 
@@ -224,6 +241,5 @@ def main() -> None:
             raise
         typer.echo(f"Error: {exc}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("Interrupted; finished records are kept — run the same command again to resume.", err=True)
+    except KeyboardInterrupt:  # only reached outside a command (typer handles it inside)
         sys.exit(130)

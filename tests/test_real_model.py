@@ -40,7 +40,11 @@ def gone_within(pids: list[int], seconds: float) -> bool:
 def start_run(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     exe = Path(sys.executable).with_name("promptopt")
     proc = subprocess.Popen(
-        [str(exe), "run", "--limit", "20", "--out", str(tmp_path)], stderr=subprocess.PIPE, text=True
+        [str(exe), "run", "--limit", "20", "--out", str(tmp_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell that starts jobs in the background makes them ignore SIGINT; a terminal does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -67,7 +71,10 @@ def test_the_embedded_model_answers_medqa_under_both_strategies_and_stops_its_se
     rows = json.loads(cli("report", run_dir, "--format", "json").stdout)["rows"]
     by = {(r["strategy"], r["split"]): r for r in rows}
     assert {k[0] for k in by} == {"baseline", "cot"}
-    assert all(r["n"] == 3 and r["error_rate"] == 0 and r["lm_calls"] == 3 for r in rows)
+    assert all(r["n"] == 3 and r["error_rate"] == 0 for r in rows)
+    assert by[("baseline", "test")]["lm_calls"] == 3
+    # cot: one call per question, plus one short answer cue when the base model stops before its answer
+    assert 3 <= by[("cot", "test")]["lm_calls"] <= 6
     assert by[("baseline", "test")]["parse_failure_rate"] <= 1 / 3  # measured: 100% parse on 40 questions
     assert by[("cot", "test")]["completion_tokens"] > 0
     assert not llama_servers()
