@@ -73,7 +73,10 @@ def run(
     strategy: Annotated[list[str] | None, typer.Option("--strategy", help="Strategy name (repeatable).")] = None,
     optimizer: Annotated[list[str] | None, typer.Option("--optimizer", help="Optimizer name (repeatable).")] = None,
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the models.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Examples per split (val and test).")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="Examples per split.")] = 20,
+    split: Annotated[
+        list[str] | None, typer.Option("--split", help="Split to score: val, test (repeatable; default both).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
     storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling strategies.")] = 0,
@@ -95,6 +98,7 @@ def run(
         optimizers=optimizer or ["none"],
         api_base=api_base,
         limit=limit,
+        splits=tuple(split or ("val", "test")),
         seed=seed,
         threads=threads,
         out=out,

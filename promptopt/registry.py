@@ -28,6 +28,7 @@ class Strategy:
     calls: Callable[[dict[str, Any], int], int]  # (knobs, number of options) -> LM calls per example
     knobs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    source: str = ""  # the file that defines it
 
     def build(self, task, **knobs: Any):
         unknown = set(knobs) - set(self.knobs)
@@ -64,6 +65,7 @@ def strategy(
             calls=calls,
             knobs=dict(knobs or {}),
             description=doc[0] if doc else "",
+            source=getattr(sys.modules.get(cls.__module__), "__file__", "") or "",
         )
         cls.strategy_name = name
         return cls

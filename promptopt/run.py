@@ -21,6 +21,7 @@ from promptopt.adapters import LenientChatAdapter
 from promptopt.errors import UserError
 from promptopt.evaluate import Progress, evaluate
 from promptopt.models import Model, build_lm, redact_url, resolve_model, with_endpoint
+from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy, parse_config
 from promptopt.store import Store, default_url
 from promptopt.tasks import load_task
@@ -107,6 +108,9 @@ def adapter_for(model: Model) -> LenientChatAdapter:
 
 def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
     # Validate everything before starting a server or spending a call.
+    for split in plan.splits:
+        if split not in ("val", "test"):
+            raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
     tasks = [load_task(t, plan.tasks_dirs) for t in plan.tasks]
     models = [resolve_model(m, plan.api_base) for m in plan.models]
     configs = [parse_config(s, o) for s in plan.strategies for o in plan.optimizers]
@@ -136,6 +140,10 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
             for task in tasks:
                 for cfg in configs:
                     program = get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
+                    prepare(
+                        program, task=task, model=live, lm=lm, adapter=adapter, config=cfg, run_id=plan.run_id,
+                        store=store, threads=plan.threads, on_progress=on_progress,
+                    )  # fmt: skip
                     for split in plan.splits:
                         evaluate(
                             program,
@@ -151,7 +159,52 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
                             threads=plan.threads,
                             on_progress=on_progress,
                         )
+                    save_program(program, run_dir, plan, task=task, model=live, config=cfg, store=store)
     return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url)
+
+
+def program_dir(run_dir: Path, model: Model, task, config) -> Path:
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
+    return run_dir / "programs" / f"{slug}--{task.name}--{config.id}"
+
+
+def save_program(program, run_dir: Path, plan: RunPlan, *, task, model, config, store) -> Path:
+    """Save what was evaluated as a loadable program, with its scores and preparation cost."""
+    from promptopt import compiled
+
+    recs = store.records(plan.run_id)
+    mine = recs[(recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == config.id)]
+    scores = {split: {"n": len(g), "score": float(g.score.mean())} for split, g in mine.groupby("split")}
+    prep = mine[mine.split == "train"]
+    source = Path(get_strategy(config.strategy, plan.programs_dirs).source).resolve().parent
+    strategy_dir = None if source == bundled_dir("programs").resolve() else source
+    return compiled.save(
+        program, program_dir(run_dir, model, task, config), task=task, model=model, config=config,
+        strategy_dir=strategy_dir, run_id=plan.run_id, scores=scores,
+        preparation={"lm_calls": int(prep.lm_calls.sum()), "cost_usd": float(prep.cost_usd.sum())},
+    )  # fmt: skip
+
+
+def prepare(program, *, task, model, lm, adapter, config, run_id, store, threads=1, on_progress=None) -> None:
+    """Give a program that learns from training examples (it has `fit_pool`) its pool.
+
+    When the program needs the model's own explanations (`teacher()` is not None), the teacher
+    answers the training pool like any evaluation, split `train`: the records say what
+    preparation cost and an interrupted preparation resumes without repeating calls. The pool
+    keeps the examples the model explained correctly.
+    """
+    if not hasattr(program, "fit_pool"):
+        return
+    train = task.examples("train", program.pool_size)
+    teacher = program.teacher()
+    explanations = None
+    if teacher is not None:
+        evaluate(
+            teacher, train, task=task, model=model, lm=lm, adapter=adapter, config=config, split="train",
+            run_id=run_id, store=store, threads=threads, on_progress=on_progress,
+        )  # fmt: skip
+        explanations = store.explanations(run_id, model.identity, task.name, config.id)
+    program.fit_pool(train, explanations)
 
 
 def _safe_url(url: str) -> str:

@@ -22,7 +22,7 @@ def signature_for(task, instructions: str | None = None) -> type[dspy.Signature]
 
 def as_text(inputs: dict) -> dict:
     """Inputs as DSPy sees them: options rendered as lettered lines."""
-    return {k: format_options(v) if k == "options" else v for k, v in inputs.items()}
+    return {k: format_options(v) if k == "options" and isinstance(v, dict) else v for k, v in inputs.items()}
 
 
 def vote(answers: list[str | None]) -> str | None:

@@ -145,6 +145,25 @@ class Store:
         with self.engine.connect() as conn:
             return {row[0] for row in conn.execute(q)}
 
+    def explanations(self, run_id: str, model: str, task: str, config_id: str) -> dict[str, str]:
+        """example id -> the model's own reasoning, for training examples it answered correctly."""
+        q = select(records.c.example_id, records.c.raw_output).where(
+            records.c.run_id == run_id,
+            records.c.model == model,
+            records.c.task == task,
+            records.c.config_id == config_id,
+            records.c.split == "train",
+            records.c.score >= 1.0,
+        )
+        out = {}
+        with self.engine.connect() as conn:
+            for example_id, raw in conn.execute(q):
+                try:
+                    out[example_id] = json.loads(raw or "{}").get("reasoning", "")
+                except ValueError:
+                    continue
+        return out
+
     def add(self, batch: Iterable[Record]) -> None:
         rows = [asdict(r) | {"created_at": r.created_at or time.time()} for r in batch]
         if not rows:
