@@ -7,7 +7,7 @@ demos, nothing optimized. It is the reference the ceiling's uplift is measured a
 import dspy
 
 from promptopt.answers import format_options
-from promptopt.registry import strategy
+from promptopt.registry import ANY, strategy
 
 
 def render(instructions: str, inputs: dict) -> str:
@@ -21,15 +21,16 @@ def render(instructions: str, inputs: dict) -> str:
     return "\n".join(lines)
 
 
-@strategy("baseline", answer_types={"multiple_choice"}, calls=lambda knobs, n_options: 1, knobs={"max_tokens": 8})
+@strategy("baseline", answer_types={ANY}, calls=lambda knobs, n_options: 1, knobs={"max_tokens": None})
 class Baseline(dspy.Module):
     """The fixed HELM-style prompt: instructions, question, options, "Answer:"."""
 
-    def __init__(self, task, max_tokens: int = 8):
+    def __init__(self, task, max_tokens: int | None = None):
         super().__init__()
         self.instructions = task.spec.baseline.instructions
         self.answer_type = task.answer_type
-        self.max_tokens = max_tokens
+        # a bare answer's length depends on its type: a letter needs a few tokens, a correction more
+        self.max_tokens = max_tokens or getattr(task.answer_type, "max_answer_tokens", 8)
 
     def forward(self, **inputs):
         prompt = render(self.instructions, inputs)

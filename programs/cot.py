@@ -2,11 +2,11 @@
 
 import dspy
 
-from promptopt.registry import strategy
+from promptopt.registry import ANY, strategy
 from promptopt.signatures import as_text, signature_for
 
 
-@strategy("cot", answer_types={"multiple_choice"}, calls=lambda knobs, n_options: 1, knobs={})
+@strategy("cot", answer_types={ANY}, calls=lambda knobs, n_options: 1, knobs={})
 class ChainOfThought(dspy.Module):
     """DSPy ChainOfThought: a reasoning field before the answer."""
 

@@ -18,7 +18,7 @@ import json
 import dspy
 
 from promptopt.embed import as_saved, embedder_from_state, make_embedder, nearest, pack, unpack
-from promptopt.registry import strategy
+from promptopt.registry import ANY, strategy
 from promptopt.signatures import as_text, signature_for
 
 
@@ -28,7 +28,7 @@ def _text(inputs: dict) -> str:
 
 @strategy(
     "knn_fewshot",
-    answer_types={"multiple_choice"},
+    answer_types={ANY},
     calls=lambda knobs, n_options: 1,
     knobs={"k": 5, "pool": 100, "self_cot": True, "embedder": "tfidf"},
 )
@@ -69,6 +69,11 @@ class KNNFewShot(dspy.Module):
         self.prepared = True
 
     # -- answering ---------------------------------------------------------------------------
+    def written(self, gold: str) -> str:
+        """A gold answer as a right reply would write it (answer types may store gold encoded)."""
+        render = getattr(self.answer_type, "render", None)
+        return render(gold) if render else gold
+
     def neighbours(self, inputs: dict) -> list[dict]:
         if not self.prepared:
             raise RuntimeError("knn_fewshot has no example pool yet: prepare it (promptopt run does) or load one")
@@ -79,7 +84,7 @@ class KNNFewShot(dspy.Module):
         picked = self.neighbours(inputs)
         demos = []
         for p in picked:
-            demo = dict(p["inputs"], answer=p["answer"])
+            demo = dict(p["inputs"], answer=self.written(p["answer"]))
             if p["reasoning"]:
                 demo["reasoning"] = p["reasoning"]
             demos.append(dspy.Example(**demo))

@@ -2,11 +2,11 @@
 
 import dspy
 
-from promptopt.registry import strategy
+from promptopt.registry import ANY, strategy
 from promptopt.signatures import as_text, signature_for
 
 
-@strategy("predict", answer_types={"multiple_choice"}, calls=lambda knobs, n_options: 1)
+@strategy("predict", answer_types={ANY}, calls=lambda knobs, n_options: 1)
 class Predict(dspy.Module):
     """DSPy Predict: the task's signature answered in one step."""
 

@@ -6,13 +6,13 @@ times; votes that cannot be parsed abstain; ties go to the answer sampled first.
 
 import dspy
 
-from promptopt.registry import strategy
+from promptopt.registry import ANY, strategy
 from promptopt.signatures import as_text, ask, signature_for, vote
 
 
 @strategy(
     "self_consistency",
-    answer_types={"multiple_choice"},
+    answer_types={ANY},
     calls=lambda knobs, n_options: knobs["n"],
     knobs={"n": 5, "temperature": 0.7},
 )

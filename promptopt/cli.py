@@ -106,6 +106,7 @@ def run(
         tasks_dirs=tasks_dir or [],
         programs_dirs=programs_dir or [],
     )
+    _quiet_dspy()
     with _resumable():
         result = run_plan(plan, on_progress=_ProgressPrinter())
     typer.echo(report.render(str(result.run_dir), "text"))
@@ -213,6 +214,17 @@ def serve(
     serve_forever(port=port)
 
 
+def _quiet_dspy() -> None:
+    """DSPy warns on every truncated completion; truncation already shows in the token counts,
+    and a warning per example would bury the progress line. Called after DSPy is imported,
+    since importing it configures its loggers."""
+    import logging
+
+    import dspy  # noqa: F401
+
+    logging.getLogger("dspy").setLevel(logging.ERROR)
+
+
 @contextlib.contextmanager
 def _resumable() -> Iterator[None]:
     """Ctrl-C (or SIGTERM) ends long work with exit 130 and says how to resume.
@@ -232,11 +244,6 @@ def _terminate(signum, _frame) -> None:
 
 
 def main() -> None:
-    import logging
-
-    # DSPy warns on every truncated completion; truncation is already visible in the token
-    # counts, and a warning per example would bury the progress line.
-    logging.getLogger("dspy").setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         app()

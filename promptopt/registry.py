@@ -30,14 +30,17 @@ class Strategy:
     description: str = ""
     source: str = ""  # the file that defines it
 
-    def build(self, task, **knobs: Any):
+    def check_knobs(self, knobs: dict[str, Any]) -> None:
         unknown = set(knobs) - set(self.knobs)
         if unknown:
             raise UserError(
                 f"Strategy {self.name!r} has no knob {sorted(unknown)[0]!r}; valid knobs: "
                 f"{', '.join(self.knobs) or 'none'}."
             )
-        if task.spec.answer.type not in self.answer_types:
+
+    def build(self, task, **knobs: Any):
+        self.check_knobs(knobs)
+        if ANY not in self.answer_types and task.spec.answer.type not in self.answer_types:
             raise UserError(
                 f"Strategy {self.name!r} cannot serve task {task.name!r}: it supports answer types "
                 f"{', '.join(sorted(self.answer_types))}, the task's is {task.spec.answer.type}."
@@ -46,6 +49,8 @@ class Strategy:
 
 
 _registered: dict[str, Strategy] = {}
+
+ANY = "any"  # in `answer_types`: the strategy serves every answer type (it only uses the task's parser)
 
 
 def strategy(
@@ -105,8 +110,12 @@ def get_strategy(name: str, extra_dirs: list[Path] | None = None) -> Strategy:
     return known[name]
 
 
-def parse_config(text: str, optimizer: str = "none") -> Config:
-    """`name` or `name:key=value,key=value` (values read as YAML scalars) as a Config."""
+def parse_config(text: str, optimizer: str = "none", extra_dirs: list[Path] | None = None) -> Config:
+    """`name` or `name:key=value,key=value` (values read as YAML scalars) as a Config.
+
+    The config holds every knob, defaults included, so `self_consistency` and
+    `self_consistency:n=5` are one config with one id.
+    """
     import yaml
 
     name, _, rest = text.partition(":")
@@ -118,7 +127,9 @@ def parse_config(text: str, optimizer: str = "none") -> Config:
                 f"Strategy option {part!r} in {text!r} is not key=value; e.g. self_consistency:n=5,temperature=0.7."
             )
         knobs[key.strip()] = yaml.safe_load(value)
-    return Config(strategy=name.strip(), optimizer=optimizer, knobs=knobs)
+    strat = get_strategy(name.strip(), extra_dirs)
+    strat.check_knobs(knobs)
+    return Config(strategy=strat.name, optimizer=optimizer, knobs=strat.knobs | knobs)
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
     tasks = [load_task(t, plan.tasks_dirs) for t in plan.tasks]
     models = [resolve_model(m, plan.api_base) for m in plan.models]
-    configs = [parse_config(s, o) for s in plan.strategies for o in plan.optimizers]
+    configs = [parse_config(s, o, plan.programs_dirs) for s in plan.strategies for o in plan.optimizers]
     for cfg in configs:
         if cfg.optimizer != "none":
             raise UserError(f"Unknown optimizer {cfg.optimizer!r}; valid optimizers are: none.")
