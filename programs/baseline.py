@@ -14,7 +14,7 @@ def render(instructions: str, inputs: dict) -> str:
     lines = [instructions.strip(), ""]
     for name, value in inputs.items():
         if name == "options":
-            lines.append(format_options(value))
+            lines.append(format_options(value) if isinstance(value, dict) else str(value))
         else:
             lines.append(f"{name.replace('_', ' ').capitalize()}: {value}")
     lines.append("Answer:")
@@ -24,6 +24,8 @@ def render(instructions: str, inputs: dict) -> str:
 @strategy("baseline", answer_types={ANY}, calls=lambda knobs, n_options: 1, knobs={"max_tokens": None})
 class Baseline(dspy.Module):
     """The fixed HELM-style prompt: instructions, question, options, "Answer:"."""
+
+    compilable = False  # a fixed prompt: nothing to tune
 
     def __init__(self, task, max_tokens: int | None = None):
         super().__init__()

@@ -11,7 +11,7 @@ import random
 
 import dspy
 
-from promptopt.answers import format_options
+from promptopt.answers import format_options, parse_options
 from promptopt.registry import strategy
 from promptopt.signatures import ask, signature_for, vote
 
@@ -44,7 +44,8 @@ class ChoiceShuffle(dspy.Module):
         sig = signature_for(task)
         self.predict = dspy.ChainOfThought(sig) if reasoning else dspy.Predict(sig)
 
-    def forward(self, question: str, options: dict[str, str], **rest):
+    def forward(self, question: str, options: dict[str, str] | str, **rest):
+        options = parse_options(options)  # optimizers pass options as rendered text
         letters = list(options)
         votes, raws = [], []
         for order in orders(options, self.n, self.seed, question):

@@ -35,6 +35,8 @@ def _text(inputs: dict) -> str:
 class KNNFewShot(dspy.Module):
     """k nearest training examples (with self-generated reasoning) as demos for chain-of-thought."""
 
+    compilable = False  # its demos are chosen per question
+
     def __init__(self, task, k: int = 5, pool: int = 100, self_cot: bool = True, embedder: str = "tfidf"):
         super().__init__()
         if k < 1 or pool < 1:

@@ -7,6 +7,7 @@ option in turn and one decides: 2 calls, cheaper, but a weak model may skip opti
 
 import dspy
 
+from promptopt.answers import parse_options
 from promptopt.registry import strategy
 from promptopt.signatures import as_text, ask
 
@@ -58,7 +59,8 @@ class VerifyChoices(dspy.Module):
         self.verify_all = dspy.Predict(VerifyAll)
         self.decide = dspy.ChainOfThought(Decide)
 
-    def forward(self, question: str, options: dict[str, str], **rest):
+    def forward(self, question: str, options: dict[str, str] | str, **rest):
+        options = parse_options(options)  # optimizers pass options as rendered text
         text = as_text({"question": question, "options": options, **rest})
         if self.batched:
             out = ask(self.verify_all, **text)
@@ -74,7 +76,7 @@ class VerifyChoices(dspy.Module):
         out = ask(self.decide, **text, verifications=checks)
         answer = out.answer if out is not None else None
         return dspy.Prediction(
-            answer=self.answer_type.parse(answer, options and {"options": options}),
+            answer=self.answer_type.parse(answer, {"options": options}),
             verifications=checks,
             raw=f"{checks}\n[[answer]] {answer}",
         )

@@ -48,7 +48,7 @@ class MultipleChoice:
     def parse(self, raw: str | None, inputs: dict[str, Any]) -> str | None:
         if not raw:
             return None
-        options: dict[str, str] = inputs.get("options", {})
+        options = parse_options(inputs.get("options"))
         letters = {k.upper() for k in options}
         text = raw.strip()
         # A one-line reply is read from its start ("B", "(B) ...", "B. text"); in a longer one a
@@ -84,3 +84,11 @@ ANSWER_TYPES: dict[str, AnswerType] = {"multiple_choice": MultipleChoice()}
 def format_options(options: dict[str, str]) -> str:
     """Lettered options, one per line, as exam papers print them."""
     return "\n".join(f"{k}. {v}" for k, v in options.items())
+
+
+def parse_options(options: dict[str, str] | str | None) -> dict[str, str]:
+    """Options as a letter -> text mapping, also from their rendered form ("A. ...\nB. ...")."""
+    if isinstance(options, dict):
+        return options
+    found = re.findall(r"^\s*([A-Z])[.)]\s*(.*?)\s*$", options or "", flags=re.MULTILINE)
+    return dict(found)

@@ -7,8 +7,11 @@ never stored on a Model, so nothing that serializes a Model can leak one.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -126,6 +129,23 @@ class CallLog:
 
 
 current_log: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar("promptopt_call_log", default=None)
+# Optimizers score candidates in their own worker threads, which do not inherit context
+# variables; calls there are counted into this log while a compile runs.
+_compile_log: CallLog | None = None
+_compile_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def counting_compile(log: CallLog) -> Iterator[CallLog]:
+    """Count every LM call made in this block, in any thread, into `log`."""
+    global _compile_log
+    token = current_log.set(log)
+    _compile_log = log
+    try:
+        yield log
+    finally:
+        _compile_log = None
+        current_log.reset(token)
 
 
 def _price(model: Model, usage: dict, reported: float | None) -> float:
@@ -142,15 +162,16 @@ def build_lm(model: Model, **overrides: Any):
 
     class CountingLM(dspy.LM):
         def update_history(self, entry: dict) -> None:
-            log = current_log.get()
+            log = current_log.get() or _compile_log
             if log is not None:
                 usage = entry.get("usage") or {}
-                log.calls += 1
-                log.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-                log.completion_tokens += int(usage.get("completion_tokens") or 0)
-                log.cost_usd += _price(model, usage, entry.get("cost"))
-                for out in entry.get("outputs") or []:
-                    log.outputs.append(out if isinstance(out, str) else str(out.get("text", out)))
+                with _compile_lock:
+                    log.calls += 1
+                    log.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+                    log.completion_tokens += int(usage.get("completion_tokens") or 0)
+                    log.cost_usd += _price(model, usage, entry.get("cost"))
+                    for out in entry.get("outputs") or []:
+                        log.outputs.append(out if isinstance(out, str) else str(out.get("text", out)))
             # DSPy keeps a history per LM; cap ours so long runs do not grow without bound.
             if len(self.history) > 200:
                 del self.history[:100]

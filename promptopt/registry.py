@@ -110,12 +110,8 @@ def get_strategy(name: str, extra_dirs: list[Path] | None = None) -> Strategy:
     return known[name]
 
 
-def parse_config(text: str, optimizer: str = "none", extra_dirs: list[Path] | None = None) -> Config:
-    """`name` or `name:key=value,key=value` (values read as YAML scalars) as a Config.
-
-    The config holds every knob, defaults included, so `self_consistency` and
-    `self_consistency:n=5` are one config with one id.
-    """
+def parse_spec(text: str, what: str = "Strategy") -> tuple[str, dict[str, Any]]:
+    """`name` or `name:key=value,key=value` (values read as YAML scalars)."""
     import yaml
 
     name, _, rest = text.partition(":")
@@ -124,12 +120,30 @@ def parse_config(text: str, optimizer: str = "none", extra_dirs: list[Path] | No
         key, eq, value = part.partition("=")
         if not eq or not key.strip():
             raise UserError(
-                f"Strategy option {part!r} in {text!r} is not key=value; e.g. self_consistency:n=5,temperature=0.7."
+                f"{what} option {part!r} in {text!r} is not key=value; e.g. self_consistency:n=5,temperature=0.7."
             )
         knobs[key.strip()] = yaml.safe_load(value)
-    strat = get_strategy(name.strip(), extra_dirs)
+    return name.strip(), knobs
+
+
+def parse_config(text: str, optimizer: str = "none", extra_dirs: list[Path] | None = None) -> Config:
+    """A Config from `--strategy` and `--optimizer` texts, each `name[:key=value,...]`.
+
+    The config holds every knob, defaults included, so `self_consistency` and
+    `self_consistency:n=5` are one config with one id.
+    """
+    from promptopt.compile import optimizer_knobs
+
+    name, knobs = parse_spec(text)
+    strat = get_strategy(name, extra_dirs)
     strat.check_knobs(knobs)
-    return Config(strategy=strat.name, optimizer=optimizer, knobs=strat.knobs | knobs)
+    opt_name, opt_knobs = parse_spec(optimizer, "Optimizer")
+    return Config(
+        strategy=strat.name,
+        optimizer=opt_name,
+        knobs=strat.knobs | knobs,
+        optimizer_knobs=optimizer_knobs(opt_name, opt_knobs, strat),
+    )
 
 
 @dataclass(frozen=True)
@@ -139,9 +153,13 @@ class Config:
     strategy: str
     optimizer: str = "none"
     knobs: dict[str, Any] = field(default_factory=dict)
+    optimizer_knobs: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({"strategy": self.strategy, "optimizer": self.optimizer, "knobs": self.knobs}, sort_keys=True)
+        data = {"strategy": self.strategy, "optimizer": self.optimizer, "knobs": self.knobs}
+        if self.optimizer_knobs:
+            data["optimizer_knobs"] = self.optimizer_knobs
+        return json.dumps(data, sort_keys=True)
 
     @property
     def id(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -113,10 +114,8 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
     tasks = [load_task(t, plan.tasks_dirs) for t in plan.tasks]
     models = [resolve_model(m, plan.api_base) for m in plan.models]
-    configs = [parse_config(s, o, plan.programs_dirs) for s in plan.strategies for o in plan.optimizers]
+    configs = plan_configs(plan)
     for cfg in configs:
-        if cfg.optimizer != "none":
-            raise UserError(f"Unknown optimizer {cfg.optimizer!r}; valid optimizers are: none.")
         strat = get_strategy(cfg.strategy, plan.programs_dirs)
         for task in tasks:
             strat.build(task, **cfg.knobs)  # refuses unknown knobs and answer types it cannot serve
@@ -144,6 +143,9 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
                         program, task=task, model=live, lm=lm, adapter=adapter, config=cfg, run_id=plan.run_id,
                         store=store, threads=plan.threads, on_progress=on_progress,
                     )  # fmt: skip
+                    program = compile_once(
+                        program, run_dir, plan, task=task, model=live, lm=lm, adapter=adapter, config=cfg, store=store
+                    )
                     for split in plan.splits:
                         evaluate(
                             program,
@@ -163,6 +165,57 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
     return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url)
 
 
+def plan_configs(plan: RunPlan) -> list:
+    """Every config the plan names, plus what a compiled score is judged against: the fixed
+    `baseline` and each compiled strategy's zero-shot (`none`) version."""
+    named = [parse_config(s, o, plan.programs_dirs) for s in plan.strategies for o in plan.optimizers]
+    extra = [parse_config("baseline", "none", plan.programs_dirs)]
+    extra += [parse_config(s, "none", plan.programs_dirs) for s in plan.strategies]
+    out: dict[str, object] = {}
+    for cfg in [*extra[:1], *named, *extra[1:]]:
+        out.setdefault(cfg.id, cfg)
+    return list(out.values())
+
+
+def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adapter, config, store):
+    """The config's optimizer applied to `program`; a compile finished before is loaded, not redone."""
+    if config.optimizer == "none":
+        return program
+    import contextlib
+    import time
+
+    import dspy
+
+    from promptopt.compile import compile_program
+    from promptopt.models import CallLog, counting_compile
+
+    folder = program_dir(run_dir, model, task, config)
+    done = store.compile_costs(plan.run_id)
+    finished = not done[(done.model == model.identity) & (done.task == task.name) & (done.config_id == config.id)].empty
+    if finished and (folder / "program.json").exists():
+        program.load_state(json.loads((folder / "program.json").read_text()))
+        return program
+    print(f"Compiling {config.strategy} with {config.optimizer} for {model.name} on {task.name} ...", file=sys.stderr)
+    started = time.monotonic()
+    log = CallLog()
+    train = task.examples("train")
+    val = task.examples("val")
+    with (
+        counting_compile(log),
+        dspy.context(lm=lm, adapter=adapter),
+        open(run_dir / "compile.log", "a") as out,
+        contextlib.redirect_stdout(out),  # DSPy's optimizers print their progress
+    ):
+        compiled = compile_program(program, config, task, train, val, threads=plan.threads)
+    save_program(compiled, run_dir, plan, task=task, model=model, config=config, store=store)
+    store.add_compile(plan.run_id, model.identity, task.name, config.id, log, time.monotonic() - started)
+    print(
+        f"Compiled in {time.monotonic() - started:.0f}s with {log.calls} LM calls (${log.cost_usd:.4f}).",
+        file=sys.stderr,
+    )
+    return compiled
+
+
 def program_dir(run_dir: Path, model: Model, task, config) -> Path:
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
     return run_dir / "programs" / f"{slug}--{task.name}--{config.id}"
@@ -176,13 +229,26 @@ def save_program(program, run_dir: Path, plan: RunPlan, *, task, model, config, 
     mine = recs[(recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == config.id)]
     scores = {split: {"n": len(g), "score": float(g.score.mean())} for split, g in mine.groupby("split")}
     prep = mine[mine.split == "train"]
+    comp = store.compile_costs(plan.run_id)
+    comp = comp[(comp.model == model.identity) & (comp.task == task.name) & (comp.config_id == config.id)]
     source = Path(get_strategy(config.strategy, plan.programs_dirs).source).resolve().parent
     strategy_dir = None if source == bundled_dir("programs").resolve() else source
     return compiled.save(
         program, program_dir(run_dir, model, task, config), task=task, model=model, config=config,
         strategy_dir=strategy_dir, run_id=plan.run_id, scores=scores,
         preparation={"lm_calls": int(prep.lm_calls.sum()), "cost_usd": float(prep.cost_usd.sum())},
+        compile={"lm_calls": int(comp.lm_calls.sum()), "cost_usd": float(comp.cost_usd.sum())},
+        data_sha1=task_digest(task),
     )  # fmt: skip
+
+
+def task_digest(task) -> str:
+    """What the program was compiled and scored on: every split's ids and gold answers."""
+    h = hashlib.sha1()
+    for split in ("train", "val", "test"):
+        for ex in task.examples(split):
+            h.update(f"{split}\t{ex.id}\t{ex.gold}\n".encode())
+    return h.hexdigest()
 
 
 def prepare(program, *, task, model, lm, adapter, config, run_id, store, threads=1, on_progress=None) -> None:

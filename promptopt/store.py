@@ -8,6 +8,8 @@ never block the writer). Schema (documented in README.md):
 - ``records``: one row per (run, model, task, config, split, example): prediction, gold, score,
   parse status, error, LM calls, tokens, latency, cost and the raw model output. The unique key
   makes re-running a command skip finished work instead of repeating LM calls.
+- ``compiles``: one row per compiled (run, model, task, config): the optimizer's LM calls,
+  tokens, cost and seconds.
 """
 
 from __future__ import annotations
@@ -74,6 +76,22 @@ records = Table(
     Column("raw_output", Text),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("run_id", "model", "task", "config_id", "split", "example_id", name="one_record"),
+)
+
+
+compiles = Table(
+    "compiles",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("model", String(300), primary_key=True),
+    Column("task", String(100), primary_key=True),
+    Column("config_id", String(100), primary_key=True),
+    Column("lm_calls", Integer, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 
@@ -163,6 +181,25 @@ class Store:
                 except ValueError:
                     continue
         return out
+
+    def add_compile(self, run_id: str, model: str, task: str, config_id: str, log, seconds: float) -> None:
+        row = dict(
+            run_id=run_id, model=model, task=task, config_id=config_id, lm_calls=log.calls,
+            prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens, cost_usd=log.cost_usd,
+            seconds=seconds, created_at=time.time(),
+        )  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.execute(
+                compiles.delete().where(*[compiles.c[k] == row[k] for k in ("run_id", "model", "task", "config_id")])
+            )
+            conn.execute(compiles.insert().values(**row))
+
+    def compile_costs(self, run_id: str | None = None) -> pd.DataFrame:
+        q = select(compiles)
+        if run_id:
+            q = q.where(compiles.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).fetchall(), columns=[c.name for c in compiles.columns])
 
     def add(self, batch: Iterable[Record]) -> None:
         rows = [asdict(r) | {"created_at": r.created_at or time.time()} for r in batch]

@@ -1,0 +1,159 @@
+"""Compile: DSPy's optimizers under our names, and what each costs in LM calls before it runs.
+
+Demos come only from the task's train split; optimizers that select among candidates
+(`bootstrap_rs`, `mipro`) score them on (a capped part of) val; test is never passed here.
+
+Call estimates (per compile, `c` = LM calls per example of the strategy, `p` = the chance the
+model answers a training example right, `E[k]` = expected training examples tried until k are
+right, capped at the train size — the negative-binomial mean, computed exactly):
+- `none`, `labeled`: 0.
+- `bootstrap`: E[b] * c, with b = bootstrapped demos (DSPy tries training examples in order
+  until it has b right ones).
+- `bootstrap_rs` with C candidates on V val examples: DSPy's candidate seeds are zero-shot,
+  labeled-only, the unshuffled bootstrap and C shuffled bootstraps of 1..b demos (uniform);
+  every one is scored on V: (C + 3) * V * c + (E[b] + C * mean_j E[j]) * c.
+- `mipro` (auto=light, DSPy's own rule): T trials = max(2 * 2m * log2(6), 9) for m predictors;
+  minibatches of 35 with a full val evaluation every 5 trials: (35 * T + V * (T // 5 + 1)) * c,
+  plus the bootstrap of 4 demo sets (as bootstrap_rs with C = 1) and the instruction proposer's
+  calls on the prompt model (10 + 3m + m + 1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from promptopt.errors import UserError
+
+# Optimizer knobs and their defaults (3 bootstrapped + 3 labeled demos, as DSPy+HELM used).
+OPTIMIZERS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "labeled": {"labeled": 3},
+    "bootstrap": {"bootstrapped": 3, "labeled": 3, "rounds": 1},
+    "bootstrap_rs": {"bootstrapped": 3, "labeled": 3, "candidates": 8, "val": 100},
+    "mipro": {"bootstrapped": 3, "labeled": 3, "auto": "light", "val": 100, "prompt_model": None},
+}
+MIPRO_MINIBATCH = 35
+MIPRO_FULL_EVAL_EVERY = 5
+
+
+def optimizer_knobs(name: str, knobs: dict[str, Any], strat) -> dict[str, Any]:
+    """Every knob of optimizer `name` (defaults included), or one sentence on what is wrong."""
+    if name not in OPTIMIZERS:
+        raise UserError(f"Unknown optimizer {name!r}; valid optimizers are {', '.join(OPTIMIZERS)}.")
+    unknown = set(knobs) - set(OPTIMIZERS[name])
+    if unknown:
+        raise UserError(
+            f"Optimizer {name!r} has no knob {sorted(unknown)[0]!r}; valid knobs: {', '.join(OPTIMIZERS[name]) or 'none'}."
+        )
+    if name != "none" and not getattr(strat.module, "compilable", True):
+        raise UserError(
+            f"Strategy {strat.name!r} cannot be compiled (it has no DSPy predictor an optimizer can tune); "
+            "use --optimizer none with it."
+        )
+    if name == "mipro" and knobs.get("auto", "light") not in ("light", "medium", "heavy"):
+        raise UserError(f"Optimizer mipro's auto must be light, medium or heavy, not {knobs['auto']!r}.")
+    return OPTIMIZERS[name] | knobs
+
+
+# ------------------------------------------------------------------------------ estimates
+
+
+def expected_tries(k: int, p: float, n: int) -> float:
+    """Expected training examples DSPy tries to find k right ones when each is right with p (max n)."""
+    if k <= 0:
+        return 0.0
+    p = min(max(p, 1e-6), 1.0)
+    # E[min(T_k, n)] = sum_{t=0}^{n-1} P(T_k > t) = sum_t P(fewer than k successes in t tries)
+    total = 0.0
+    for t in range(n):
+        below = sum(math.comb(t, j) * p**j * (1 - p) ** (t - j) for j in range(min(k, t + 1)))
+        total += below
+    return total
+
+
+def estimate_compile_calls(
+    optimizer: str, knobs: dict[str, Any], per_example: int, n_train: int, n_val: int, p: float, predictors: int = 1
+) -> int:
+    """LM calls one compile makes (see the module docstring for each rule)."""
+    b = knobs.get("bootstrapped", 0)
+    if optimizer in ("none", "labeled"):
+        return 0
+    if optimizer == "bootstrap":
+        return round(expected_tries(b, p, n_train) * per_example)
+    v = min(n_val, knobs.get("val", n_val))
+    if optimizer == "bootstrap_rs":
+        c = knobs["candidates"]
+        sizes = [expected_tries(j, p, n_train) for j in range(1, b + 1)] or [0.0]
+        boot = expected_tries(b, p, n_train) + c * sum(sizes) / len(sizes)
+        return round(((c + 3) * v + boot) * per_example)
+    if optimizer == "mipro":
+        n = {"light": 6, "medium": 12, "heavy": 18}[knobs["auto"]]
+        trials = int(max(2 * 2 * predictors * math.log2(n), 1.5 * n))
+        evals = MIPRO_MINIBATCH * trials + v * (trials // MIPRO_FULL_EVAL_EVERY + 1)
+        if trials % MIPRO_FULL_EVAL_EVERY:
+            evals += v
+        sizes = [expected_tries(j, p, n_train) for j in range(1, b + 1)] or [0.0]
+        boot = expected_tries(b, p, n_train) + (n - 3) * sum(sizes) / len(sizes)
+        proposer = 10 + (n // 2) * predictors + predictors + 1
+        return round((evals + boot) * per_example + proposer)
+    raise UserError(f"Unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}.")
+
+
+# ------------------------------------------------------------------------------ compiling
+
+
+def to_dspy(task, examples) -> list:
+    """Our examples as dspy.Examples: inputs as the model sees them, plus the answer a right
+    reply writes (for labeled demos) and the gold (for the metric)."""
+    import dspy
+
+    from promptopt.signatures import as_text
+
+    render = getattr(task.answer_type, "render", None)
+    out = []
+    for ex in examples:
+        answer = render(ex.gold) if render else ex.gold
+        item = dspy.Example(**as_text(ex.inputs), answer=answer, gold=ex.gold, example_id=ex.id)
+        out.append(item.with_inputs(*task.input_fields))
+    return out
+
+
+def metric_for(task):
+    def metric(example, prediction, trace=None):
+        score = task.answer_type.score(getattr(prediction, "answer", None), example.gold)
+        return score >= 1.0 if trace is not None else score  # bootstrapping keeps only right traces
+
+    return metric
+
+
+def compile_program(program, config, task, trainset, valset, *, threads: int = 1, prompt_lm=None):
+    """Compile `program` with the config's optimizer; call inside dspy.context(lm=..., adapter=...)."""
+    import dspy
+
+    name, k = config.optimizer, config.optimizer_knobs
+    if name == "none":
+        return program
+    train, val = to_dspy(task, trainset), to_dspy(task, valset[: k.get("val", len(valset))])
+    metric = metric_for(task)
+    if name == "labeled":
+        return dspy.LabeledFewShot(k=k["labeled"]).compile(program, trainset=train)
+    if name == "bootstrap":
+        opt = dspy.BootstrapFewShot(
+            metric=metric, max_bootstrapped_demos=k["bootstrapped"], max_labeled_demos=k["labeled"],
+            max_rounds=k["rounds"],
+        )  # fmt: skip
+        return opt.compile(program, trainset=train)
+    if name == "bootstrap_rs":
+        opt = dspy.BootstrapFewShotWithRandomSearch(
+            metric=metric, max_bootstrapped_demos=k["bootstrapped"], max_labeled_demos=k["labeled"],
+            num_candidate_programs=k["candidates"], num_threads=threads,
+        )  # fmt: skip
+        return opt.compile(program, trainset=train, valset=val)
+    if name == "mipro":
+        opt = dspy.MIPROv2(
+            metric=metric, auto=k["auto"], prompt_model=prompt_lm, max_bootstrapped_demos=k["bootstrapped"],
+            max_labeled_demos=k["labeled"], num_threads=threads, verbose=False,
+        )  # fmt: skip
+        return opt.compile(program, trainset=train, valset=val)
+    raise UserError(f"Unknown optimizer {name!r}; valid optimizers are {', '.join(OPTIMIZERS)}.")
