@@ -6,6 +6,7 @@ Errors users can fix print one sentence on stderr and exit 1; `--debug` shows th
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -85,8 +86,19 @@ def run(
     programs_dir: Annotated[
         list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
     ] = None,
+    max_calls: Annotated[int | None, typer.Option(min=1, help="Stop cleanly after this many LM calls.")] = None,
+    max_cost: Annotated[float | None, typer.Option(min=0, help="Stop cleanly after spending this many USD.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
+    ] = False,
+    expect_accuracy: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="Expected accuracy on train, for bootstrap call estimates.")
+    ] = 0.5,
 ) -> None:
-    """Evaluate models × tasks × strategies on val and test, store records, print the table."""
+    """Evaluate models × tasks × strategies (× optimizers) on val and test, store records, print the table.
+
+    Optimizers compile on train (selecting on val); the fixed baseline and each compiled
+    strategy's zero-shot version are always scored too, as references."""
     from promptopt import report
     from promptopt.run import DEFAULT_MODEL, DEFAULT_STRATEGIES, DEFAULT_TASK, RunPlan
     from promptopt.run import run as run_plan
@@ -105,12 +117,109 @@ def run(
         storage=storage,
         tasks_dirs=tasks_dir or [],
         programs_dirs=programs_dir or [],
+        max_calls=max_calls,
+        max_cost=max_cost,
+        expect_accuracy=expect_accuracy,
     )
+    if dry_run:
+        _print_dry_run(plan)
+        return
     _quiet_dspy()
     with _resumable():
         result = run_plan(plan, on_progress=_ProgressPrinter())
     typer.echo(report.render(str(result.run_dir), "text"))
+    if result.stopped:
+        typer.echo(result.stopped, err=True)
     typer.echo(f"Run folder: {result.run_dir}")
+
+
+def _print_dry_run(plan) -> None:
+    import pandas as pd
+
+    from promptopt.run import dry_run as estimate
+
+    rows = pd.DataFrame(estimate(plan))
+    total = rows[["compile_calls", "eval_calls", "calls", "prompt_tokens", "completion_tokens"]].sum()
+    known = rows.cost_usd.notna().all()
+    cost = f"${rows.cost_usd.sum():.4f}" if known else "unknown (no price for some model)"
+    show = rows.assign(cost_usd=rows.cost_usd.map(lambda c: "?" if pd.isna(c) else f"{c:.4f}"))
+    typer.echo(show.drop(columns=["config_id"]).to_string(index=False))
+    typer.echo(
+        f"Total: {int(total.calls)} LM calls ({int(total.compile_calls)} compiling, {int(total.eval_calls)} scoring), "
+        f"~{int(total.prompt_tokens)} prompt + ~{int(total.completion_tokens)} completion tokens, cost {cost}. "
+        "Nothing was called (--dry-run)."
+    )
+
+
+@app.command("compile")
+def compile_cmd(
+    model: Annotated[str, typer.Option(help="LiteLLM model string.")],
+    task: Annotated[str, typer.Option(help="Task name or YAML path.")],
+    strategy: Annotated[str, typer.Option(help="Strategy, optionally with knobs: name:key=value,...")],
+    out: Annotated[Path, typer.Option(help="Program folder to write.")],
+    optimizer: Annotated[str, typer.Option(help="Optimizer, optionally with knobs.")] = "bootstrap",
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the model.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Val examples to score the compiled program on.")] = None,
+    runs: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
+    threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel.")] = 1,
+    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
+    programs_dir: Annotated[
+        list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
+    ] = None,
+) -> None:
+    """Compile one config for one model and task, score it on val, and save it as a program folder."""
+    import shutil
+
+    from promptopt.models import resolve_model
+    from promptopt.registry import parse_config
+    from promptopt.run import RunPlan, program_dir
+    from promptopt.run import run as run_plan
+    from promptopt.tasks import load_task
+
+    plan = RunPlan(
+        models=[model], tasks=[task], strategies=[strategy], optimizers=[optimizer], api_base=api_base,
+        limit=limit, splits=("val",), out=runs, threads=threads, tasks_dirs=tasks_dir or [],
+        programs_dirs=programs_dir or [], references=False,
+    )  # fmt: skip
+    _quiet_dspy()
+    with _resumable():
+        result = run_plan(plan, on_progress=_ProgressPrinter())
+    if result.stopped:
+        raise UserError(result.stopped)
+    cfg = parse_config(strategy, optimizer, programs_dir or [])
+    made = program_dir(result.run_dir, resolve_model(model, api_base), load_task(task, tasks_dir or []), cfg)
+    shutil.copytree(made, out, dirs_exist_ok=True)
+    scores = json.loads((out / "manifest.json").read_text())["scores"]
+    val = scores.get("val", {})
+    typer.echo(f"Saved program to {out} (val accuracy {100 * val.get('score', 0):.1f}% on {val.get('n', 0)}).")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    program: Annotated[Path, typer.Argument(help="Program folder (from compile or a run's programs/).")],
+    split: Annotated[str, typer.Option(help="val or test.")] = "test",
+    limit: Annotated[int | None, typer.Option(min=1, help="Examples to score.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model to bind instead of the compiled one.")] = None,
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the model.")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel.")] = 1,
+    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
+) -> None:
+    """Score a saved program on a split of its task and print its accuracy with a 95% CI."""
+    from promptopt import stats
+    from promptopt.compiled import evaluate_program
+
+    _quiet_dspy()
+    with _resumable():
+        recs = evaluate_program(
+            program, split, limit, model, api_base, threads, on_progress=_ProgressPrinter(), tasks_dirs=tasks_dir
+        )
+    k, n = float(recs.score.sum()), len(recs)
+    low, high = stats.wilson(k, n)
+    typer.echo(
+        f"{program} on {split}: accuracy {100 * k / max(n, 1):.1f}% [{100 * low:.1f}, {100 * high:.1f}] (n={n}), "
+        f"parse failures {100 * (1 - recs.parse_ok.mean()):.1f}%, {int(recs.lm_calls.sum())} LM calls, "
+        f"${recs.cost_usd.sum():.4f}."
+    )
 
 
 @app.command("report")

@@ -12,10 +12,11 @@ right, capped at the train size — the negative-binomial mean, computed exactly
 - `bootstrap_rs` with C candidates on V val examples: DSPy's candidate seeds are zero-shot,
   labeled-only, the unshuffled bootstrap and C shuffled bootstraps of 1..b demos (uniform);
   every one is scored on V: (C + 3) * V * c + (E[b] + C * mean_j E[j]) * c.
-- `mipro` (auto=light, DSPy's own rule): T trials = max(2 * 2m * log2(6), 9) for m predictors;
-  minibatches of 35 with a full val evaluation every 5 trials: (35 * T + V * (T // 5 + 1)) * c,
-  plus the bootstrap of 4 demo sets (as bootstrap_rs with C = 1) and the instruction proposer's
-  calls on the prompt model (10 + 3m + m + 1).
+- `mipro` (auto=light, DSPy's own rule): T trials = max(2 * 2m * log2(6), 9) for m predictors.
+  On V <= 50 val examples every trial scores all of val: V * (T + 1) * c. Above 50, minibatches
+  of 35 with a full evaluation every 5 trials and at the end: (V + 35 T + V (T // 5 + [T % 5 > 0])) * c.
+  Plus the bootstrap of its demo sets (zero-shot, labeled, unshuffled with b, then 3 shuffled
+  with 1..b) and the instruction proposer's calls on the prompt model (10 + 3m + m + 1).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ OPTIMIZERS: dict[str, dict[str, Any]] = {
 }
 MIPRO_MINIBATCH = 35
 MIPRO_FULL_EVAL_EVERY = 5
+MIPRO_MIN_MINIBATCH_VAL = 50
 
 
 def optimizer_knobs(name: str, knobs: dict[str, Any], strat) -> dict[str, Any]:
@@ -90,9 +92,12 @@ def estimate_compile_calls(
     if optimizer == "mipro":
         n = {"light": 6, "medium": 12, "heavy": 18}[knobs["auto"]]
         trials = int(max(2 * 2 * predictors * math.log2(n), 1.5 * n))
-        evals = MIPRO_MINIBATCH * trials + v * (trials // MIPRO_FULL_EVAL_EVERY + 1)
-        if trials % MIPRO_FULL_EVAL_EVERY:
-            evals += v
+        if v > MIPRO_MIN_MINIBATCH_VAL:  # DSPy minibatches only above 50 val examples
+            evals = v + MIPRO_MINIBATCH * trials + v * (trials // MIPRO_FULL_EVAL_EVERY)
+            if trials % MIPRO_FULL_EVAL_EVERY:
+                evals += v
+        else:
+            evals = v * (trials + 1)  # the default program, then every trial on all of val
         sizes = [expected_tries(j, p, n_train) for j in range(1, b + 1)] or [0.0]
         boot = expected_tries(b, p, n_train) + (n - 3) * sum(sizes) / len(sizes)
         proposer = 10 + (n // 2) * predictors + predictors + 1

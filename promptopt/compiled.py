@@ -43,6 +43,7 @@ def save(
         "strategy": config.strategy,
         "optimizer": config.optimizer,
         "knobs": config.knobs,
+        "optimizer_knobs": config.optimizer_knobs,
         "config_id": config.id,
         "strategy_dir": str(strategy_dir.resolve()) if strategy_dir else None,
         "model": {
@@ -115,8 +116,11 @@ def load(path: str | Path, model: str | None = None, api_base: str | None = None
         state = json.loads((folder / "program.json").read_text())
     except FileNotFoundError:
         raise UserError(f"{folder} is not a program folder: it needs manifest.json and program.json.") from None
-    except ValueError as exc:
-        raise UserError(f"{folder} holds a damaged program file ({exc}).") from None
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(
+            f"{folder} holds a program file that is not JSON; promptopt loads programs only from JSON and never "
+            "unpickles, so nothing in it was run."
+        ) from None
     if manifest.get("format") != FORMAT:
         raise UserError(f"{folder} is not a promptopt program (format {manifest.get('format')!r}, expected {FORMAT}).")
     task = Task(spec=TaskSpec.model_validate(manifest["task"]), path=bundled_dir("tasks"))
@@ -133,4 +137,48 @@ def load(path: str | Path, model: str | None = None, api_base: str | None = None
     return LoadedProgram(module, task, bound, manifest)
 
 
-__all__ = ["Config", "LoadedProgram", "load", "save"]
+def evaluate_program(
+    folder: str | Path,
+    split: str = "test",
+    limit: int | None = None,
+    model: str | None = None,
+    api_base: str | None = None,
+    threads: int = 1,
+    on_progress=None,
+    tasks_dirs: list[Path] | None = None,
+):
+    """Score a program folder on one split of its task; records go to the folder's own store.
+
+    Returns the records (a DataFrame). Re-running with the same arguments resumes.
+    """
+    import hashlib
+
+    from promptopt.evaluate import evaluate
+    from promptopt.registry import Config
+    from promptopt.store import Store
+    from promptopt.tasks import load_task
+
+    if split not in ("val", "test"):
+        raise UserError(f"Cannot evaluate on split {split!r}; valid splits are val and test.")
+    prog = load(folder, model=model, api_base=api_base)
+    man = prog.manifest
+    task = load_task(man["task"]["name"], tasks_dirs)
+    if task.spec.model_dump(mode="json") != man["task"]:
+        raise UserError(
+            f"Task {task.name!r} differs from the one {folder} was compiled for; evaluate with the same task spec."
+        )
+    config = Config(man["strategy"], man["optimizer"], man["knobs"], man.get("optimizer_knobs") or {})
+    with prog:
+        live = prog._ready()
+        key = json.dumps([live.identity, split, limit, man["config_id"]]).encode()
+        run_id = "eval-" + hashlib.sha1(key).hexdigest()[:10]
+        store = Store(f"sqlite:///{(Path(folder) / 'evaluations.sqlite').resolve()}")
+        store.start_run(run_id, {"program": str(folder), "split": split, "limit": limit}, __version__)
+        evaluate(
+            prog.module, task.examples(split, limit), task=task, model=live, lm=prog._lm, adapter=prog._adapter,
+            config=config, split=split, run_id=run_id, store=store, threads=threads, on_progress=on_progress,
+        )  # fmt: skip
+        return store.records(run_id)
+
+
+__all__ = ["Config", "LoadedProgram", "evaluate_program", "load", "save"]

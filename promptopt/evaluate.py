@@ -33,6 +33,43 @@ class Progress:
     errors: int
 
 
+class BudgetReached(Exception):
+    """The run's --max-calls or --max-cost is spent; everything finished so far is kept."""
+
+
+@dataclass
+class Budget:
+    """LM calls and cost this invocation may spend (None: unlimited)."""
+
+    max_calls: int | None = None
+    max_cost: float | None = None
+    calls: int = 0
+    cost_usd: float = 0.0
+
+    def charge(self, log: CallLog) -> None:
+        self.calls += log.calls
+        self.cost_usd += log.cost_usd
+
+    def left(self) -> tuple[float, float]:
+        return (
+            float("inf") if self.max_calls is None else self.max_calls - self.calls,
+            float("inf") if self.max_cost is None else self.max_cost - self.cost_usd,
+        )
+
+    def check(self, next_calls: float = 0, next_cost: float = 0) -> None:
+        calls_left, cost_left = self.left()
+        if calls_left <= 0 or cost_left <= 0 or next_calls > calls_left or next_cost > cost_left:
+            what = (
+                f"--max-calls {self.max_calls}"
+                if calls_left <= next_calls or calls_left <= 0
+                else (f"--max-cost {self.max_cost}")
+            )
+            raise BudgetReached(
+                f"Stopped at the budget ({what}) after {self.calls} LM calls and ${self.cost_usd:.4f}; "
+                "finished records are kept, and the same command with a larger budget continues."
+            )
+
+
 def fatal_reason(exc: BaseException, model: Model) -> str | None:
     """One sentence when an LM error cannot be fixed by retrying, else None."""
     from dspy.clients import errors as lm_errors
@@ -105,6 +142,7 @@ def evaluate(
     threads: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
     batch_size: int = 16,
+    budget: Budget | None = None,
 ) -> None:
     done = store.done_keys(run_id, model.identity, task.name, config.id, split)
     todo = [ex for ex in examples if ex.id not in done]
@@ -137,6 +175,8 @@ def evaluate(
             )
         )
         state.done += 1
+        if budget:
+            budget.charge(log)
         state.lm_calls += log.calls
         state.cost_usd += log.cost_usd
         state.errors += fields["error"] is not None
@@ -153,22 +193,38 @@ def evaluate(
     try:
         if threads <= 1:
             for ex in todo:
+                if budget:
+                    budget.check()
                 finish(ex, *score_example(program, ex, task, lm, adapter, model))
         else:
+            stopped: BudgetReached | None = None
+
+            def next_example():
+                nonlocal stopped
+                if stopped:
+                    return None
+                try:
+                    if budget:
+                        budget.check()
+                except BudgetReached as exc:
+                    stopped = exc  # let the examples in flight finish and be recorded, then stop
+                    return None
+                return next(queue, None)
+
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 queue = iter(todo)
                 running = {}
-                for ex in queue:
+                while len(running) < threads * 2 and (ex := next_example()) is not None:
                     running[pool.submit(score_example, program, ex, task, lm, adapter, model)] = ex
-                    if len(running) >= threads * 2:
-                        break
                 while running:
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         ex = running.pop(fut)
                         finish(ex, *fut.result())
-                        nxt = next(queue, None)
+                        nxt = next_example()
                         if nxt is not None:
                             running[pool.submit(score_example, program, nxt, task, lm, adapter, model)] = nxt
+            if stopped:
+                raise stopped
     finally:
         flush()  # whatever finished is kept, also on Ctrl-C and on a fatal error

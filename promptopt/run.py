@@ -20,7 +20,7 @@ from pathlib import Path
 from promptopt import __version__
 from promptopt.adapters import LenientChatAdapter
 from promptopt.errors import UserError
-from promptopt.evaluate import Progress, evaluate
+from promptopt.evaluate import Budget, BudgetReached, Progress, evaluate
 from promptopt.models import Model, build_lm, redact_url, resolve_model, with_endpoint
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy, parse_config
@@ -48,6 +48,12 @@ class RunPlan:
     storage: str | None = None
     tasks_dirs: list[Path] = field(default_factory=list)
     programs_dirs: list[Path] = field(default_factory=list)
+    # Budgets do not change what a run computes, so they are not part of its id: the same
+    # command with a larger budget continues the same run.
+    max_calls: int | None = None
+    max_cost: float | None = None
+    expect_accuracy: float = 0.5  # prior for the bootstrap-call estimates (see promptopt.compile)
+    references: bool = True  # also score the fixed baseline and each compiled strategy zero-shot
 
     def describe(self) -> dict:
         """What identifies the run; endpoints without credentials."""
@@ -72,6 +78,7 @@ class RunResult:
     run_id: str
     run_dir: Path
     storage: str
+    stopped: str | None = None  # why the run stopped early (budget), if it did
 
 
 def check_endpoint(model: Model) -> None:
@@ -107,8 +114,8 @@ def adapter_for(model: Model) -> LenientChatAdapter:
     return LenientChatAdapter(prefill=model.call_style == "text")
 
 
-def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
-    # Validate everything before starting a server or spending a call.
+def _validated(plan: RunPlan):
+    """Tasks, models and configs of the plan, all checked before a server starts or a call is made."""
     for split in plan.splits:
         if split not in ("val", "test"):
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
@@ -118,11 +125,15 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
     for cfg in configs:
         strat = get_strategy(cfg.strategy, plan.programs_dirs)
         for task in tasks:
-            strat.build(task, **cfg.knobs)  # refuses unknown knobs and answer types it cannot serve
+            strat.build(task, **cfg.knobs)  # refuses answer types it cannot serve
     for task in tasks:
         for split in plan.splits:
             task.examples(split, plan.limit)  # load and split now: bad data fails before any call
+    return tasks, models, configs
 
+
+def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
+    tasks, models, configs = _validated(plan)
     run_dir = plan.out / plan.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     url = plan.storage or default_url(run_dir)
@@ -132,6 +143,15 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
         json.dumps({"run_id": plan.run_id, "storage": _safe_url(url), "plan": plan.describe()}, indent=2)
     )
 
+    budget = Budget(plan.max_calls, plan.max_cost)
+    try:
+        _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress)
+    except BudgetReached as exc:
+        return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=str(exc))
+    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url)
+
+
+def _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress) -> None:
     for model in models:
         with endpoint(model, log=run_dir / "server.log") as live:
             lm = build_lm(live)
@@ -141,11 +161,12 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
                     program = get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
                     prepare(
                         program, task=task, model=live, lm=lm, adapter=adapter, config=cfg, run_id=plan.run_id,
-                        store=store, threads=plan.threads, on_progress=on_progress,
+                        store=store, threads=plan.threads, on_progress=on_progress, budget=budget,
                     )  # fmt: skip
                     program = compile_once(
-                        program, run_dir, plan, task=task, model=live, lm=lm, adapter=adapter, config=cfg, store=store
-                    )
+                        program, run_dir, plan, task=task, model=live, lm=lm, adapter=adapter, config=cfg,
+                        store=store, budget=budget,
+                    )  # fmt: skip
                     for split in plan.splits:
                         evaluate(
                             program,
@@ -160,15 +181,17 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
                             store=store,
                             threads=plan.threads,
                             on_progress=on_progress,
+                            budget=budget,
                         )
                     save_program(program, run_dir, plan, task=task, model=live, config=cfg, store=store)
-    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url)
 
 
 def plan_configs(plan: RunPlan) -> list:
     """Every config the plan names, plus what a compiled score is judged against: the fixed
     `baseline` and each compiled strategy's zero-shot (`none`) version."""
     named = [parse_config(s, o, plan.programs_dirs) for s in plan.strategies for o in plan.optimizers]
+    if not plan.references:
+        return named
     extra = [parse_config("baseline", "none", plan.programs_dirs)]
     extra += [parse_config(s, "none", plan.programs_dirs) for s in plan.strategies]
     out: dict[str, object] = {}
@@ -177,7 +200,7 @@ def plan_configs(plan: RunPlan) -> list:
     return list(out.values())
 
 
-def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adapter, config, store):
+def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adapter, config, store, budget=None):
     """The config's optimizer applied to `program`; a compile finished before is loaded, not redone."""
     if config.optimizer == "none":
         return program
@@ -195,6 +218,8 @@ def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adap
     if finished and (folder / "program.json").exists():
         program.load_state(json.loads((folder / "program.json").read_text()))
         return program
+    if budget:
+        budget.check(next_calls=estimate_config(plan, task, config)["compile_calls"])
     print(f"Compiling {config.strategy} with {config.optimizer} for {model.name} on {task.name} ...", file=sys.stderr)
     started = time.monotonic()
     log = CallLog()
@@ -251,7 +276,9 @@ def task_digest(task) -> str:
     return h.hexdigest()
 
 
-def prepare(program, *, task, model, lm, adapter, config, run_id, store, threads=1, on_progress=None) -> None:
+def prepare(
+    program, *, task, model, lm, adapter, config, run_id, store, threads=1, on_progress=None, budget=None
+) -> None:
     """Give a program that learns from training examples (it has `fit_pool`) its pool.
 
     When the program needs the model's own explanations (`teacher()` is not None), the teacher
@@ -267,7 +294,7 @@ def prepare(program, *, task, model, lm, adapter, config, run_id, store, threads
     if teacher is not None:
         evaluate(
             teacher, train, task=task, model=model, lm=lm, adapter=adapter, config=config, split="train",
-            run_id=run_id, store=store, threads=threads, on_progress=on_progress,
+            run_id=run_id, store=store, threads=threads, on_progress=on_progress, budget=budget,
         )  # fmt: skip
         explanations = store.explanations(run_id, model.identity, task.name, config.id)
     program.fit_pool(train, explanations)
@@ -277,3 +304,77 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+# ------------------------------------------------------------------------------ dry run
+
+
+def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> dict:
+    """LM calls, tokens and cost one config will spend on one (model, task), before any call.
+
+    Calls follow each strategy's declaration and each optimizer's budget rule
+    (promptopt.compile). Tokens are rough: about four characters per token for the inputs,
+    plus each demo, plus the instructions and field markers; completions at half the model's
+    max_tokens for reasoning strategies and at the answer's size otherwise.
+    """
+    from promptopt.compile import estimate_compile_calls
+
+    strat = get_strategy(config.strategy, plan.programs_dirs)
+    sample = task.examples("val", 20) or task.examples("test", 20)
+    n_options = max((len(e.inputs.get("options") or {}) for e in sample), default=4) or 4
+    per_example = strat.calls(config.knobs, n_options)
+    n_eval = sum(len(task.examples(s, plan.limit)) for s in plan.splits)
+    n_train, n_val = len(task.examples("train")), len(task.examples("val"))
+    compile_calls = estimate_compile_calls(
+        config.optimizer, config.optimizer_knobs, per_example, n_train, n_val, plan.expect_accuracy
+    )
+    prep_calls = min(config.knobs.get("pool", 0), n_train) if config.knobs.get("self_cot") else 0
+    eval_calls = per_example * n_eval
+    chars = sum(len(str(v)) for e in sample for v in e.inputs.values()) / max(len(sample), 1)
+    demos = (
+        config.knobs.get("k", 0)
+        + config.optimizer_knobs.get("bootstrapped", 0)
+        + config.optimizer_knobs.get("labeled", 0)
+    )
+    prompt_per_call = chars / 4 * (1 + demos) + 150
+    answer = getattr(task.answer_type, "max_answer_tokens", 8)
+    reasons = config.strategy not in ("baseline", "predict")
+    completion_per_call = (model.max_tokens / 2 if model else 128) if reasons else answer
+    calls = compile_calls + prep_calls + eval_calls
+    prompt_tokens, completion_tokens = round(calls * prompt_per_call), round(calls * completion_per_call)
+    return {
+        "config": f"{config.strategy}/{config.optimizer}",
+        "config_id": config.id,
+        "compile_calls": compile_calls + prep_calls,
+        "eval_calls": eval_calls,
+        "calls": calls,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "cost_usd": price(model, prompt_tokens, completion_tokens) if model else None,
+    }
+
+
+def price(model: Model, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """USD for the tokens at the model's price (its own, else LiteLLM's table); None if unknown."""
+    if model.price_in is not None and model.price_out is not None:
+        return (prompt_tokens * model.price_in + completion_tokens * model.price_out) / 1e6
+    import litellm
+
+    try:
+        cost_in, cost_out = litellm.cost_per_token(
+            model=model.litellm_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+    except Exception:
+        return None
+    return cost_in + cost_out
+
+
+def dry_run(plan: RunPlan) -> list[dict]:
+    """The plan's configs with their estimated calls, tokens and cost; no model is called."""
+    tasks, models, configs = _validated(plan)
+    rows = []
+    for model in models:
+        for task in tasks:
+            for cfg in configs:
+                rows.append({"model": model.name, "task": task.name, **estimate_config(plan, task, cfg, model)})
+    return rows
