@@ -131,11 +131,15 @@ def fill_fields(prompt: str, answer: str, verdict: str = "yes") -> str:
 
 
 def shown_options(prompt: str, options: dict[str, str]) -> dict[str, str]:
-    """Letter -> option text as this prompt shows them (orders may be shuffled)."""
+    """Letter -> option text as this prompt shows them (orders may be shuffled).
+
+    An option is known by its first line, since some real options carry a stray second line.
+    """
     import re
 
+    by_line = {v.strip().splitlines()[0].strip() if v.strip() else "": v for v in options.values()}
     shown = {}
     for letter, text in re.findall(r"^([A-Z])\. (.*)$", prompt, flags=re.MULTILINE):
-        if text in options.values():
-            shown[letter] = text
+        if text.strip() in by_line:
+            shown[letter] = by_line[text.strip()]
     return shown

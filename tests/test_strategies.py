@@ -38,18 +38,23 @@ class Oracle:
             pos = prompt.rfind(ex.inputs["question"])
             if pos > at:
                 best, at = ex, pos
-        assert best is not None, "the prompt names no known question"
-        return best, prompt[at:]
+        return best, prompt[max(at, 0) :]
 
 
-def scripted(task, pick, seed=0):
-    """A server whose answer letter is `pick(example, shown, rng)`; `shown` maps letters to texts."""
+def scripted(task, pick, seed=0, repeatable=False):
+    """A server whose answer letter is `pick(example, shown, rng)`; `shown` maps letters to texts.
+
+    Draws depend on the prompt and on how often it was seen; with `repeatable`, on the prompt
+    only, so the same prompt always gets the same answer.
+    """
     oracle, seen = Oracle(task), defaultdict(int)
 
     def reply(prompt: str) -> str:
         ex, tail = oracle.locate(prompt)
+        if ex is None:  # an optimizer's own prompt (e.g. MIPRO proposing instructions)
+            return fill_fields(prompt, "A")
         shown = shown_options(tail, ex.inputs["options"])
-        seen[prompt] += 1
+        seen[prompt] += 0 if repeatable else 1
         rng = random.Random(f"{seed}:{hashlib.sha1(prompt.encode()).hexdigest()}:{seen[prompt]}")
         letter = pick(ex, shown, rng)
         return fill_fields(
@@ -66,7 +71,7 @@ def gold_letter(ex, shown):
 def run_strategy(server, tmp_path, strategy, limit, splits=("test",), threads=4):
     plan = RunPlan(
         models=[MODEL], strategies=[strategy], api_base=server.base_url, limit=limit, splits=splits,
-        out=tmp_path, threads=threads,
+        out=tmp_path, threads=threads, references=False,
     )  # fmt: skip
     result = run(plan)
     from promptopt.store import Store
