@@ -151,6 +151,57 @@ def _print_dry_run(plan) -> None:
     )
 
 
+@app.command()
+def search(
+    model: Annotated[list[str] | None, typer.Option("--model", help="LiteLLM model string (repeatable).")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", help="Task name or YAML path (repeatable).")] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option("--strategy", help="Strategy in the space (repeatable; default: a built-in space)."),
+    ] = None,
+    optimizer: Annotated[
+        list[str] | None,
+        typer.Option("--optimizer", help="Optimizer in the space (repeatable; default none, bootstrap)."),
+    ] = None,
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the models.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Val and test examples (default: all).")] = None,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Configs to finish per model and task (default: all).")
+    ] = None,
+    rung0: Annotated[int, typer.Option(min=1, help="Val examples every config is first scored on.")] = 20,
+    out: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
+    storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store and the study.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the order configs are tried in.")] = 0,
+    threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel per endpoint.")] = 1,
+    max_calls: Annotated[int | None, typer.Option(min=1, help="Stop cleanly after this many LM calls.")] = None,
+    max_cost: Annotated[float | None, typer.Option(min=0, help="Stop cleanly after spending this many USD.")] = None,
+    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
+    programs_dir: Annotated[
+        list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
+    ] = None,
+) -> None:
+    """Search each model's ceiling config: an Optuna study on val, then the chosen config and the
+    baseline on test. Run the same command again to resume; point workers at one --storage to share."""
+    from promptopt import report
+    from promptopt.run import DEFAULT_MODEL, DEFAULT_TASK, RunPlan
+    from promptopt.search import DEFAULT_OPTIMIZERS, DEFAULT_SPACE, SearchSettings
+    from promptopt.search import search as run_search
+
+    plan = RunPlan(
+        models=model or [DEFAULT_MODEL], tasks=task or [DEFAULT_TASK], strategies=strategy or list(DEFAULT_SPACE),
+        optimizers=optimizer or list(DEFAULT_OPTIMIZERS), api_base=api_base, limit=limit, seed=seed,
+        threads=threads, out=out, storage=storage, tasks_dirs=tasks_dir or [], programs_dirs=programs_dir or [],
+        max_calls=max_calls, max_cost=max_cost, mode="search",
+    )  # fmt: skip
+    _quiet_dspy()
+    with _resumable():
+        result = run_search(plan, SearchSettings(trials=trials, rung0=rung0, seed=seed), on_progress=_ProgressPrinter())
+    typer.echo(report.render(str(result.run_dir), "text"))
+    if result.stopped:
+        typer.echo(result.stopped, err=True)
+    typer.echo(f"Run folder: {result.run_dir}")
+
+
 @app.command("compile")
 def compile_cmd(
     model: Annotated[str, typer.Option(help="LiteLLM model string.")],

@@ -54,6 +54,7 @@ class RunPlan:
     max_cost: float | None = None
     expect_accuracy: float = 0.5  # prior for the bootstrap-call estimates (see promptopt.compile)
     references: bool = True  # also score the fixed baseline and each compiled strategy zero-shot
+    mode: str = "run"  # "search": an Optuna search over the configs instead of scoring them all
 
     def describe(self) -> dict:
         """What identifies the run; endpoints without credentials."""
@@ -66,7 +67,7 @@ class RunPlan:
             "limit": self.limit,
             "splits": list(self.splits),
             "seed": self.seed,
-        }
+        } | ({"mode": self.mode} if self.mode != "run" else {})
 
     @property
     def run_id(self) -> str:
@@ -114,6 +115,19 @@ def adapter_for(model: Model) -> LenientChatAdapter:
     return LenientChatAdapter(prefill=model.call_style == "text")
 
 
+def open_run(plan: RunPlan) -> tuple[Path, Store, str]:
+    """The run's folder and store, created on first use; the same plan always gets the same ones."""
+    run_dir = plan.out / plan.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    url = plan.storage or default_url(run_dir)
+    store = Store(url)
+    store.start_run(plan.run_id, plan.describe(), __version__)
+    (run_dir / "run.json").write_text(
+        json.dumps({"run_id": plan.run_id, "storage": _safe_url(url), "plan": plan.describe()}, indent=2)
+    )
+    return run_dir, store, url
+
+
 def _validated(plan: RunPlan):
     """Tasks, models and configs of the plan, all checked before a server starts or a call is made."""
     for split in plan.splits:
@@ -134,15 +148,7 @@ def _validated(plan: RunPlan):
 
 def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
     tasks, models, configs = _validated(plan)
-    run_dir = plan.out / plan.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    url = plan.storage or default_url(run_dir)
-    store = Store(url)
-    store.start_run(plan.run_id, plan.describe(), __version__)
-    (run_dir / "run.json").write_text(
-        json.dumps({"run_id": plan.run_id, "storage": _safe_url(url), "plan": plan.describe()}, indent=2)
-    )
-
+    run_dir, store, url = open_run(plan)
     budget = Budget(plan.max_calls, plan.max_cost)
     try:
         _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress)

@@ -93,6 +93,7 @@ def select_configs(summary: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (model, task), g in summary.groupby(["model", "task"], sort=True):
         val = g[g["split"] == "val"]
+        val = val[val["n"] == val["n"].max()]  # a search stops weak configs early: choose among full ones
         pool, on = (val, "val") if len(val) else (g[g["split"] == "test"], "test")
         if pool.empty:
             continue

@@ -1,0 +1,261 @@
+"""Search: one Optuna study per (model, task) over configs, with successive halving on val.
+
+Every trial is one config: compiled once (train), then scored on a prefix of val. A config
+scored on the first `rung0` val examples goes on to the next rung (three times as many, then
+all of val) only while it might still be on the cost-accuracy front: when no config already
+scored on all of val is at least as cheap and beats the upper end of this config's interval
+(Wilson, `z`). Rungs are prefixes of one fixed order, so promotion only scores the examples not
+yet scored, and the store's records make every repeat free.
+
+The study lives in Optuna's own storage — by default the run's SQL database — with two
+objectives, val score (up) and cost per example (down; USD, or LM calls for free models), so
+its Pareto front is the frontier. Trials a killed process of this machine left running are
+failed on restart and their configs queued again; a second worker pointed at the same storage
+and run shares the study (a trial left running by a dead worker on another machine stays
+running until that machine restarts the search). After the search, the config chosen on val (best, ties to the cheaper) and the fixed
+baseline are scored on test: test is never seen before the choice.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from promptopt import stats
+from promptopt.errors import UserError
+from promptopt.evaluate import Budget, BudgetReached, Progress, evaluate
+from promptopt.models import build_lm
+from promptopt.registry import get_strategy, parse_config
+from promptopt.run import (
+    RunPlan,
+    RunResult,
+    _validated,
+    adapter_for,
+    compile_once,
+    endpoint,
+    open_run,
+    prepare,
+    save_program,
+)
+
+# What `promptopt search` tries when no --strategy is given (multiple-choice tasks).
+DEFAULT_SPACE = [
+    "predict",
+    "cot",
+    "self_consistency:n=3",
+    "self_consistency:n=5",
+    "choice_shuffle:n=3",
+    "choice_shuffle:n=5",
+    "verify_choices:batched=true",
+    "knn_fewshot:k=3",
+]
+DEFAULT_OPTIMIZERS = ["none", "bootstrap"]
+
+
+@dataclass
+class SearchSettings:
+    trials: int | None = None  # configs to finish per (model, task); None: all of them
+    rung0: int = 20  # val examples every config is first scored on
+    growth: int = 3  # each rung scores this many times more
+    z: float = 1.0  # width of the promotion interval (1.0: about 84% one-sided)
+    seed: int = 0
+
+
+def search(
+    plan: RunPlan,
+    settings: SearchSettings,
+    on_progress: Callable[[Progress], None] | None = None,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> RunResult:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tasks, models, _ = _validated(plan)
+    space = []
+    for name in plan.strategies:
+        for opt in plan.optimizers:
+            strat = get_strategy(name.partition(":")[0], plan.programs_dirs)
+            if opt.partition(":")[0] != "none" and not getattr(strat.module, "compilable", True):
+                continue  # e.g. knn_fewshot picks its own demos: only its uncompiled form is in the space
+            space.append(parse_config(name, opt, plan.programs_dirs))
+    for task in tasks:
+        for cfg in space:
+            get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
+    by_id = {c.id: c for c in space}
+    baseline = parse_config("baseline", "none", plan.programs_dirs)
+    run_dir, store, url = open_run(plan)
+    budget = Budget(plan.max_calls, plan.max_cost)
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        for model in models:
+            with endpoint(model, log=run_dir / "server.log") as live:
+                lm, adapter = build_lm(live), adapter_for(live)
+                for task in tasks:
+                    study = optuna.create_study(
+                        study_name=f"{plan.run_id}|{live.identity}|{task.name}",
+                        storage=storage,
+                        directions=["maximize", "minimize"],
+                        load_if_exists=True,
+                    )
+                    common = dict(task=task, model=live, lm=lm, adapter=adapter, store=store)
+                    _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say, **common)
+                    chosen = choose(study)
+                    if chosen is None:
+                        raise UserError(f"No config finished on all of val for {model.name} on {task.name}.")
+                    say(
+                        f"Chosen on val for {model.name} on {task.name}: {by_id[chosen].strategy}/{by_id[chosen].optimizer} ({chosen})."
+                    )
+                    for cfg in [baseline, by_id[chosen]]:
+                        program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
+                        evaluate(
+                            program, task.examples("test", plan.limit), config=cfg, split="test", run_id=plan.run_id,
+                            threads=plan.threads, on_progress=on_progress, budget=budget, **common,
+                        )  # fmt: skip
+                        save_program(program, run_dir, plan, config=cfg, task=task, model=live, store=store)
+    except BudgetReached as exc:
+        return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=str(exc))
+    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url)
+
+
+def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):
+    program = get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
+    prepare(
+        program, task=task, model=model, lm=lm, adapter=adapter, config=cfg, run_id=plan.run_id, store=store,
+        threads=plan.threads, on_progress=on_progress, budget=budget,
+    )  # fmt: skip
+    return compile_once(
+        program, run_dir, plan, task=task, model=model, lm=lm, adapter=adapter, config=cfg, store=store, budget=budget
+    )
+
+
+def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say, *, task, model, lm, adapter, store):
+    import optuna
+    from optuna.trial import TrialState
+
+    _fail_dead_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    taken = {t.params.get("config") for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    queued = {t.params.get("config") for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
+    order = sorted(by_id)
+    random.Random(settings.seed).shuffle(order)
+    limit = settings.trials if settings.trials is not None else len(order)
+    todo = [c for c in order if c not in taken and c not in queued][: max(0, limit - len(taken) - len(queued))]
+    for cid in todo:
+        study.enqueue_trial({"config": cid})
+    dist = optuna.distributions.CategoricalDistribution(sorted(by_id))
+    val = task.examples("val", plan.limit)
+    rungs = _rungs(len(val), settings)
+    common = dict(task=task, model=model, lm=lm, adapter=adapter, store=store)
+
+    def score(program, cfg, size):
+        evaluate(
+            program, val[:size], config=cfg, split="val", run_id=plan.run_id, threads=plan.threads,
+            on_progress=on_progress, budget=budget, **common,
+        )  # fmt: skip
+        return _measure(store, plan.run_id, model, task, cfg, val[:size])
+
+    # Breadth first: every queued config on the first rung, then the promising ones further,
+    # best first, so a strong config finishes early and weak ones are stopped at once.
+    active = []
+    while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+        trial = study.ask({"config": dist})
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        cfg = by_id.get(trial.params["config"])
+        if cfg is None:  # queued by a worker with another space
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
+        first = score(program, cfg, rungs[0])
+        trial.set_user_attr("n", rungs[0])
+        active.append((trial, cfg, program, first))
+    active.sort(key=lambda a: (-a[3][0], a[3][1]))
+    for trial, cfg, program, (value, cost, k) in active:
+        size = rungs[0]
+        for nxt in rungs[1:]:
+            if not _promising(study, k, size, cost, settings.z):
+                break
+            size = nxt
+            value, cost, k = score(program, cfg, size)
+            trial.set_user_attr("n", size)
+        label = f"{cfg.strategy}/{cfg.optimizer}"
+        if size == len(val):
+            study.tell(trial, [value, cost])
+            say(f"trial {trial.number}: {label} val {100 * value:.1f}% on {size}, {cost:.4g} per example")
+        else:
+            trial.set_user_attr("score_so_far", value)
+            study.tell(trial, state=TrialState.PRUNED)
+            say(
+                f"trial {trial.number}: {label} stopped at {size} val examples ({100 * value:.1f}%): cannot reach the front"
+            )
+        save_program(program, run_dir, plan, task=task, model=model, config=cfg, store=store)
+
+
+def _rungs(n: int, s: SearchSettings) -> list[int]:
+    out, size = [], max(1, s.rung0)
+    while size < n:
+        out.append(size)
+        size *= max(2, s.growth)
+    return [*out, n]
+
+
+def _measure(store, run_id, model, task, cfg, examples) -> tuple[float, float, float]:
+    recs = store.records(run_id)
+    ids = {e.id for e in examples}
+    mine = recs[
+        (recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == cfg.id)
+        & (recs.split == "val") & recs.example_id.isin(ids)
+    ]  # fmt: skip
+    n = max(len(mine), 1)
+    cost = mine.cost_usd.sum() / n if mine.cost_usd.sum() > 0 else mine.lm_calls.sum() / n
+    return float(mine.score.mean()) if len(mine) else 0.0, float(cost), float(mine.score.sum())
+
+
+def _promising(study, k: float, n: int, cost: float, z: float) -> bool:
+    """Could this config still be on the front: is every finished config that is at least as
+    cheap below the upper end of its interval?"""
+    from optuna.trial import TrialState
+
+    _, high = stats.wilson(k, n, z=z)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.values[1] <= cost and t.values[0] >= high:
+            return False
+    return True
+
+
+def choose(study) -> str | None:
+    """The config chosen on val: best score over all of val, ties to the cheaper."""
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        return None
+    best = min(done, key=lambda t: (-t.values[0], t.values[1], t.params["config"]))
+    return best.params["config"]
+
+
+def _fail_dead_trials(study) -> None:
+    """Trials left RUNNING by a process of this machine that no longer exists are failed, so
+    their configs are queued again (their finished records make the retry free)."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        name, _, pid = worker.rpartition(":")
+        if name == host and pid.isdigit() and not _alive(int(pid)):
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            study.enqueue_trial({"config": t.params.get("config")})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
