@@ -12,6 +12,8 @@ Two measures over each example's text (its input fields, options included, norma
   the true sets — about linear in the number of examples, so 10k x 10k takes seconds.
 Options are part of the text on purpose: a generic stem ("Which statement is correct?") with
 other options is a different question, while a long vignette with one option dropped is not.
+A near duplicate must also state the same numbers outside its options: two template notes
+that differ only in their lab values (MedCalc-Bench) are different questions.
 
 Within a split, duplicate ids are an error (records are keyed by id) and repeated questions
 are counted for the report.
@@ -85,6 +87,11 @@ def example_text(inputs: dict[str, Any]) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", " ".join(str(p) for p in parts).lower()))
 
 
+def _numbers(inputs: dict[str, Any]) -> list[str]:
+    text = " ".join(str(v) for k, v in inputs.items() if k != "options")
+    return sorted(re.findall(r"\d+(?:\.\d+)?", text))
+
+
 def _shingles(text: str) -> np.ndarray:
     words = np.array([zlib.crc32(w.encode()) for w in text.split()], dtype=np.uint64)
     if len(words) < 3:
@@ -141,7 +148,8 @@ def find_overlaps(splits: dict[str, list], threshold: float = NEAR_JACCARD) -> l
         for j in exact.get(hashlib.sha1(t.encode()).hexdigest(), ()):
             pairs[(i, j)] = 1.0
     for i, j, sim in near_duplicates(test_text, pool_text, threshold):
-        pairs.setdefault((i, j), round(sim, 3))
+        if _numbers(test[i].inputs) == _numbers(pool[j][1].inputs):
+            pairs.setdefault((i, j), round(sim, 3))
     return [
         Overlap(test_id=test[i].id, pool_split=pool[j][0], pool_id=pool[j][1].id, similarity=sim)
         for (i, j), sim in sorted(pairs.items())
