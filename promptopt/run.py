@@ -47,10 +47,13 @@ class RunPlan:
     storage: str | None = None
     tasks_dirs: list[Path] = field(default_factory=list)
     programs_dirs: list[Path] = field(default_factory=list)
+    allow_overlap: bool = False  # run even when demo pools overlap the test set (the report warns)
+    overlap: dict = field(default_factory=dict)  # task -> overlap summary, filled by `run`
 
     def describe(self) -> dict:
         """What identifies the run; endpoints without credentials."""
-        return {
+        extra = {"overlap": self.overlap} if self.overlap else {}
+        return extra | {
             "models": self.models,
             "api_base": redact_url(self.api_base) if self.api_base else None,
             "tasks": self.tasks,
@@ -123,6 +126,9 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
     for task in tasks:
         for split in plan.splits:
             task.examples(split, plan.limit)  # load and split now: bad data fails before any call
+    from promptopt.hygiene import enforce
+
+    plan.overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
 
     run_dir = plan.out / plan.run_id
     run_dir.mkdir(parents=True, exist_ok=True)

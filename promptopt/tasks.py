@@ -458,7 +458,9 @@ def _options(value: Any, mapping: Any, row: dict) -> tuple[dict[str, str], dict[
 def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         value = value.item()
-    return None if isinstance(value, float) and value != value else value
+    if isinstance(value, float):  # pandas reads integer columns with gaps as floats
+        return None if value != value else int(value) if value.is_integer() else value
+    return value
 
 
 def _example(task: Task, row: dict, default_id: str) -> Example:
