@@ -149,7 +149,7 @@ def find_overlaps(splits: dict[str, list], threshold: float = NEAR_JACCARD) -> l
             pairs[(i, j)] = 1.0
     for i, j, sim in near_duplicates(test_text, pool_text, threshold):
         if _numbers(test[i].inputs) == _numbers(pool[j][1].inputs):
-            pairs.setdefault((i, j), round(sim, 3))
+            pairs.setdefault((i, j), min(round(sim, 3), 0.999))  # 1.0 means an exact copy
     return [
         Overlap(test_id=test[i].id, pool_split=pool[j][0], pool_id=pool[j][1].id, similarity=sim)
         for (i, j), sim in sorted(pairs.items())

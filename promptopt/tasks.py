@@ -42,6 +42,14 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FieldError(ValueError):
+    """A check across fields that blames one of them, so the error can name it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 class SourceSpec(_Spec):
     """Where rows come from: local files (paths relative to the YAML file, or to the folder in
     environment variable `env` for data promptopt does not bundle), or a hub dataset."""
@@ -60,13 +68,13 @@ class SourceSpec(_Spec):
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
         if (self.files is None) == (self.hub is None):
-            raise ValueError("give exactly one of 'files' (local data files) or 'hub' (dataset id)")
+            raise FieldError("files", "give exactly one of 'files' (local data files) or 'hub' (dataset id)")
         if self.hub is not None and self.revision is None:
-            raise ValueError("a hub dataset needs a pinned 'revision'")
+            raise FieldError("revision", "a hub dataset needs a pinned 'revision'")
         if not self.header and not self.columns:
-            raise ValueError("a csv without a header row needs 'columns' (one name per column)")
+            raise FieldError("columns", "a csv without a header row needs 'columns' (one name per column)")
         if self.records is not None and self.format not in ("json", "jsonl"):
-            raise ValueError("'records' applies to json files only")
+            raise FieldError("records", "'records' applies to json files only")
         return self
 
 
@@ -88,11 +96,11 @@ class AnswerSpec(_Spec):
     @model_validator(mode="after")
     def _known_type(self) -> AnswerSpec:
         if self.type not in ANSWER_TYPES:
-            raise ValueError(f"unknown answer type {self.type!r}; valid: {', '.join(ANSWER_TYPES)}")
+            raise FieldError("type", f"unknown answer type {self.type!r}; valid: {', '.join(ANSWER_TYPES)}")
         unknown = set(self.options) - answer_options(self.type)
         if unknown:
             valid = ", ".join(sorted(answer_options(self.type))) or "none"
-            raise ValueError(f"answer type {self.type} has no option {sorted(unknown)[0]!r}; valid: {valid}")
+            raise FieldError("options", f"answer type {self.type} has no option {sorted(unknown)[0]!r}; valid: {valid}")
         return self
 
 
@@ -143,18 +151,21 @@ class TaskSpec(_Spec):
         given = set(self.source.files if isinstance(self.source.files, dict) else self.source.hub_splits or {})
         if per_split:
             if "test" not in given:
-                raise ValueError("source files per split need a 'test' entry")
+                raise FieldError("source.files", "files per split need a 'test' entry")
             if "val" not in given and self.split.val is None:
-                raise ValueError("split.val is needed: the source has no val files, so val rows are taken from train")
+                raise FieldError(
+                    "split.val", "is needed: the source has no val files, so val rows are taken from train"
+                )
             if self.split.test_ids:
-                raise ValueError("split.test_ids applies to a single pool of files, not to files per split")
+                raise FieldError("split.test_ids", "applies to a single pool of files, not to files per split")
         elif self.split.test_ids:
             if self.split.val is None:
-                raise ValueError("split.val is needed: val rows are taken from the rows outside test_ids")
+                raise FieldError("split.val", "is needed: val rows are taken from the rows outside test_ids")
         elif self.split.train is None or self.split.val is None:
-            raise ValueError("split.train and split.val are needed to carve one pool of rows into splits")
+            missing = "split.train" if self.split.train is None else "split.val"
+            raise FieldError(missing, "is needed to carve one pool of rows into train, val and test")
         if self.answer.gold_is and self.answer.type != "multiple_choice":
-            raise ValueError("answer.gold_is applies to multiple_choice answers only")
+            raise FieldError("answer.gold_is", "applies to multiple_choice answers only")
         return self
 
 
@@ -411,14 +422,14 @@ def _columns_used(spec: TaskSpec) -> dict[str, str]:
     return used
 
 
-def _check_columns(task: Task, rows: list[dict], where: str) -> None:
+def _check_columns(task: Task, rows: list[tuple[str, dict]], where: str) -> None:
     if not rows:
         return
-    columns = set().union(*(r.keys() for r in rows[:50]))
+    columns = set().union(*(r.keys() for _, r in rows))
     for fld, col in _columns_used(task.spec).items():
         if col not in columns:
             raise UserError(
-                f"Task file {task.path}: field {fld} names column {col!r}, which {where} does not have "
+                f"Task file {task.path}: field {fld} names column {col!r}, which {where} has "
                 f"(columns: {', '.join(sorted(columns))})."
             )
 
@@ -441,7 +452,7 @@ def _letters(n: int) -> list[str]:
 def _options(value: Any, mapping: Any, row: dict) -> tuple[dict[str, str], dict[str, str]]:
     """Lettered options, and option key -> letter (for gold given as an option key)."""
     if isinstance(mapping, list):
-        cells = [row[c] for c in mapping]
+        cells = [row.get(c) for c in mapping]
         return {k: str(v) for k, v in zip(_letters(len(cells)), cells, strict=True) if not _empty(v)}, {}
     if isinstance(mapping, OptionList):
         items = row[mapping.column] or []
@@ -514,13 +525,12 @@ def _load_parts(task: Task) -> dict[str, list[Example]]:
             raw[part] = []
             for path in _expand(task, names):
                 rows = _read_file(task, path)
-                _check_columns(task, rows, f"data file {path.name}")
                 raw[part] += [(f"{path.stem}:{r.get('_key') or i}" if src.records else f"{path.stem}:{i}", r)
                               for i, r in enumerate(rows)]  # fmt: skip
+    # a column must exist in some data file: op4 and op5 of MedBullets share a spec, only op5 has `ope`
+    _check_columns(task, [r for rows in raw.values() for r in rows[:50]], "no data file")
     parts: dict[str, list[Example]] = {}
     for part, rows in raw.items():
-        if src.hub is not None:
-            _check_columns(task, [r for _, r in rows], f"hub split {part}")
         kept = [(i, r) for i, r in rows if _keep(r, task.spec.rows)]
         if len(kept) < len(rows):
             task.dropped[f"{part} rows removed by rows filters"] = len(rows) - len(kept)
@@ -565,6 +575,9 @@ def load_task_file(path: Path) -> Task:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("str", "list", "dict", "OptionList")))
         msg = err["msg"].removeprefix("Value error, ")
+        blamed = (err.get("ctx") or {}).get("error")
+        if isinstance(blamed, FieldError):
+            loc = ".".join(filter(None, [loc, blamed.field]))
         if err["type"] == "missing":
             msg = "this required field is missing"
         raise UserError(f"Task file {path}: field {loc or '(top level)'}: {msg}.") from None
