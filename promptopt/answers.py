@@ -6,6 +6,8 @@ flagged, never a crash). A metric compares a canonical answer to the gold one.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -13,6 +15,7 @@ from typing import Any, Protocol
 
 class AnswerType(Protocol):
     name: str
+    max_answer_tokens: int  # tokens a bare answer needs, for strategies that cap the reply
 
     def describe(self, inputs: dict[str, Any]) -> str:
         """What the answer must look like, for prompts and DSPy field descriptions."""
@@ -40,6 +43,7 @@ class MultipleChoice:
     """Options lettered A, B, C, ... (any number); the answer is one letter."""
 
     name: str = "multiple_choice"
+    max_answer_tokens: int = 8
 
     def describe(self, inputs: dict[str, Any]) -> str:
         letters = list(inputs.get("options", {})) or ["A", "B", "C", "D"]
@@ -78,7 +82,242 @@ class MultipleChoice:
         return float(prediction is not None and prediction.upper() == gold.strip().upper())
 
 
-ANSWER_TYPES: dict[str, AnswerType] = {"multiple_choice": MultipleChoice()}
+# Reading answers out of free text. A reply is read from an explicit marker first ("answer is",
+# "Answer:", "####", a JSON "answer" key), the last one winning, since models restate the
+# question before concluding; an unmarked reply is read only when it is one line, because a
+# base model's rambling on later lines is as likely a new question as an answer.
+_MARKER = r"(?:\banswer\b\s*(?:is|was|would be|:|=)?\s*[:=]?|####|\"answer\"\s*:)\s*"
+
+
+def _marked(text: str, value: str) -> list[re.Match]:
+    return list(re.finditer(_MARKER + value, text, re.IGNORECASE))
+
+
+def _one_line(text: str) -> str | None:
+    """The reply when it is a single line (base models often stop there), else None."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0] if len(lines) == 1 else None
+
+
+@dataclass(frozen=True)
+class YesNoMaybe:
+    """PubMedQA-style decision: one of yes, no, maybe."""
+
+    name: str = "yes_no_maybe"
+    max_answer_tokens: int = 8
+
+    def describe(self, inputs: dict[str, Any]) -> str:
+        return "one word: yes, no or maybe"
+
+    def parse(self, raw: str | None, inputs: dict[str, Any]) -> str | None:
+        if not raw:
+            return None
+        word = r"[\"'*`(\[]*(yes|no|maybe)\b"
+        marked = _marked(raw, word)
+        if marked:
+            return marked[-1].group(1).lower()
+        line = _one_line(raw)
+        if line is None:
+            return None
+        lead = re.match(r"^\s*" + word, line, re.IGNORECASE)
+        if lead:
+            return lead.group(1).lower()
+        said = set(re.findall(r"\b(yes|no|maybe)\b", line.lower()))
+        return said.pop() if len(said) == 1 else None
+
+    def score(self, prediction: str | None, gold: str) -> float:
+        return float(prediction is not None and prediction == gold.strip().lower())
+
+
+_NUM = r"[-+]?(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_DATE = r"(\d{1,2})/(\d{1,2})/(\d{4})"
+_WEEKS_DAYS = r"(\d+)\s*(?:weeks?|wks?)\W{0,6}(?:and\s+)?(\d+)\s*days?"
+
+
+def _plain_number(text: str) -> str:
+    """Thousands separators out ("1,000" -> "1000") so they do not split a number in two."""
+    return re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
+
+
+@dataclass(frozen=True)
+class Number:
+    """A numeric answer, scored as exact, within a tolerance, or within a per-example range.
+
+    The gold string is a number ("1,000" allowed) or JSON with `value` and optionally `lower`,
+    `upper` and `kind`, as MedCalc-Bench defines its answers: `kind` "decimal" is right within
+    [lower, upper]; "integer" is right when the rounded answer equals the gold; a date value
+    (MM/DD/YYYY) and a (weeks, days) value must match exactly. Otherwise the answer is right
+    when |answer - gold| <= max(absolute, relative * |gold|) (exact when both are 0).
+    """
+
+    name: str = "number"
+    max_answer_tokens: int = 16
+    absolute: float = 0.0
+    relative: float = 0.0
+    calendar: bool = False  # answers may also be dates or (weeks, days) durations
+
+    def describe(self, inputs: dict[str, Any]) -> str:
+        text = "the final number alone (digits, with a decimal point if needed; no units, no working)"
+        if self.calendar:
+            text += "; a date as MM/DD/YYYY; a duration in weeks and days as (weeks, days)"
+        return text
+
+    def parse(self, raw: str | None, inputs: dict[str, Any]) -> str | None:
+        if not raw:
+            return None
+        text = _plain_number(raw)
+        value = rf"[\"'*`$(\[]*({_DATE}|\(?{_WEEKS_DAYS}\)?|\(\s*\d+\s*,\s*\d+\s*\)|{_NUM})"
+        marked = _marked(text, value)
+        if marked:
+            return self._canonical(marked[-1].group(1))
+        boxed = re.findall(r"\\boxed\{([^}]*)\}", text)
+        if boxed:
+            return self._canonical(boxed[-1])
+        line = _one_line(text)
+        if line is None:
+            first = text.strip().splitlines()[0]
+            if not re.fullmatch(rf"\s*[*`$]*{_NUM}[*`]*\s*[A-Za-z/%]*\s*\.?\s*", first):
+                return None
+            line = first
+        return self._canonical(line)
+
+    def _canonical(self, text: str) -> str | None:
+        if self.calendar:
+            date = re.search(_DATE, text)
+            if date:
+                m, d, y = (int(g) for g in date.groups())
+                return f"{m:02d}/{d:02d}/{y:04d}"
+            wd = re.search(_WEEKS_DAYS, text, re.IGNORECASE) or re.search(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)", text)
+            if wd:
+                return f"({int(wd.group(1))}, {int(wd.group(2))})"
+        num = re.search(_NUM, text)
+        return _fmt(float(num.group(0))) if num else None
+
+    def score(self, prediction: str | None, gold: str) -> float:
+        if prediction is None:
+            return 0.0
+        spec = json.loads(gold) if gold.strip().startswith("{") else {"value": gold}
+        value = str(spec["value"]).strip()
+        exact_form = re.fullmatch(_DATE, value) or re.search(r"\d+\D+\d+\D*day", value)
+        if exact_form:  # a date or a (weeks, days) pair: the same canonical form or wrong
+            return float(Number(calendar=True)._canonical(value) == prediction)
+        try:
+            got = float(prediction)
+            want = float(_plain_number(value))
+        except ValueError:
+            return 0.0
+        kind = str(spec.get("kind", "")).lower()
+        if kind == "integer":
+            return float(round(got) == round(want))
+        if spec.get("lower") not in (None, "") and spec.get("upper") not in (None, ""):
+            return float(float(spec["lower"]) <= got <= float(spec["upper"]))
+        allowed = max(self.absolute, self.relative * abs(want), 1e-9 * max(1.0, abs(want)))
+        return float(abs(got - want) <= allowed)
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, no punctuation, no articles, single spaces: "The Liver." == "liver"."""
+    text = re.sub(r"[^\w\s]", " ", text.lower())
+    return " ".join(w for w in text.split() if w not in {"a", "an", "the"})
+
+
+@dataclass(frozen=True)
+class ExactText:
+    """A short free-text answer, right when it equals the gold after normalization.
+
+    The gold string may be a JSON list of accepted answers.
+    """
+
+    name: str = "exact_text"
+    max_answer_tokens: int = 32
+
+    def describe(self, inputs: dict[str, Any]) -> str:
+        return "the answer alone, in as few words as possible"
+
+    def parse(self, raw: str | None, inputs: dict[str, Any]) -> str | None:
+        if not raw:
+            return None
+        marked = _marked(raw, r"(.+)")
+        lines = [ln for ln in raw.strip().splitlines() if ln.strip()]
+        text = marked[-1].group(1) if marked else lines[0] if len(lines) == 1 else None
+        if text is None:
+            return None
+        return normalize_text(text.strip().strip("\"'*`").rstrip(".")) or None
+
+    def score(self, prediction: str | None, gold: str) -> float:
+        if prediction is None:
+            return 0.0
+        accepted = json.loads(gold) if gold.strip().startswith("[") else [gold]
+        return float(normalize_text(prediction) in {normalize_text(str(a)) for a in accepted})
+
+
+@dataclass(frozen=True)
+class MedecAnswer:
+    """MEDEC error detection: is there a medical error in the note, in which sentence, and its fix.
+
+    The model replies "CORRECT", or the erroneous sentence's id followed by the corrected
+    sentence ("3 The patient was given amoxicillin."). The prediction and the gold are JSON with
+    `flag` (1 = the note has an error), `sentence_id` and `correction`.
+
+    Scored as the benchmark's error sentence detection accuracy: 1 when the flag is right and,
+    for a note with an error, the sentence id is right too. The correction is parsed and kept
+    in the record but not scored: MEDEC scores it with ROUGE-1, BERTScore and BLEURT, which
+    need reference models this tool does not run.
+    """
+
+    name: str = "medec"
+    max_answer_tokens: int = 120
+
+    def describe(self, inputs: dict[str, Any]) -> str:
+        return (
+            "CORRECT if the note has no medical error; otherwise the id of the sentence with the error, "
+            'a space, and that sentence rewritten to be correct (e.g. "3 The patient was given amoxicillin.")'
+        )
+
+    def parse(self, raw: str | None, inputs: dict[str, Any]) -> str | None:
+        if not raw:
+            return None
+        text = re.sub(r"^\s*(?:answer\s*[:=]?|[*`\"'])*\s*", "", raw.strip(), flags=re.IGNORECASE)
+        if re.match(r"(?:correct\b|no (?:medical )?errors?\b)", text, re.IGNORECASE):
+            return json.dumps({"flag": 0, "sentence_id": -1, "correction": None})
+        found = re.match(r"(?:sentence\s*(?:id)?\s*[:#]?\s*)?(\d+)\s*[:.)-]?\s*(.*)", text, re.IGNORECASE | re.DOTALL)
+        if not found:
+            found = re.search(r"(?:error|mistake)[^.\n]*?\bsentence\s*(?:id)?\s*[:#]?\s*(\d+)\s*[:.)-]?\s*(.*)", text,
+                              re.IGNORECASE | re.DOTALL)  # fmt: skip
+        if not found:
+            return None
+        correction = found.group(2).strip().splitlines()[0].strip().strip("\"'") if found.group(2).strip() else None
+        return json.dumps({"flag": 1, "sentence_id": int(found.group(1)), "correction": correction or None})
+
+    def score(self, prediction: str | None, gold: str) -> float:
+        if prediction is None:
+            return 0.0
+        pred, want = json.loads(prediction), json.loads(gold)
+        if int(pred["flag"]) != int(float(want["flag"])):
+            return 0.0
+        if int(float(want["flag"])) == 0:
+            return 1.0
+        return float(int(pred["sentence_id"]) == int(float(want["sentence_id"])))
+
+
+ANSWER_TYPES: dict[str, AnswerType] = {
+    t.name: t for t in (MultipleChoice(), YesNoMaybe(), Number(), ExactText(), MedecAnswer())
+}
+
+
+def make_answer_type(name: str, options: dict[str, Any] | None = None) -> AnswerType:
+    """The registered answer type `name`, with a task's options (e.g. a number's tolerance)."""
+    base = ANSWER_TYPES[name]
+    return dataclasses.replace(base, **options) if options else base
+
+
+def answer_options(name: str) -> set[str]:
+    """Options a task may set for answer type `name`."""
+    return {f.name for f in dataclasses.fields(ANSWER_TYPES[name])} - {"name", "max_answer_tokens"}
 
 
 def format_options(options: dict[str, str]) -> str:

@@ -94,6 +94,9 @@ def run(
     expect_accuracy: Annotated[
         float, typer.Option(min=0.01, max=1.0, help="Expected accuracy on train, for bootstrap call estimates.")
     ] = 0.5,
+    allow_overlap: Annotated[
+        bool, typer.Option(help="Run even if train/val examples duplicate test ones; the report warns.")
+    ] = False,
 ) -> None:
     """Evaluate models × tasks × strategies (× optimizers) on val and test, store records, print the table.
 
@@ -120,6 +123,7 @@ def run(
         max_calls=max_calls,
         max_cost=max_cost,
         expect_accuracy=expect_accuracy,
+        allow_overlap=allow_overlap,
     )
     if dry_run:
         _print_dry_run(plan)
@@ -290,38 +294,71 @@ def report_cmd(
         typer.echo(text, nl=False)
 
 
+_TASKS_DIR_HELP = "Folder of user task YAMLs (repeatable; also $PROMPTOPT_TASKS_DIR)."
+
+
 @tasks_app.command("list")
 def tasks_list(
-    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
+    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help=_TASKS_DIR_HELP)] = None,
 ) -> None:
-    """Tasks with their answer type and split sizes."""
+    """Tasks with their answer type, split sizes and license."""
     from promptopt.tasks import available_tasks, load_task_file
 
+    typer.echo(f"{'task':<18} {'answer type':<16} {'train':>6} {'val':>6} {'test':>6}  license")
     for name, path in sorted(available_tasks(tasks_dir).items()):
         task = load_task_file(path)
-        sizes = " / ".join(f"{s} {len(task.splits[s])}" for s in ("train", "val", "test"))
-        typer.echo(f"{name:<16} {task.spec.answer.type:<16} {sizes}")
+        try:
+            sizes = " ".join(f"{len(task.splits[s]):>6}" for s in ("train", "val", "test"))
+        except UserError as exc:  # e.g. data the user has not downloaded yet: say so, list the rest
+            sizes = f"{'-':>6} {'-':>6} {'-':>6}  ({exc})"
+        typer.echo(f"{name:<18} {task.spec.answer.type:<16} {sizes}  {task.spec.license.strip()}")
 
 
 @tasks_app.command("show")
-def tasks_show(name: str) -> None:
-    """A task's spec as YAML."""
+def tasks_show(
+    name: str,
+    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help=_TASKS_DIR_HELP)] = None,
+) -> None:
+    """A task's spec, split sizes, clean-ups, hygiene and three rows as the baseline prompt."""
     import yaml
 
+    from promptopt.hygiene import check
+    from promptopt.registry import get_strategy
     from promptopt.tasks import load_task
 
-    task = load_task(name)
+    task = load_task(name, tasks_dir)
     typer.echo(f"# {task.path}")
-    typer.echo(yaml.safe_dump(task.spec.model_dump(exclude_none=True), sort_keys=False))
+    typer.echo(yaml.safe_dump(task.spec.model_dump(exclude_none=True, exclude_defaults=True), sort_keys=False))
+    typer.echo("sizes: " + ", ".join(f"{s} {len(v)}" for s, v in task.splits.items()))
+    for what, n in task.dropped.items():
+        typer.echo(f"clean-up: {n} {what}")
+    report = check(task)
+    typer.echo(
+        f"hygiene: {len(report.overlapping_test_ids)} test examples overlap train/val; "
+        + ", ".join(f"{n} repeated questions in {s}" for s, n in report.repeated_questions.items())
+    )
+    render = sys.modules[get_strategy("baseline").module.__module__].render
+    for ex in task.examples("test", 3):
+        typer.echo(f"\n--- test example {ex.id} (gold: {ex.gold}) ---")
+        typer.echo(render(task.spec.baseline.instructions, ex.inputs))
 
 
 @tasks_app.command("validate")
 def tasks_validate(path: Path) -> None:
-    """Load a task file and its data, and check its splits do not share questions."""
+    """Load a task file and its data, and check its splits for leakage and duplicate ids."""
+    from promptopt.hygiene import check
     from promptopt.tasks import load_task_file
 
     task = load_task_file(path)
     sizes = ", ".join(f"{s} {len(v)}" for s, v in task.splits.items())
+    report = check(task)
+    if report.duplicate_ids:
+        split, ids = next(iter(report.duplicate_ids.items()))
+        raise UserError(
+            f"Task file {path}: field id gives {len(ids)} examples in {split} an id another has ({ids[0]!r})."
+        )
+    if report.overlaps:
+        raise UserError(report.overlap_sentence())
     typer.echo(f"{path}: valid task {task.name!r} ({sizes}).")
 
 

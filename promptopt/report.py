@@ -137,8 +137,23 @@ def render(source: str, fmt: str = "text") -> str:
         raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
     store, run_id = open_source(source)
     report = build(store.records(run_id))
+    report["warnings"] = overlap_warnings(store, run_id)
     if fmt == "json":
         return json.dumps(report, indent=2) + "\n"
     if fmt == "csv":
         return pd.DataFrame(report["rows"], columns=ROW_FIELDS).to_csv(index=False)
-    return render_text(report, markdown=fmt == "md")
+    return "".join(f"WARNING: {w}\n\n" for w in report["warnings"]) + render_text(report, markdown=fmt == "md")
+
+
+def overlap_warnings(store: Store, run_id: str | None) -> list[str]:
+    """One sentence per task a run scored although its demo pools overlap its test set."""
+    runs = store.runs()
+    plans = runs[runs.run_id == run_id].plan if run_id else runs.plan
+    out = []
+    for plan in plans:
+        for task, o in json.loads(plan).get("overlap", {}).items():
+            out.append(
+                f"task {task} ran with --allow-overlap: {o['test_examples']} test examples duplicate or nearly "
+                f"duplicate train/val examples (e.g. {', '.join(o['examples'])}); its scores may be inflated."
+            )
+    return out

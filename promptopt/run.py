@@ -55,19 +55,26 @@ class RunPlan:
     expect_accuracy: float = 0.5  # prior for the bootstrap-call estimates (see promptopt.compile)
     references: bool = True  # also score the fixed baseline and each compiled strategy zero-shot
     mode: str = "run"  # "search": an Optuna search over the configs instead of scoring them all
+    allow_overlap: bool = False  # run even when demo pools overlap the test set (the report warns)
+    overlap: dict = field(default_factory=dict)  # task -> overlap summary, filled by `run`
 
     def describe(self) -> dict:
         """What identifies the run; endpoints without credentials."""
-        return {
-            "models": self.models,
-            "api_base": redact_url(self.api_base) if self.api_base else None,
-            "tasks": self.tasks,
-            "strategies": self.strategies,
-            "optimizers": self.optimizers,
-            "limit": self.limit,
-            "splits": list(self.splits),
-            "seed": self.seed,
-        } | ({"mode": self.mode} if self.mode != "run" else {})
+        extra = {"overlap": self.overlap} if self.overlap else {}
+        return (
+            extra
+            | {
+                "models": self.models,
+                "api_base": redact_url(self.api_base) if self.api_base else None,
+                "tasks": self.tasks,
+                "strategies": self.strategies,
+                "optimizers": self.optimizers,
+                "limit": self.limit,
+                "splits": list(self.splits),
+                "seed": self.seed,
+            }
+            | ({"mode": self.mode} if self.mode != "run" else {})
+        )
 
     @property
     def run_id(self) -> str:
@@ -143,6 +150,9 @@ def _validated(plan: RunPlan):
     for task in tasks:
         for split in plan.splits:
             task.examples(split, plan.limit)  # load and split now: bad data fails before any call
+    from promptopt.hygiene import enforce
+
+    plan.overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
     return tasks, models, configs
 
 

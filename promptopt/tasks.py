@@ -2,13 +2,21 @@
 
 A task says where its rows come from, how rows map to the program's input fields, what the
 answer type is, how rows are split into train / val / test, and the fixed baseline wording.
-Splits are made over *question groups* (normalized stems), so the same question can never sit
-in two splits; `check_disjoint` re-checks that for any split a spec produces.
+Raw rows that a plain column mapping cannot express are reshaped by a small, declarative
+vocabulary (options from several columns or from a list of objects, gold as an index or an
+option key, rows found inside a JSON document, row filters) — never by code in the YAML.
+
+Splits either follow the source's own files (`source.files: {train: ..., test: ...}`), take
+the test ids the source publishes (`split.test_ids`), or are carved by a fixed seed over
+*question groups* (normalized stems), so the same question never sits in two carved splits.
+Leakage between the pools demos come from and the test set is checked by `promptopt.hygiene`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -20,48 +28,104 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from promptopt import _env  # noqa: F401  (offline settings before `datasets` is imported)
-from promptopt.answers import ANSWER_TYPES, AnswerType
+from promptopt.answers import ANSWER_TYPES, AnswerType, answer_options, make_answer_type
 from promptopt.errors import UserError
 from promptopt.paths import bundled_dir
 
 SPLITS = ("train", "val", "test")
+TASKS_DIR_ENV = "PROMPTOPT_TASKS_DIR"
+SplitName = Literal["train", "val", "test"]
+Files = str | list[str]
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FieldError(ValueError):
+    """A check across fields that blames one of them, so the error can name it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 class SourceSpec(_Spec):
-    format: Literal["json", "csv", "parquet"]
-    files: str | list[str] | None = None
+    """Where rows come from: local files (paths relative to the YAML file, or to the folder in
+    environment variable `env` for data promptopt does not bundle), or a hub dataset."""
+
+    format: Literal["json", "jsonl", "csv", "parquet"]
+    files: Files | dict[SplitName, Files] | None = None  # one pool, or the source's own splits
     hub: str | None = None
     revision: str | None = None
+    hub_splits: dict[SplitName, str] | None = None  # hub split names; default: all of "train" as one pool
+    env: str | None = None  # folder holding `files`, for data the user downloads themselves
+    download: str | None = None  # where that data can be downloaded, for the error message
+    header: bool = True  # csv: False for files without a header row (then give `columns`)
+    columns: list[str] | None = None
+    records: str | None = None  # json: path to the rows inside one document, e.g. "exams.*.data"
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
         if (self.files is None) == (self.hub is None):
-            raise ValueError("give exactly one of 'files' (local data files) or 'hub' (dataset id)")
+            raise FieldError("files", "give exactly one of 'files' (local data files) or 'hub' (dataset id)")
         if self.hub is not None and self.revision is None:
-            raise ValueError("a hub dataset needs a pinned 'revision'")
+            raise FieldError("revision", "a hub dataset needs a pinned 'revision'")
+        if not self.header and not self.columns:
+            raise FieldError("columns", "a csv without a header row needs 'columns' (one name per column)")
+        if self.records is not None and self.format not in ("json", "jsonl"):
+            raise FieldError("records", "'records' applies to json files only")
         return self
+
+
+class OptionList(_Spec):
+    """Options held as a list of objects in one column, e.g. HEAD-QA's [{aid, atext}, ...]."""
+
+    column: str
+    text: str
+    key: str | None = None  # the field the gold refers to (with answer.gold_is: option_key)
 
 
 class AnswerSpec(_Spec):
     type: str
-    gold: str
+    gold: str | dict[str, str]  # a column, or parts -> columns (the gold is then their JSON)
+    gold_is: Literal["letter", "index0", "index1", "option_key", "option_text"] | None = None
+    gold_after: str | None = None  # keep the text after the last occurrence (GSM8K's "#### ")
+    options: dict[str, Any] = {}  # the answer type's options, e.g. a number's tolerance
 
     @model_validator(mode="after")
     def _known_type(self) -> AnswerSpec:
         if self.type not in ANSWER_TYPES:
-            raise ValueError(f"unknown answer type {self.type!r}; valid: {', '.join(ANSWER_TYPES)}")
+            raise FieldError("type", f"unknown answer type {self.type!r}; valid: {', '.join(ANSWER_TYPES)}")
+        unknown = set(self.options) - answer_options(self.type)
+        if unknown:
+            valid = ", ".join(sorted(answer_options(self.type))) or "none"
+            raise FieldError("options", f"answer type {self.type} has no option {sorted(unknown)[0]!r}; valid: {valid}")
         return self
 
 
+class RowsSpec(_Spec):
+    """Clean-ups applied to every source file before splitting."""
+
+    drop_empty: list[str] = []  # drop rows where any of these columns is empty
+    drop_nonempty: list[str] = []  # drop rows where any of these columns has a value
+    keep: dict[str, str | list[str]] = {}  # keep only rows whose column has (one of) these values
+    dedupe: bool = False  # keep the first of rows whose inputs are identical
+
+
 class SplitSpec(_Spec):
+    """How rows become train / val / test.
+
+    One pool of files: `train` and `val` rows are taken by seed and test is the rest; or, with
+    `test_ids`, test is those ids, `val` rows are taken by seed and train is the rest.
+    Files per split: each split takes its files; a missing val takes `val` rows from train.
+    """
+
     seed: int = 0
-    train: int
-    val: int
-    # test is every remaining question group
+    train: int | None = None
+    val: int | None = None
+    test_ids: str | None = None  # a file of test ids: JSON list, JSON object keys, or one per line
+    drop_pool_overlap: bool = False  # drop train/val rows that duplicate a test row (see SOURCE.md)
 
 
 class BaselineSpec(_Spec):
@@ -74,11 +138,35 @@ class TaskSpec(_Spec):
     citation: str
     license: str
     source: SourceSpec
-    id: str | None = None
-    inputs: dict[str, str]
+    id: str | list[str] | None = None
+    inputs: dict[str, str | list[str] | OptionList]
     answer: AnswerSpec
+    rows: RowsSpec = RowsSpec()
     split: SplitSpec
     baseline: BaselineSpec
+
+    @model_validator(mode="after")
+    def _split_fits_source(self) -> TaskSpec:
+        per_split = isinstance(self.source.files, dict) or self.source.hub_splits is not None
+        given = set(self.source.files if isinstance(self.source.files, dict) else self.source.hub_splits or {})
+        if per_split:
+            if "test" not in given:
+                raise FieldError("source.files", "files per split need a 'test' entry")
+            if "val" not in given and self.split.val is None:
+                raise FieldError(
+                    "split.val", "is needed: the source has no val files, so val rows are taken from train"
+                )
+            if self.split.test_ids:
+                raise FieldError("split.test_ids", "applies to a single pool of files, not to files per split")
+        elif self.split.test_ids:
+            if self.split.val is None:
+                raise FieldError("split.val", "is needed: val rows are taken from the rows outside test_ids")
+        elif self.split.train is None or self.split.val is None:
+            missing = "split.train" if self.split.train is None else "split.val"
+            raise FieldError(missing, "is needed to carve one pool of rows into train, val and test")
+        if self.answer.gold_is and self.answer.type != "multiple_choice":
+            raise FieldError("answer.gold_is", "applies to multiple_choice answers only")
+        return self
 
 
 @dataclass(frozen=True)
@@ -92,28 +180,33 @@ class Example:
 class Task:
     spec: TaskSpec
     path: Path
-    _rows: list[Example] | None = field(default=None, repr=False)
+    _parts: dict[str, list[Example]] | None = field(default=None, repr=False)
+    dropped: dict[str, int] = field(default_factory=dict)  # clean-up name -> rows removed
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    @property
+    @cached_property
     def answer_type(self) -> AnswerType:
-        return ANSWER_TYPES[self.spec.answer.type]
+        return make_answer_type(self.spec.answer.type, self.spec.answer.options)
 
     @property
     def input_fields(self) -> list[str]:
         return list(self.spec.inputs)
 
+    def parts(self) -> dict[str, list[Example]]:
+        """Rows per source split ("pool" when the source is one set of files)."""
+        if self._parts is None:
+            self._parts = _load_parts(self)
+        return self._parts
+
     def rows(self) -> list[Example]:
-        if self._rows is None:
-            self._rows = _load_rows(self.spec, self.path)
-        return self._rows
+        return [ex for rows in self.parts().values() for ex in rows]
 
     @cached_property
     def splits(self) -> dict[str, list[Example]]:
-        return split_examples(self.rows(), self.spec.split)
+        return _make_splits(self)
 
     def examples(self, split: str, limit: int | None = None) -> list[Example]:
         if split not in SPLITS:
@@ -123,22 +216,34 @@ class Task:
 
 
 def stem_key(inputs: dict[str, Any]) -> str:
-    """Identity of a question for leakage checks: the normalized question text."""
-    text = str(inputs.get("question", "")) or repr(sorted(inputs.items()))
+    """Identity of a question for splitting: its normalized text inputs, options left out.
+
+    For a task whose only text input is `question` this is the normalized question; a generic
+    question over different notes (MedCalc-Bench) stays apart because the note is part of it.
+    """
+    parts = [str(v) for k, v in inputs.items() if k != "options" and isinstance(v, str)]
+    text = "\n".join(parts) if parts else repr(sorted(inputs.items()))
     return hashlib.sha1(re.sub(r"\s+", " ", text.lower()).strip().encode()).hexdigest()
 
 
-def split_examples(rows: list[Example], rule: SplitSpec) -> dict[str, list[Example]]:
-    """Seeded split over question groups: train and val take their sizes, test the rest."""
+def _carve(rows: list[Example], sizes: list[tuple[str, int | None]], rest: str, seed: int) -> dict[str, list[Example]]:
+    """Fill the named splits with whole question groups, in a seeded order; `rest` gets the others."""
     groups: dict[str, list[Example]] = {}
     for ex in rows:
         groups.setdefault(stem_key(ex.inputs), []).append(ex)
     keys = list(groups)
-    random.Random(rule.seed).shuffle(keys)
-    out: dict[str, list[Example]] = {s: [] for s in SPLITS}
+    random.Random(seed).shuffle(keys)
+    out: dict[str, list[Example]] = {name: [] for name, _ in sizes} | {rest: []}
     for key in keys:
-        target = "train" if len(out["train"]) < rule.train else "val" if len(out["val"]) < rule.val else "test"
+        target = next((name for name, n in sizes if n is not None and len(out[name]) < n), rest)
         out[target].extend(groups[key])
+    return out
+
+
+def split_examples(rows: list[Example], rule: SplitSpec) -> dict[str, list[Example]]:
+    """Seeded split over question groups: train and val take their sizes, test the rest."""
+    out = _carve(rows, [("train", rule.train), ("val", rule.val)], "test", rule.seed)
+    out = {s: out[s] for s in SPLITS}
     check_disjoint(out)
     return out
 
@@ -158,48 +263,304 @@ def check_disjoint(splits: dict[str, list[Example]]) -> None:
         raise UserError(f"Splits leak questions between each other ({detail}).")
 
 
-def _load_rows(spec: TaskSpec, path: Path) -> list[Example]:
-    import datasets
+def _make_splits(task: Task) -> dict[str, list[Example]]:
+    spec, parts = task.spec, task.parts()
+    rule = spec.split
+    if "pool" in parts and not rule.test_ids:
+        out = split_examples(parts["pool"], rule)
+    elif "pool" in parts:
+        ids = _read_ids(task, rule.test_ids)
+        test = [ex for ex in parts["pool"] if ex.id in ids]
+        if len(test) != len(ids):
+            missing = sorted(ids - {ex.id for ex in test})[:3]
+            raise UserError(
+                f"Task file {task.path}: field split.test_ids lists ids the data does not have ({missing})."
+            )
+        pool = [ex for ex in parts["pool"] if ex.id not in ids]
+        out = _carve(pool, [("val", rule.val)], "train", rule.seed) | {"test": test}
+    else:
+        out = {s: list(parts.get(s, [])) for s in SPLITS}
+        if "val" not in parts:
+            out |= _carve(out["train"], [("val", rule.val)], "train", rule.seed)
+    out = {s: out[s] for s in SPLITS}
+    if rule.drop_pool_overlap:
+        from promptopt.hygiene import find_overlaps
 
-    datasets.disable_progress_bars()
-    where = f"task file {path}"
+        leaked = {(o.pool_split, o.pool_id) for o in find_overlaps(out)}
+        for s in ("train", "val"):
+            kept = [ex for ex in out[s] if (s, ex.id) not in leaked]
+            task.dropped[f"{s} rows duplicating test rows"] = len(out[s]) - len(kept)
+            out[s] = kept
+    return out
+
+
+def _read_ids(task: Task, name: str) -> set[str]:
+    path = _resolve(task, name, "split.test_ids")
+    text = path.read_text()
     try:
-        if spec.source.hub is not None:
-            ds = datasets.load_dataset(spec.source.hub, revision=spec.source.revision, split="train")
+        data = json.loads(text)
+    except ValueError:
+        return {line.strip() for line in text.splitlines() if line.strip()}
+    return {str(k) for k in data}
+
+
+# --- reading rows -------------------------------------------------------------------------
+
+
+def _data_root(task: Task) -> Path:
+    src = task.spec.source
+    if not src.env:
+        return task.path.parent
+    folder = os.environ.get(src.env)
+    if not folder:
+        where = f" from {src.download}" if src.download else ""
+        raise UserError(
+            f"Task {task.name} ({task.path}) needs data that promptopt does not bundle: download it{where} "
+            f"and set the environment variable {src.env} to the folder that holds it."
+        )
+    return Path(folder).expanduser()
+
+
+def _resolve(task: Task, name: str, fld: str) -> Path:
+    base = _data_root(task) if fld == "source.files" else task.path.parent
+    path = (base / name).resolve() if not Path(name).is_absolute() else Path(name)
+    if "*" in name:
+        return path
+    if not path.exists():
+        raise UserError(f"Task file {task.path}: field {fld} names {path}, which does not exist.")
+    return path
+
+
+def _expand(task: Task, files: Files) -> list[Path]:
+    out: list[Path] = []
+    for name in [files] if isinstance(files, str) else files:
+        path = _resolve(task, name, "source.files")
+        if "*" in name:
+            matches = sorted(path.parent.glob(path.name))
+            if not matches:
+                raise UserError(f"Task file {task.path}: field source.files pattern {path} matches no file.")
+            out.extend(matches)
         else:
-            files = [spec.source.files] if isinstance(spec.source.files, str) else spec.source.files
-            resolved = [str((path.parent / f).resolve()) for f in files]
-            missing = [f for f in resolved if not Path(f).exists()]
-            if missing:
-                raise UserError(f"{where}: field source.files names {missing[0]}, which does not exist.")
-            ds = datasets.load_dataset(spec.source.format, data_files=resolved, split="train")
+            out.append(path)
+    return out
+
+
+def _walk(doc: Any, steps: list[str], keys: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], dict]]:
+    """Rows inside a JSON document: '*' walks every value of an object (its key is kept)."""
+    if not steps:
+        items = doc if isinstance(doc, list) else [doc]
+        return [(keys, item) for item in items if isinstance(item, dict)]
+    step, rest = steps[0], steps[1:]
+    if step == "*":
+        values = doc.items() if isinstance(doc, dict) else enumerate(doc or [])
+        return [found for k, v in values for found in _walk(v, rest, (*keys, str(k)))]
+    return _walk(doc.get(step) if isinstance(doc, dict) else None, rest, keys)
+
+
+def _read_file(task: Task, path: Path) -> list[dict]:
+    src = task.spec.source
+    where = f"Task file {task.path}"
+    try:
+        if src.records is not None:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            steps = [s for s in src.records.split(".") if s]
+            return [{**row, "_key": "/".join(keys)} for keys, row in _walk(doc, steps)]
+        import datasets
+
+        datasets.disable_progress_bars()
+        fmt = "json" if src.format == "jsonl" else src.format
+        kwargs: dict[str, Any] = {}
+        if fmt == "csv" and not src.header:
+            kwargs = {"header": None, "column_names": src.columns}
+        ds = datasets.load_dataset(fmt, data_files=[str(path)], split="train", **kwargs)
+        return ds.to_list()
     except UserError:
         raise
-    except Exception as exc:  # datasets raises many types; the user needs one sentence
+    except Exception as exc:  # datasets and json raise many types; the user needs one sentence
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{where}: could not load the data source ({first}).") from exc
-    columns = set(ds.column_names)
-    wanted = {**spec.inputs, "answer.gold": spec.answer.gold}
-    if spec.id:
-        wanted["id"] = spec.id
-    for fld, col in wanted.items():
+        raise UserError(f"{where}: could not read {path} ({first[:200]}).") from exc
+
+
+def _read_hub(task: Task, split: str) -> list[dict]:
+    import datasets
+
+    src = task.spec.source
+    try:
+        ds = datasets.load_dataset(src.hub, revision=src.revision, split=split)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"Task file {task.path}: could not load hub dataset {src.hub} ({first[:200]}); "
+            "with no internet, point source.files at local copies instead."
+        ) from exc
+    return ds.to_list()
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value != value  # NaN
+
+
+def _columns_used(spec: TaskSpec) -> dict[str, str]:
+    """field -> column for every column the spec reads, to check them against the data."""
+    used: dict[str, str] = {}
+    for name, m in spec.inputs.items():
+        if isinstance(m, str):
+            used[f"inputs.{name}"] = m
+        elif isinstance(m, list):
+            used |= {f"inputs.{name}[{i}]": c for i, c in enumerate(m)}
+        else:
+            used[f"inputs.{name}.column"] = m.column
+    gold = spec.answer.gold
+    used |= {f"answer.gold.{k}": c for k, c in gold.items()} if isinstance(gold, dict) else {"answer.gold": gold}
+    if isinstance(spec.id, str):
+        used["id"] = spec.id
+    elif spec.id:
+        used |= {f"id[{i}]": c for i, c in enumerate(spec.id)}
+    for kind in ("drop_empty", "drop_nonempty"):
+        used |= {f"rows.{kind}": c for c in getattr(spec.rows, kind)}
+    used |= {f"rows.keep.{c}": c for c in spec.rows.keep}
+    return used
+
+
+def _check_columns(task: Task, rows: list[tuple[str, dict]], where: str) -> None:
+    if not rows:
+        return
+    columns = set().union(*(r.keys() for _, r in rows))
+    for fld, col in _columns_used(task.spec).items():
         if col not in columns:
             raise UserError(
-                f"{where}: field {fld} names column {col!r}, which the data does not have "
+                f"Task file {task.path}: field {fld} names column {col!r}, which {where} has "
                 f"(columns: {', '.join(sorted(columns))})."
             )
-    out = []
-    for i, row in enumerate(ds):
-        inputs = {name: row[col] for name, col in spec.inputs.items()}
-        if isinstance(inputs.get("options"), dict):
-            inputs["options"] = {k: v for k, v in inputs["options"].items() if v is not None}
-        ex_id = str(row[spec.id]) if spec.id else str(i)
-        out.append(Example(id=ex_id, inputs=inputs, gold=str(row[spec.answer.gold])))
-    return out
+
+
+def _keep(row: dict, rules: RowsSpec) -> bool:
+    if any(_empty(row.get(c)) for c in rules.drop_empty):
+        return False
+    if any(not _empty(row.get(c)) for c in rules.drop_nonempty):
+        return False
+    for col, wanted in rules.keep.items():
+        if str(row.get(col)) not in ([wanted] if isinstance(wanted, str) else wanted):
+            return False
+    return True
+
+
+def _letters(n: int) -> list[str]:
+    return [chr(ord("A") + i) for i in range(n)]
+
+
+def _options(value: Any, mapping: Any, row: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """Lettered options, and option key -> letter (for gold given as an option key)."""
+    if isinstance(mapping, list):
+        cells = [row.get(c) for c in mapping]
+        return {k: str(v) for k, v in zip(_letters(len(cells)), cells, strict=True) if not _empty(v)}, {}
+    if isinstance(mapping, OptionList):
+        items = row[mapping.column] or []
+        letters = _letters(len(items))
+        keys = {str(item.get(mapping.key)): k for k, item in zip(letters, items, strict=True)} if mapping.key else {}
+        return {k: str(item[mapping.text]) for k, item in zip(letters, items, strict=True)}, keys
+    if isinstance(value, dict):
+        return {k: str(v) for k, v in value.items() if v is not None}, {}
+    if isinstance(value, list):
+        return {k: str(v) for k, v in zip(_letters(len(value)), value, strict=True)}, {}
+    raise ValueError(f"options must be a mapping, a list or a list of columns, not {type(value).__name__}")
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):  # pandas reads integer columns with gaps as floats
+        return None if value != value else int(value) if value.is_integer() else value
+    return value
+
+
+def _example(task: Task, row: dict, default_id: str) -> Example:
+    spec = task.spec
+    inputs: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+    for name, m in spec.inputs.items():
+        value = row[m] if isinstance(m, str) else None
+        if name == "options" or not isinstance(m, str):
+            inputs[name], keys = _options(value, m, row)
+        elif isinstance(value, list):  # paragraphs (PubMedQA contexts)
+            inputs[name] = "\n\n".join(str(v) for v in value)
+        else:
+            inputs[name] = "" if _empty(value) else str(value) if not isinstance(value, str) else value
+    gold_spec = spec.answer
+    if isinstance(gold_spec.gold, dict):
+        gold = json.dumps({part: _plain(row[col]) for part, col in gold_spec.gold.items()})
+    else:
+        gold = str(_plain(row[gold_spec.gold])).strip()
+        if gold_spec.gold_after:
+            gold = gold.rsplit(gold_spec.gold_after, 1)[-1].strip()
+        options = inputs.get("options", {})
+        if gold_spec.gold_is in ("index0", "index1"):
+            gold = _letters(len(options) + 1)[int(float(gold)) - (gold_spec.gold_is == "index1")]
+        elif gold_spec.gold_is == "option_key":
+            gold = keys.get(gold, gold)
+        elif gold_spec.gold_is == "option_text":
+            gold = next((k for k, v in options.items() if v.strip() == gold), gold)
+    if isinstance(spec.id, list):
+        ex_id = "/".join(str(_plain(row[c])) for c in spec.id)
+    else:
+        ex_id = str(_plain(row[spec.id])) if spec.id else default_id
+    return Example(id=ex_id, inputs=inputs, gold=gold)
+
+
+def _content_key(inputs: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _load_parts(task: Task) -> dict[str, list[Example]]:
+    src = task.spec.source
+    if src.hub is not None:
+        named = src.hub_splits or {"pool": "train"}
+        raw = {
+            part: [(f"{split}:{i}", r) for i, r in enumerate(_read_hub(task, split))] for part, split in named.items()
+        }
+    else:
+        files = src.files if isinstance(src.files, dict) else {"pool": src.files}
+        raw = {}
+        for part, names in files.items():
+            raw[part] = []
+            for path in _expand(task, names):
+                rows = _read_file(task, path)
+                raw[part] += [(f"{path.stem}:{r.get('_key') or i}" if src.records else f"{path.stem}:{i}", r)
+                              for i, r in enumerate(rows)]  # fmt: skip
+    # a column must exist in some data file: op4 and op5 of MedBullets share a spec, only op5 has `ope`
+    _check_columns(task, [r for rows in raw.values() for r in rows[:50]], "no data file")
+    parts: dict[str, list[Example]] = {}
+    for part, rows in raw.items():
+        kept = [(i, r) for i, r in rows if _keep(r, task.spec.rows)]
+        if len(kept) < len(rows):
+            task.dropped[f"{part} rows removed by rows filters"] = len(rows) - len(kept)
+        try:
+            examples = [_example(task, r, i) for i, r in kept]
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise UserError(
+                f"Task file {task.path}: a row of {part} cannot be mapped to inputs and gold ({exc})."
+            ) from None
+        if task.spec.rows.dedupe:
+            seen: set[str] = set()
+            unique = []
+            for ex in examples:
+                key = _content_key(ex.inputs)
+                if key not in seen:
+                    seen.add(key)
+                    unique.append(ex)
+            if len(unique) < len(examples):
+                task.dropped[f"{part} duplicate rows"] = len(examples) - len(unique)
+            examples = unique
+        parts[part] = examples
+    return parts
+
+
+# --- finding tasks ------------------------------------------------------------------------
 
 
 def load_task_file(path: Path) -> Task:
     """Read and validate one task YAML; errors name the file and the field."""
+    path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -212,20 +573,29 @@ def load_task_file(path: Path) -> Task:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("str", "list", "dict", "OptionList")))
         msg = err["msg"].removeprefix("Value error, ")
-        raise UserError(f"Task file {path}: field {loc}: {msg}.") from None
+        blamed = (err.get("ctx") or {}).get("error")
+        if isinstance(blamed, FieldError):
+            loc = ".".join(filter(None, [loc, blamed.field]))
+        if err["type"] == "missing":
+            msg = "this required field is missing"
+        raise UserError(f"Task file {path}: field {loc or '(top level)'}: {msg}.") from None
     return Task(spec=spec, path=path)
 
 
 def task_dirs(extra: list[Path] | None = None) -> list[Path]:
-    return [*(extra or []), bundled_dir("tasks")]
+    """User folders (arguments, then $PROMPTOPT_TASKS_DIR), then the bundled tasks."""
+    from_env = [Path(p) for p in os.environ.get(TASKS_DIR_ENV, "").split(os.pathsep) if p]
+    return [*(extra or []), *from_env, bundled_dir("tasks")]
 
 
 def available_tasks(extra: list[Path] | None = None) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for folder in reversed(task_dirs(extra)):  # user folders override bundled tasks
-        for file in sorted(Path(folder).glob("*.yaml")):
+        if not Path(folder).is_dir():
+            raise UserError(f"Tasks folder {folder} does not exist.")
+        for file in sorted([*Path(folder).glob("*.yaml"), *Path(folder).glob("*.yml")]):
             found[file.stem] = file
     return found
 
