@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rung0", type=int, default=20)
+    ap.add_argument("--z", type=float, default=1.0)
     args = ap.parse_args()
 
     from promptopt.run import RunPlan
@@ -71,17 +72,19 @@ def main() -> None:
     task = load_task("medqa")
     by_question = {e.inputs["question"]: e for s in ("val", "test") for e in task.examples(s)}
 
+    def right(level: int, question: str) -> bool:
+        draw = random.Random(hashlib.sha1(f"{level}|{question}".encode()).hexdigest()).random()
+        return draw < truth[level]
+
     def reply(prompt: str) -> str:
         question = next((q for q in by_question if q in prompt), None)
         ex = by_question[question] if question else None
         level = re.search(r"\[probe level=(\d+)", prompt)
-        p = truth[int(level.group(1))] if level else 0.25
-        draw = random.Random(hashlib.sha1(f"{level and level.group(1)}|{question}".encode()).hexdigest()).random()
-        if ex is None:
+        if ex is None or level is None:
             return " A"
         letters = list(ex.inputs["options"])
         wrong = letters[(letters.index(ex.gold) + 1) % len(letters)]
-        return f" {ex.gold if draw < p else wrong}"
+        return f" {ex.gold if right(int(level.group(1)), question) else wrong}"
 
     with tempfile.TemporaryDirectory() as tmp, ScriptedServer(reply) as server:
         programs = Path(tmp) / "programs"
@@ -94,7 +97,7 @@ def main() -> None:
             mode="search",
         )  # fmt: skip
         started = time.perf_counter()
-        result = search(plan, SearchSettings(rung0=args.rung0, seed=args.seed), say=lambda line: None)
+        result = search(plan, SearchSettings(rung0=args.rung0, seed=args.seed, z=args.z), say=lambda line: None)
         seconds = time.perf_counter() - started
         recs = Store(result.storage).records(result.run_id)
 
@@ -105,9 +108,16 @@ def main() -> None:
     best = max(truth.values())
     spent = int(val.lm_calls.sum())
     full = sum(n_val * calls[i] for i in truth)
-    print(f"configs: {args.configs}, val examples: {n_val}, first rung: {args.rung0}")
+    print(f"configs: {args.configs}, val examples: {n_val}, first rung: {args.rung0}, z: {args.z}")
     print(f"chosen: level {level} ({calls[level]} calls/question), true accuracy {100 * truth[level]:.1f}%")
     print(f"best true accuracy: {100 * best:.1f}% (gap {100 * (best - truth[level]):.1f} points)")
+    # what scoring every config on all of val would choose (computed from the same draws, no calls)
+    val_qs = [e.inputs["question"] for e in task.examples("val")]
+    val_acc = {i: sum(right(i, q) for q in val_qs) / n_val for i in truth}
+    exhaustive = max(truth, key=lambda i: (val_acc[i], -calls[i]))
+    print(
+        f"scoring every config on all of val would choose: level {exhaustive}, true accuracy {100 * truth[exhaustive]:.1f}%"
+    )
     print(f"LM calls the search spent on val: {spent}")
     print(f"LM calls to score every config on all of val: {full} (search used {spent / full:.1%})")
     print(f"configs scored on all of val: {val.groupby('config_id').size().eq(n_val).sum()} of {args.configs}")
