@@ -141,7 +141,7 @@ def evaluate(
     store: Store,
     threads: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
-    batch_size: int = 16,
+    batch_size: int = 1,  # every record committed as it finishes: a kill -9 loses no paid call
     budget: Budget | None = None,
 ) -> None:
     done = store.done_keys(run_id, model.identity, task.name, config.id, split)

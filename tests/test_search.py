@@ -1,0 +1,85 @@
+"""`promptopt search` against a scripted model: choice on val, test after, resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+from test_compile import right_with
+from test_strategies import MODEL, scripted
+
+SPACE = ["predict", "cot", "self_consistency:n=3"]
+
+
+def search_cmd(server, out):
+    exe = Path(sys.executable).with_name("promptopt")
+    args = [str(exe), "search", "--model", MODEL, "--api-base", server.base_url, "--out", str(out)]
+    args += ["--limit", "40", "--rung0", "10"]
+    for s in SPACE:
+        args += ["--strategy", s]
+    return [*args, "--optimizer", "none"]
+
+
+def study_of(out: Path):
+    (run_dir,) = [p for p in out.iterdir() if p.name.startswith("run-")]
+    url = f"sqlite:///{run_dir / 'results.sqlite'}"
+    (summary,) = optuna.get_all_study_summaries(url)
+    return run_dir, optuna.load_study(study_name=summary.study_name, storage=url)
+
+
+def test_search_chooses_on_val_and_scores_only_the_choice_and_baseline_on_test(medqa, tmp_path):
+    with scripted(medqa, right_with(0.6), repeatable=True) as server:
+        done = subprocess.run(search_cmd(server, tmp_path), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    run_dir, study = study_of(tmp_path)
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert finished and len(study.trials) == len(SPACE)
+    assert all(len(t.values) == 2 for t in finished)  # val score and cost per example
+    report = subprocess.run(
+        [str(Path(sys.executable).with_name("promptopt")), "report", str(run_dir), "--format", "json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    rows = json.loads(report.stdout)["rows"]
+    tested = {r["strategy"] for r in rows if r["split"] == "test"}
+    best = max(finished, key=lambda t: (t.values[0], -t.values[1]))
+    chosen = [r for r in rows if r["selected"]]
+    assert len(tested) == 2 and "baseline" in tested  # the choice and the baseline, nothing else
+    assert chosen[0]["config_id"] == best.params["config"]
+
+
+def test_a_killed_search_resumes_the_same_study_without_repeating_calls(medqa, tmp_path):
+    with scripted(medqa, right_with(0.6), repeatable=True) as server:
+        whole = subprocess.run(search_cmd(server, tmp_path / "whole"), capture_output=True, text=True, timeout=600)
+        assert whole.returncode == 0, whole.stderr
+        uninterrupted = server.calls
+
+        server.calls = 0
+        proc = subprocess.Popen(search_cmd(server, tmp_path / "cut"), stderr=subprocess.PIPE, text=True)
+        answer = server.reply
+
+        def reply(prompt: str) -> str:
+            if server.calls == uninterrupted // 2:
+                os.kill(proc.pid, signal.SIGKILL)  # halfway through the search
+            return answer(prompt)
+
+        server.reply = reply
+        proc.wait(timeout=600)
+        assert proc.returncode == -signal.SIGKILL
+        first = server.calls
+        server.reply = answer
+        _, before = study_of(tmp_path / "cut")
+        again = subprocess.run(search_cmd(server, tmp_path / "cut"), capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr
+        second = server.calls - first
+
+    _, after = study_of(tmp_path / "cut")
+    assert after.study_name == before.study_name and len(before.trials) >= 1
+    assert {t.params["config"] for t in after.trials if t.state.is_finished()} >= {
+        t.params["config"] for t in before.trials if t.state == optuna.trial.TrialState.COMPLETE
+    }
+    # only the example in flight when the process died is asked again: at most its 3 calls
+    # (self_consistency:n=3); everything recorded before the kill is not
+    assert uninterrupted <= first + second <= uninterrupted + 3
