@@ -135,7 +135,7 @@ def open_run(plan: RunPlan) -> tuple[Path, Store, str]:
     return run_dir, store, url
 
 
-def _validated(plan: RunPlan):
+def validate_plan(plan: RunPlan):
     """Tasks, models and configs of the plan, all checked before a server starts or a call is made."""
     for split in plan.splits:
         if split not in ("val", "test"):
@@ -157,7 +157,7 @@ def _validated(plan: RunPlan):
 
 
 def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
-    tasks, models, configs = _validated(plan)
+    tasks, models, configs = validate_plan(plan)
     run_dir, store, url = open_run(plan)
     budget = Budget(plan.max_calls, plan.max_cost)
     try:
@@ -387,7 +387,7 @@ def price(model: Model, prompt_tokens: int, completion_tokens: int) -> float | N
 
 def dry_run(plan: RunPlan) -> list[dict]:
     """The plan's configs with their estimated calls, tokens and cost; no model is called."""
-    tasks, models, configs = _validated(plan)
+    tasks, models, configs = validate_plan(plan)
     rows = []
     for model in models:
         for task in tasks:

@@ -33,13 +33,13 @@ from promptopt.registry import get_strategy, parse_config
 from promptopt.run import (
     RunPlan,
     RunResult,
-    _validated,
     adapter_for,
     compile_once,
     endpoint,
     open_run,
     prepare,
     save_program,
+    validate_plan,
 )
 
 # What `promptopt search` tries when no --strategy is given (multiple-choice tasks).
@@ -74,7 +74,7 @@ def search(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    tasks, models, _ = _validated(plan)
+    tasks, models, _ = validate_plan(plan)
     space = []
     for name in plan.strategies:
         for opt in plan.optimizers:
