@@ -41,12 +41,21 @@ MIPRO_MIN_MINIBATCH_VAL = 50
 
 def optimizer_knobs(name: str, knobs: dict[str, Any], strat) -> dict[str, Any]:
     """Every knob of optimizer `name` (defaults included), or one sentence on what is wrong."""
+    from promptopt.registry import check_knob_values
+
     if name not in OPTIMIZERS:
         raise UserError(f"Unknown optimizer {name!r}; valid optimizers are {', '.join(OPTIMIZERS)}.")
-    unknown = set(knobs) - set(OPTIMIZERS[name])
-    if unknown:
+    check_knob_values(f"Optimizer {name!r}", OPTIMIZERS[name], knobs)
+    full = OPTIMIZERS[name] | knobs
+    for key in ("candidates", "rounds", "val"):
+        if key in full and full[key] < 1:
+            raise UserError(f"Optimizer {name!r}: knob {key!r} must be at least 1, not {full[key]}.")
+    for key in ("bootstrapped", "labeled"):
+        if key in full and full[key] < 0:
+            raise UserError(f"Optimizer {name!r}: knob {key!r} must be 0 or more, not {full[key]}.")
+    if name in ("bootstrap_rs", "mipro") and full["bootstrapped"] < 1:
         raise UserError(
-            f"Optimizer {name!r} has no knob {sorted(unknown)[0]!r}; valid knobs: {', '.join(OPTIMIZERS[name]) or 'none'}."
+            f"Optimizer {name!r} needs bootstrapped of at least 1 (its candidates draw 1..bootstrapped demos)."
         )
     if name != "none" and not getattr(strat.module, "compilable", True):
         raise UserError(
@@ -55,7 +64,7 @@ def optimizer_knobs(name: str, knobs: dict[str, Any], strat) -> dict[str, Any]:
         )
     if name == "mipro" and knobs.get("auto", "light") not in ("light", "medium", "heavy"):
         raise UserError(f"Optimizer mipro's auto must be light, medium or heavy, not {knobs['auto']!r}.")
-    return OPTIMIZERS[name] | knobs
+    return full
 
 
 # ------------------------------------------------------------------------------ estimates
@@ -82,7 +91,10 @@ def estimate_compile_calls(
     if optimizer in ("none", "labeled"):
         return 0
     if optimizer == "bootstrap":
-        return round(expected_tries(b, p, n_train) * per_example)
+        # with r rounds an example is retried (at temperature 1) until right, up to r times
+        r = knobs.get("rounds", 1)
+        p_any = 1 - (1 - p) ** r
+        return round(expected_tries(b, p_any, n_train) * (p_any / max(p, 1e-6)) * per_example)
     v = min(n_val, knobs.get("val", n_val))
     if optimizer == "bootstrap_rs":
         c = knobs["candidates"]
@@ -91,6 +103,7 @@ def estimate_compile_calls(
         return round(((c + 3) * v + boot) * per_example)
     if optimizer == "mipro":
         n = {"light": 6, "medium": 12, "heavy": 18}[knobs["auto"]]
+        v = min(v, {"light": 100, "medium": 300, "heavy": 1000}[knobs["auto"]])  # DSPy caps val per level
         trials = int(max(2 * 2 * predictors * math.log2(n), 1.5 * n))
         if v > MIPRO_MIN_MINIBATCH_VAL:  # DSPy minibatches only above 50 val examples
             evals = v + MIPRO_MINIBATCH * trials + v * (trials // MIPRO_FULL_EVAL_EVERY)

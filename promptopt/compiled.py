@@ -7,8 +7,9 @@
 A program folder holds `manifest.json` (what it is: task spec, strategy, optimizer, knobs,
 model settings without credentials, scores and compile cost, promptopt version) and
 `program.json` (the DSPy module state, including any example pool and index a strategy
-keeps). Loading rebuilds the strategy from the registry and restores that state; it never
-unpickles anything.
+keeps). Loading rebuilds the strategy from the registry and restores that state after checking
+it holds nothing but what the strategy saves; it never unpickles and never imports code from
+the folder (see `load`).
 """
 
 from __future__ import annotations
@@ -108,8 +109,17 @@ class LoadedProgram:
         self.close()
 
 
-def load(path: str | Path, model: str | None = None, api_base: str | None = None) -> LoadedProgram:
-    """Load a program folder; `model`/`api_base` override the ones it was compiled for."""
+def load(
+    path: str | Path, model: str | None = None, api_base: str | None = None, programs_dir: str | Path | None = None
+) -> LoadedProgram:
+    """Load a program folder; `model`/`api_base` override the ones it was compiled for.
+
+    A program folder is data, never code: its JSON is checked against the state the named
+    strategy itself produces (no model, endpoint or call settings can ride along), a strategy
+    from a user's folder is imported only from `programs_dir` given here, and a saved endpoint
+    other than this machine's loopback is not used unless passed again as `api_base` (so a
+    folder from elsewhere cannot send your provider key to its own server).
+    """
     folder = Path(path)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -121,20 +131,54 @@ def load(path: str | Path, model: str | None = None, api_base: str | None = None
             f"{folder} holds a program file that is not JSON; promptopt loads programs only from JSON and never "
             "unpickles, so nothing in it was run."
         ) from None
-    if manifest.get("format") != FORMAT:
-        raise UserError(f"{folder} is not a promptopt program (format {manifest.get('format')!r}, expected {FORMAT}).")
-    task = Task(spec=TaskSpec.model_validate(manifest["task"]), path=bundled_dir("tasks"))
-    dirs = [Path(manifest["strategy_dir"])] if manifest.get("strategy_dir") else []
-    module = get_strategy(manifest["strategy"], dirs).build(task, **manifest["knobs"])
-    module.load_state(state)
-    saved = manifest["model"]
-    chosen = model or saved["name"]
-    endpoint = api_base if api_base is not None else (saved.get("api_base") if chosen == saved["name"] else None)
-    settings = (
-        {"temperature": saved["temperature"], "max_tokens": saved["max_tokens"]} if chosen == saved["name"] else {}
-    )
-    bound = resolve_model(chosen, endpoint, **settings)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else None
+        raise UserError(f"{folder} is not a promptopt program (format {got!r}, expected {FORMAT}).")
+    try:
+        task = Task(spec=TaskSpec.model_validate(manifest["task"]), path=bundled_dir("tasks"))
+        if manifest.get("strategy_dir") and programs_dir is None:
+            raise UserError(
+                f"{folder} needs strategy {manifest['strategy']!r} from a user folder ({manifest['strategy_dir']}); "
+                "pass programs_dir= with that folder if you trust its code."
+            )
+        dirs = [Path(programs_dir)] if programs_dir else []
+        module = get_strategy(manifest["strategy"], dirs).build(task, **manifest["knobs"])
+        _check_state(module, state, folder)
+        module.load_state(state)
+        saved = manifest["model"]
+        same = (model or saved["name"]) == saved["name"]
+        settings = {"temperature": saved["temperature"], "max_tokens": saved["max_tokens"]} if same else {}
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{folder}/manifest.json or program.json is damaged ({type(exc).__name__}: {exc}).") from None
+    endpoint = api_base
+    if endpoint is None and same and _is_loopback(saved.get("api_base")):
+        endpoint = saved.get("api_base")
+    bound = resolve_model(model or saved["name"], endpoint, **settings)
     return LoadedProgram(module, task, bound, manifest)
+
+
+def _is_loopback(url: str | None) -> bool:
+    from urllib.parse import urlsplit
+
+    return bool(url) and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def _check_state(module, state: dict, folder: Path) -> None:
+    """Refuse state that is not what this strategy saves: per predictor only its demos,
+    signature and (empty) model; nothing that could redirect calls."""
+    fresh = module.dump_state()
+    if not isinstance(state, dict) or set(state) != set(fresh):
+        raise UserError(f"{folder}/program.json does not hold the state of strategy {type(module).__name__}.")
+    for name, part in state.items():
+        if name == "knn":
+            continue
+        if not isinstance(part, dict) or set(part) - set(fresh[name]) - {"fields"} or part.get("lm") is not None:
+            raise UserError(
+                f"{folder}/program.json sets {name!r} beyond demos and instructions (e.g. a model or endpoint); "
+                "refused."
+            )
 
 
 def evaluate_program(
@@ -146,6 +190,7 @@ def evaluate_program(
     threads: int = 1,
     on_progress=None,
     tasks_dirs: list[Path] | None = None,
+    programs_dir: Path | None = None,
 ):
     """Score a program folder on one split of its task; records go to the folder's own store.
 
@@ -160,7 +205,7 @@ def evaluate_program(
 
     if split not in ("val", "test"):
         raise UserError(f"Cannot evaluate on split {split!r}; valid splits are val and test.")
-    prog = load(folder, model=model, api_base=api_base)
+    prog = load(folder, model=model, api_base=api_base, programs_dir=programs_dir)
     man = prog.manifest
     task = load_task(man["task"]["name"], tasks_dirs)
     if task.spec.model_dump(mode="json") != man["task"]:
@@ -170,7 +215,8 @@ def evaluate_program(
     config = Config(man["strategy"], man["optimizer"], man["knobs"], man.get("optimizer_knobs") or {})
     with prog:
         live = prog._ready()
-        key = json.dumps([live.identity, split, limit, man["config_id"]]).encode()
+        state = hashlib.sha1((Path(folder) / "program.json").read_bytes()).hexdigest()
+        key = json.dumps([live.identity, split, limit, man["config_id"], state]).encode()
         run_id = "eval-" + hashlib.sha1(key).hexdigest()[:10]
         store = Store(f"sqlite:///{(Path(folder) / 'evaluations.sqlite').resolve()}")
         store.start_run(run_id, {"program": str(folder), "split": split, "limit": limit}, __version__)

@@ -87,7 +87,11 @@ def fatal_reason(exc: BaseException, model: Model) -> str | None:
 
 
 def _short(exc: BaseException) -> str:
+    """First line of an error, with URLs stripped of credentials and query strings."""
+    import re
+
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = re.sub(r"https?://[^\s'\"<>]+", lambda m: redact_url(m.group(0)), text)
     return f"{type(exc).__name__}: {text[:300]}"
 
 

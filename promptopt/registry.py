@@ -31,12 +31,7 @@ class Strategy:
     source: str = ""  # the file that defines it
 
     def check_knobs(self, knobs: dict[str, Any]) -> None:
-        unknown = set(knobs) - set(self.knobs)
-        if unknown:
-            raise UserError(
-                f"Strategy {self.name!r} has no knob {sorted(unknown)[0]!r}; valid knobs: "
-                f"{', '.join(self.knobs) or 'none'}."
-            )
+        check_knob_values(f"Strategy {self.name!r}", self.knobs, knobs)
 
     def build(self, task, **knobs: Any):
         self.check_knobs(knobs)
@@ -45,7 +40,26 @@ class Strategy:
                 f"Strategy {self.name!r} cannot serve task {task.name!r}: it supports answer types "
                 f"{', '.join(sorted(self.answer_types))}, the task's is {task.spec.answer.type}."
             )
-        return self.module(task, **(self.knobs | knobs))
+        try:
+            return self.module(task, **(self.knobs | knobs))
+        except ValueError as exc:  # a strategy refusing a knob value says why
+            raise UserError(f"Strategy {self.name!r} refused its knobs: {exc}.") from None
+
+
+def check_knob_values(what: str, defaults: dict[str, Any], knobs: dict[str, Any]) -> None:
+    """Unknown knobs and values of the wrong type (against the default's) in one sentence."""
+    unknown = set(knobs) - set(defaults)
+    if unknown:
+        raise UserError(f"{what} has no knob {sorted(unknown)[0]!r}; valid knobs: {', '.join(defaults) or 'none'}.")
+    for key, value in knobs.items():
+        default = defaults[key]
+        if default is None or value is None:
+            continue
+        want = type(default)
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        ok = ok or (want is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            raise UserError(f"{what}: knob {key!r} must be {want.__name__} (like {default!r}), not {value!r}.")
 
 
 _registered: dict[str, Strategy] = {}

@@ -135,14 +135,15 @@ def open_run(plan: RunPlan) -> tuple[Path, Store, str]:
     return run_dir, store, url
 
 
-def validate_plan(plan: RunPlan):
-    """Tasks, models and configs of the plan, all checked before a server starts or a call is made."""
+def validate_plan(plan: RunPlan, configs: list | None = None):
+    """Tasks, models and configs of the plan (or the `configs` given), all checked before a
+    server starts or a call is made."""
     for split in plan.splits:
         if split not in ("val", "test"):
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
     tasks = [load_task(t, plan.tasks_dirs) for t in plan.tasks]
     models = [resolve_model(m, plan.api_base) for m in plan.models]
-    configs = plan_configs(plan)
+    configs = plan_configs(plan) if configs is None else configs
     for cfg in configs:
         strat = get_strategy(cfg.strategy, plan.programs_dirs)
         for task in tasks:
@@ -247,7 +248,13 @@ def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adap
         open(run_dir / "compile.log", "a") as out,
         contextlib.redirect_stdout(out),  # DSPy's optimizers print their progress
     ):
-        compiled = compile_program(program, config, task, train, val, threads=plan.threads)
+        try:
+            prompt_model = config.optimizer_knobs.get("prompt_model")
+            prompt_lm = build_lm(resolve_model(prompt_model)) if prompt_model else None
+            compiled = compile_program(program, config, task, train, val, threads=plan.threads, prompt_lm=prompt_lm)
+        finally:
+            if budget:
+                budget.charge(log)
     save_program(compiled, run_dir, plan, task=task, model=model, config=config, store=store)
     store.add_compile(plan.run_id, model.identity, task.name, config.id, log, time.monotonic() - started)
     print(
@@ -341,8 +348,9 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     per_example = strat.calls(config.knobs, n_options)
     n_eval = sum(len(task.examples(s, plan.limit)) for s in plan.splits)
     n_train, n_val = len(task.examples("train")), len(task.examples("val"))
+    predictors = len(strat.build(task, **config.knobs).predictors())
     compile_calls = estimate_compile_calls(
-        config.optimizer, config.optimizer_knobs, per_example, n_train, n_val, plan.expect_accuracy
+        config.optimizer, config.optimizer_knobs, per_example, n_train, n_val, plan.expect_accuracy, max(1, predictors)
     )
     prep_calls = min(config.knobs.get("pool", 0), n_train) if config.knobs.get("self_cot") else 0
     eval_calls = per_example * n_eval

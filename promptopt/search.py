@@ -74,7 +74,6 @@ def search(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    tasks, models, _ = validate_plan(plan)
     space = []
     for name in plan.strategies:
         for opt in plan.optimizers:
@@ -82,11 +81,16 @@ def search(
             if opt.partition(":")[0] != "none" and not getattr(strat.module, "compilable", True):
                 continue  # e.g. knn_fewshot picks its own demos: only its uncompiled form is in the space
             space.append(parse_config(name, opt, plan.programs_dirs))
-    for task in tasks:
-        for cfg in space:
-            get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
-    by_id = {c.id: c for c in space}
     baseline = parse_config("baseline", "none", plan.programs_dirs)
+    tasks, models, _ = validate_plan(plan, configs=[baseline])
+    by_id = {c.id: c for c in space}
+    spaces = {task.name: {cid: c for cid, c in by_id.items() if _serves(c, task, plan)} for task in tasks}
+    for task in tasks:
+        if not spaces[task.name]:
+            raise UserError(
+                f"No strategy in the search space serves task {task.name!r} (answer type "
+                f"{task.spec.answer.type}); add one with --strategy, e.g. --strategy cot."
+            )
     run_dir, store, url = open_run(plan)
     budget = Budget(plan.max_calls, plan.max_cost)
     storage = optuna.storages.RDBStorage(url)
@@ -102,14 +106,13 @@ def search(
                         load_if_exists=True,
                     )
                     common = dict(task=task, model=live, lm=lm, adapter=adapter, store=store)
-                    _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say, **common)
-                    chosen = choose(study)
+                    _study_loop(study, spaces[task.name], plan, settings, run_dir, budget, on_progress, say, **common)
+                    chosen = choose(study, spaces[task.name])
                     if chosen is None:
                         raise UserError(f"No config finished on all of val for {model.name} on {task.name}.")
-                    say(
-                        f"Chosen on val for {model.name} on {task.name}: {by_id[chosen].strategy}/{by_id[chosen].optimizer} ({chosen})."
-                    )
-                    for cfg in [baseline, by_id[chosen]]:
+                    pick = spaces[task.name][chosen]
+                    say(f"Chosen on val for {model.name} on {task.name}: {pick.strategy}/{pick.optimizer} ({chosen}).")
+                    for cfg in [baseline, pick]:
                         program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
                         evaluate(
                             program, task.examples("test", plan.limit), config=cfg, split="test", run_id=plan.run_id,
@@ -145,7 +148,7 @@ def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say,
     limit = settings.trials if settings.trials is not None else len(order)
     todo = [c for c in order if c not in taken and c not in queued][: max(0, limit - len(taken) - len(queued))]
     for cid in todo:
-        study.enqueue_trial({"config": cid})
+        study.enqueue_trial({"config": cid}, skip_if_exists=True)  # a second worker may queue the same
     dist = optuna.distributions.CategoricalDistribution(sorted(by_id))
     val = task.examples("val", plan.limit)
     rungs = _rungs(len(val), settings)
@@ -226,11 +229,21 @@ def _promising(study, k: float, n: int, cost: float, z: float) -> bool:
     return True
 
 
-def choose(study) -> str | None:
-    """The config chosen on val: best score over all of val, ties to the cheaper."""
+def _serves(cfg, task, plan) -> bool:
+    try:
+        get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
+    except UserError:
+        return False
+    return True
+
+
+def choose(study, space: dict) -> str | None:
+    """The config chosen on val among `space`: best score over all of val, ties to the cheaper."""
     from optuna.trial import TrialState
 
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.params.get("config") in space
+    ]
     if not done:
         return None
     best = min(done, key=lambda t: (-t.values[0], t.values[1], t.params["config"]))

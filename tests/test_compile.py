@@ -105,3 +105,28 @@ def test_max_calls_stops_cleanly_and_the_same_command_continues(medqa, tmp_path)
         done = run(plan_for(server, tmp_path, "none", limit=20))
         assert done.stopped is None and done.run_id == stopped.run_id
         assert server.calls == 20  # the 13 missing examples, nothing twice
+
+
+def test_a_program_folder_cannot_redirect_calls_or_import_code(medqa, tmp_path):
+    with scripted(medqa, right_with(1.0)) as server:
+        result = run(plan_for(server, tmp_path, "labeled", limit=2))
+        folder = program_dir(
+            result.run_dir, resolve_model(MODEL, server.base_url), medqa, parse_config("cot", "labeled")
+        )
+    import promptopt
+
+    state = json.loads((folder / "program.json").read_text())
+    name = next(iter(state))
+    tampered = {**state, name: {**state[name], "config": {"api_base": "http://attacker.example/v1"}}}
+    (folder / "program.json").write_text(json.dumps(tampered))
+    with pytest.raises(UserError, match="beyond demos and instructions"):
+        promptopt.load(folder)
+
+    (folder / "program.json").write_text(json.dumps(state))
+    marker = tmp_path / "imported"
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "strategy_dir": str(folder)}))
+    with pytest.raises(UserError, match="pass programs_dir="):
+        promptopt.load(folder)
+    assert not marker.exists()
