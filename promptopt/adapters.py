@@ -6,7 +6,8 @@ DSPy's ChatAdapter, with changes that keep weak and base models measurable:
   back to the whole completion, which the task's answer parser then reads or flags;
 - for base models (`prefill=True`), which continue text rather than follow instructions: the
   prompt ends with the first output field's marker so the model writes that field; the field
-  ends at a blank line; and when the completion lacks the last field (the answer), one short
+  ends at a blank line (an answer-only prompt at the end of its line); and when the completion
+  lacks the last field (the answer), one short
   follow-up call continues the same text after that field's marker. The follow-up is a real LM
   call and is counted like any other.
 """
@@ -44,6 +45,10 @@ class LenientChatAdapter(dspy.ChatAdapter):
         processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
         messages = self.format(processed, demos, inputs)
         first_kwargs = {**lm_kwargs, "stop": ["\n\n", "[[ ##"]}
+        if list(processed.output_fields) == ["answer"]:
+            # an answer alone is one line, as in the cue: a base model otherwise goes on to list
+            # the options again, and a multi-line reply is not read as an answer
+            first_kwargs = {**first_kwargs, "stop": ["\n"], "max_tokens": self.cue_tokens}
         with adapter_message_call(lm, messages):
             outputs = lm(messages=messages, **first_kwargs)
         outputs = [self._cue_last_field(lm, lm_kwargs, messages, processed, out) for out in outputs]
