@@ -7,9 +7,8 @@ DSPy's ChatAdapter, with changes that keep weak and base models measurable:
 - for base models (`prefill=True`), which continue text rather than follow instructions: the
   prompt ends with the first output field's marker so the model writes that field; the field
   ends at a blank line (an answer-only prompt at the end of its line); and when the completion
-  lacks the last field (the answer), one short
-  follow-up call continues the same text after that field's marker. The follow-up is a real LM
-  call and is counted like any other.
+  lacks the last field (the answer), one short follow-up call continues the same text after
+  that field's marker. The follow-up is a real LM call and is counted like any other.
 """
 
 from __future__ import annotations
