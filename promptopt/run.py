@@ -336,7 +336,8 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     """LM calls, tokens and cost one config will spend on one (model, task), before any call.
 
     Calls follow each strategy's declaration and each optimizer's budget rule
-    (promptopt.compile). Tokens are rough: about four characters per token for the inputs,
+    (promptopt.compile), doubled for reasoning strategies on base (text-style) models, whose
+    reasoning step is followed by a short answer cue. Tokens are rough: about four characters per token for the inputs,
     plus each demo, plus the instructions and field markers; completions at half the model's
     max_tokens for reasoning strategies and at the answer's size otherwise.
     """
@@ -346,6 +347,9 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     sample = task.examples("val", 20) or task.examples("test", 20)
     n_options = max((len(e.inputs.get("options") or {}) for e in sample), default=4) or 4
     per_example = strat.calls(config.knobs, n_options)
+    reasons = config.strategy not in ("baseline", "predict")
+    if model is not None and model.call_style == "text" and reasons:
+        per_example *= 2  # a base model's reasoning step usually needs the short answer cue (adapters.py)
     n_eval = sum(len(task.examples(s, plan.limit)) for s in plan.splits)
     n_train, n_val = len(task.examples("train")), len(task.examples("val"))
     predictors = len(strat.build(task, **config.knobs).predictors())
@@ -362,7 +366,6 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     )
     prompt_per_call = chars / 4 * (1 + demos) + 150
     answer = getattr(task.answer_type, "max_answer_tokens", 8)
-    reasons = config.strategy not in ("baseline", "predict")
     completion_per_call = (model.max_tokens / 2 if model else 128) if reasons else answer
     calls = compile_calls + prep_calls + eval_calls
     prompt_tokens, completion_tokens = round(calls * prompt_per_call), round(calls * completion_per_call)
