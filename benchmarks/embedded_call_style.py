@@ -4,9 +4,10 @@ Gemma 3 270M is a base model. Two ways to call it through the same chat API:
   plain    — the server joins message texts with no template (promptopt-plain), and structured
              prompts end with the first output field's marker (what promptopt uses);
   template — the chat template stored in the GGUF, structured prompts without the marker.
-For each, `baseline` and `cot` on the first N MedQA test questions.
+For each, `baseline` and `cot` on the first N MedQA test questions (M for the template style,
+which is slower and hardly ever parses; default M = N).
 
-    .venv/bin/python benchmarks/embedded_call_style.py [N]
+    .venv/bin/python benchmarks/embedded_call_style.py [N [M]]
 """
 
 import sys
@@ -23,13 +24,14 @@ from promptopt.store import Store, default_url
 from promptopt.tasks import load_task
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+sizes = {"plain": n, "template": int(sys.argv[2]) if len(sys.argv) > 2 else n}
 task = load_task("medqa")
-examples = task.examples("test", n)
 tmp = Path(tempfile.mkdtemp())
 store = Store(default_url(tmp))
-print(f"embedded model, MedQA test, first {n} questions")
+print(f"embedded model, MedQA test, first {sizes['plain']} questions (template: {sizes['template']})")
 print(f"{'style':<9} {'strategy':<9} {'parsed %':>8} {'accuracy %':>10} {'tokens in/out per q':>20} {'s per q':>8}")
 for style, server_format in (("plain", "promptopt-plain"), ("template", "template")):
+    examples = task.examples("test", sizes[style])
     server = start(chat_format=server_format)
     try:
         model = with_endpoint(
@@ -38,7 +40,7 @@ for style, server_format in (("plain", "promptopt-plain"), ("template", "templat
         model = model.__class__(**{**model.__dict__, "digest": f"{model.digest}-{style}"})
         lm, adapter = build_lm(model), adapter_for(model)
         for name in ("baseline", "cot"):
-            cfg = Config(name)
+            cfg = Config(name, knobs=get_strategy(name).knobs)
             program = get_strategy(name).build(task)
             started = time.monotonic()
             evaluate(program, examples, task=task, model=model, lm=lm, adapter=adapter, config=cfg, split="test",
