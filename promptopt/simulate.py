@@ -75,8 +75,9 @@ def simulate(
     return pd.concat(frames, ignore_index=True)[RECORD_COLUMNS]
 
 
-def write_run(records: pd.DataFrame, run_dir: Path, run_id: str = "sim") -> Path:
-    """A run folder (run.json + results.sqlite) holding `records`, as `promptopt run` leaves one."""
+def write_run(records: pd.DataFrame, run_dir: Path) -> Path:
+    """A run folder (run.json + results.sqlite) holding `records` (of one run), as `promptopt run` leaves one."""
+    run_id = str(records["run_id"].iloc[0])
     run_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{(run_dir / 'results.sqlite').resolve()}"
     store = Store(url)
