@@ -170,7 +170,7 @@ def sections(report: dict) -> list[Section]:
                 ],  # fmt: skip
                 [
                     [
-                        r["model"],
+                        _display(r["model"]),
                         _ci(r["baseline_score"], r["baseline_ci_low"], r["baseline_ci_high"]),
                         _ci(r["ceiling_score"], r["ceiling_ci_low"], r["ceiling_ci_high"]),
                         f"{r['selected_config_id']} ({r['selected_on']})",
@@ -195,8 +195,8 @@ def sections(report: dict) -> list[Section]:
                 [
                     [
                         r["task"],
-                        r["model_a"],
-                        r["model_b"],
+                        _display(r["model_a"]),
+                        _display(r["model_b"]),
                         r["setting"],
                         str(r["n"]),
                         _ci(r["diff"], r["ci_low"], r["ci_high"], _pts),
@@ -223,8 +223,8 @@ def sections(report: dict) -> list[Section]:
                 [
                     [
                         r["task"],
-                        r["model_a"],
-                        r["model_b"],
+                        _display(r["model_a"]),
+                        _display(r["model_b"]),
                         _ci(r["baseline_diff"], r["baseline_ci_low"], r["baseline_ci_high"], _pts),
                         _ci(r["ceiling_diff"], r["ceiling_ci_low"], r["ceiling_ci_high"], _pts),
                         r["status"],
@@ -242,7 +242,7 @@ def sections(report: dict) -> list[Section]:
                 ["model", "task", "strategies", "configs", "min %", "max %", "spread pts", "std pts"],
                 [
                     [
-                        r["model"],
+                        _display(r["model"]),
                         r["task"],
                         r["family"],
                         str(r["n_configs"]),
@@ -264,7 +264,7 @@ def sections(report: dict) -> list[Section]:
                 ["model", "task", "config", "split", "questions", "orders", "same answer % [95% CI]"],
                 [
                     [
-                        r["model"],
+                        _display(r["model"]),
                         r["task"],
                         r["config_id"],
                         r["split"],
@@ -298,7 +298,7 @@ def sections(report: dict) -> list[Section]:
                 ],  # fmt: skip
                 [
                     [
-                        r["model"],
+                        _display(r["model"]),
                         r["task"],
                         r["strategy"],
                         r["optimizer"],
@@ -316,7 +316,11 @@ def sections(report: dict) -> list[Section]:
                 "Inference per example on test (val if not scored on test). One-off = compiling (optimizer calls) "
                 "+ preparation (split train, e.g. kNN explanations). Dollars from LiteLLM's price table; models "
                 f"without a price are charged ${settings.get('local_usd_per_mtok', 0):g} per million tokens"
-                + (f" ({', '.join(settings['unpriced_models'])})." if settings.get("unpriced_models") else "."),
+                + (
+                    f" ({', '.join(map(_display, settings['unpriced_models']))})."
+                    if settings.get("unpriced_models")
+                    else "."
+                ),
             )
         )
     if report.get("pareto"):
@@ -338,7 +342,7 @@ def sections(report: dict) -> list[Section]:
                 [
                     [
                         r["task"],
-                        r["model"],
+                        _display(r["model"]),
                         r["strategy"],
                         r["optimizer"],
                         r["config_id"],
@@ -377,7 +381,7 @@ def rows_section(report: dict) -> Section:
         ],  # fmt: skip
         [
             [
-                r["model"],
+                _display(r["model"]),
                 r["task"],
                 r["strategy"],
                 r["optimizer"],
@@ -457,8 +461,13 @@ def pareto_figure(report: dict, fmt: str = "svg") -> bytes | None:
     return buf.getvalue()
 
 
+def _display(model: str) -> str:
+    """A model identity for tables: an endpoint without its scheme, so no page holds a URL."""
+    return re.sub(r"@[a-z][a-z0-9+.-]*://", "@", model)
+
+
 def _short(model: str) -> str:
-    return model.split("#", 1)[0]  # an embedded model's weights digest is identity, not a name
+    return _display(model).split("#", 1)[0]  # an embedded model's weights digest is identity, not a name
 
 
 def _point_label(r) -> str:

@@ -116,3 +116,24 @@ def test_an_unknown_format_is_one_sentence(two_models):
     done = cli("report", str(two_models), "--format", "pdf")
     assert done.returncode == 1
     assert "Unknown report format 'pdf'; valid formats are" in done.stderr.strip()
+
+
+def test_an_html_report_of_a_real_run_with_shuffled_votes_and_knn_preparation(medqa, tmp_path):
+    """A run folder written by `promptopt run` (scripted model over HTTP), reported offline."""
+    from test_strategies import MODEL, _always_right, scripted
+
+    strategies = ["baseline", "choice_shuffle:n=3", "knn_fewshot:k=2,pool=4"]
+    with scripted(medqa, _always_right) as server:
+        args = ["--model", MODEL, "--api-base", server.base_url, "--out", str(tmp_path), "--limit", "4"]
+        done = cli("run", *args, "--split", "test", *[x for s in strategies for x in ("--strategy", s)])
+        assert done.returncode == 0, done.stderr
+    run_dir = done.stdout.strip().splitlines()[-1].removeprefix("Run folder: ")
+    out = tmp_path / "r.html"
+    assert cli("report", run_dir, "--format", "html", "--output", str(out)).returncode == 0
+    page = out.read_text()
+    assert not re.search(r"https?:|//[a-z0-9]", page, re.I)
+    data = json.loads(cli("report", run_dir, "--format", "json").stdout)
+    (shuffle,) = data["consistency"]
+    assert (shuffle["n"], shuffle["orders"], shuffle["consistency"]) == (4, 3, 1.0)  # always right: same answer
+    knn = next(c for c in data["costs"] if c["strategy"] == "knn_fewshot")
+    assert knn["prep_calls"] == 4 and knn["calls_per_example"] == 1
