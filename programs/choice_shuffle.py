@@ -2,11 +2,13 @@
 
 Each vote sees the options in a new order, seeded by the question, so it is reproducible. Its
 answer is mapped back to the original letter before the vote, which cancels a model's preference
-for a position. The votes are kept on the prediction: answers that change with the order show
-how robust the model is.
+for a position. The votes are kept on the prediction and, as JSON, in its raw output
+(`{"votes": [original letters or null], "answers": [raw answer texts]}`): answers that change with
+the order show how robust the model is, and the report's consistency figure reads them there.
 """
 
 import hashlib
+import json
 import random
 
 import dspy
@@ -56,4 +58,5 @@ class ChoiceShuffle(dspy.Module):
             picked = self.answer_type.parse(text, {"options": shown})
             votes.append(back.get(picked) if picked else None)
             raws.append(text or "")
-        return dspy.Prediction(answer=vote(votes), votes=votes, raw=" | ".join(raws))
+        raw = json.dumps({"votes": votes, "answers": raws})
+        return dspy.Prediction(answer=vote(votes), votes=votes, raw=raw)

@@ -280,18 +280,26 @@ def evaluate_cmd(
 @app.command("report")
 def report_cmd(
     source: Annotated[str, typer.Argument(help="Run folder or SQLAlchemy storage URL.")],
-    format: Annotated[str, typer.Option("--format", help="text, md, csv or json.")] = "text",
-    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="text, md, html, csv, json, or examples (one CSV line per example).")
+    ] = "text",
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of stdout (md, html: plots beside it).")
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for intervals.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    local_price: Annotated[
+        float, typer.Option(min=0, help="USD per million tokens for models without a price (local ones).")
+    ] = 0.0,
 ) -> None:
-    """Print the results table from a store, without calling any model."""
+    """Leaderboard, ceilings, head-to-head, flips, sensitivity, costs and Pareto frontier, from the store alone."""
     from promptopt import report
 
-    text = report.render(source, format)
     if output:
-        output.write_text(text)
-        typer.echo(f"Wrote {output}")
+        for path in report.write(source, format, output, b=bootstrap, seed=seed, local_usd_per_mtok=local_price):
+            typer.echo(f"Wrote {path}")
     else:
-        typer.echo(text, nl=False)
+        typer.echo(report.render(source, format, b=bootstrap, seed=seed, local_usd_per_mtok=local_price), nl=False)
 
 
 _TASKS_DIR_HELP = "Folder of user task YAMLs (repeatable; also $PROMPTOPT_TASKS_DIR)."

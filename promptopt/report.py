@@ -1,13 +1,19 @@
 """Report: read records from a store and render them — no LM call, ever.
 
-`rows` and `ceilings` follow the JSON contract in DESIGN.md; every format is rendered from the
-same two tables, so text, markdown, CSV and JSON can never disagree.
+`rows` and `ceilings` follow the JSON contract in DESIGN.md; the other sections (leaderboard,
+head-to-head, rank flips, sensitivity, consistency, costs, Pareto frontier) are added beside
+them. Every format is rendered from the one dict `build` returns, so text, markdown, HTML, CSV
+and JSON can never disagree.
 """
 
 from __future__ import annotations
 
+import html
+import io
 import json
 import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +31,11 @@ CEILING_FIELDS = [
     "model", "task", "baseline_score", "ceiling_score", "ceiling_ci_low", "ceiling_ci_high",
     "optimistic_max_score", "uplift", "uplift_ci_low", "uplift_ci_high", "verdict",
 ]  # fmt: skip
-FORMATS = ("text", "md", "csv", "json")
+FORMATS = ("text", "md", "html", "csv", "json", "examples")
+EXAMPLE_FIELDS = [
+    "model", "task", "strategy", "optimizer", "config_id", "split", "example_id", "gold", "prediction", "score",
+    "parse_ok", "error", "lm_calls", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "raw_output",
+]  # fmt: skip
 
 
 def open_source(source: str) -> tuple[Store, str | None]:
@@ -45,18 +55,56 @@ def open_source(source: str) -> tuple[Store, str | None]:
     raise UserError(f"{source} is neither a run folder nor a storage URL (e.g. sqlite:///results.sqlite).")
 
 
-def build(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> dict:
+def build(
+    records: pd.DataFrame,
+    compiles: pd.DataFrame | None = None,
+    b: int = 10_000,
+    seed: int = 0,
+    local_usd_per_mtok: float = 0.0,
+) -> dict:
+    """Every section of the report from records (and compile costs): pure, no I/O.
+
+    Models whose calls carry no price (embedded or self-hosted: $0 in total) are charged
+    `local_usd_per_mtok` dollars per million tokens; tokens are always shown beside dollars.
+    """
+    unpriced = sorted(stats.unpriced_models(records)) if len(records) else []
+    settings = {"bootstrap_resamples": b, "seed": seed, "local_usd_per_mtok": local_usd_per_mtok,
+                "unpriced_models": unpriced}  # fmt: skip
+    empty = {key: [] for key in SECTIONS}
     if records.empty:
-        return {"rows": [], "ceilings": []}
+        return {"rows": [], "ceilings": [], **empty, "settings": settings}
+    records = stats.price_unpriced(records, set(unpriced), local_usd_per_mtok)
+    if compiles is not None and len(compiles):
+        compiles = stats.price_unpriced(compiles, set(unpriced), local_usd_per_mtok)
     summary = stats.summarize(records, b=b, seed=seed)
     chosen = stats.select_configs(summary)
     picked = {(r.model, r.task, r.config_id) for r in chosen.itertuples()}
     summary["selected"] = [(r.model, r.task, r.config_id) in picked for r in summary.itertuples()]
-    ceil = stats.ceilings(records, b=b, seed=seed)
+    ceil = stats.ceilings(records, b=b, seed=seed, summary=summary)
+    h2h = stats.head_to_head(records, ceil, b=b, seed=seed)
+    tables = {
+        "leaderboard": ceil[LEADERBOARD_FIELDS] if len(ceil) else ceil,
+        "head_to_head": h2h,
+        "flips": stats.rank_flips(ceil, h2h),
+        "sensitivity": stats.sensitivity(summary, records),
+        "consistency": stats.consistency(records),
+        "costs": stats.costs(records, compiles),
+        "pareto": stats.pareto(summary),
+    }
     return {
         "rows": _clean(summary[ROW_FIELDS].to_dict(orient="records")),
         "ceilings": _clean(ceil[CEILING_FIELDS].to_dict(orient="records")) if len(ceil) else [],
+        **{key: _clean(t.to_dict(orient="records")) for key, t in tables.items()},
+        "settings": settings,
     }
+
+
+SECTIONS = ("leaderboard", "head_to_head", "flips", "sensitivity", "consistency", "costs", "pareto")
+LEADERBOARD_FIELDS = [
+    "task", "model", "baseline_config_id", "baseline_score", "baseline_ci_low", "baseline_ci_high",
+    "selected_config_id", "selected_on", "ceiling_score", "ceiling_ci_low", "ceiling_ci_high", "optimistic_max_score",
+    "optimistic_config_id", "uplift", "uplift_ci_low", "uplift_ci_high", "verdict", "rank_baseline", "rank_ceiling",
+]  # fmt: skip
 
 
 def _clean(rows: list[dict]) -> list[dict]:
@@ -77,72 +125,497 @@ def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
-def render_text(report: dict, markdown: bool = False) -> str:
-    headers = ["model", "task", "strategy", "optimizer", "split", "n", "accuracy % [95% CI]", "parse fail %",
-               "errors %", "LM calls", "tokens in/out", "wall s", "sel"]  # fmt: skip
-    body = [
-        [
-            r["model"],
-            r["task"],
-            r["strategy"],
-            r["optimizer"],
-            r["split"],
-            str(r["n"]),
-            f"{_pct(r['score'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]",
-            _pct(r["parse_failure_rate"]),
-            _pct(r["error_rate"]),
-            str(r["lm_calls"]),
-            f"{r['prompt_tokens']}/{r['completion_tokens']}",
-            f"{r['wall_s']:.1f}",
-            "*" if r["selected"] else "",
-        ]  # fmt: skip
-        for r in report["rows"]
-    ]
-    parts = [_table(headers, body, markdown)]
-    if report["ceilings"]:
-        c_headers = ["model", "task", "baseline %", "ceiling % [95% CI]", "optimistic max %", "uplift pts [95% CI]",
-                     "verdict"]  # fmt: skip
-        c_body = [
-            [
-                c["model"],
-                c["task"],
-                _pct(c["baseline_score"]),
-                f"{_pct(c['ceiling_score'])} [{_pct(c['ceiling_ci_low'])}, {_pct(c['ceiling_ci_high'])}]",
-                _pct(c["optimistic_max_score"]),
-                f"{_pct(c['uplift'])} [{_pct(c['uplift_ci_low'])}, {_pct(c['uplift_ci_high'])}]",
-                c["verdict"] or "—",
-            ]  # fmt: skip
-            for c in report["ceilings"]
-        ]
-        parts.append(_table(c_headers, c_body, markdown))
-        parts.append(
-            "sel (*) = config chosen on val; ceiling = its test score. Optimistic max = best test score over "
-            "configs (biased upward). Uplift = ceiling − baseline, paired bootstrap over the same test items."
+def _pts(x) -> str:
+    """A difference of fractions in percentage points, signed."""
+    return "—" if x is None else f"{100 * x:+.1f}"
+
+
+def _ci(score, low, high, fmt=_pct) -> str:
+    return f"{fmt(score)} [{fmt(low)}, {fmt(high)}]"
+
+
+def _money(x) -> str:
+    return "—" if x is None else f"{x:.6f}" if x < 0.01 else f"{x:.4f}"
+
+
+@dataclass
+class Section:
+    title: str
+    headers: list[str]
+    body: list[list[str]]
+    note: str = ""
+
+
+def sections(report: dict) -> list[Section]:
+    """The report as titled tables of text cells: what text, markdown and HTML all render."""
+    out = []
+    for task in sorted({r["task"] for r in report.get("leaderboard", [])}):
+        board = sorted(
+            (r for r in report["leaderboard"] if r["task"] == task),
+            key=lambda r: (r["rank_ceiling"] or 1e9, r["model"]),
         )
+        out.append(
+            Section(
+                f"Leaderboard — {task}",
+                [
+                    "model",
+                    "baseline % [95% CI]",
+                    "ceiling % [95% CI]",
+                    "ceiling config (chosen on)",
+                    "optimistic max %",
+                    "uplift pts [95% CI]",
+                    "verdict",
+                    "rank baseline",
+                    "rank ceiling",
+                ],  # fmt: skip
+                [
+                    [
+                        _display(r["model"]),
+                        _ci(r["baseline_score"], r["baseline_ci_low"], r["baseline_ci_high"]),
+                        _ci(r["ceiling_score"], r["ceiling_ci_low"], r["ceiling_ci_high"]),
+                        f"{r['selected_config_id']} ({r['selected_on']})",
+                        _pct(r["optimistic_max_score"]),
+                        _ci(r["uplift"], r["uplift_ci_low"], r["uplift_ci_high"], _pts),
+                        r["verdict"] or "—",
+                        str(r["rank_baseline"] or "—"),
+                        str(r["rank_ceiling"] or "—"),
+                    ]  # fmt: skip
+                    for r in board
+                ],
+                "Ceiling = test score of the config chosen on val (on test only when no val was scored: then it is "
+                "optimistic too). Optimistic max = best test score over all configs, biased upward. Uplift = "
+                "ceiling − baseline, paired bootstrap over the same test items; verdict at 95%.",
+            )
+        )
+    if report.get("head_to_head"):
+        out.append(
+            Section(
+                "Head-to-head (paired, same test items)",
+                ["task", "model A", "model B", "under", "n", "A − B pts [95% CI]", "A's outcome"],
+                [
+                    [
+                        r["task"],
+                        _display(r["model_a"]),
+                        _display(r["model_b"]),
+                        r["setting"],
+                        str(r["n"]),
+                        _ci(r["diff"], r["ci_low"], r["ci_high"], _pts),
+                        r["outcome"],
+                    ]  # fmt: skip
+                    for r in report["head_to_head"]
+                ],
+                "Under baseline: both models with the fixed baseline prompt; under ceiling: each model with its "
+                "own val-chosen config.",
+            )
+        )
+    if report.get("head_to_head") or report.get("flips"):
+        out.append(
+            Section(
+                "Rank flips (baseline → ceiling)",
+                [
+                    "task",
+                    "ahead at ceiling",
+                    "behind at ceiling",
+                    "baseline diff pts [95% CI]",
+                    "ceiling diff pts [95% CI]",
+                    "status",
+                ],  # fmt: skip
+                [
+                    [
+                        r["task"],
+                        _display(r["model_a"]),
+                        _display(r["model_b"]),
+                        _ci(r["baseline_diff"], r["baseline_ci_low"], r["baseline_ci_high"], _pts),
+                        _ci(r["ceiling_diff"], r["ceiling_ci_low"], r["ceiling_ci_high"], _pts),
+                        r["status"],
+                    ]  # fmt: skip
+                    for r in report.get("flips", [])
+                ],
+                "A flip is real only when both paired differences exclude zero; otherwise it is within noise."
+                + ("" if report.get("flips") else " No pair of models changed order."),
+            )
+        )
+    if report.get("sensitivity"):
+        out.append(
+            Section(
+                "Prompt sensitivity (test scores across configs)",
+                ["model", "task", "strategies", "configs", "min %", "max %", "spread pts", "std pts"],
+                [
+                    [
+                        _display(r["model"]),
+                        r["task"],
+                        r["family"],
+                        str(r["n_configs"]),
+                        _pct(r["min_score"]),
+                        _pct(r["max_score"]),
+                        _pct(r["spread"]),
+                        _pct(r["std"]),
+                    ]  # fmt: skip
+                    for r in report["sensitivity"]
+                ],
+                "Reasoning: cot, self_consistency, verify_choices, knn_fewshot, choice_shuffle with reasoning; "
+                "non-reasoning: baseline, predict, choice_shuffle without; other: user strategies.",
+            )
+        )
+    if report.get("consistency"):
+        out.append(
+            Section(
+                "Consistency under option shuffling (choice_shuffle)",
+                ["model", "task", "config", "split", "questions", "orders", "same answer % [95% CI]"],
+                [
+                    [
+                        _display(r["model"]),
+                        r["task"],
+                        r["config_id"],
+                        r["split"],
+                        str(r["n"]),
+                        str(r["orders"]),
+                        _ci(r["consistency"], r["ci_low"], r["ci_high"]),
+                    ]  # fmt: skip
+                    for r in report["consistency"]
+                ],
+                "Share of questions whose votes name the same option under every option order.",
+            )
+        )
+    if report.get("costs"):
+        settings = report.get("settings", {})
+        out.append(
+            Section(
+                "Cost per config",
+                [
+                    "model",
+                    "task",
+                    "strategy",
+                    "optimizer",
+                    "config",
+                    "LM calls/ex",
+                    "tokens in/out per ex",
+                    "$/ex",
+                    "compile calls",
+                    "prep calls",
+                    "one-off tokens",
+                    "one-off $",
+                ],  # fmt: skip
+                [
+                    [
+                        _display(r["model"]),
+                        r["task"],
+                        r["strategy"],
+                        r["optimizer"],
+                        r["config_id"],
+                        f"{r['calls_per_example']:.2f}",
+                        f"{r['prompt_tokens_per_example']:.0f}/{r['completion_tokens_per_example']:.0f}",
+                        _money(r["usd_per_example"]),
+                        str(r["compile_calls"]),
+                        str(r["prep_calls"]),
+                        str(r["compile_tokens"] + r["prep_tokens"]),
+                        _money(r["one_off_usd"]),
+                    ]  # fmt: skip
+                    for r in report["costs"]
+                ],
+                "Inference per example on test (val if not scored on test). One-off = compiling (optimizer calls) "
+                "+ preparation (split train, e.g. kNN explanations). Dollars from LiteLLM's price table; models "
+                f"without a price are charged ${settings.get('local_usd_per_mtok', 0):g} per million tokens"
+                + (
+                    f" ({', '.join(map(_display, settings['unpriced_models']))})."
+                    if settings.get("unpriced_models")
+                    else "."
+                ),
+            )
+        )
+    if report.get("pareto"):
+        out.append(
+            Section(
+                "Pareto frontier: score vs inference cost per example",
+                [
+                    "task",
+                    "model",
+                    "strategy",
+                    "optimizer",
+                    "config",
+                    "split",
+                    "score % [95% CI]",
+                    "$/ex",
+                    "tokens/ex",
+                    "frontier",
+                ],  # fmt: skip
+                [
+                    [
+                        r["task"],
+                        _display(r["model"]),
+                        r["strategy"],
+                        r["optimizer"],
+                        r["config_id"],
+                        r["split"],
+                        _ci(r["score"], r["ci_low"], r["ci_high"]),
+                        _money(r["usd_per_example"]),
+                        f"{r['tokens_per_example']:.0f}",
+                        "★" if r["frontier"] else "",
+                    ]  # fmt: skip
+                    for r in report["pareto"]
+                ],
+                "★ = no other (model, config) scores at least as well for no more cost. Cost axis: dollars, or "
+                "tokens per example where every point of a task costs $0.",
+            )
+        )
+    return out
+
+
+def rows_section(report: dict) -> Section:
+    return Section(
+        "All results (model, task, config, split)",
+        [
+            "model",
+            "task",
+            "strategy",
+            "optimizer",
+            "split",
+            "n",
+            "accuracy % [95% CI]",
+            "parse fail %",
+            "errors %",
+            "LM calls",
+            "tokens in/out",
+            "wall s",
+            "sel",
+        ],  # fmt: skip
+        [
+            [
+                _display(r["model"]),
+                r["task"],
+                r["strategy"],
+                r["optimizer"],
+                r["split"],
+                str(r["n"]),
+                _ci(r["score"], r["ci_low"], r["ci_high"]),
+                _pct(r["parse_failure_rate"]),
+                _pct(r["error_rate"]),
+                str(r["lm_calls"]),
+                f"{r['prompt_tokens']}/{r['completion_tokens']}",
+                f"{r['wall_s']:.1f}",
+                "*" if r["selected"] else "",
+            ]  # fmt: skip
+            for r in report["rows"]
+        ],
+        "sel (*) = config chosen on val; its test score is the ceiling.",
+    )
+
+
+def render_text(report: dict, markdown: bool = False, figure: str | None = None) -> str:
+    parts = [_table(rows_section(report), markdown)]
+    for section in sections(report):
+        parts.append(_table(section, markdown))
+        if markdown and figure and section.title.startswith("Pareto"):
+            parts.append(f"![Pareto frontier]({figure})")
     return "\n\n".join(parts) + "\n"
 
 
-def _table(headers: list[str], body: list[list[str]], markdown: bool) -> str:
+def _table(section: Section, markdown: bool) -> str:
+    headers, body = section.headers, section.body
     if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(lines)
+        lines = [f"## {section.title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+        return "\n".join(lines + ([f"\n{section.note}"] if section.note else []))
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*headers), fmt.format(*["-" * w for w in widths]), *(fmt.format(*r) for r in body)])
+    lines = [section.title, fmt.format(*headers), fmt.format(*["-" * w for w in widths])]
+    lines += [fmt.format(*r) for r in body]
+    return "\n".join(lines + ([section.note] if section.note else []))
 
 
-def render(source: str, fmt: str = "text") -> str:
+def pareto_figure(report: dict, fmt: str = "svg") -> bytes | None:
+    """The Pareto plot (one panel per task), frontier marked and every point labelled; None if no points."""
+    points = pd.DataFrame(report.get("pareto", []))
+    if points.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted(points["task"].unique())
+    models = sorted(points["model"].unique())
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "promptopt", "font.size": 8}):
+        fig, axes = plt.subplots(1, len(tasks), figsize=(6.4 * len(tasks), 4.8), squeeze=False)
+        for ax, task in zip(axes[0], tasks, strict=True):
+            pts = points[points["task"] == task].sort_values("cost")
+            for model, g in pts.groupby("model"):
+                ax.scatter(g["cost"], 100 * g["score"], color=colours[model], label=_short(model), s=28, zorder=3)
+            front = pts[pts["frontier"]]
+            ax.step(front["cost"], 100 * front["score"], where="post", color="black", lw=1, zorder=2, label="frontier")
+            ax.scatter(front["cost"], 100 * front["score"], s=110, facecolors="none", edgecolors="black", zorder=4)
+            for r in pts.itertuples():
+                ax.annotate(_point_label(r), (r.cost, 100 * r.score), textcoords="offset points", xytext=(5, 4),
+                            fontsize=7)  # fmt: skip
+            axis = pts["cost_axis"].iloc[0]
+            ax.set_xlabel("inference $ per example" if axis == "usd" else "tokens per example (all models $0)")
+            ax.set_ylabel(f"{pts['split'].iloc[0]} score %")
+            ax.set_title(task)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def _display(model: str) -> str:
+    """A model identity for tables: an endpoint without its scheme, so no page holds a URL."""
+    return re.sub(r"@[a-z][a-z0-9+.-]*://", "@", model)
+
+
+def _short(model: str) -> str:
+    return _display(model).split("#", 1)[0]  # an embedded model's weights digest is identity, not a name
+
+
+def _point_label(r) -> str:
+    opt = "" if r.optimizer == "none" else f"+{r.optimizer}"
+    return f"{_short(r.model)}: {r.strategy}{opt}"
+
+
+def inline_svg(svg: bytes) -> str:
+    """matplotlib's SVG as an element to place in HTML: no XML prolog, DTD, metadata or namespace URLs."""
+    text = svg.decode()
+    text = text[text.index("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    return re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1b1b;max-width:1400px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;white-space:nowrap}
+th{background:#eef1f5;cursor:pointer;user-select:none}th:hover{background:#dde3ea}
+th.asc::after{content:" ▲"}th.desc::after{content:" ▼"}
+tr:nth-child(even) td{background:#fafafa}.note{color:#555;max-width:1100px}
+.warn{background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px}
+.better,.win,.real{color:#0a7a2f;font-weight:600}.worse,.loss{color:#b00020;font-weight:600}
+figure{margin:8px 0}svg{max-width:100%;height:auto}
+"""
+
+# Click a header to sort its table by that column; numbers (the leading figure of a cell) sort
+# numerically, other text alphabetically; a second click reverses.
+_JS = """
+document.querySelectorAll("table.sortable th").forEach(function(th, col){
+  th.addEventListener("click", function(){
+    var table = th.closest("table"), body = table.tBodies[0];
+    var asc = !th.classList.contains("asc");
+    table.querySelectorAll("th").forEach(function(h){ h.classList.remove("asc", "desc"); });
+    th.classList.add(asc ? "asc" : "desc");
+    var key = function(tr){ var t = tr.cells[th.cellIndex].textContent.trim();
+      var n = parseFloat(t.replace("\u2212", "-")); return isNaN(n) ? t.toLowerCase() : n; };
+    Array.from(body.rows).sort(function(a, b){
+      var x = key(a), y = key(b);
+      var c = (typeof x === typeof y) ? (x < y ? -1 : x > y ? 1 : 0) : (typeof x === "number" ? -1 : 1);
+      return asc ? c : -c;
+    }).forEach(function(tr){ body.appendChild(tr); });
+  });
+});
+"""
+
+
+def render_html(report: dict, title: str = "promptopt report") -> str:
+    """One self-contained page: inline styles, inline SVG plot, inline sorting script, no URL at all."""
+    esc = html.escape
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"]  # fmt: skip
+    for w in report.get("warnings", []):
+        parts.append(f"<p class='warn'>WARNING: {esc(w)}</p>")
+    settings = report.get("settings", {})
+    parts.append(
+        f"<p class='note'>95% intervals: Wilson for accuracy, paired bootstrap over items for differences "
+        f"({settings.get('bootstrap_resamples', '?')} resamples, seed {settings.get('seed', '?')}). Built from the "
+        "results store alone; per-example drill-down: <code>promptopt report RUN --format examples</code>.</p>"
+    )
+    figure = pareto_figure(report, "svg")
+    for section in [*sections(report), rows_section(report)]:
+        parts.append(_html_table(section))
+        if figure and section.title.startswith("Pareto"):
+            parts.append(f"<figure>{inline_svg(figure)}</figure>")
+    parts.append(f"<script>{_JS}</script></body></html>\n")
+    return "\n".join(parts)
+
+
+def _html_table(section: Section) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in section.headers)
+    rows = []
+    for row in section.body:
+        cells = "".join(
+            f"<td class='{esc(c.replace(' ', '-'))}'>{esc(c)}</td>"
+            if c in ("better", "worse", "win", "loss", "real")
+            else f"<td>{esc(c)}</td>"
+            for c in row
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    note = f"<p class='note'>{esc(section.note)}</p>" if section.note else ""
+    return (
+        f"<h2>{esc(section.title)}</h2><table class='sortable'><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>{note}"
+    )
+
+
+def load(source: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Records, compile costs and overlap warnings of a run folder or storage URL."""
+    store, run_id = open_source(source)
+    return store.records(run_id), store.compile_costs(run_id), overlap_warnings(store, run_id)
+
+
+def render(
+    source: str, fmt: str = "text", *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0,
+    figure_name: str | None = None,
+) -> str:  # fmt: skip
+    """The report of a run folder or storage URL in one format (`examples`: one CSV line per scored example)."""
     if fmt not in FORMATS:
         raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
-    store, run_id = open_source(source)
-    report = build(store.records(run_id))
-    report["warnings"] = overlap_warnings(store, run_id)
+    records, compiles, warnings = load(source)
+    if fmt == "examples":
+        return records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False)
+    report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok)
+    report["warnings"] = warnings
+    return render_report(report, fmt, figure_name=figure_name)
+
+
+def write(
+    source: str, fmt: str, output: Path, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0
+) -> list[Path]:
+    """Write the report to `output`; for md and html also the Pareto plot beside it (PNG and SVG).
+
+    The HTML embeds the plot itself and stays one self-contained file; the side files are for
+    papers and slides. Returns every path written.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
+    records, compiles, warnings = load(source)
+    if fmt == "examples":
+        output.write_text(records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False))
+        return [output]
+    report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok)
+    report["warnings"] = warnings
+    written = []
+    figure_name = None
+    if fmt in ("md", "html") and report.get("pareto"):
+        for ext in ("png", "svg"):
+            path = output.with_name(f"{output.stem}.pareto.{ext}")
+            path.write_bytes(pareto_figure(report, ext))
+            written.append(path)
+        figure_name = written[-1].name
+    output.write_text(render_report(report, fmt, figure_name=figure_name))
+    return [output, *written]
+
+
+def render_report(report: dict, fmt: str, figure_name: str | None = None) -> str:
     if fmt == "json":
         return json.dumps(report, indent=2) + "\n"
     if fmt == "csv":
         return pd.DataFrame(report["rows"], columns=ROW_FIELDS).to_csv(index=False)
-    return "".join(f"WARNING: {w}\n\n" for w in report["warnings"]) + render_text(report, markdown=fmt == "md")
+    if fmt == "html":
+        return render_html(report)
+    warn = "".join(f"WARNING: {w}\n\n" for w in report.get("warnings", []))
+    return warn + render_text(report, markdown=fmt == "md", figure=figure_name)
 
 
 def overlap_warnings(store: Store, run_id: str | None) -> list[str]:

@@ -150,6 +150,10 @@ def test_choice_shuffle_maps_every_vote_back_to_the_original_letter(medqa, tmp_p
     with scripted(medqa, lambda ex, shown, rng: gold_letter(ex, shown)) as server:
         _, recs = run_strategy(server, tmp_path, "choice_shuffle:n=5", 40)
     assert len(recs) == 40 and recs.score.mean() == 1.0
+    # every vote is stored, in original letters, so the report can measure consistency
+    gold = dict(zip(recs.example_id, recs.gold, strict=True))
+    for example_id, raw in zip(recs.example_id, recs.raw_output, strict=True):
+        assert json.loads(raw)["votes"] == [gold[example_id]] * 5
 
 
 def _always_right(ex, shown, rng):

@@ -1,0 +1,197 @@
+"""The comparator's statistics on hand-computed cases and on simulations with a known truth."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from promptopt import stats
+from promptopt.simulate import SimConfig, simulate
+from promptopt.store import RECORD_COLUMNS
+
+
+def exact(scores: dict[tuple[str, str, str], list[float]], task="t", config=None, tokens=None) -> pd.DataFrame:
+    """Records with exactly the given per-item scores: (model, strategy, split) -> scores."""
+    rows = []
+    for (model, strategy, split), vals in scores.items():
+        for i, s in enumerate(vals):
+            rows.append(
+                {
+                    "run_id": "r", "model": model, "task": task, "strategy": strategy, "optimizer": "none",
+                    "config_id": strategy, "config": (config or {}).get(strategy, "{}"), "split": split,
+                    "example_id": f"{split}-{i}", "prediction": "A", "gold": "A", "score": float(s), "parse_ok": True,
+                    "error": None, "lm_calls": 1, "prompt_tokens": (tokens or {}).get(strategy, 100),
+                    "completion_tokens": 10, "cost_usd": 0.0, "latency_s": 0.1, "raw_output": None, "created_at": 0.0,
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def ones(k: int, n: int) -> list[float]:
+    return [1.0] * k + [0.0] * (n - k)
+
+
+def test_wilson_interval_of_8_right_out_of_10_matches_the_textbook_value():
+    low, high = stats.wilson(8, 10)
+    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
+    assert stats.wilson(0, 20)[0] == 0.0 and stats.wilson(0, 20)[1] == pytest.approx(0.161, abs=1e-3)
+
+
+def test_identical_paired_inputs_are_a_tie_with_an_interval_centred_on_zero():
+    a = np.array(ones(30, 50))
+    diff, low, high = stats.paired_bootstrap(a, a.copy())
+    assert (diff, low, high) == (0.0, 0.0, 0.0)
+    assert stats.verdict(low, high) == "tie"
+    # same accuracy, disagreeing on 20 items half each way: still a tie, interval about zero
+    b = a.copy()
+    b[:10], b[40:] = 0.0, 1.0
+    diff, low, high = stats.paired_bootstrap(a, b)
+    assert diff == 0.0 and stats.verdict(low, high) == "tie"
+    assert low < 0 < high and abs(low + high) < 0.02
+
+
+def test_a_clear_difference_on_the_same_items_is_a_win():
+    recs = exact(
+        {("m1", "baseline", "test"): ones(80, 100), ("m2", "baseline", "test"): ones(40, 100)}
+    )  # m1 right on every item m2 gets right, and 40 more
+    ceil = stats.ceilings(recs)
+    h2h = stats.head_to_head(recs, ceil)
+    row = h2h[h2h.setting == "baseline"].iloc[0]
+    assert (row.model_a, row.model_b, row.outcome) == ("m1", "m2", "win")
+    assert row["diff"] == pytest.approx(0.4) and row.ci_low > 0.25
+    _, low, high = stats.paired_bootstrap(np.array(ones(80, 100)), np.array(ones(40, 100)))
+    assert stats.verdict(low, high) == "better" and stats.verdict(-high, -low) == "worse"
+
+
+def test_the_ceiling_is_the_val_choice_even_when_another_config_did_better_on_test():
+    recs = exact(
+        {
+            ("m", "baseline", "val"): ones(50, 100),
+            ("m", "baseline", "test"): ones(50, 100),
+            ("m", "cot", "val"): ones(90, 100),  # best on val ...
+            ("m", "cot", "test"): ones(60, 100),  # ... but not on test
+            ("m", "predict", "val"): ones(55, 100),
+            ("m", "predict", "test"): ones(80, 100),
+        }
+    )
+    row = stats.ceilings(recs).iloc[0]
+    assert row.selected_config_id == "cot" and row.selected_on == "val"
+    assert row.ceiling_score == pytest.approx(0.6)
+    assert row.optimistic_max_score == pytest.approx(0.8) and row.optimistic_config_id == "predict"
+    assert row.uplift == pytest.approx(0.1) and row.baseline_score == pytest.approx(0.5)
+
+
+def test_the_optimistic_max_over_8_equal_configs_is_biased_up_and_the_val_choice_is_not():
+    truth, sims, n = 0.6, 150, 100
+    configs = [SimConfig("cot", truth, name=str(i)) for i in range(8)]
+    picked, best = [], []
+    for seed in range(sims):
+        recs = simulate({"m": configs}, n={"val": n, "test": n}, seed=seed)
+        row = stats.ceilings(recs, b=200).iloc[0]
+        picked.append(row.ceiling_score)
+        best.append(row.optimistic_max_score)
+    bias_max, bias_selected = np.mean(best) - truth, np.mean(picked) - truth
+    print(f"bias over {sims} simulated runs: optimistic max {bias_max:+.4f}, val-selected {bias_selected:+.4f}")
+    # the max of 8 estimates with sd ~0.049 sits ~1.4 sd above the truth; the val choice is independent of test
+    assert bias_max > 0.04
+    assert abs(bias_selected) < 0.015
+
+
+def test_a_rank_flip_is_real_only_when_both_differences_are_significant():
+    big = exact(
+        {
+            ("m1", "baseline", "test"): ones(80, 300),
+            ("m2", "baseline", "test"): ones(40, 300),
+            ("m1", "cot", "test"): ones(85, 300),
+            ("m2", "cot", "test"): ones(200, 300),
+        }
+    )
+    ceil = stats.ceilings(big)
+    assert ceil.set_index("model")[["rank_baseline", "rank_ceiling"]].to_dict("index") == {
+        "m1": {"rank_baseline": 1, "rank_ceiling": 2},
+        "m2": {"rank_baseline": 2, "rank_ceiling": 1},
+    }
+    flips = stats.rank_flips(ceil, stats.head_to_head(big, ceil))
+    assert flips[["model_a", "model_b", "status"]].values.tolist() == [["m2", "m1", "real"]]
+    assert flips.baseline_diff.iloc[0] < 0 < flips.ceiling_diff.iloc[0]
+    small = exact(
+        {
+            ("m1", "baseline", "test"): ones(6, 10),
+            ("m2", "baseline", "test"): ones(5, 10),
+            ("m1", "cot", "test"): ones(6, 10),
+            ("m2", "cot", "test"): ones(7, 10),
+        }
+    )
+    ceil = stats.ceilings(small)
+    flips = stats.rank_flips(ceil, stats.head_to_head(small, ceil))
+    assert flips.status.tolist() == ["within noise"]
+
+
+def test_sensitivity_separates_reasoning_from_non_reasoning_strategies():
+    no_reasoning = json.dumps({"knobs": {"reasoning": False}})
+    recs = exact(
+        {
+            ("m", "baseline", "test"): ones(4, 10),
+            ("m", "predict", "test"): ones(6, 10),
+            ("m", "cot", "test"): ones(5, 10),
+            ("m", "knn_fewshot", "test"): ones(7, 10),
+            ("m", "choice_shuffle", "test"): ones(3, 10),
+        },
+        config={"choice_shuffle": no_reasoning},
+    )
+    sens = stats.sensitivity(stats.summarize(recs), recs).set_index("family")
+    assert sens.loc["reasoning", "n_configs"] == 2 and sens.loc["non-reasoning", "n_configs"] == 3
+    assert sens.loc["reasoning", "spread"] == pytest.approx(0.2)
+    assert sens.loc["reasoning", "std"] == pytest.approx(0.1)
+    assert sens.loc["non-reasoning", "spread"] == pytest.approx(0.3)
+    assert sens.loc["all", "spread"] == pytest.approx(0.4)
+
+
+def test_consistency_counts_questions_answered_the_same_under_every_order():
+    recs = exact({("m", "choice_shuffle", "test"): [1, 1, 0, 0]})
+    recs["raw_output"] = [
+        json.dumps({"votes": ["A", "A", "A"]}),
+        json.dumps({"votes": ["A", "B", "A"]}),
+        json.dumps({"votes": ["C", "C", "C"]}),
+        json.dumps({"votes": [None, None, None]}),  # unreadable every time: not a consistent answer
+    ]
+    row = stats.consistency(recs).iloc[0]
+    assert (row.n, row.orders, row.consistency) == (4, 3, 0.5)
+    legacy = recs.assign(raw_output="A | B | A")  # runs before votes were stored: left out, not guessed
+    assert stats.consistency(legacy).empty
+
+
+def test_costs_add_compile_and_preparation_once_and_price_local_models_per_million_tokens():
+    recs = exact({("local/m", "knn_fewshot", "test"): ones(5, 10), ("local/m", "knn_fewshot", "train"): ones(3, 4)})
+    compiles = pd.DataFrame(
+        [
+            {
+                "model": "local/m",
+                "task": "t",
+                "config_id": "knn_fewshot",
+                "lm_calls": 7,
+                "prompt_tokens": 700,
+                "completion_tokens": 70,
+                "cost_usd": 0.0,
+            }
+        ]  # fmt: skip
+    )
+    row = stats.costs(recs, compiles).iloc[0]
+    assert (row.calls_per_example, row.prompt_tokens_per_example, row.usd_per_example) == (1.0, 100.0, 0.0)
+    assert (row.compile_calls, row.prep_calls, row.prep_tokens) == (7, 4, 440)
+    assert stats.unpriced_models(recs) == {"local/m"}
+    priced = stats.price_unpriced(recs, {"local/m"}, 2.0)  # $2 per million tokens
+    row = stats.costs(priced, stats.price_unpriced(compiles, {"local/m"}, 2.0)).iloc[0]
+    assert row.usd_per_example == pytest.approx(110 * 2 / 1e6)
+    assert row.one_off_usd == pytest.approx((770 + 440) * 2 / 1e6)
+
+
+def test_bootstrap_is_seeded_and_matches_resampling_items():
+    scores = np.array([0.0, 0.25, 0.5, 1.0] * 25)
+    assert stats.bootstrap_ci(scores, seed=3) == stats.bootstrap_ci(scores, seed=3)
+    rng = np.random.default_rng(1)
+    naive = scores[rng.integers(0, len(scores), size=(20_000, len(scores)))].mean(axis=1)
+    low, high = stats.bootstrap_ci(scores, b=20_000)
+    assert low == pytest.approx(np.quantile(naive, 0.025), abs=0.01)
+    assert high == pytest.approx(np.quantile(naive, 0.975), abs=0.01)
