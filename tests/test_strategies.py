@@ -94,6 +94,7 @@ def exact_vote_accuracy(dists: list[dict[str, float]], gold: str) -> float:
 def within_ci(records, expected: float) -> tuple[float, float, float]:
     k, n = int(records.score.sum()), len(records)
     low, high = stats.wilson(k, n)
+    print(f"measured {k}/{n} = {k / n:.3f} [{low:.3f}, {high:.3f}], expected {expected:.3f}")
     assert low <= expected <= high, f"measured {k}/{n} = {k / n:.3f} [{low:.3f}, {high:.3f}], expected {expected:.3f}"
     return k / n, low, high
 
