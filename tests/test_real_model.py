@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,11 @@ def test_the_embedded_model_answers_medqa_under_both_strategies_and_stops_its_se
     assert by[("baseline", "test")]["parse_failure_rate"] <= 1 / 3  # measured: 100% parse on 40 questions
     assert by[("cot", "test")]["completion_tokens"] > 0
     assert not llama_servers()
+    # the HTML report of this real run is one page with nothing fetched from elsewhere
+    page_file = tmp_path / "report.html"
+    assert cli("report", run_dir, "--format", "html", "--output", str(page_file)).returncode == 0
+    page = page_file.read_text()
+    assert "<svg" in page and not re.search(r"https?:|//[a-z0-9]|url\((?!#)|\b(src|href)\s*=\s*[\"'](?!#)", page, re.I)
 
 
 def test_kill_9_of_a_run_leaves_no_llama_server_behind(tmp_path):
