@@ -137,7 +137,7 @@ def render(source: str, fmt: str = "text") -> str:
         raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
     store, run_id = open_source(source)
     report = build(store.records(run_id))
-    report["warnings"] = overlap_warnings(store, run_id)
+    report["warnings"] = overlap_warnings(store, run_id) + stop_warnings(store, run_id)
     if fmt == "json":
         return json.dumps(report, indent=2) + "\n"
     if fmt == "csv":
@@ -157,3 +157,8 @@ def overlap_warnings(store: Store, run_id: str | None) -> list[str]:
                 f"duplicate train/val examples (e.g. {', '.join(o['examples'])}); its scores may be inflated."
             )
     return out
+
+
+def stop_warnings(store: Store, run_id: str | None) -> list[str]:
+    """One sentence per run whose last invocation stopped early (budget reached, too many errors)."""
+    return [f"run {rid} is incomplete: {reason}" for rid, reason in sorted(store.stop_reasons(run_id).items())]

@@ -52,6 +52,7 @@ class RunPlan:
     # command with a larger budget continues the same run.
     max_calls: int | None = None
     max_cost: float | None = None
+    max_error_rate: float | None = 0.5  # stop once more than this share of examples fail (after 20)
     expect_accuracy: float = 0.5  # prior for the bootstrap-call estimates (see promptopt.compile)
     references: bool = True  # also score the fixed baseline and each compiled strategy zero-shot
     mode: str = "run"  # "search": an Optuna search over the configs instead of scoring them all
@@ -160,12 +161,32 @@ def validate_plan(plan: RunPlan, configs: list | None = None):
 def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
     tasks, models, configs = validate_plan(plan)
     run_dir, store, url = open_run(plan)
-    budget = Budget(plan.max_calls, plan.max_cost)
+    with stop_noted(store, plan.run_id) as stopped:
+        _run_all(plan, models, tasks, configs, run_dir, store, budget_for(plan), on_progress)
+    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"))
+
+
+def budget_for(plan: RunPlan) -> Budget:
+    return Budget(plan.max_calls, plan.max_cost, max_error_rate=plan.max_error_rate)
+
+
+@contextlib.contextmanager
+def stop_noted(store: Store, run_id: str) -> Iterator[dict]:
+    """Note in the store why this invocation stopped early (so the report can say so), or that
+    it finished. A budget stop is a clean end; too many errors is re-raised for the CLI."""
+    from promptopt.evaluate import TooManyErrors
+
+    outcome: dict = {}
     try:
-        _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress)
+        yield outcome
     except BudgetReached as exc:
-        return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=str(exc))
-    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url)
+        outcome["reason"] = str(exc)
+        store.set_stop(run_id, str(exc))
+        return
+    except TooManyErrors as exc:
+        store.set_stop(run_id, str(exc))
+        raise
+    store.set_stop(run_id, None)
 
 
 def _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress) -> None:

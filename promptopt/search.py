@@ -27,18 +27,20 @@ from dataclasses import dataclass
 
 from promptopt import stats
 from promptopt.errors import UserError
-from promptopt.evaluate import Budget, BudgetReached, Progress, evaluate
+from promptopt.evaluate import Progress, evaluate
 from promptopt.models import build_lm
 from promptopt.registry import get_strategy, parse_config
 from promptopt.run import (
     RunPlan,
     RunResult,
     adapter_for,
+    budget_for,
     compile_once,
     endpoint,
     open_run,
     prepare,
     save_program,
+    stop_noted,
     validate_plan,
 )
 
@@ -92,9 +94,9 @@ def search(
                 f"{task.spec.answer.type}); add one with --strategy, e.g. --strategy cot."
             )
     run_dir, store, url = open_run(plan)
-    budget = Budget(plan.max_calls, plan.max_cost)
-    storage = optuna.storages.RDBStorage(url)
-    try:
+    budget = budget_for(plan)
+    storage = _optuna_storage(url)
+    with stop_noted(store, plan.run_id) as stopped:
         for model in models:
             with endpoint(model, log=run_dir / "server.log") as live:
                 lm, adapter = build_lm(live), adapter_for(live)
@@ -119,9 +121,15 @@ def search(
                             threads=plan.threads, on_progress=on_progress, budget=budget, **common,
                         )  # fmt: skip
                         save_program(program, run_dir, plan, config=cfg, task=task, model=live, store=store)
-    except BudgetReached as exc:
-        return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=str(exc))
-    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url)
+    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"))
+
+
+def _optuna_storage(url: str):
+    """Optuna's RDB storage on the results store's database; SQLite waits for other writers."""
+    import optuna
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
 def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):

@@ -95,6 +95,15 @@ compiles = Table(
 )
 
 
+stops = Table(
+    "stops",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
 @dataclass
 class Record:
     run_id: str
@@ -161,7 +170,37 @@ class Store:
             records.c.split == split,
         )
         with self.engine.connect() as conn:
-            return {row[0] for row in conn.execute(q)}
+            return {row[0] for row in conn.execute(q.where(records.c.error.is_(None)))}
+
+    def drop_errors(self, run_id: str, model: str, task: str, config_id: str, split: str, ids: list[str]) -> None:
+        """Delete the error records of these examples, so that scoring them again can record them."""
+        if not ids:
+            return
+        q = records.delete().where(
+            records.c.run_id == run_id,
+            records.c.model == model,
+            records.c.task == task,
+            records.c.config_id == config_id,
+            records.c.split == split,
+            records.c.error.is_not(None),
+            records.c.example_id.in_(ids),
+        )
+        with self.engine.begin() as conn:
+            conn.execute(q)
+
+    def set_stop(self, run_id: str, reason: str | None) -> None:
+        """Why the run's last invocation stopped early (budget, errors); None once it finished."""
+        with self.engine.begin() as conn:
+            conn.execute(stops.delete().where(stops.c.run_id == run_id))
+            if reason:
+                conn.execute(stops.insert().values(run_id=run_id, reason=reason, created_at=time.time()))
+
+    def stop_reasons(self, run_id: str | None = None) -> dict[str, str]:
+        q = select(stops.c.run_id, stops.c.reason)
+        if run_id:
+            q = q.where(stops.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return dict(conn.execute(q).fetchall())
 
     def explanations(self, run_id: str, model: str, task: str, config_id: str) -> dict[str, str]:
         """example id -> the model's own reasoning, for training examples it answered correctly."""
