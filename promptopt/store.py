@@ -146,7 +146,7 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            metadata.create_all(self.engine)
+            _create_tables(self.engine)
         except Exception as exc:
             raise UserError(
                 f"Could not open the results store at {self.engine.url.render_as_string(hide_password=True)} "
@@ -154,12 +154,19 @@ class Store:
             ) from None
 
     def start_run(self, run_id: str, plan: dict, version: str) -> None:
-        with self.engine.begin() as conn:
-            exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
-            if not exists:
-                conn.execute(
-                    runs.insert().values(run_id=run_id, created_at=time.time(), plan=json.dumps(plan), version=version)
-                )
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with self.engine.begin() as conn:
+                exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
+                if not exists:
+                    conn.execute(
+                        runs.insert().values(
+                            run_id=run_id, created_at=time.time(), plan=json.dumps(plan), version=version
+                        )
+                    )
+        except IntegrityError:
+            pass  # another worker started the same run a moment ago
 
     def done_keys(self, run_id: str, model: str, task: str, config_id: str, split: str) -> set[str]:
         q = select(records.c.example_id).where(
@@ -260,6 +267,20 @@ class Store:
             return pd.DataFrame(
                 conn.execute(select(runs)).fetchall(), columns=["run_id", "created_at", "plan", "version"]
             )
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables; two workers starting at once may race, so a clash is retried."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except DBAPIError as exc:
+            if attempt == attempts - 1 or exc.connection_invalidated:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _insert_ignoring_duplicates(engine: Engine):
