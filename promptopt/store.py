@@ -278,7 +278,8 @@ def _create_tables(engine: Engine, attempts: int = 5) -> None:
             metadata.create_all(engine)
             return
         except DBAPIError as exc:
-            if attempt == attempts - 1 or exc.connection_invalidated:
+            clash = "already exists" in str(exc) or "duplicate key" in str(exc)
+            if attempt == attempts - 1 or not clash:
                 raise
             time.sleep(0.2 * (attempt + 1))
 
