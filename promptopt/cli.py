@@ -135,7 +135,7 @@ def run(
     _quiet_dspy()
     with _resumable():
         result = run_plan(plan, on_progress=_ProgressPrinter())
-    typer.echo(report.render(str(result.run_dir), "text"))
+    typer.echo(report.render(result.storage, "text", run_id=result.run_id))
     if result.stopped:
         typer.echo(result.stopped, err=True)
     typer.echo(f"Run folder: {result.run_dir}")
@@ -207,7 +207,7 @@ def search(
     _quiet_dspy()
     with _resumable():
         result = run_search(plan, SearchSettings(trials=trials, rung0=rung0, seed=seed), on_progress=_ProgressPrinter())
-    typer.echo(report.render(str(result.run_dir), "text"))
+    typer.echo(report.render(result.storage, "text", run_id=result.run_id))
     if result.stopped:
         typer.echo(result.stopped, err=True)
     typer.echo(f"Run folder: {result.run_dir}")

@@ -132,10 +132,12 @@ def _table(headers: list[str], body: list[list[str]], markdown: bool) -> str:
     return "\n".join([fmt.format(*headers), fmt.format(*["-" * w for w in widths]), *(fmt.format(*r) for r in body)])
 
 
-def render(source: str, fmt: str = "text") -> str:
+def render(source: str, fmt: str = "text", run_id: str | None = None) -> str:
+    """The report of a run folder, or of a storage URL (every run in it, or `run_id`'s)."""
     if fmt not in FORMATS:
         raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
-    store, run_id = open_source(source)
+    store, found = open_source(source)
+    run_id = run_id or found
     report = build(store.records(run_id))
     report["warnings"] = overlap_warnings(store, run_id) + stop_warnings(store, run_id)
     if fmt == "json":

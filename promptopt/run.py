@@ -345,9 +345,11 @@ def prepare(
 
 
 def _safe_url(url: str) -> str:
+    """The storage URL without its password: a database password stays in the environment
+    (e.g. PGPASSWORD or ~/.pgpass for PostgreSQL), never in the run folder."""
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return make_url(url).set(password=None).render_as_string(hide_password=False)
 
 
 # ------------------------------------------------------------------------------ dry run

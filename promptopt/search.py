@@ -141,9 +141,17 @@ def search(
 def _optuna_storage(url: str):
     """Optuna's RDB storage on the results store's database; SQLite waits for other writers."""
     import optuna
+    from sqlalchemy import create_engine
+
+    from promptopt.store import schema_lock
 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    engine = create_engine(url)
+    try:
+        with schema_lock(engine):  # Optuna creates its tables on first use
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    finally:
+        engine.dispose()
 
 
 def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):

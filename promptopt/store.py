@@ -14,9 +14,10 @@ never block the writer). Schema (documented in README.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 
@@ -269,19 +271,26 @@ class Store:
             )
 
 
-def _create_tables(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables; two workers starting at once may race, so a clash is retried."""
-    from sqlalchemy.exc import DBAPIError
+def _create_tables(engine: Engine) -> None:
+    with schema_lock(engine):
+        metadata.create_all(engine)
 
-    for attempt in range(attempts):
+
+@contextlib.contextmanager
+def schema_lock(engine: Engine) -> Iterator[None]:
+    """Serialize creating tables across workers that start at once on one PostgreSQL database
+    (concurrent CREATE TABLE clashes there); SQLite serializes writers itself."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(7402110)"))
+        conn.commit()
         try:
-            metadata.create_all(engine)
-            return
-        except DBAPIError as exc:
-            clash = "already exists" in str(exc) or "duplicate key" in str(exc)
-            if attempt == attempts - 1 or not clash:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(7402110)"))
+            conn.commit()
 
 
 def _insert_ignoring_duplicates(engine: Engine):

@@ -12,7 +12,7 @@ from conftest import cli, exam_server
 from sqlalchemy import create_engine, text
 
 from promptopt.store import Store
-from promptopt.testing import ScriptedHTTPError, ScriptedServer, faulty
+from promptopt.testing import ScriptedHTTPError, faulty
 
 EXE = str(Path(sys.executable).with_name("promptopt"))
 # Short timeout and backoff so that faults cost milliseconds, not the defaults' seconds.
@@ -231,6 +231,5 @@ def test_two_workers_sharing_postgresql_run_every_trial_once_and_report_what_one
         assert sorted(finished) == sorted(set(finished))  # each config scored by exactly one trial
         if not summary.study_name.endswith("|test"):
             assert len(finished) == len(SPACE)
-            workers = {t.user_attrs["worker"] for t in study.trials}
-            assert len(workers) >= 1
+        assert all(t.user_attrs.get("worker") for t in study.trials)  # each trial says which worker ran it
     assert report_rows(url) == report_rows(str(next((tmp_path / "alone").iterdir())))
