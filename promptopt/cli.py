@@ -91,6 +91,10 @@ def run(
     max_error_rate: Annotated[
         float, typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20).")
     ] = 0.5,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the provider's API key (read into its env variable, never stored)."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
     ] = False,
@@ -129,6 +133,10 @@ def run(
         expect_accuracy=expect_accuracy,
         allow_overlap=allow_overlap,
     )
+    if api_key_file:
+        from promptopt.models import use_api_key_file
+
+        use_api_key_file(str(api_key_file), plan.models, api_base)
     if dry_run:
         _print_dry_run(plan)
         return
@@ -186,6 +194,10 @@ def search(
     max_error_rate: Annotated[
         float, typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20).")
     ] = 0.5,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the provider's API key (read into its env variable, never stored)."),
+    ] = None,
     tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
     programs_dir: Annotated[
         list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
@@ -204,6 +216,10 @@ def search(
         threads=threads, out=out, storage=storage, tasks_dirs=tasks_dir or [], programs_dirs=programs_dir or [],
         max_calls=max_calls, max_cost=max_cost, max_error_rate=max_error_rate, mode="search",
     )  # fmt: skip
+    if api_key_file:
+        from promptopt.models import use_api_key_file
+
+        use_api_key_file(str(api_key_file), plan.models, api_base)
     _quiet_dspy()
     with _resumable():
         result = run_search(plan, SearchSettings(trials=trials, rung0=rung0, seed=seed), on_progress=_ProgressPrinter())

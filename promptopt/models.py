@@ -130,6 +130,50 @@ def resolve_model(name: str, api_base: str | None = None, **settings: Any) -> Mo
     return Model(name=name, litellm_model=name, api_base=api_base, **settings)
 
 
+def _missing_keys(model: Model) -> list[str]:
+    import litellm
+
+    for var in [k for k, v in os.environ.items() if k.endswith("_KEY") and not v.strip()]:
+        del os.environ[var]  # an empty key variable is an unset one (LiteLLM would count it as set)
+
+    env = litellm.validate_environment(model.litellm_model)
+    return [] if env.get("keys_in_environment") else [k for k in env.get("missing_keys", []) if "KEY" in k]
+
+
+def check_credentials(model: Model) -> None:
+    """Fail before any call when a hosted model's API key is not in the environment."""
+    if model.api_base or model.is_local:
+        return  # an endpoint of the user's own; its auth problems surface on the first call
+    missing = _missing_keys(model)
+    if missing:
+        raise UserError(
+            f"Model {model.name} needs {' or '.join(missing)} in the environment; set it, pass --api-key-file "
+            "PATH, or point --api-base at an OpenAI-compatible server."
+        )
+
+
+def use_api_key_file(path: str, models: list[str], api_base: str | None = None) -> None:
+    """Put the key in `path` into the environment variable each model's provider reads, for this
+    process only; the key is never stored or printed."""
+    from pathlib import Path
+
+    try:
+        key = Path(path).read_text().strip()
+    except OSError as exc:
+        raise UserError(f"Cannot read --api-key-file {path} ({exc.strerror}).") from None
+    if not key or len(key.splitlines()) > 1:
+        raise UserError(f"--api-key-file {path} must hold one API key on one line.")
+    import litellm
+
+    for name in models:
+        model = resolve_model(name, api_base)
+        if model.is_local:
+            continue
+        provider = litellm.get_llm_provider(model.litellm_model, api_base=api_base)[1]
+        var = (_missing_keys(model) or [f"{provider.upper()}_API_KEY"])[0]
+        os.environ[var] = key
+
+
 def check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

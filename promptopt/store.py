@@ -143,6 +143,11 @@ class Store:
         self.url = url
         try:
             self.engine: Engine = create_engine(url, future=True)
+        except ModuleNotFoundError as exc:
+            raise UserError(
+                f"The storage URL needs the database driver {exc.name!r}, which is not installed; for PostgreSQL "
+                "install promptopt[postgres] (psycopg) and use postgresql+psycopg://."
+            ) from None
         except Exception as exc:
             raise UserError(f"The storage URL is not a valid SQLAlchemy URL ({type(exc).__name__}).") from None
         if self.engine.dialect.name == "sqlite":

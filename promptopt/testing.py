@@ -78,6 +78,7 @@ class ScriptedServer:
     calls: int = 0
     requests: list[dict] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)  # faults injected, by kind
+    auth: list[str | None] = field(default_factory=list)  # each request's Authorization header
     _httpd: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,6 +117,7 @@ class ScriptedServer:
                 with server._lock:
                     server.calls += 1
                     server.requests.append(body)
+                    server.auth.append(self.headers.get("Authorization"))
                 try:
                     text = server.reply(prompt)
                 except ScriptedHTTPError as exc:
