@@ -175,13 +175,6 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
                     f"Task {task.name}: its {split} split is empty; give the task more rows or smaller split "
                     f"sizes in {task.path}."
                 )
-        ids = [ex.id for split in task.splits.values() for ex in split]
-        if len(set(ids)) < len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
-            raise UserError(
-                f"Task {task.name}: {len(ids) - len(set(ids))} examples share an id with another (e.g. {dup!r}); "
-                f"give {task.path} an id column whose values are unique."
-            )
 
     plan.overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
     return tasks, models, configs

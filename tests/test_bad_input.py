@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def _broken_tasks(root: Path) -> dict[str, Path]:
     spec = folders["empty"] / "capitals.yaml"
     spec.write_text(spec.read_text().replace("val: 3", "val: 10"))  # 12 rows: 2 train, 10 val, 0 test
     data = folders["duplicate"] / "capitals.csv"
-    data.write_text(data.read_text().replace("\nc1,", "\nc0,"))
+    data.write_text(re.sub(r"\nc\d+,", "\nc0,", data.read_text()))  # every row has the id c0
     return folders
 
 
@@ -48,7 +49,7 @@ def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path):
         ),
         "duplicate ids": (
             ["--tasks-dir", str(tasks["duplicate"]), *user],
-            "Task capitals: 1 examples share an id with another (e.g. 'c0')",
+            "Task capitals: 1 examples in split train share an id with another (e.g. 'c0')",
         ),
         "strategy not valid for the answer type": (
             ["--task", "gsm8k", "--strategy", "verify_choices", "--model", "openai/x", "--api-base", REFUSED],
