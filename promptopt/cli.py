@@ -88,6 +88,13 @@ def run(
     ] = None,
     max_calls: Annotated[int | None, typer.Option(min=1, help="Stop cleanly after this many LM calls.")] = None,
     max_cost: Annotated[float | None, typer.Option(min=0, help="Stop cleanly after spending this many USD.")] = None,
+    max_error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20).")
+    ] = 0.5,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the provider's API key (read into its env variable, never stored)."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
     ] = False,
@@ -122,16 +129,21 @@ def run(
         programs_dirs=programs_dir or [],
         max_calls=max_calls,
         max_cost=max_cost,
+        max_error_rate=max_error_rate,
         expect_accuracy=expect_accuracy,
         allow_overlap=allow_overlap,
     )
+    if api_key_file:
+        from promptopt.models import use_api_key_file
+
+        use_api_key_file(str(api_key_file), plan.models, api_base)
     if dry_run:
         _print_dry_run(plan)
         return
     _quiet_dspy()
     with _resumable():
         result = run_plan(plan, on_progress=_ProgressPrinter())
-    typer.echo(report.render(str(result.run_dir), "text"))
+    typer.echo(report.render(result.storage, "text", run_id=result.run_id))
     if result.stopped:
         typer.echo(result.stopped, err=True)
     typer.echo(f"Run folder: {result.run_dir}")
@@ -179,6 +191,13 @@ def search(
     threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel per endpoint.")] = 1,
     max_calls: Annotated[int | None, typer.Option(min=1, help="Stop cleanly after this many LM calls.")] = None,
     max_cost: Annotated[float | None, typer.Option(min=0, help="Stop cleanly after spending this many USD.")] = None,
+    max_error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20).")
+    ] = 0.5,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the provider's API key (read into its env variable, never stored)."),
+    ] = None,
     tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
     programs_dir: Annotated[
         list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
@@ -195,12 +214,16 @@ def search(
         models=model or [DEFAULT_MODEL], tasks=task or [DEFAULT_TASK], strategies=strategy or list(DEFAULT_SPACE),
         optimizers=optimizer or list(DEFAULT_OPTIMIZERS), api_base=api_base, limit=limit, seed=seed,
         threads=threads, out=out, storage=storage, tasks_dirs=tasks_dir or [], programs_dirs=programs_dir or [],
-        max_calls=max_calls, max_cost=max_cost, mode="search",
+        max_calls=max_calls, max_cost=max_cost, max_error_rate=max_error_rate, mode="search",
     )  # fmt: skip
+    if api_key_file:
+        from promptopt.models import use_api_key_file
+
+        use_api_key_file(str(api_key_file), plan.models, api_base)
     _quiet_dspy()
     with _resumable():
         result = run_search(plan, SearchSettings(trials=trials, rung0=rung0, seed=seed), on_progress=_ProgressPrinter())
-    typer.echo(report.render(str(result.run_dir), "text"))
+    typer.echo(report.render(result.storage, "text", run_id=result.run_id))
     if result.stopped:
         typer.echo(result.stopped, err=True)
     typer.echo(f"Run folder: {result.run_dir}")

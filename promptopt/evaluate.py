@@ -37,18 +37,42 @@ class BudgetReached(Exception):
     """The run's --max-calls or --max-cost is spent; everything finished so far is kept."""
 
 
+class TooManyErrors(UserError):
+    """More examples than --max-error-rate allows failed after retries; finished records are kept."""
+
+
 @dataclass
 class Budget:
-    """LM calls and cost this invocation may spend (None: unlimited)."""
+    """LM calls and cost this invocation may spend (None: unlimited), and the share of examples
+    it may lose to errors (judged once `min_examples` were scored in this invocation)."""
 
     max_calls: int | None = None
     max_cost: float | None = None
     calls: int = 0
     cost_usd: float = 0.0
+    max_error_rate: float | None = None
+    min_examples: int = 20
+    examples: int = 0
+    errors: int = 0
+    last_error: str = ""
 
     def charge(self, log: CallLog) -> None:
         self.calls += log.calls
         self.cost_usd += log.cost_usd
+
+    def count(self, error: str | None) -> None:
+        """One more example scored (with its error, if it failed); stop if too many failed."""
+        self.examples += 1
+        if error is not None:
+            self.errors += 1
+            self.last_error = error
+        rate = self.errors / self.examples
+        if self.max_error_rate is not None and self.examples >= self.min_examples and rate > self.max_error_rate:
+            raise TooManyErrors(
+                f"Stopped: {self.errors} of {self.examples} examples ({100 * rate:.0f}%) failed after retries, "
+                f"above --max-error-rate {self.max_error_rate:g} (last error: {self.last_error[:160]}); finished "
+                "records are kept, and the same command retries the failed examples."
+            )
 
     def left(self) -> tuple[float, float]:
         return (
@@ -150,6 +174,8 @@ def evaluate(
 ) -> None:
     done = store.done_keys(run_id, model.identity, task.name, config.id, split)
     todo = [ex for ex in examples if ex.id not in done]
+    # examples that failed last time are tried again: their error records make way for the new ones
+    store.drop_errors(run_id, model.identity, task.name, config.id, split, [ex.id for ex in todo])
     label = f"{model.name} · {task.name} · {config.strategy}/{config.optimizer} · {split}"
     started = time.monotonic()
     state = Progress(label, len(examples) - len(todo), len(examples), 0.0, 0, 0.0, 0)
@@ -189,6 +215,8 @@ def evaluate(
             flush()
         if on_progress:
             on_progress(state)
+        if budget:
+            budget.count(fields["error"])
 
     def flush() -> None:
         store.add(pending)

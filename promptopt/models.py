@@ -36,8 +36,9 @@ class Model:
     price_in: float | None = None
     price_out: float | None = None
     stop: tuple[str, ...] = ()
-    timeout_s: float = 120.0
-    num_retries: int = 4
+    timeout_s: float = 120.0  # per call; a call that takes longer is retried
+    num_retries: int = 4  # for rate limits, server errors, timeouts, malformed or empty replies
+    backoff_s: float = 1.0  # first wait before a retry; doubles each time, at most 60 s
     digest: str | None = None  # for embedded models: the weights file, since the port changes
 
     @property
@@ -79,8 +80,29 @@ LOCAL_MODELS = {
 }
 
 
+# Environment overrides for the retry policy (documented in README.md, "Reliability").
+RETRY_ENV = {"timeout_s": "PROMPTOPT_TIMEOUT_S", "num_retries": "PROMPTOPT_RETRIES", "backoff_s": "PROMPTOPT_BACKOFF_S"}
+
+
+def _retry_settings() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, var in RETRY_ENV.items():
+        raw = os.environ.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = int(raw) if key == "num_retries" else float(raw)
+        except ValueError:
+            raise UserError(f"{var}={raw!r} is not a number; e.g. {var}=30.") from None
+        if value < 0 or (key == "timeout_s" and value == 0):
+            raise UserError(f"{var}={raw!r} must be a positive number.")
+        out[key] = value
+    return out
+
+
 def resolve_model(name: str, api_base: str | None = None, **settings: Any) -> Model:
     """A Model from a user's string, or one clear sentence saying why it is not one."""
+    settings = {**_retry_settings(), **settings}
     if not name or name != name.strip():
         raise UserError(f"Model {name!r} is not a model string; use provider/model, e.g. openai/gpt-4o-mini.")
     if name.startswith(LOCAL_PREFIX):
@@ -106,6 +128,50 @@ def resolve_model(name: str, api_base: str | None = None, **settings: Any) -> Mo
             "openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest or local/gemma-3-270m."
         ) from None
     return Model(name=name, litellm_model=name, api_base=api_base, **settings)
+
+
+def _missing_keys(model: Model) -> list[str]:
+    import litellm
+
+    for var in [k for k, v in os.environ.items() if k.endswith("_KEY") and not v.strip()]:
+        del os.environ[var]  # an empty key variable is an unset one (LiteLLM would count it as set)
+
+    env = litellm.validate_environment(model.litellm_model)
+    return [] if env.get("keys_in_environment") else [k for k in env.get("missing_keys", []) if "KEY" in k]
+
+
+def check_credentials(model: Model) -> None:
+    """Fail before any call when a hosted model's API key is not in the environment."""
+    if model.api_base or model.is_local:
+        return  # an endpoint of the user's own; its auth problems surface on the first call
+    missing = _missing_keys(model)
+    if missing:
+        raise UserError(
+            f"Model {model.name} needs {' or '.join(missing)} in the environment; set it, pass --api-key-file "
+            "PATH, or point --api-base at an OpenAI-compatible server."
+        )
+
+
+def use_api_key_file(path: str, models: list[str], api_base: str | None = None) -> None:
+    """Put the key in `path` into the environment variable each model's provider reads, for this
+    process only; the key is never stored or printed."""
+    from pathlib import Path
+
+    try:
+        key = Path(path).read_text().strip()
+    except OSError as exc:
+        raise UserError(f"Cannot read --api-key-file {path} ({exc.strerror}).") from None
+    if not key or len(key.splitlines()) > 1:
+        raise UserError(f"--api-key-file {path} must hold one API key on one line.")
+    import litellm
+
+    for name in models:
+        model = resolve_model(name, api_base)
+        if model.is_local:
+            continue
+        provider = litellm.get_llm_provider(model.litellm_model, api_base=api_base)[1]
+        var = (_missing_keys(model) or [f"{provider.upper()}_API_KEY"])[0]
+        os.environ[var] = key
 
 
 def check_url(url: str) -> None:
@@ -156,12 +222,54 @@ def _price(model: Model, usage: dict, reported: float | None) -> float:
     return float(reported or 0.0)
 
 
+class EmptyCompletion(Exception):
+    """The endpoint answered with no content at all (no text and no completion tokens)."""
+
+
+_last_usage = threading.local()
+
+
+def _empty(outputs: list, usage: dict | None) -> bool:
+    texts = [o if isinstance(o, str) else (o.get("text") or "") for o in outputs or []]
+    return all(not t.strip() for t in texts) and not int((usage or {}).get("completion_tokens") or 0)
+
+
 def build_lm(model: Model, **overrides: Any):
-    """A dspy.LM for `model` whose every call is counted into the current CallLog."""
+    """A dspy.LM for `model` whose every call is counted into the current CallLog.
+
+    Retries are ours rather than DSPy's so that empty replies are retried too and the backoff
+    is settable: rate limits, server errors, timeouts, malformed bodies and empty content are
+    retried `num_retries` times, waiting `backoff_s`, then twice as long each time (or what the
+    server's Retry-After asks). A call that still fails raises, and its example is recorded as
+    an error.
+    """
+    import random
+    import time
+
     import dspy
+    from dspy.utils.exceptions import is_retryable_lm_error
 
     class CountingLM(dspy.LM):
+        def __call__(self, *args, **kwargs):
+            for attempt in range(model.num_retries + 1):
+                _last_usage.value = None
+                try:
+                    outputs = super().__call__(*args, **kwargs)
+                    if not _empty(outputs, _last_usage.value):
+                        return outputs
+                    exc: Exception = EmptyCompletion(f"{model.name} returned an empty completion")
+                except Exception as err:
+                    if not is_retryable_lm_error(err):
+                        raise
+                    exc = err
+                if attempt == model.num_retries:
+                    raise exc
+                hint = getattr(exc, "retry_after", None)
+                wait = hint if isinstance(hint, int | float) and hint >= 0 else model.backoff_s * 2**attempt
+                time.sleep(min(60.0, wait) * random.uniform(1.0, 1.1))
+
         def update_history(self, entry: dict) -> None:
+            _last_usage.value = entry.get("usage") or {}
             log = current_log.get() or _compile_log
             if log is not None:
                 usage = entry.get("usage") or {}
@@ -184,7 +292,7 @@ def build_lm(model: Model, **overrides: Any):
         temperature=model.temperature,
         max_tokens=model.max_tokens,
         cache=False,  # our store is the cache: keyed by model identity, config and example
-        num_retries=model.num_retries,
+        num_retries=0,  # CountingLM retries (see above)
         engine="litellm",
         timeout=model.timeout_s,
     )

@@ -558,20 +558,23 @@ def _html_table(section: Section) -> str:
     )
 
 
-def load(source: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Records, compile costs and overlap warnings of a run folder or storage URL."""
-    store, run_id = open_source(source)
-    return store.records(run_id), store.compile_costs(run_id), overlap_warnings(store, run_id)
+def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Records, compile costs and warnings (overlap, early stop) of a run folder or storage URL
+    (every run in it, or `run_id`'s)."""
+    store, found = open_source(source)
+    run_id = run_id or found
+    warnings = overlap_warnings(store, run_id) + stop_warnings(store, run_id)
+    return store.records(run_id), store.compile_costs(run_id), warnings
 
 
 def render(
     source: str, fmt: str = "text", *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0,
-    figure_name: str | None = None,
+    figure_name: str | None = None, run_id: str | None = None,
 ) -> str:  # fmt: skip
     """The report of a run folder or storage URL in one format (`examples`: one CSV line per scored example)."""
     if fmt not in FORMATS:
         raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
-    records, compiles, warnings = load(source)
+    records, compiles, warnings = load(source, run_id)
     if fmt == "examples":
         return records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False)
     report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok)
@@ -630,3 +633,8 @@ def overlap_warnings(store: Store, run_id: str | None) -> list[str]:
                 f"duplicate train/val examples (e.g. {', '.join(o['examples'])}); its scores may be inflated."
             )
     return out
+
+
+def stop_warnings(store: Store, run_id: str | None) -> list[str]:
+    """One sentence per run whose last invocation stopped early (budget reached, too many errors)."""
+    return [f"run {rid} is incomplete: {reason}" for rid, reason in sorted(store.stop_reasons(run_id).items())]

@@ -21,7 +21,7 @@ from promptopt import __version__
 from promptopt.adapters import LenientChatAdapter
 from promptopt.errors import UserError
 from promptopt.evaluate import Budget, BudgetReached, Progress, evaluate
-from promptopt.models import Model, build_lm, redact_url, resolve_model, with_endpoint
+from promptopt.models import Model, build_lm, check_credentials, redact_url, resolve_model, with_endpoint
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy, parse_config
 from promptopt.store import Store, default_url
@@ -52,6 +52,7 @@ class RunPlan:
     # command with a larger budget continues the same run.
     max_calls: int | None = None
     max_cost: float | None = None
+    max_error_rate: float | None = 0.5  # stop once more than this share of examples fail (after 20)
     expect_accuracy: float = 0.5  # prior for the bootstrap-call estimates (see promptopt.compile)
     references: bool = True  # also score the fixed baseline and each compiled strategy zero-shot
     mode: str = "run"  # "search": an Optuna search over the configs instead of scoring them all
@@ -93,8 +94,18 @@ def check_endpoint(model: Model) -> None:
     """Fail fast, in one sentence, when an OpenAI-compatible endpoint cannot be reached."""
     if not model.api_base:
         return
+    import base64
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(model.api_base)
+    netloc = parts.netloc.rpartition("@")[2]  # credentials go in a header, as the LM client sends them
+    url = urlunsplit((parts.scheme, netloc, f"{parts.path.rstrip('/')}/models", parts.query, ""))
+    request = urllib.request.Request(url)
+    if parts.username:
+        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        urllib.request.urlopen(f"{model.api_base.rstrip('/')}/models", timeout=10).close()
+        urllib.request.urlopen(request, timeout=10).close()
     except urllib.error.HTTPError:
         return  # it answered; auth or routing problems surface on the first call
     except Exception as exc:
@@ -125,17 +136,22 @@ def adapter_for(model: Model) -> LenientChatAdapter:
 def open_run(plan: RunPlan) -> tuple[Path, Store, str]:
     """The run's folder and store, created on first use; the same plan always gets the same ones."""
     run_dir = plan.out / plan.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    url = plan.storage or default_url(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "run.json").write_text(
+            json.dumps({"run_id": plan.run_id, "storage": _safe_url(url := plan.storage or default_url(run_dir)),
+                        "plan": plan.describe()}, indent=2)
+        )  # fmt: skip
+    except OSError as exc:
+        raise UserError(
+            f"Cannot write to the output folder {plan.out} ({exc.strerror}); choose another --out."
+        ) from None
     store = Store(url)
     store.start_run(plan.run_id, plan.describe(), __version__)
-    (run_dir / "run.json").write_text(
-        json.dumps({"run_id": plan.run_id, "storage": _safe_url(url), "plan": plan.describe()}, indent=2)
-    )
     return run_dir, store, url
 
 
-def validate_plan(plan: RunPlan, configs: list | None = None):
+def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool = True):
     """Tasks, models and configs of the plan (or the `configs` given), all checked before a
     server starts or a call is made."""
     for split in plan.splits:
@@ -143,15 +159,22 @@ def validate_plan(plan: RunPlan, configs: list | None = None):
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
     tasks = [load_task(t, plan.tasks_dirs) for t in plan.tasks]
     models = [resolve_model(m, plan.api_base) for m in plan.models]
+    for model in models if credentials else ():  # a dry run calls nothing, so needs no key
+        check_credentials(model)
     configs = plan_configs(plan) if configs is None else configs
     for cfg in configs:
         strat = get_strategy(cfg.strategy, plan.programs_dirs)
         for task in tasks:
             strat.build(task, **cfg.knobs)  # refuses answer types it cannot serve
+    from promptopt.hygiene import enforce
+
     for task in tasks:
         for split in plan.splits:
-            task.examples(split, plan.limit)  # load and split now: bad data fails before any call
-    from promptopt.hygiene import enforce
+            if not task.examples(split, plan.limit):  # load and split now: bad data fails before any call
+                raise UserError(
+                    f"Task {task.name}: its {split} split is empty; give the task more rows or smaller split "
+                    f"sizes in {task.path}."
+                )
 
     plan.overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
     return tasks, models, configs
@@ -160,12 +183,32 @@ def validate_plan(plan: RunPlan, configs: list | None = None):
 def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
     tasks, models, configs = validate_plan(plan)
     run_dir, store, url = open_run(plan)
-    budget = Budget(plan.max_calls, plan.max_cost)
+    with stop_noted(store, plan.run_id) as stopped:
+        _run_all(plan, models, tasks, configs, run_dir, store, budget_for(plan), on_progress)
+    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"))
+
+
+def budget_for(plan: RunPlan) -> Budget:
+    return Budget(plan.max_calls, plan.max_cost, max_error_rate=plan.max_error_rate)
+
+
+@contextlib.contextmanager
+def stop_noted(store: Store, run_id: str) -> Iterator[dict]:
+    """Note in the store why this invocation stopped early (so the report can say so), or that
+    it finished. A budget stop is a clean end; too many errors is re-raised for the CLI."""
+    from promptopt.evaluate import TooManyErrors
+
+    outcome: dict = {}
     try:
-        _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress)
+        yield outcome
     except BudgetReached as exc:
-        return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=str(exc))
-    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url)
+        outcome["reason"] = str(exc)
+        store.set_stop(run_id, str(exc))
+        return
+    except TooManyErrors as exc:
+        store.set_stop(run_id, str(exc))
+        raise
+    store.set_stop(run_id, None)
 
 
 def _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress) -> None:
@@ -324,9 +367,17 @@ def prepare(
 
 
 def _safe_url(url: str) -> str:
+    """The storage URL without its password: a database password stays in the environment
+    (e.g. PGPASSWORD or ~/.pgpass for PostgreSQL), never in the run folder."""
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise UserError(
+            f"The storage URL is not a valid SQLAlchemy URL ({type(exc).__name__}); e.g. sqlite:///results.sqlite."
+        ) from None
+    return parsed.set(password=None).render_as_string(hide_password=False)
 
 
 # ------------------------------------------------------------------------------ dry run
@@ -398,7 +449,7 @@ def price(model: Model, prompt_tokens: int, completion_tokens: int) -> float | N
 
 def dry_run(plan: RunPlan) -> list[dict]:
     """The plan's configs with their estimated calls, tokens and cost; no model is called."""
-    tasks, models, configs = validate_plan(plan)
+    tasks, models, configs = validate_plan(plan, credentials=False)
     rows = []
     for model in models:
         for task in tasks:

@@ -18,6 +18,7 @@ baseline are scored on test: test is never seen before the choice.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -27,18 +28,20 @@ from dataclasses import dataclass
 
 from promptopt import stats
 from promptopt.errors import UserError
-from promptopt.evaluate import Budget, BudgetReached, Progress, evaluate
+from promptopt.evaluate import Progress, evaluate
 from promptopt.models import build_lm
 from promptopt.registry import get_strategy, parse_config
 from promptopt.run import (
     RunPlan,
     RunResult,
     adapter_for,
+    budget_for,
     compile_once,
     endpoint,
     open_run,
     prepare,
     save_program,
+    stop_noted,
     validate_plan,
 )
 
@@ -92,9 +95,9 @@ def search(
                 f"{task.spec.answer.type}); add one with --strategy, e.g. --strategy cot."
             )
     run_dir, store, url = open_run(plan)
-    budget = Budget(plan.max_calls, plan.max_cost)
-    storage = optuna.storages.RDBStorage(url)
-    try:
+    budget = budget_for(plan)
+    storage = _optuna_storage(url)
+    with stop_noted(store, plan.run_id) as stopped:
         for model in models:
             with endpoint(model, log=run_dir / "server.log") as live:
                 lm, adapter = build_lm(live), adapter_for(live)
@@ -106,22 +109,49 @@ def search(
                         load_if_exists=True,
                     )
                     common = dict(task=task, model=live, lm=lm, adapter=adapter, store=store)
-                    _study_loop(study, spaces[task.name], plan, settings, run_dir, budget, on_progress, say, **common)
+                    share = functools.partial(
+                        _study_loop,
+                        study,
+                        spaces[task.name],
+                        plan,
+                        settings,
+                        run_dir,
+                        budget,
+                        on_progress,
+                        say,
+                        **common,
+                    )
+                    _until_finished(study, share)
                     chosen = choose(study, spaces[task.name])
                     if chosen is None:
                         raise UserError(f"No config finished on all of val for {model.name} on {task.name}.")
                     pick = spaces[task.name][chosen]
                     say(f"Chosen on val for {model.name} on {task.name}: {pick.strategy}/{pick.optimizer} ({chosen}).")
-                    for cfg in [baseline, pick]:
-                        program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
-                        evaluate(
-                            program, task.examples("test", plan.limit), config=cfg, split="test", run_id=plan.run_id,
-                            threads=plan.threads, on_progress=on_progress, budget=budget, **common,
-                        )  # fmt: skip
-                        save_program(program, run_dir, plan, config=cfg, task=task, model=live, store=store)
-    except BudgetReached as exc:
-        return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=str(exc))
-    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url)
+                    # Scoring on test is shared out the same way: one trial per config in a second study.
+                    tested = optuna.create_study(
+                        study_name=f"{plan.run_id}|{live.identity}|{task.name}|test",
+                        storage=storage,
+                        direction="maximize",
+                        load_if_exists=True,
+                    )
+                    _test_loop(tested, [baseline, pick], plan, run_dir, budget, on_progress, **common)
+    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"))
+
+
+def _optuna_storage(url: str):
+    """Optuna's RDB storage on the results store's database; SQLite waits for other writers."""
+    import optuna
+    from sqlalchemy import create_engine
+
+    from promptopt.store import schema_lock
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine = create_engine(url)
+    try:
+        with schema_lock(engine):  # Optuna creates its tables on first use
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    finally:
+        engine.dispose()
 
 
 def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):
@@ -133,6 +163,76 @@ def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, 
     return compile_once(
         program, run_dir, plan, task=task, model=model, lm=lm, adapter=adapter, config=cfg, store=store, budget=budget
     )
+
+
+def _until_finished(study, work: Callable[[], None], poll_s: float = 2.0) -> None:
+    """Do this worker's share of the study, then wait for trials other workers are still running
+    (the choice needs all of them); trials a dead process of this machine left are redone."""
+    import time
+
+    from optuna.trial import TrialState
+
+    waited = False
+    while True:
+        work()
+        open_trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        if not open_trials:
+            return
+        if not waited:
+            print(f"Waiting for {len(open_trials)} trials other workers are running ...", file=sys.stderr)
+            waited = True
+        time.sleep(poll_s)
+
+
+def _claim(study, trial, config_id: str) -> bool:
+    """Whether this trial is the one that scores its config: two workers may queue the same config
+    at once; the lowest-numbered trial of it that has not failed wins, the others are failed."""
+    from optuna.trial import TrialState
+
+    same = [
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.params.get("config") == config_id and t.state != TrialState.FAIL
+    ]
+    if min(same, default=trial.number) < trial.number:
+        trial.set_user_attr("duplicate", True)
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+    return True
+
+
+def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):
+    """Score each config on test in a trial of its own, so that workers share the work."""
+    import optuna
+    from optuna.trial import TrialState
+
+    by_id = {c.id: c for c in configs}
+    dist = optuna.distributions.CategoricalDistribution(sorted(by_id))
+    common = dict(task=task, model=model, lm=lm, adapter=adapter, store=store)
+    _fail_dead_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    started = {t.params.get("config") for t in trials if t.state != TrialState.FAIL}
+    for cid in by_id:
+        if cid not in started:
+            study.enqueue_trial({"config": cid}, skip_if_exists=True)
+    while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+        trial = study.ask({"config": dist})
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        cfg = by_id.get(trial.params["config"])
+        if cfg is None or not _claim(study, trial, cfg.id):
+            if cfg is None:
+                study.tell(trial, state=TrialState.FAIL)
+            continue
+        program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
+        examples = task.examples("test", plan.limit)
+        evaluate(
+            program, examples, config=cfg, split="test", run_id=plan.run_id, threads=plan.threads,
+            on_progress=on_progress, budget=budget, **common,
+        )  # fmt: skip
+        save_program(program, run_dir, plan, config=cfg, task=task, model=model, store=store)
+        recs = store.records(plan.run_id)
+        mine = recs[(recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == cfg.id)]
+        study.tell(trial, float(mine[mine.split == "test"].score.mean()) if len(mine) else 0.0)
 
 
 def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say, *, task, model, lm, adapter, store):
@@ -170,6 +270,8 @@ def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say,
         cfg = by_id.get(trial.params["config"])
         if cfg is None:  # queued by a worker with another space
             study.tell(trial, state=TrialState.FAIL)
+            continue
+        if not _claim(study, trial, cfg.id):
             continue
         program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
         first = score(program, cfg, rungs[0])

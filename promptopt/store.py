@@ -14,9 +14,10 @@ never block the writer). Schema (documented in README.md):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 
@@ -95,6 +97,15 @@ compiles = Table(
 )
 
 
+stops = Table(
+    "stops",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
 @dataclass
 class Record:
     run_id: str
@@ -132,12 +143,17 @@ class Store:
         self.url = url
         try:
             self.engine: Engine = create_engine(url, future=True)
+        except ModuleNotFoundError as exc:
+            raise UserError(
+                f"The storage URL needs the database driver {exc.name!r}, which is not installed; for PostgreSQL "
+                "install promptopt[postgres] (psycopg) and use postgresql+psycopg://."
+            ) from None
         except Exception as exc:
             raise UserError(f"The storage URL is not a valid SQLAlchemy URL ({type(exc).__name__}).") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            metadata.create_all(self.engine)
+            _create_tables(self.engine)
         except Exception as exc:
             raise UserError(
                 f"Could not open the results store at {self.engine.url.render_as_string(hide_password=True)} "
@@ -145,12 +161,19 @@ class Store:
             ) from None
 
     def start_run(self, run_id: str, plan: dict, version: str) -> None:
-        with self.engine.begin() as conn:
-            exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
-            if not exists:
-                conn.execute(
-                    runs.insert().values(run_id=run_id, created_at=time.time(), plan=json.dumps(plan), version=version)
-                )
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with self.engine.begin() as conn:
+                exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
+                if not exists:
+                    conn.execute(
+                        runs.insert().values(
+                            run_id=run_id, created_at=time.time(), plan=json.dumps(plan), version=version
+                        )
+                    )
+        except IntegrityError:
+            pass  # another worker started the same run a moment ago
 
     def done_keys(self, run_id: str, model: str, task: str, config_id: str, split: str) -> set[str]:
         q = select(records.c.example_id).where(
@@ -161,7 +184,37 @@ class Store:
             records.c.split == split,
         )
         with self.engine.connect() as conn:
-            return {row[0] for row in conn.execute(q)}
+            return {row[0] for row in conn.execute(q.where(records.c.error.is_(None)))}
+
+    def drop_errors(self, run_id: str, model: str, task: str, config_id: str, split: str, ids: list[str]) -> None:
+        """Delete the error records of these examples, so that scoring them again can record them."""
+        if not ids:
+            return
+        q = records.delete().where(
+            records.c.run_id == run_id,
+            records.c.model == model,
+            records.c.task == task,
+            records.c.config_id == config_id,
+            records.c.split == split,
+            records.c.error.is_not(None),
+            records.c.example_id.in_(ids),
+        )
+        with self.engine.begin() as conn:
+            conn.execute(q)
+
+    def set_stop(self, run_id: str, reason: str | None) -> None:
+        """Why the run's last invocation stopped early (budget, errors); None once it finished."""
+        with self.engine.begin() as conn:
+            conn.execute(stops.delete().where(stops.c.run_id == run_id))
+            if reason:
+                conn.execute(stops.insert().values(run_id=run_id, reason=reason, created_at=time.time()))
+
+    def stop_reasons(self, run_id: str | None = None) -> dict[str, str]:
+        q = select(stops.c.run_id, stops.c.reason)
+        if run_id:
+            q = q.where(stops.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return dict(conn.execute(q).fetchall())
 
     def explanations(self, run_id: str, model: str, task: str, config_id: str) -> dict[str, str]:
         """example id -> the model's own reasoning, for training examples it answered correctly."""
@@ -221,6 +274,28 @@ class Store:
             return pd.DataFrame(
                 conn.execute(select(runs)).fetchall(), columns=["run_id", "created_at", "plan", "version"]
             )
+
+
+def _create_tables(engine: Engine) -> None:
+    with schema_lock(engine):
+        metadata.create_all(engine)
+
+
+@contextlib.contextmanager
+def schema_lock(engine: Engine) -> Iterator[None]:
+    """Serialize creating tables across workers that start at once on one PostgreSQL database
+    (concurrent CREATE TABLE clashes there); SQLite serializes writers itself."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(7402110)"))
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(7402110)"))
+            conn.commit()
 
 
 def _insert_ignoring_duplicates(engine: Engine):

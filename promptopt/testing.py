@@ -23,12 +23,62 @@ class ScriptedHTTPError(Exception):
         self.status = status
 
 
+class ScriptedFault(Exception):
+    """Raise from `reply` to answer the way a faulty endpoint does.
+
+    kinds: ``slow`` (wait `seconds`, then answer normally: a client with a shorter timeout has
+    given up by then), ``malformed`` (status 200 with a body that is not JSON), ``empty`` (a
+    well-formed completion with no content).
+    """
+
+    KINDS = ("slow", "malformed", "empty")
+
+    def __init__(self, kind: str, seconds: float = 0.0, text: str = ""):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {self.KINDS}")
+        super().__init__(kind)
+        self.kind, self.seconds, self.text = kind, seconds, text
+
+
+FAULTS = ("429", "500", "slow", "malformed", "empty")
+
+
+def faulty(reply: Callable[[str], str], rate: float, seed: int = 0, slow_s: float = 2.0) -> Callable[[str], str]:
+    """`reply`, except that a seeded `rate` of calls fail, cycling through every kind in FAULTS.
+
+    Which calls fail depends only on the seed and the order of calls, so a retry of a failed
+    call usually succeeds, as it does against a real overloaded endpoint.
+    """
+    import random
+
+    rng, lock, count = random.Random(seed), threading.Lock(), [0]
+
+    def wrapped(prompt: str) -> str:
+        with lock:
+            fail = rng.random() < rate
+            kind = FAULTS[count[0] % len(FAULTS)] if fail else None
+            count[0] += fail
+        if kind == "429":
+            raise ScriptedHTTPError(429, "rate limited")
+        if kind == "500":
+            raise ScriptedHTTPError(500, "internal error")
+        if kind == "slow":
+            raise ScriptedFault("slow", seconds=slow_s, text=reply(prompt))
+        if kind is not None:
+            raise ScriptedFault(kind)
+        return reply(prompt)
+
+    return wrapped
+
+
 @dataclass
 class ScriptedServer:
     reply: Callable[[str], str]
     model: str = "scripted"
     calls: int = 0
     requests: list[dict] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=dict)  # faults injected, by kind
+    auth: list[str | None] = field(default_factory=list)  # each request's Authorization header
     _httpd: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -67,11 +117,28 @@ class ScriptedServer:
                 with server._lock:
                     server.calls += 1
                     server.requests.append(body)
+                    server.auth.append(self.headers.get("Authorization"))
                 try:
                     text = server.reply(prompt)
                 except ScriptedHTTPError as exc:
+                    with server._lock:
+                        server.faults[str(exc.status)] = server.faults.get(str(exc.status), 0) + 1
                     self._send(exc.status, {"error": {"message": str(exc), "type": "scripted", "code": exc.status}})
                     return
+                except ScriptedFault as exc:
+                    with server._lock:
+                        server.faults[exc.kind] = server.faults.get(exc.kind, 0) + 1
+                    if exc.kind == "malformed":
+                        data = b'{"id": "x", "choices": [{"message": {"content": "trunc'
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return
+                    if exc.kind == "slow":
+                        time.sleep(exc.seconds)
+                    text = exc.text if exc.kind == "slow" else ""
                 usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 base = {
@@ -87,7 +154,11 @@ class ScriptedServer:
                     choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
                     self._send(200, base | {"object": "text_completion", "choices": [choice]})
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address) -> None:
+                pass  # e.g. a client that timed out and hung up before a slow reply
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self

@@ -26,8 +26,8 @@ def search_cmd(server, out):
 def study_of(out: Path):
     (run_dir,) = [p for p in out.iterdir() if p.name.startswith("run-")]
     url = f"sqlite:///{run_dir / 'results.sqlite'}"
-    (summary,) = optuna.get_all_study_summaries(url)
-    return run_dir, optuna.load_study(study_name=summary.study_name, storage=url)
+    (name,) = [s.study_name for s in optuna.get_all_study_summaries(url) if not s.study_name.endswith("|test")]
+    return run_dir, optuna.load_study(study_name=name, storage=url)
 
 
 def test_search_chooses_on_val_and_scores_only_the_choice_and_baseline_on_test(medqa, tmp_path):

@@ -1,0 +1,136 @@
+"""Bad input gets one clear sentence and a non-zero exit; secrets never reach a file."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from conftest import cli, exam_server
+from test_task_library import _user_task
+
+REFUSED = "http://127.0.0.1:9/v1"  # nothing listens on port 9
+SECRET = "sk-test-SECRET123"
+
+
+def _one_sentence(done, message: str) -> None:
+    assert done.returncode == 1, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def _broken_tasks(root: Path) -> dict[str, Path]:
+    """One user task folder per kind of bad data."""
+    folders = {}
+    root.mkdir()
+    for kind in ("yaml", "empty", "duplicate"):
+        folders[kind] = _user_task(root / kind)
+    spec = folders["yaml"] / "capitals.yaml"
+    spec.write_text(spec.read_text().replace("inputs:", "inputs: [unclosed"))
+    spec = folders["empty"] / "capitals.yaml"
+    spec.write_text(spec.read_text().replace("val: 3", "val: 10"))  # 12 rows: 2 train, 10 val, 0 test
+    data = folders["duplicate"] / "capitals.csv"
+    data.write_text(re.sub(r"\nc\d+,", "\nc0,", data.read_text()))  # every row has the id c0
+    return folders
+
+
+def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path):
+    tasks = _broken_tasks(tmp_path / "tasks")
+    (tmp_path / "a-file").write_text("")
+    user = ["--model", "openai/x", "--api-base", REFUSED, "--strategy", "baseline", "--task", "capitals"]
+    cases = {
+        "malformed YAML": (
+            ["--tasks-dir", str(tasks["yaml"]), *user],
+            f"Task file {tasks['yaml'] / 'capitals.yaml'} is not valid YAML",
+        ),
+        "empty split": (
+            ["--tasks-dir", str(tasks["empty"]), *user],
+            "Task capitals: its test split is empty",
+        ),
+        "duplicate ids": (
+            ["--tasks-dir", str(tasks["duplicate"]), *user],
+            "Task capitals: 1 examples in split train share an id with another (e.g. 'c0')",
+        ),
+        "strategy not valid for the answer type": (
+            ["--task", "gsm8k", "--strategy", "verify_choices", "--model", "openai/x", "--api-base", REFUSED],
+            "Strategy 'verify_choices' cannot serve task 'gsm8k'",
+        ),
+        "missing API key": (
+            ["--model", "openai/gpt-4o-mini"],
+            "Model openai/gpt-4o-mini needs OPENAI_API_KEY in the environment",
+        ),
+        "unwritable output folder": (
+            ["--model", "openai/x", "--api-base", REFUSED, "--out", str(tmp_path / "a-file")],
+            f"Cannot write to the output folder {tmp_path / 'a-file'}",
+        ),
+        "storage URL that cannot be opened": (
+            ["--model", "openai/x", "--api-base", REFUSED, "--storage", "sqlite:////no/such/folder/x.sqlite"],
+            "Could not open the results store at sqlite:////no/such/folder/x.sqlite",
+        ),
+        "storage URL that is not a URL": (
+            ["--model", "openai/x", "--api-base", REFUSED, "--storage", "results.db"],
+            "The storage URL is not a valid SQLAlchemy URL",
+        ),
+    }
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    for name, (args, message) in cases.items():
+        out = [] if "--out" in args else ["--out", str(tmp_path / "runs")]
+        done = cli("run", *out, *args, env={**env, "OPENAI_API_KEY": ""})
+        try:
+            _one_sentence(done, message)
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from None
+
+
+def test_a_key_from_a_named_file_is_used_and_never_written(medqa, tmp_path):
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(SECRET + "\n")
+    with exam_server(medqa, set(), 2) as server:
+        done = cli(
+            "run", "--model", "openai/scripted", "--api-base", server.base_url, "--api-key-file", str(key_file),
+            "--limit", "2", "--strategy", "baseline", "--out", str(tmp_path / "runs"),
+            env={"OPENAI_API_KEY": ""},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        sent = set(server.auth)
+    assert server.calls == 4
+    assert sent == {f"Bearer {SECRET}"}  # the provider received the key from the file
+    assert not _files_containing(tmp_path / "runs", SECRET)
+
+
+def _files_containing(root: Path, secret: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("where", ["environment", "endpoint URL"])
+def test_an_api_key_appears_in_no_file_or_log_after_run_compile_and_report(medqa, tmp_path, where):
+    with exam_server(medqa, set(), 4) as server:
+        base = server.base_url
+        env = {"OPENAI_API_KEY": SECRET}
+        if where == "endpoint URL":  # credentials in the URL's user part and query string
+            host = base.removeprefix("http://")
+            base, env = f"http://user:{SECRET}@{host}?api_key={SECRET}", {"OPENAI_API_KEY": ""}
+        common = ["--model", "openai/scripted", "--api-base", base, "--limit", "4"]
+        outputs = []
+        run = cli(
+            "run", *common, "--strategy", "cot", "--optimizer", "labeled", "--out", str(tmp_path / "runs"), env=env
+        )
+        outputs.append(run)
+        compiled = cli(
+            "compile", *common, "--task", "medqa", "--strategy", "cot", "--optimizer", "labeled",
+            "--out", str(tmp_path / "program"), "--runs", str(tmp_path / "runs"), env=env,
+        )  # fmt: skip
+        outputs.append(compiled)
+    for done in outputs:
+        assert done.returncode == 0, done.stderr
+    for run_dir in (tmp_path / "runs").iterdir():
+        for fmt in ("text", "md", "csv", "json"):
+            outputs.append(cli("report", str(run_dir), "--format", fmt))
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "compile.log" for p in files) and any(p.name == "manifest.json" for p in files)
+    assert not _files_containing(tmp_path, SECRET)
+    for done in outputs:
+        assert SECRET not in done.stdout + done.stderr
+    if where == "environment":
+        rows = json.loads(outputs[-1].stdout)["rows"]
+        assert rows and all(r["error_rate"] == 0 for r in rows)
