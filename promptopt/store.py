@@ -276,9 +276,20 @@ class Store:
             )
 
 
-def _create_tables(engine: Engine) -> None:
-    with schema_lock(engine):
-        metadata.create_all(engine)
+def _create_tables(engine: Engine, attempts: int = 8) -> None:
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            with schema_lock(engine):
+                metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError):
+            # another process created a table between the existence check and CREATE TABLE, or
+            # held the write lock: the next attempt sees the tables and creates only what is missing
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @contextlib.contextmanager
@@ -313,7 +324,7 @@ def _insert_ignoring_duplicates(engine: Engine):
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")  # first, so that switching to WAL waits for other writers
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()

@@ -51,8 +51,12 @@ def start_run(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     while time.monotonic() < deadline:
         mine = [p for p in llama_servers() if f"PPid:\t{proc.pid}\n" in Path(f"/proc/{p}/status").read_text()]
         if mine:
-            time.sleep(8)  # let it load and answer a few questions
-            return proc, mine
+            # wait until the progress line shows a finished question (the machine may be busy)
+            while time.monotonic() < deadline:
+                line = proc.stderr.readline()
+                if re.search(r": [1-9]\d*/20 ", line):
+                    return proc, mine
+            break
         time.sleep(0.2)
     proc.kill()
     pytest.fail("the run never started its llama.cpp server")
