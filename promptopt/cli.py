@@ -19,6 +19,18 @@ import typer
 from promptopt import _env  # noqa: F401
 from promptopt.errors import UserError
 
+# Options shared by several commands.
+TasksDir = Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")]
+ProgramsDir = Annotated[list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")]
+MaxCalls = Annotated[int | None, typer.Option(min=1, help="Stop cleanly after this many LM calls.")]
+MaxCost = Annotated[float | None, typer.Option(min=0, help="Stop cleanly after spending this many USD.")]
+MaxErrorRate = Annotated[
+    float, typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20).")
+]
+ApiKeyFile = Annotated[
+    Path | None, typer.Option(help="File holding the provider's API key (read into its env variable, never stored).")
+]
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -82,19 +94,12 @@ def run(
     storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling strategies.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel per endpoint.")] = 1,
-    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
-    programs_dir: Annotated[
-        list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
-    ] = None,
-    max_calls: Annotated[int | None, typer.Option(min=1, help="Stop cleanly after this many LM calls.")] = None,
-    max_cost: Annotated[float | None, typer.Option(min=0, help="Stop cleanly after spending this many USD.")] = None,
-    max_error_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20).")
-    ] = 0.5,
-    api_key_file: Annotated[
-        Path | None,
-        typer.Option(help="File holding the provider's API key (read into its env variable, never stored)."),
-    ] = None,
+    tasks_dir: TasksDir = None,
+    programs_dir: ProgramsDir = None,
+    max_calls: MaxCalls = None,
+    max_cost: MaxCost = None,
+    max_error_rate: MaxErrorRate = 0.5,
+    api_key_file: ApiKeyFile = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
     ] = False,
@@ -189,19 +194,12 @@ def search(
     storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store and the study.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the order configs are tried in.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel per endpoint.")] = 1,
-    max_calls: Annotated[int | None, typer.Option(min=1, help="Stop cleanly after this many LM calls.")] = None,
-    max_cost: Annotated[float | None, typer.Option(min=0, help="Stop cleanly after spending this many USD.")] = None,
-    max_error_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20).")
-    ] = 0.5,
-    api_key_file: Annotated[
-        Path | None,
-        typer.Option(help="File holding the provider's API key (read into its env variable, never stored)."),
-    ] = None,
-    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
-    programs_dir: Annotated[
-        list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
-    ] = None,
+    max_calls: MaxCalls = None,
+    max_cost: MaxCost = None,
+    max_error_rate: MaxErrorRate = 0.5,
+    api_key_file: ApiKeyFile = None,
+    tasks_dir: TasksDir = None,
+    programs_dir: ProgramsDir = None,
 ) -> None:
     """Search each model's ceiling config: an Optuna study on val, then the chosen config and the
     baseline on test. Run the same command again to resume; point workers at one --storage to share."""
@@ -240,10 +238,8 @@ def compile_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="Val examples to score the compiled program on.")] = None,
     runs: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
     threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel.")] = 1,
-    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
-    programs_dir: Annotated[
-        list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
-    ] = None,
+    tasks_dir: TasksDir = None,
+    programs_dir: ProgramsDir = None,
 ) -> None:
     """Compile one config for one model and task, score it on val, and save it as a program folder."""
     import shutil
@@ -280,7 +276,7 @@ def evaluate_cmd(
     model: Annotated[str | None, typer.Option(help="Model to bind instead of the compiled one.")] = None,
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the model.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel.")] = 1,
-    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")] = None,
+    tasks_dir: TasksDir = None,
 ) -> None:
     """Score a saved program on a split of its task and print its accuracy with a 95% CI."""
     from promptopt import stats
@@ -395,9 +391,7 @@ def tasks_validate(path: Path) -> None:
 
 @strategies_app.command("list")
 def strategies_list(
-    programs_dir: Annotated[
-        list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")
-    ] = None,
+    programs_dir: ProgramsDir = None,
 ) -> None:
     """Registered strategies, the answer types they serve and their LM calls per example."""
     from promptopt.registry import strategies
