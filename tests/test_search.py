@@ -83,3 +83,14 @@ def test_a_killed_search_resumes_the_same_study_without_repeating_calls(medqa, t
     # only the example in flight when the process died is asked again: at most its 3 calls
     # (self_consistency:n=3); everything recorded before the kill is not
     assert uninterrupted <= first + second <= uninterrupted + 3
+    # and the resumed search ends with exactly the records of the uninterrupted one
+    assert _records(tmp_path / "cut") == _records(tmp_path / "whole")
+
+
+def _records(out: Path) -> list[tuple]:
+    from promptopt.store import Store
+
+    run_dir, _ = study_of(out)
+    recs = Store(f"sqlite:///{run_dir / 'results.sqlite'}").records()
+    cols = ["config_id", "split", "example_id", "prediction", "score", "parse_ok", "error"]
+    return sorted(tuple(r) for r in recs[cols].itertuples(index=False))
