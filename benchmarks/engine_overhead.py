@@ -71,12 +71,15 @@ def main() -> None:
 
         print(f"engine overhead: predict on {args.n} MedQA examples, instant scripted server, 1 thread")
         results = {}
-        calls0 = server.calls
-        started = time.perf_counter()
-        with dspy.context(lm=lm, adapter=adapter):
-            bare = dspy.Evaluate(devset=devset, metric=metric, num_threads=1, display_progress=False)(program)
-        results["bare dspy.Evaluate"] = (time.perf_counter() - started, server.calls - calls0, bare.score)
 
+        def bare_pass() -> tuple[float, int, float]:
+            calls0 = server.calls
+            started = time.perf_counter()
+            with dspy.context(lm=lm, adapter=adapter):
+                bare = dspy.Evaluate(devset=devset, metric=metric, num_threads=1, display_progress=False)(program)
+            return time.perf_counter() - started, server.calls - calls0, bare.score
+
+        results["bare dspy.Evaluate (1st)"] = bare_pass()
         for label, batch in (("promptopt (batch_size=1)", 1), ("promptopt (batch_size=50)", 50)):
             store = Store(default_url(Path(tmp) / f"b{batch}"))
             calls0 = server.calls
@@ -99,13 +102,16 @@ def main() -> None:
                 import pstats
 
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        results["bare dspy.Evaluate (2nd)"] = bare_pass()  # before and after: drift in load shows up
 
-        base = results["bare dspy.Evaluate"][0]
-        print(f"{'loop':<27} {'seconds':>8} {'examples/s':>10} {'LM calls':>9} {'accuracy %':>10} {'time ratio':>10}")
+        base = (results["bare dspy.Evaluate (1st)"][0] + results["bare dspy.Evaluate (2nd)"][0]) / 2
+        print(f"{'loop':<27} {'seconds':>8} {'examples/s':>10} {'LM calls':>9} {'accuracy %':>10} {'vs bare':>10}")
         for label, (took, calls, score) in results.items():
             print(f"{label:<27} {took:8.2f} {args.n / took:10.1f} {calls:9d} {score:10.1f} {took / base:10.3f}")
         ratio = results["promptopt (batch_size=1)"][0] / base
-        print(f"promptopt / bare wall-time ratio: {ratio:.3f} (target <= 1.2: {'met' if ratio <= 1.2 else 'NOT met'})")
+        print(
+            f"promptopt (batch_size=1) / bare (mean of both passes) wall-time ratio: {ratio:.3f} (target <= 1.2: {'met' if ratio <= 1.2 else 'NOT met'})"
+        )
 
         repeat_cost(server, Path(tmp) / "repeat")
 
