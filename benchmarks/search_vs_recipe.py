@@ -161,7 +161,7 @@ def main() -> None:
     rows = {"recipe": [], "promptopt": []}
     started = time.perf_counter()
     print(f"MedQA: {n_train} train, {len(task.examples('val'))} val, {n_test} test; {args.seeds} seeds")
-    print(f"{'seed':>4} {'best true':>9} | {'recipe calls':>12} {'true':>6} {'reported':>8} | "
+    print(f"{'seed':>4} {'best in space':>13} | {'recipe calls':>12} {'true':>6} {'reported':>8} | "
           f"{'search calls':>12} {'true':>6} {'reported':>8}  chosen")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.first, args.first + args.seeds):
@@ -172,7 +172,7 @@ def main() -> None:
             rows["promptopt"].append(p)
             best = max(acc for acc, _ in truth.values())
             print(
-                f"{seed:4d} {100 * best:9.1f} | {r['calls']:12d} {100 * r['true']:6.1f} {100 * r['reported']:8.1f} | "
+                f"{seed:4d} {100 * best:13.1f} | {r['calls']:12d} {100 * r['true']:6.1f} {100 * r['reported']:8.1f} | "
                 f"{p['calls']:12d} {100 * p['true']:6.1f} {100 * p['reported']:8.1f}  {p['chosen']}",
                 flush=True,
             )
