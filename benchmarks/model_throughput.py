@@ -10,6 +10,11 @@ are counted over the whole wall time of their path, so the two rates share one c
 raw path also splits prompt time from generation time (streamed: time to the first token).
 
     PYTHONPATH=. .venv/bin/python benchmarks/model_throughput.py [--n 50] [--threads 2]
+
+With --sweep, it instead runs promptopt's `baseline` on the first --n questions once per server
+setting (threads, n_batch, n_ctx) and prints each setting's tokens per second, to see which of
+the server's options help on this machine. (llama-cpp-python's server has no parallel slots: it
+serves one request at a time, so there is no slot count to try.)
 """
 
 from __future__ import annotations
@@ -25,7 +30,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sweep", action="store_true", help="compare server settings on baseline instead")
     args = ap.parse_args()
+    if args.sweep:
+        sweep(args.n)
+        return
 
     from promptopt.evaluate import evaluate
     from promptopt.models import build_lm, resolve_model, with_endpoint
@@ -115,6 +124,55 @@ def main() -> None:
             f"{name}: promptopt/raw tokens per second {ratio:.2f} (prompt {pt_p / wall_p / (pt_r / wall_r):.2f}, "
             f"generated {ct_p / wall_p / max(ct_r / wall_r, 1e-9):.2f}); target >= 0.9: "
             f"{'met' if ratio >= 0.9 else 'NOT met'}"
+        )
+
+
+SETTINGS = [  # (threads, n_batch, n_ctx); the first is promptopt's default on this machine
+    (2, 512, 4096),
+    (1, 512, 4096),
+    (2, 128, 4096),
+    (2, 2048, 4096),
+    (2, 512, 2048),
+]
+
+
+def sweep(n: int) -> None:
+    from promptopt.evaluate import evaluate
+    from promptopt.models import build_lm, resolve_model, with_endpoint
+    from promptopt.registry import get_strategy, parse_config
+    from promptopt.run import adapter_for
+    from promptopt.server import start
+    from promptopt.store import Store, default_url
+    from promptopt.tasks import load_task
+
+    task = load_task("medqa")
+    examples = task.examples("test", n)
+    cfg = parse_config("baseline")
+    program = get_strategy("baseline").build(task, **cfg.knobs)
+    print(f"server settings, promptopt baseline on the first {n} MedQA test questions")
+    print(
+        f"{'threads':>7} {'n_batch':>7} {'n_ctx':>6} {'seconds':>8} {'prompt tok/s':>12} {'gen tok/s':>9} {'all tok/s':>9}"
+    )
+    for threads, n_batch, n_ctx in SETTINGS:
+        tmp = Path(tempfile.mkdtemp(prefix="throughput-sweep-"))
+        store = Store(default_url(tmp))
+        server = start(threads=threads, n_batch=n_batch, n_ctx=n_ctx, log=tmp / "server.log")
+        try:
+            model = with_endpoint(resolve_model("local/gemma-3-270m"), server.base_url)
+            model = model.__class__(**{**model.__dict__, "digest": f"{model.digest}-sweep-{time.time_ns()}"})
+            lm, adapter = build_lm(model), adapter_for(model)
+            lm("Warm up.", max_tokens=4)
+            started = time.perf_counter()
+            evaluate(program, examples, task=task, model=model, lm=lm, adapter=adapter, config=cfg, split="test",
+                     run_id="sweep", store=store)  # fmt: skip
+            wall = time.perf_counter() - started
+        finally:
+            server.stop()
+        recs = store.records("sweep")
+        pt, ct = int(recs.prompt_tokens.sum()), int(recs.completion_tokens.sum())
+        print(
+            f"{threads:7d} {n_batch:7d} {n_ctx:6d} {wall:8.1f} {pt / wall:12.1f} {ct / wall:9.1f} {(pt + ct) / wall:9.1f}",
+            flush=True,
         )
 
 

@@ -190,6 +190,9 @@ def search(
         int | None, typer.Option(min=1, help="Configs to finish per model and task (default: all).")
     ] = None,
     rung0: Annotated[int, typer.Option(min=1, help="Val examples every config is first scored on.")] = 20,
+    demo_sets: Annotated[
+        int, typer.Option(min=1, help="Demo sets tried per bootstrap config (seeds 0..N-1; pruned on val).")
+    ] = 1,
     out: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
     storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store and the study.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the order configs are tried in.")] = 0,
@@ -220,7 +223,11 @@ def search(
         use_api_key_file(str(api_key_file), plan.models, api_base)
     _quiet_dspy()
     with _resumable():
-        result = run_search(plan, SearchSettings(trials=trials, rung0=rung0, seed=seed), on_progress=_ProgressPrinter())
+        result = run_search(
+            plan,
+            SearchSettings(trials=trials, rung0=rung0, seed=seed, demo_sets=demo_sets),
+            on_progress=_ProgressPrinter(),
+        )
     typer.echo(report.render(result.storage, "text", run_id=result.run_id))
     if result.stopped:
         typer.echo(result.stopped, err=True)

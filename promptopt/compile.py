@@ -8,7 +8,8 @@ model answers a training example right, `E[k]` = expected training examples trie
 right, capped at the train size — the negative-binomial mean, computed exactly):
 - `none`, `labeled`: 0.
 - `bootstrap`: E[b] * c, with b = bootstrapped demos (DSPy tries training examples in order
-  until it has b right ones).
+  until it has b right ones; `seed` other than 0 shuffles that order first, so each seed is
+  another demo set at the same cost).
 - `bootstrap_rs` with C candidates on V val examples: DSPy's candidate seeds are zero-shot,
   labeled-only, the unshuffled bootstrap and C shuffled bootstraps of 1..b demos (uniform);
   every one is scored on V: (C + 3) * V * c + (E[b] + C * mean_j E[j]) * c.
@@ -22,6 +23,7 @@ right, capped at the train size — the negative-binomial mean, computed exactly
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 from promptopt.errors import UserError
@@ -30,7 +32,7 @@ from promptopt.errors import UserError
 OPTIMIZERS: dict[str, dict[str, Any]] = {
     "none": {},
     "labeled": {"labeled": 3},
-    "bootstrap": {"bootstrapped": 3, "labeled": 3, "rounds": 1},
+    "bootstrap": {"bootstrapped": 3, "labeled": 3, "rounds": 1, "seed": 0},
     "bootstrap_rs": {"bootstrapped": 3, "labeled": 3, "candidates": 8, "val": 100},
     "mipro": {"bootstrapped": 3, "labeled": 3, "auto": "light", "val": 100, "prompt_model": None},
 }
@@ -161,6 +163,8 @@ def compile_program(program, config, task, trainset, valset, *, threads: int = 1
             metric=metric, max_bootstrapped_demos=k["bootstrapped"], max_labeled_demos=k["labeled"],
             max_rounds=k["rounds"],
         )  # fmt: skip
+        if k["seed"]:  # another demo set: the train examples in another order (seed 0: file order)
+            random.Random(k["seed"]).shuffle(train)
         return opt.compile(program, trainset=train)
     if name == "bootstrap_rs":
         opt = dspy.BootstrapFewShotWithRandomSearch(

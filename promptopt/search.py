@@ -18,6 +18,7 @@ baseline are scored on test: test is never seen before the choice.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
@@ -66,6 +67,7 @@ class SearchSettings:
     growth: int = 3  # each rung scores this many times more
     z: float = 1.0  # width of the promotion interval (1.0: about 84% one-sided)
     seed: int = 0
+    demo_sets: int = 1  # each `bootstrap` without a seed is tried with seeds 0..demo_sets-1
 
 
 def search(
@@ -84,6 +86,11 @@ def search(
             if opt.partition(":")[0] != "none" and not getattr(strat.module, "compilable", True):
                 continue  # e.g. knn_fewshot picks its own demos: only its uncompiled form is in the space
             space.append(parse_config(name, opt, plan.programs_dirs))
+            if space[-1].optimizer == "bootstrap" and "seed=" not in opt:
+                sep = "," if ":" in opt else ":"
+                space += [
+                    parse_config(name, f"{opt}{sep}seed={s}", plan.programs_dirs) for s in range(1, settings.demo_sets)
+                ]
     baseline = parse_config("baseline", "none", plan.programs_dirs)
     tasks, models, _ = validate_plan(plan, configs=[baseline])
     by_id = {c.id: c for c in space}
@@ -138,8 +145,18 @@ def search(
     return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"))
 
 
+def heartbeat_s() -> int:
+    """Seconds between a worker's heartbeats (PROMPTOPT_HEARTBEAT_S, default 30)."""
+    return max(1, int(os.environ.get("PROMPTOPT_HEARTBEAT_S", "30")))
+
+
 def _optuna_storage(url: str):
-    """Optuna's RDB storage on the results store's database; SQLite waits for other writers."""
+    """Optuna's RDB storage on the results store's database; SQLite waits for other writers.
+
+    Heartbeats: each worker records one for every trial it holds; a trial whose worker went
+    silent for three heartbeats (a dead machine, a lost network) is failed and queued again."""
+    import warnings
+
     import optuna
     from sqlalchemy import create_engine
 
@@ -148,10 +165,54 @@ def _optuna_storage(url: str):
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     engine = create_engine(url)
     try:
-        with schema_lock(engine):  # Optuna creates its tables on first use
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        with schema_lock(engine), warnings.catch_warnings():  # Optuna creates its tables on first use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s(), grace_period=3 * heartbeat_s(),
+                heartbeat_stale_trial_callback=_queue_again,
+            )  # fmt: skip
     finally:
         engine.dispose()
+
+
+def _tell(study, trial, values=None, state=None) -> None:
+    """Finish a trial, unless a worker that thought this one silent already failed and requeued it."""
+    import optuna
+
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        study.tell(trial, values, state=state)
+
+
+def _queue_again(study, trial) -> None:
+    study.enqueue_trial({"config": trial.params.get("config")})
+
+
+class _Heartbeat:
+    """Records a heartbeat for each trial this worker holds, from a background thread."""
+
+    def __init__(self, study):
+        import threading
+
+        self._storage, self._ids, self._stop = study._storage, set(), threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def hold(self, trial) -> None:
+        self._ids.add(trial._trial_id)
+        self._storage.record_heartbeat(trial._trial_id)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(heartbeat_s()):
+            for trial_id in list(self._ids):
+                with contextlib.suppress(Exception):  # a busy or lost database: the next beat tries again
+                    self._storage.record_heartbeat(trial_id)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):
@@ -175,6 +236,9 @@ def _until_finished(study, work: Callable[[], None], poll_s: float = 2.0) -> Non
     waited = False
     while True:
         work()
+        _fail_dead_trials(study)
+        if any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+            continue  # a silent worker's trials were queued again: take them
         open_trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
         if not open_trials:
             return
@@ -215,24 +279,26 @@ def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, mode
     for cid in by_id:
         if cid not in started:
             study.enqueue_trial({"config": cid}, skip_if_exists=True)
-    while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-        trial = study.ask({"config": dist})
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        cfg = by_id.get(trial.params["config"])
-        if cfg is None or not _claim(study, trial, cfg.id):
-            if cfg is None:
-                study.tell(trial, state=TrialState.FAIL)
-            continue
-        program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
-        examples = task.examples("test", plan.limit)
-        evaluate(
-            program, examples, config=cfg, split="test", run_id=plan.run_id, threads=plan.threads,
-            on_progress=on_progress, budget=budget, **common,
-        )  # fmt: skip
-        save_program(program, run_dir, plan, config=cfg, task=task, model=model, store=store)
-        recs = store.records(plan.run_id)
-        mine = recs[(recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == cfg.id)]
-        study.tell(trial, float(mine[mine.split == "test"].score.mean()) if len(mine) else 0.0)
+    with _Heartbeat(study) as beat:
+        while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+            trial = study.ask({"config": dist})
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            beat.hold(trial)
+            cfg = by_id.get(trial.params["config"])
+            if cfg is None or not _claim(study, trial, cfg.id):
+                if cfg is None:
+                    study.tell(trial, state=TrialState.FAIL)
+                continue
+            program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
+            examples = task.examples("test", plan.limit)
+            evaluate(
+                program, examples, config=cfg, split="test", run_id=plan.run_id, threads=plan.threads,
+                on_progress=on_progress, budget=budget, **common,
+            )  # fmt: skip
+            save_program(program, run_dir, plan, config=cfg, task=task, model=model, store=store)
+            recs = store.records(plan.run_id)
+            mine = recs[(recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == cfg.id)]
+            _tell(study, trial, float(mine[mine.split == "test"].score.mean()) if len(mine) else 0.0)
 
 
 def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say, *, task, model, lm, adapter, store):
@@ -261,42 +327,44 @@ def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say,
         )  # fmt: skip
         return _measure(store, plan.run_id, model, task, cfg, val[:size])
 
-    # Breadth first: every queued config on the first rung, then the promising ones further,
-    # best first, so a strong config finishes early and weak ones are stopped at once.
-    active = []
-    while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-        trial = study.ask({"config": dist})
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        cfg = by_id.get(trial.params["config"])
-        if cfg is None:  # queued by a worker with another space
-            study.tell(trial, state=TrialState.FAIL)
-            continue
-        if not _claim(study, trial, cfg.id):
-            continue
-        program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
-        first = score(program, cfg, rungs[0])
-        trial.set_user_attr("n", rungs[0])
-        active.append((trial, cfg, program, first))
-    active.sort(key=lambda a: (-a[3][0], a[3][1]))
-    for trial, cfg, program, (value, cost, k) in active:
-        size = rungs[0]
-        for nxt in rungs[1:]:
-            if not _promising(study, k, size, cost, settings.z):
-                break
-            size = nxt
-            value, cost, k = score(program, cfg, size)
-            trial.set_user_attr("n", size)
-        label = f"{cfg.strategy}/{cfg.optimizer}"
-        if size == len(val):
-            study.tell(trial, [value, cost])
-            say(f"trial {trial.number}: {label} val {100 * value:.1f}% on {size}, {cost:.4g} per example")
-        else:
-            trial.set_user_attr("score_so_far", value)
-            study.tell(trial, state=TrialState.PRUNED)
-            say(
-                f"trial {trial.number}: {label} stopped at {size} val examples ({100 * value:.1f}%): cannot reach the front"
-            )
-        save_program(program, run_dir, plan, task=task, model=model, config=cfg, store=store)
+    with _Heartbeat(study) as beat:
+        # Breadth first: every queued config on the first rung, then the promising ones further,
+        # best first, so a strong config finishes early and weak ones are stopped at once.
+        active = []
+        while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+            trial = study.ask({"config": dist})
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            beat.hold(trial)
+            cfg = by_id.get(trial.params["config"])
+            if cfg is None:  # queued by a worker with another space
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            if not _claim(study, trial, cfg.id):
+                continue
+            program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
+            first = score(program, cfg, rungs[0])
+            trial.set_user_attr("n", rungs[0])
+            active.append((trial, cfg, program, first))
+        active.sort(key=lambda a: (-a[3][0], a[3][1]))
+        for trial, cfg, program, (value, cost, k) in active:
+            size = rungs[0]
+            for nxt in rungs[1:]:
+                if not _promising(study, k, size, cost, settings.z):
+                    break
+                size = nxt
+                value, cost, k = score(program, cfg, size)
+                trial.set_user_attr("n", size)
+            label = f"{cfg.strategy}/{cfg.optimizer}"
+            if size == len(val):
+                _tell(study, trial, [value, cost])
+                say(f"trial {trial.number}: {label} val {100 * value:.1f}% on {size}, {cost:.4g} per example")
+            else:
+                trial.set_user_attr("score_so_far", value)
+                _tell(study, trial, state=TrialState.PRUNED)
+                say(
+                    f"trial {trial.number}: {label} stopped at {size} val examples ({100 * value:.1f}%): cannot reach the front"
+                )
+            save_program(program, run_dir, plan, task=task, model=model, config=cfg, store=store)
 
 
 def _rungs(n: int, s: SearchSettings) -> list[int]:
@@ -353,10 +421,17 @@ def choose(study, space: dict) -> str | None:
 
 
 def _fail_dead_trials(study) -> None:
-    """Trials left RUNNING by a process of this machine that no longer exists are failed, so
-    their configs are queued again (their finished records make the retry free)."""
+    """Trials left RUNNING by a process of this machine that no longer exists, or by a worker
+    anywhere that stopped sending heartbeats, are failed, so their configs are queued again
+    (their finished records make the retry free)."""
+    import warnings
+
+    import optuna
     from optuna.trial import TrialState
 
+    with warnings.catch_warnings():  # trials of a silent worker on any machine (heartbeats)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker", "")

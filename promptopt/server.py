@@ -113,9 +113,17 @@ def running_server() -> str | None:
 
 
 def start(
-    port: int | None = None, threads: int | None = None, log: Path | None = None, chat_format: str = "promptopt-plain"
+    port: int | None = None,
+    threads: int | None = None,
+    log: Path | None = None,
+    chat_format: str = "promptopt-plain",
+    n_ctx: int = DEFAULT_CTX,
+    n_batch: int = 512,
 ) -> LocalServer:
-    """Start llama.cpp's OpenAI-compatible server and wait until it answers."""
+    """Start llama.cpp's OpenAI-compatible server and wait until it answers.
+
+    llama-cpp-python's server holds one llama.cpp context and serves one request at a time (it
+    has no parallel slots): more than one client thread only queues there."""
     try:
         import llama_cpp.server  # noqa: F401
     except ImportError as exc:
@@ -132,10 +140,10 @@ def start(
         "--model_alias", ALIAS,
         "--host", "127.0.0.1",
         "--port", str(port),
-        "--n_ctx", str(DEFAULT_CTX),
+        "--n_ctx", str(n_ctx),
         "--n_threads", str(threads),
         "--n_threads_batch", str(threads),
-        "--n_batch", "512",
+        "--n_batch", str(n_batch),
         "--verbose", "False",
     ]  # fmt: skip
     if chat_format != "template":  # "template": the chat template stored in the GGUF file

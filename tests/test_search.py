@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -94,3 +96,58 @@ def _records(out: Path) -> list[tuple]:
     recs = Store(f"sqlite:///{run_dir / 'results.sqlite'}").records()
     cols = ["config_id", "split", "example_id", "prediction", "score", "parse_ok", "error"]
     return sorted(tuple(r) for r in recs[cols].itertuples(index=False))
+
+
+def test_demo_sets_searches_several_bootstrapped_demo_sets_of_one_strategy(medqa, tmp_path):
+    with scripted(medqa, right_with(0.6), repeatable=True) as server:
+        cmd = search_cmd(server, tmp_path)
+        cmd = cmd[: cmd.index("--strategy")] + ["--strategy", "cot", "--demo-sets", "3"]
+        done = subprocess.run(
+            [*cmd, "--optimizer", "bootstrap:bootstrapped=2,labeled=0"], capture_output=True, text=True, timeout=600
+        )
+    assert done.returncode == 0, done.stderr
+    run_dir, study = study_of(tmp_path)
+    demo_sets = {}  # seed -> the questions of its demos
+    for folder in (run_dir / "programs").iterdir():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest["optimizer"] == "bootstrap":
+            state = json.loads((folder / "program.json").read_text())
+            questions = tuple(d["question"] for p in state.values() if "demos" in p for d in p["demos"])
+            demo_sets[manifest["optimizer_knobs"]["seed"]] = questions
+    assert sorted(demo_sets) == [0, 1, 2] and len(study.trials) == 3  # one trial per demo set
+    assert len(set(demo_sets.values())) == 3  # each seed bootstrapped another demo set
+
+
+def test_a_worker_that_goes_silent_has_its_trials_taken_over_by_another(medqa, tmp_path):
+    """A worker frozen mid-search (as a machine that lost power or network: alive to no one) stops
+    sending heartbeats; a second worker on the same study fails its trials, redoes them and finishes."""
+    env = {**os.environ, "PROMPTOPT_HEARTBEAT_S": "1"}
+    with scripted(medqa, right_with(0.6), repeatable=True) as server:
+        frozen = subprocess.Popen(search_cmd(server, tmp_path), stderr=subprocess.PIPE, text=True, env=env)
+        answer, stopped = server.reply, threading.Event()
+
+        def reply(prompt: str) -> str:
+            if server.calls == 30:
+                os.kill(frozen.pid, signal.SIGSTOP)  # mid-search, holding its trials
+                stopped.set()
+            return answer(prompt)
+
+        server.reply = reply
+        try:
+            assert stopped.wait(timeout=300)
+            time.sleep(0.5)  # its last reply is in flight; nothing more comes from it
+            server.reply = answer
+            _, before = study_of(tmp_path)
+            held = {t.number for t in before.trials if t.state == optuna.trial.TrialState.RUNNING}
+            other = subprocess.run(search_cmd(server, tmp_path), capture_output=True, text=True, timeout=300, env=env)
+        finally:
+            os.kill(frozen.pid, signal.SIGKILL)
+            frozen.wait()
+    assert held  # the frozen worker held trials when it went silent
+    assert other.returncode == 0, other.stderr
+    _, after = study_of(tmp_path)
+    assert all(after.trials[n].state == optuna.trial.TrialState.FAIL for n in held)
+    done = {
+        t.params["config"] for t in after.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
+    }
+    assert len(done) == len(SPACE)  # every config was finished, by the worker still alive
