@@ -183,6 +183,16 @@ def _tell(study, trial, values=None, state=None) -> None:
         study.tell(trial, values, state=state)
 
 
+def _ask(study, dist):
+    """The next queued trial. Optuna warns that heartbeats are meant for `optimize`; our workers
+    keep them with `_Heartbeat`, so the warning says nothing to the user."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask({"config": dist})
+
+
 def _queue_again(study, trial) -> None:
     study.enqueue_trial({"config": trial.params.get("config")})
 
@@ -281,7 +291,7 @@ def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, mode
             study.enqueue_trial({"config": cid}, skip_if_exists=True)
     with _Heartbeat(study) as beat:
         while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-            trial = study.ask({"config": dist})
+            trial = _ask(study, dist)
             trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             beat.hold(trial)
             cfg = by_id.get(trial.params["config"])
@@ -332,7 +342,7 @@ def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say,
         # best first, so a strong config finishes early and weak ones are stopped at once.
         active = []
         while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-            trial = study.ask({"config": dist})
+            trial = _ask(study, dist)
             trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             beat.hold(trial)
             cfg = by_id.get(trial.params["config"])

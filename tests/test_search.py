@@ -36,6 +36,7 @@ def test_search_chooses_on_val_and_scores_only_the_choice_and_baseline_on_test(m
     with scripted(medqa, right_with(0.6), repeatable=True) as server:
         done = subprocess.run(search_cmd(server, tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr  # no library warnings for the user to puzzle over
     run_dir, study = study_of(tmp_path)
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert finished and len(study.trials) == len(SPACE)
