@@ -80,7 +80,7 @@ def test_the_embedded_model_answers_medqa_under_both_strategies_and_stops_its_se
     assert by[("baseline", "test")]["lm_calls"] == 3
     # cot: one call per question, plus one short answer cue when the base model stops before its answer
     assert 3 <= by[("cot", "test")]["lm_calls"] <= 6
-    assert by[("baseline", "test")]["parse_failure_rate"] <= 1 / 3  # measured: 100% parse on 40 questions
+    assert by[("baseline", "test")]["parse_failure_rate"] <= 1 / 3  # measured: 97.5% parsed on 40 questions (README)
     assert by[("cot", "test")]["completion_tokens"] > 0
     assert not llama_servers()
     # the HTML report of this real run is one page with nothing fetched from elsewhere
