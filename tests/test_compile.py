@@ -34,7 +34,7 @@ def plan_for(server, tmp_path, optimizer, **extra):
     return RunPlan(**(settings | extra))
 
 
-@pytest.mark.parametrize("optimizer", ["bootstrap_rs:candidates=4,val=30", "mipro:val=20"])
+@pytest.mark.parametrize("optimizer", ["bootstrap_rs:candidates=4,val=30", "mipro:val=20", "mipro:val=60"])
 def test_the_dry_run_estimates_an_optimizers_calls_within_ten_percent(medqa, tmp_path, optimizer):
     with scripted(medqa, right_with(0.6)) as server:
         plan = plan_for(server, tmp_path, optimizer)
