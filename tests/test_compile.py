@@ -130,3 +130,22 @@ def test_a_program_folder_cannot_redirect_calls_or_import_code(medqa, tmp_path):
     with pytest.raises(UserError, match="pass programs_dir="):
         promptopt.load(folder)
     assert not marker.exists()
+
+
+def test_max_cost_stops_before_the_budget_is_overspent_and_a_larger_one_continues(medqa, tmp_path):
+    # gpt-4o-mini's price comes from LiteLLM's bundled table; the calls go to the scripted server
+    with scripted(medqa, right_with(1.0)) as server:
+        plan = dict(models=["openai/gpt-4o-mini"], limit=20)
+        first = run(plan_for(server, tmp_path, "none", **plan))
+        per_example = Store(first.storage).records(first.run_id).cost_usd.mean()
+        assert per_example > 0  # priced
+        budget = 6.5 * per_example
+        stopped = run(plan_for(server, tmp_path / "capped", "none", **plan, max_cost=budget))
+        assert stopped.stopped and "--max-cost" in stopped.stopped
+        kept = Store(stopped.storage).records(stopped.run_id)
+        assert 4 <= len(kept) < 20
+        assert kept.cost_usd.sum() <= budget + kept.cost_usd.max()  # at most the example in flight beyond it
+        calls = server.calls
+        done = run(plan_for(server, tmp_path / "capped", "none", **plan))
+        assert done.stopped is None and len(Store(done.storage).records(done.run_id)) == 20
+        assert server.calls - calls == 20 - len(kept)  # only the missing examples
