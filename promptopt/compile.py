@@ -18,6 +18,12 @@ right, capped at the train size — the negative-binomial mean, computed exactly
   of 35 with a full evaluation every 5 trials and at the end: (V + 35 T + V (T // 5 + [T % 5 > 0])) * c.
   Plus the bootstrap of its demo sets (zero-shot, labeled, unshuffled with b, then 3 shuffled
   with 1..b) and the instruction proposer's calls on the prompt model (10 + 3m + m + 1).
+- `gepa` with a budget of B metric calls, V val examples and minibatches of size m: GEPA runs
+  the program once per metric call and stops at the first check past B, so up to one
+  minibatch over: (max(B, V) + m) * c; plus one reflection call per iteration (an iteration
+  scores a minibatch on the parent and on the child): (B - V) // 2m + 1. Its reflection model
+  is `reflection_model`, or the task model itself. Its metric returns the score and a sentence
+  of feedback (right; wrong, and what the right answer was; unreadable, and the format asked).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ OPTIMIZERS: dict[str, dict[str, Any]] = {
     "bootstrap": {"bootstrapped": 3, "labeled": 3, "rounds": 1, "seed": 0},
     "bootstrap_rs": {"bootstrapped": 3, "labeled": 3, "candidates": 8, "val": 100},
     "mipro": {"bootstrapped": 3, "labeled": 3, "auto": "light", "val": 100, "prompt_model": None},
+    "gepa": {"metric_calls": 150, "val": 30, "minibatch": 3, "reflection_model": None, "seed": 0},
 }
 MIPRO_MINIBATCH = 35
 MIPRO_FULL_EVAL_EVERY = 5
@@ -49,7 +56,7 @@ def optimizer_knobs(name: str, knobs: dict[str, Any], strat) -> dict[str, Any]:
         raise UserError(f"Unknown optimizer {name!r}; valid optimizers are {', '.join(OPTIMIZERS)}.")
     check_knob_values(f"Optimizer {name!r}", OPTIMIZERS[name], knobs)
     full = OPTIMIZERS[name] | knobs
-    for key in ("candidates", "rounds", "val"):
+    for key in ("candidates", "rounds", "val", "metric_calls", "minibatch"):
         if key in full and full[key] < 1:
             raise UserError(f"Optimizer {name!r}: knob {key!r} must be at least 1, not {full[key]}.")
     for key in ("bootstrapped", "labeled"):
@@ -117,6 +124,14 @@ def estimate_compile_calls(
         boot = expected_tries(b, p, n_train) + (n - 3) * sum(sizes) / len(sizes)
         proposer = 10 + (n // 2) * predictors + predictors + 1
         return round((evals + boot) * per_example + proposer)
+    if optimizer == "gepa":
+        # GEPA stops once its metric calls reach the budget, checked between iterations: the last
+        # iteration (a minibatch on parent and child, then val if the child improved) runs over.
+        # One reflection call per iteration; an iteration spends about two minibatches.
+        m = knobs["minibatch"]
+        evals = max(knobs["metric_calls"], v) + m
+        reflections = max(1, (knobs["metric_calls"] - v) // (2 * m) + 1)
+        return round(evals * per_example + reflections)
     raise UserError(f"Unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}.")
 
 
@@ -143,6 +158,25 @@ def metric_for(task):
     def metric(example, prediction, trace=None):
         score = task.answer_type.score(getattr(prediction, "answer", None), example.gold)
         return score >= 1.0 if trace is not None else score  # bootstrapping keeps only right traces
+
+    return metric
+
+
+def feedback_metric_for(task):
+    """GEPA's metric: the score plus a sentence on what was wrong, for its reflection model."""
+    import dspy
+
+    def metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+        answer = getattr(pred, "answer", None)
+        score = task.answer_type.score(answer, gold.gold)
+        right = gold.answer
+        if answer is None:
+            feedback = f"The reply could not be read as {task.answer_type.describe(dict(gold.inputs()))}; the right answer is {right}."
+        elif score >= 1.0:
+            feedback = f"Right: the answer is {right}."
+        else:
+            feedback = f"Wrong: the reply answered {answer}, but the right answer is {right}."
+        return dspy.Prediction(score=score, feedback=feedback)
 
     return metric
 
@@ -176,6 +210,13 @@ def compile_program(program, config, task, trainset, valset, *, threads: int = 1
         opt = dspy.MIPROv2(
             metric=metric, auto=k["auto"], prompt_model=prompt_lm, max_bootstrapped_demos=k["bootstrapped"],
             max_labeled_demos=k["labeled"], num_threads=threads, verbose=False,
+        )  # fmt: skip
+        return opt.compile(program, trainset=train, valset=val)
+    if name == "gepa":
+        opt = dspy.GEPA(
+            metric=feedback_metric_for(task), max_metric_calls=k["metric_calls"],
+            reflection_lm=prompt_lm or dspy.settings.lm, reflection_minibatch_size=k["minibatch"],
+            num_threads=threads, seed=k["seed"],
         )  # fmt: skip
         return opt.compile(program, trainset=train, valset=val)
     raise UserError(f"Unknown optimizer {name!r}; valid optimizers are {', '.join(OPTIMIZERS)}.")

@@ -292,7 +292,8 @@ def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adap
         contextlib.redirect_stdout(out),  # DSPy's optimizers print their progress
     ):
         try:
-            prompt_model = config.optimizer_knobs.get("prompt_model")
+            knobs = config.optimizer_knobs
+            prompt_model = knobs.get("prompt_model") or knobs.get("reflection_model")
             prompt_lm = build_lm(resolve_model(prompt_model)) if prompt_model else None
             compiled = compile_program(program, config, task, train, val, threads=plan.threads, prompt_lm=prompt_lm)
         finally:

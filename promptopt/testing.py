@@ -195,8 +195,15 @@ def requested_fields(prompt: str) -> list[str]:
 
 
 def fill_fields(prompt: str, answer: str, verdict: str = "yes") -> str:
-    """A well-formed reply to any DSPy ChatAdapter prompt: `answer` in the answer field."""
+    """A well-formed reply to any DSPy ChatAdapter (or JSON adapter) prompt: `answer` in the answer field."""
+    import json
+    import re
+
     values = {"answer": answer, "verdict": verdict}
+    asked = re.search(r"Respond with a JSON object in the following order of fields: (.*)\.\s*$", prompt)
+    if asked:  # DSPy's JSON adapter (e.g. GEPA proposing an instruction)
+        names = re.findall(r"`(\w+)`", asked.group(1))
+        return json.dumps({f: values.get(f, "Considering each option in turn.") for f in names})
     parts = [f"[[ ## {f} ## ]]\n{values.get(f, 'Considering each option in turn.')}" for f in requested_fields(prompt)]
     return "\n\n".join([*parts, "[[ ## completed ## ]]"])
 

@@ -54,6 +54,8 @@ def scripted(task, pick, seed=0, repeatable=False):
         if ex is None:  # an optimizer's own prompt (e.g. MIPRO proposing instructions)
             return fill_fields(prompt, "A")
         shown = shown_options(tail, ex.inputs["options"])
+        if ex.inputs["options"][ex.gold] not in shown.values():  # e.g. GEPA reflecting on a question
+            return fill_fields(prompt, "A")
         seen[prompt] += 0 if repeatable else 1
         rng = random.Random(f"{seed}:{hashlib.sha1(prompt.encode()).hexdigest()}:{seen[prompt]}")
         letter = pick(ex, shown, rng)
