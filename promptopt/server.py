@@ -119,6 +119,7 @@ def start(
     chat_format: str = "promptopt-plain",
     n_ctx: int = DEFAULT_CTX,
     n_batch: int = 512,
+    logits_all: bool = False,
 ) -> LocalServer:
     """Start llama.cpp's OpenAI-compatible server and wait until it answers.
 
@@ -144,6 +145,10 @@ def start(
         "--n_threads", str(threads),
         "--n_threads_batch", str(threads),
         "--n_batch", str(n_batch),
+        # The server's default computes logits for every prompt token (for logprobs, which
+        # promptopt never asks for); over Gemma 3's 262k-token vocabulary that doubled the time
+        # of a short call (benchmarks/model_throughput.py). Off: only the last token's logits.
+        "--logits_all", str(logits_all),
         "--verbose", "False",
     ]  # fmt: skip
     if chat_format != "template":  # "template": the chat template stored in the GGUF file
