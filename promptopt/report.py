@@ -453,7 +453,10 @@ def pareto_figure(report: dict, fmt: str = "svg") -> bytes | None:
             ax.set_ylabel(f"{pts['split'].iloc[0]} score %")
             ax.set_title(task)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="lower right")
+            ax.margins(x=0.35, y=0.12)  # room for the point labels, which are written to the right
+            low, high = ax.get_xlim()
+            ax.set_xlim(max(low, -0.03 * high), high)  # no negative costs on the axis
+            ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
@@ -493,7 +496,7 @@ th.asc::after{content:" ▲"}th.desc::after{content:" ▼"}
 tr:nth-child(even) td{background:#fafafa}.note{color:#555;max-width:1100px}
 .warn{background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px}
 .better,.win,.real{color:#0a7a2f;font-weight:600}.worse,.loss{color:#b00020;font-weight:600}
-figure{margin:8px 0}svg{max-width:100%;height:auto}
+figure{margin:8px 0}svg{max-width:100%;height:auto}.scroll{overflow-x:auto;max-width:100%}
 """
 
 # Click a header to sort its table by that column; numbers (the leading figure of a cell) sort
@@ -553,8 +556,8 @@ def _html_table(section: Section) -> str:
         rows.append(f"<tr>{cells}</tr>")
     note = f"<p class='note'>{esc(section.note)}</p>" if section.note else ""
     return (
-        f"<h2>{esc(section.title)}</h2><table class='sortable'><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>{note}"
+        f"<h2>{esc(section.title)}</h2><div class='scroll'><table class='sortable'><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>{note}"
     )
 
 
@@ -593,6 +596,9 @@ def write(
     if fmt not in FORMATS:
         raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
     records, compiles, warnings = load(source)
+    if output.is_dir():
+        raise UserError(f"Report output {output} is a folder; give a file path, e.g. {output / ('report.' + fmt)}.")
+    output.parent.mkdir(parents=True, exist_ok=True)  # a new folder for the report is made, as for run folders
     if fmt == "examples":
         output.write_text(records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False))
         return [output]

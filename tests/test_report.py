@@ -68,7 +68,7 @@ def test_json_keeps_the_contract_and_adds_the_comparator_sections(two_models):
 
 
 def test_the_html_report_is_one_file_with_no_external_reference(two_models, tmp_path):
-    out = tmp_path / "report.html"
+    out = tmp_path / "reports" / "report.html"  # a folder that does not exist yet is made
     done = cli("report", str(two_models), "--format", "html", "--output", str(out), "--bootstrap", "1000")
     assert done.returncode == 0, done.stderr
     page = out.read_text()
