@@ -81,24 +81,31 @@ class _ProgressPrinter:
 
 @app.command()
 def run(
+    sweep: Annotated[
+        Path | None,
+        typer.Argument(help="Sweep YAML: models, tasks, strategies, optimizers and settings (flags win)."),
+    ] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="LiteLLM model string (repeatable).")] = None,
     task: Annotated[list[str] | None, typer.Option("--task", help="Task name or YAML path (repeatable).")] = None,
     strategy: Annotated[list[str] | None, typer.Option("--strategy", help="Strategy name (repeatable).")] = None,
     optimizer: Annotated[list[str] | None, typer.Option("--optimizer", help="Optimizer name (repeatable).")] = None,
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the models.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Examples per split.")] = 20,
+    limit: Annotated[int | None, typer.Option(min=1, help="Examples per split (default 20).")] = None,
     split: Annotated[
         list[str] | None, typer.Option("--split", help="Split to score: val, test (repeatable; default both).")
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
+    out: Annotated[Path | None, typer.Option(help="Folder that holds run folders (default results).")] = None,
     storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for sampling strategies.")] = 0,
-    threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel per endpoint.")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Seed for sampling strategies (default 0).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Examples scored in parallel per endpoint.")] = None,
     tasks_dir: TasksDir = None,
     programs_dir: ProgramsDir = None,
     max_calls: MaxCalls = None,
     max_cost: MaxCost = None,
-    max_error_rate: MaxErrorRate = 0.5,
+    max_error_rate: Annotated[
+        float | None,
+        typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20; 0.5)."),
+    ] = None,
     api_key_file: ApiKeyFile = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
@@ -117,24 +124,31 @@ def run(
     from promptopt import report
     from promptopt.run import DEFAULT_MODEL, DEFAULT_STRATEGIES, DEFAULT_TASK, RunPlan
     from promptopt.run import run as run_plan
+    from promptopt.sweep import Sweep, load_sweep
 
+    file = load_sweep(sweep) if sweep else Sweep()
+
+    def pick(flag, from_file, default):
+        return flag if flag is not None else from_file if from_file is not None else default
+
+    api_base = pick(api_base, file.api_base, None)
     plan = RunPlan(
-        models=model or [DEFAULT_MODEL],
-        tasks=task or [DEFAULT_TASK],
-        strategies=strategy or list(DEFAULT_STRATEGIES),
-        optimizers=optimizer or ["none"],
+        models=model or file.models or [DEFAULT_MODEL],
+        tasks=task or file.tasks or [DEFAULT_TASK],
+        strategies=strategy or file.strategies or list(DEFAULT_STRATEGIES),
+        optimizers=optimizer or file.optimizers or ["none"],
         api_base=api_base,
-        limit=limit,
-        splits=tuple(split or ("val", "test")),
-        seed=seed,
-        threads=threads,
-        out=out,
-        storage=storage,
-        tasks_dirs=tasks_dir or [],
-        programs_dirs=programs_dir or [],
-        max_calls=max_calls,
-        max_cost=max_cost,
-        max_error_rate=max_error_rate,
+        limit=pick(limit, file.limit, 20),
+        splits=tuple(split or file.splits or ("val", "test")),
+        seed=pick(seed, file.seed, 0),
+        threads=pick(threads, file.threads, 1),
+        out=pick(out, file.out, Path("results")),
+        storage=pick(storage, file.storage, None),
+        tasks_dirs=tasks_dir or file.tasks_dirs,
+        programs_dirs=programs_dir or file.programs_dirs,
+        max_calls=pick(max_calls, file.max_calls, None),
+        max_cost=pick(max_cost, file.max_cost, None),
+        max_error_rate=pick(max_error_rate, file.max_error_rate, 0.5),
         expect_accuracy=expect_accuracy,
         allow_overlap=allow_overlap,
     )

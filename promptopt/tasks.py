@@ -558,17 +558,25 @@ def _load_parts(task: Task) -> dict[str, list[Example]]:
 # --- finding tasks ------------------------------------------------------------------------
 
 
+def read_mapping(path: Path, what: str, of: str = "fields") -> dict:
+    """A YAML file that holds a mapping (read safely), or one sentence on what is wrong with it."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist.") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} {path} is a folder; give a YAML file.") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{what} {path} is not valid YAML ({exc.__class__.__name__}).") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{what} {path} must hold a mapping of {of}, not {type(raw).__name__}.")
+    return raw
+
+
 def load_task_file(path: Path) -> Task:
     """Read and validate one task YAML; errors name the file and the field."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"Task file {path} does not exist.") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"Task file {path} is not valid YAML ({exc.__class__.__name__}).") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"Task file {path} must hold a mapping of fields, not {type(raw).__name__}.")
+    raw = read_mapping(path, "Task file")
     try:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as exc:

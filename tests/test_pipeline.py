@@ -94,3 +94,42 @@ def test_an_unknown_task_a_bad_model_and_an_unreachable_endpoint_each_say_so_in_
         assert done.returncode == 1
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_a_sweep_file_sets_the_run_and_flags_given_beside_it_win(medqa, tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        "models: [openai/scripted]\n"
+        "tasks: [medqa]\n"
+        "strategies: [baseline, predict]\n"
+        "splits: [test]\n"
+        "limit: 4\n"
+        f"out: {tmp_path / 'runs'}\n"
+    )
+    with exam_server(medqa, set(), 6) as server:
+        done = cli("run", str(sweep), "--api-base", server.base_url, "--limit", "3")
+        assert done.returncode == 0, done.stderr
+        assert server.calls == 2 * 3  # two strategies from the file, test only, the flag's limit
+    run_dir = done.stdout.strip().splitlines()[-1].removeprefix("Run folder: ")
+    assert run_dir.startswith(str(tmp_path / "runs"))
+    rows = json.loads(cli("report", run_dir, "--format", "json").stdout)["rows"]
+    assert {(r["strategy"], r["split"], r["n"]) for r in rows} == {("baseline", "test", 3), ("predict", "test", 3)}
+
+
+def test_a_bad_sweep_file_is_refused_in_one_sentence_naming_the_setting(tmp_path):
+    cases = {
+        "modles: [openai/x]\n": "unknown setting 'modles'; valid settings are models, tasks,",
+        "limit: 0\n": "setting limit: Input should be greater than or equal to 1",
+        "splits: [train]\n": "setting splits.0: Input should be 'val' or 'test'",
+        "- just a list\n": "must hold a mapping of settings, not list",
+        "models: [openai/x\n": "is not valid YAML",
+    }
+    for text, message in cases.items():
+        sweep = tmp_path / "sweep.yaml"
+        sweep.write_text(text)
+        done = cli("run", str(sweep), "--out", str(tmp_path))
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"Sweep file {sweep}" in lines[0] and message in lines[0], done.stderr
+    missing = cli("run", str(tmp_path / "nope.yaml"), "--out", str(tmp_path))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
