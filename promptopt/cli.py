@@ -298,6 +298,10 @@ def evaluate_cmd(
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the model.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel.")] = 1,
     tasks_dir: TasksDir = None,
+    programs_dir: Annotated[
+        Path | None,
+        typer.Option("--programs-dir", help="Folder of the user strategy the program was built from (its code runs)."),
+    ] = None,
 ) -> None:
     """Score a saved program on a split of its task and print its accuracy with a 95% CI."""
     from promptopt import stats
@@ -306,7 +310,15 @@ def evaluate_cmd(
     _quiet_dspy()
     with _resumable():
         recs = evaluate_program(
-            program, split, limit, model, api_base, threads, on_progress=_ProgressPrinter(), tasks_dirs=tasks_dir
+            program,
+            split,
+            limit,
+            model,
+            api_base,
+            threads,
+            on_progress=_ProgressPrinter(),
+            tasks_dirs=tasks_dir,
+            programs_dir=programs_dir,
         )
     k, n = float(recs.score.sum()), len(recs)
     low, high = stats.wilson(k, n)

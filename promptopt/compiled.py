@@ -30,6 +30,17 @@ from promptopt.tasks import Task, TaskSpec
 FORMAT = "promptopt-program/1"
 
 
+def _versions() -> dict[str, str]:
+    """The packages a program's behaviour depends on, as installed when it was saved."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("promptopt", "dspy", "litellm", "llama-cpp-python"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
+
+
 def save(
     program, out: Path, *, task: Task, model: Model, config: Config, strategy_dir: Path | None = None, **facts: Any
 ) -> Path:
@@ -39,6 +50,7 @@ def save(
     manifest = {
         "format": FORMAT,
         "promptopt_version": __version__,
+        "versions": _versions(),
         "created_at": time.time(),
         "task": task.spec.model_dump(mode="json"),
         "strategy": config.strategy,
@@ -139,7 +151,7 @@ def load(
         if manifest.get("strategy_dir") and programs_dir is None:
             raise UserError(
                 f"{folder} needs strategy {manifest['strategy']!r} from a user folder ({manifest['strategy_dir']}); "
-                "pass programs_dir= with that folder if you trust its code."
+                "pass programs_dir= (promptopt evaluate: --programs-dir) with that folder if you trust its code."
             )
         dirs = [Path(programs_dir)] if programs_dir else []
         module = get_strategy(manifest["strategy"], dirs).build(task, **manifest["knobs"])

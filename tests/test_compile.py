@@ -95,6 +95,10 @@ def test_a_compiled_program_answers_the_same_in_a_fresh_process(medqa, tmp_path)
     demos = json.loads((folder / "program.json").read_text())["predict.predict"]["demos"]
     assert demos  # the compiled program carries its demonstrations
     assert fresh.stdout.split() == [in_process[q.id] for q in questions]
+    import dspy
+
+    versions = json.loads((folder / "manifest.json").read_text())["versions"]
+    assert versions["dspy"] == dspy.__version__ and {"promptopt", "litellm"} <= set(versions)
 
 
 def test_a_program_file_holding_a_pickle_is_refused_and_nothing_runs(medqa, tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 from conftest import cli, exam_server
 
@@ -133,3 +134,43 @@ def test_a_bad_sweep_file_is_refused_in_one_sentence_naming_the_setting(tmp_path
         assert len(lines) == 1 and f"Sweep file {sweep}" in lines[0] and message in lines[0], done.stderr
     missing = cli("run", str(tmp_path / "nope.yaml"), "--out", str(tmp_path))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+USER_STRATEGY = """
+import dspy
+
+from promptopt.registry import ANY, strategy
+from promptopt.signatures import as_text, signature_for
+
+
+@strategy("terse", answer_types={ANY}, calls=lambda knobs, n_options: 1)
+class Terse(dspy.Module):
+    def __init__(self, task):
+        super().__init__()
+        self.answer_type = task.answer_type
+        self.predict = dspy.Predict(signature_for(task).with_instructions("Answer with the letter only."))
+
+    def forward(self, **inputs):
+        out = self.predict(**as_text(inputs))
+        return dspy.Prediction(answer=self.answer_type.parse(out.answer, inputs), raw=out.answer)
+"""
+
+
+def test_a_user_strategy_runs_and_its_program_evaluates_only_with_its_folder_named(medqa, tmp_path):
+    mine = tmp_path / "my_programs"
+    mine.mkdir()
+    (mine / "terse.py").write_text(USER_STRATEGY)
+    with exam_server(medqa, {e.id for e in medqa.examples("test", 4)}, 4) as server:
+        done = _run(server, tmp_path, "--programs-dir", str(mine), "--strategy", "terse", "--limit", "4")
+        assert done.returncode == 0, done.stderr
+        run_dir = Path(done.stdout.strip().splitlines()[-1].removeprefix("Run folder: "))
+        (program,) = [p for p in (run_dir / "programs").iterdir() if "terse" in p.name]
+        refused = cli("evaluate", str(program), "--api-base", server.base_url, "--limit", "4")
+        scored = cli(
+            "evaluate", str(program), "--api-base", server.base_url, "--limit", "4", "--programs-dir", str(mine)
+        )
+    assert (
+        refused.returncode == 1 and "--programs-dir" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert "accuracy 100.0%" in scored.stdout  # the user's program, bound to the endpoint, answered all 4
