@@ -96,7 +96,10 @@ def run(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Folder that holds run folders (default results).")] = None,
     storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for sampling strategies (default 0).")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Run seed (default 0): another seed is a separate repeat of the run, in its own folder."),
+    ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Examples scored in parallel per endpoint.")] = None,
     tasks_dir: TasksDir = None,
     programs_dir: ProgramsDir = None,
@@ -217,6 +220,9 @@ def search(
     api_key_file: ApiKeyFile = None,
     tasks_dir: TasksDir = None,
     programs_dir: ProgramsDir = None,
+    allow_overlap: Annotated[
+        bool, typer.Option(help="Search even if train/val examples duplicate test ones; the report warns.")
+    ] = False,
 ) -> None:
     """Search each model's ceiling config: an Optuna study on val, then the chosen config and the
     baseline on test. Run the same command again to resume; point workers at one --storage to share."""
@@ -230,6 +236,7 @@ def search(
         optimizers=optimizer or list(DEFAULT_OPTIMIZERS), api_base=api_base, limit=limit, seed=seed,
         threads=threads, out=out, storage=storage, tasks_dirs=tasks_dir or [], programs_dirs=programs_dir or [],
         max_calls=max_calls, max_cost=max_cost, max_error_rate=max_error_rate, mode="search",
+        allow_overlap=allow_overlap,
     )  # fmt: skip
     if api_key_file:
         from promptopt.models import use_api_key_file
