@@ -174,3 +174,13 @@ def test_a_user_strategy_runs_and_its_program_evaluates_only_with_its_folder_nam
     )
     assert scored.returncode == 0, scored.stderr
     assert "accuracy 100.0%" in scored.stdout  # the user's program, bound to the endpoint, answered all 4
+
+
+def test_one_model_name_behind_two_endpoints_never_shares_answers(medqa, tmp_path):
+    with exam_server(medqa, set(), 3) as first, exam_server(medqa, set(), 3) as second:
+        args = ("--limit", "3", "--strategy", "baseline", "--split", "test", "--storage", f"sqlite:///{tmp_path}/s.db")
+        assert _run(first, tmp_path, *args).returncode == 0
+        assert _run(second, tmp_path, *args).returncode == 0
+        assert (first.calls, second.calls) == (3, 3)  # the second endpoint was asked, not answered from the store
+    rows = json.loads(cli("report", f"sqlite:///{tmp_path}/s.db", "--format", "json").stdout)["rows"]
+    assert len({r["model"] for r in rows}) == 2  # one model identity per endpoint
