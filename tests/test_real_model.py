@@ -107,3 +107,27 @@ def test_ctrl_c_stops_the_server_and_keeps_finished_records(tmp_path):
     (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("run-")]
     rows = json.loads(cli("report", str(run_dir), "--format", "json").stdout)["rows"]
     assert rows and rows[0]["n"] >= 1  # what finished before Ctrl-C is in the store
+
+
+def test_a_run_reuses_the_server_that_promptopt_serve_keeps_running(tmp_path):
+    env = {**os.environ, "PROMPTOPT_HOME": str(tmp_path / "home")}
+    exe = Path(sys.executable).with_name("promptopt")
+    serve = subprocess.Popen([str(exe), "serve"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert "Serving local/" in serve.stdout.readline()  # printed once the server answers
+        kept = llama_servers()
+        args = ["run", "--limit", "2", "--strategy", "baseline", "--split", "test", "--out", str(tmp_path)]
+        run = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        seen = set()
+        while run.poll() is None:  # every llama.cpp server alive while the run works
+            seen |= set(llama_servers())
+            time.sleep(0.05)
+        out, err = run.communicate()
+        assert run.returncode == 0, err
+        assert seen == set(kept) and llama_servers() == kept  # no server of its own; the kept one still runs
+        assert "accuracy % [95% CI]" in out
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=30)
+    assert gone_within(kept, 10)  # Ctrl-C on serve stops its server
+    assert not list((tmp_path / "home").glob("serve-*.json"))  # and forgets it: later runs start their own
