@@ -186,7 +186,12 @@ def local_server(log: Path | None = None) -> Iterator[str]:
 
 
 def serve_forever(port: int | None = None) -> None:
-    """Foreground server for repeated runs; Ctrl-C stops it and removes the state file."""
+    """Foreground server for repeated runs; Ctrl-C or `kill` (SIGTERM) stops it and removes the state file."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a service manager's stop is a Ctrl-C here
     server = start(port=port)
     file = _state_file()
     file.write_text(json.dumps({"base_url": server.base_url, "pid": os.getpid(), "digest": model_digest()}))

@@ -141,3 +141,21 @@ def test_a_run_reuses_the_server_that_promptopt_serve_keeps_running(tmp_path):
     assert serve.returncode == 0  # Ctrl-C is how `serve` is meant to end
     assert gone_within(kept, 10)  # Ctrl-C on serve stops its server
     assert not list((tmp_path / "home").glob("serve-*.json"))  # and forgets it: later runs start their own
+
+
+def test_kill_of_promptopt_serve_stops_its_server_and_forgets_it(tmp_path):
+    env = {**os.environ, "PROMPTOPT_HOME": str(tmp_path / "home")}
+    before = set(llama_servers())
+    serve = subprocess.Popen(
+        [str(Path(sys.executable).with_name("promptopt")), "serve"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert "Serving local/" in serve.stdout.readline()
+        kept = [p for p in llama_servers() if p not in before]
+        serve.terminate()  # SIGTERM, as `kill` or a service manager sends
+        assert serve.wait(timeout=30) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    assert kept and gone_within(kept, 10)
+    assert not list((tmp_path / "home").glob("serve-*.json"))
