@@ -23,6 +23,27 @@ import time
 from pathlib import Path
 
 
+def instant_medqa(n: int):
+    """MedQA's task, n of its questions (every split, cycled with distinct ids) and a scripted
+    reply that answers each right at once in DSPy's field format."""
+    from promptopt.tasks import Example, load_task
+    from promptopt.testing import fill_fields
+
+    task = load_task("medqa")
+    pool = [e for s in ("train", "val", "test") for e in task.examples(s)]
+    examples = [
+        Example(f"{e.id}#{k // len(pool)}", e.inputs, e.gold) for k, e in ((k, pool[k % len(pool)]) for k in range(n))
+    ]
+    gold = {e.inputs["question"].strip(): e.gold for e in pool}
+    question_field = re.compile(r"\[\[ ## question ## \]\]\n(.*?)\n\n\[\[ ## ", re.S)
+
+    def reply(prompt: str) -> str:
+        found = question_field.findall(prompt)
+        return fill_fields(prompt, gold.get(found[-1].strip(), "A") if found else "A")
+
+    return task, examples, reply
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
@@ -36,21 +57,9 @@ def main() -> None:
     from promptopt.registry import get_strategy, parse_config
     from promptopt.run import adapter_for
     from promptopt.store import Store, default_url
-    from promptopt.tasks import Example, load_task
-    from promptopt.testing import ScriptedServer, fill_fields
+    from promptopt.testing import ScriptedServer
 
-    task = load_task("medqa")
-    pool = [e for s in ("train", "val", "test") for e in task.examples(s)]
-    examples = [
-        Example(f"{e.id}#{k // len(pool)}", e.inputs, e.gold)
-        for k, e in ((k, pool[k % len(pool)]) for k in range(args.n))
-    ]
-    gold = {e.inputs["question"].strip(): e.gold for e in pool}
-    question_field = re.compile(r"\[\[ ## question ## \]\]\n(.*?)\n\n\[\[ ## ", re.S)
-
-    def reply(prompt: str) -> str:
-        found = question_field.findall(prompt)
-        return fill_fields(prompt, gold.get(found[-1].strip(), "A") if found else "A")
+    task, examples, reply = instant_medqa(args.n)
 
     with tempfile.TemporaryDirectory() as tmp, ScriptedServer(reply) as server:
         for sub in ("warm", "b1", "b50"):

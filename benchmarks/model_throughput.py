@@ -26,6 +26,21 @@ import time
 from pathlib import Path
 
 
+def warm_lm(base_url: str):
+    """The embedded model at this server, as promptopt calls it, warmed up; its identity is new
+    each time, so no answer is reused from an earlier pass."""
+    import dataclasses
+
+    from promptopt.models import build_lm, resolve_model, with_endpoint
+    from promptopt.run import adapter_for
+
+    model = with_endpoint(resolve_model("local/gemma-3-270m"), base_url)
+    model = dataclasses.replace(model, digest=f"{model.digest}-bench-{time.time_ns()}")
+    lm = build_lm(model)
+    lm("Warm up.", max_tokens=4)
+    return model, lm, adapter_for(model)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=50)
@@ -37,9 +52,7 @@ def main() -> None:
         return
 
     from promptopt.evaluate import evaluate
-    from promptopt.models import build_lm, resolve_model, with_endpoint
     from promptopt.registry import get_strategy, parse_config
-    from promptopt.run import adapter_for
     from promptopt.server import DEFAULT_CTX, gguf_path, start
     from promptopt.store import Store, default_url
     from promptopt.tasks import load_task
@@ -52,10 +65,7 @@ def main() -> None:
     measured: dict[str, tuple[float, int, int, int]] = {}
     server = start(threads=args.threads, log=tmp / "server.log")
     try:
-        model = with_endpoint(resolve_model("local/gemma-3-270m"), server.base_url)
-        model = model.__class__(**{**model.__dict__, "digest": f"{model.digest}-throughput-{time.time_ns()}"})
-        lm, adapter = build_lm(model), adapter_for(model)
-        lm("Warm up.", max_tokens=4)
+        model, lm, adapter = warm_lm(server.base_url)
         defaults = dict(lm.kwargs)  # what every call sends unless it says otherwise
         for name in ("baseline", "cot"):
             lm.history.clear()
@@ -146,9 +156,7 @@ SETTINGS = [  # (threads, n_batch, n_ctx, logits_all); the first is promptopt's 
 
 def sweep(n: int) -> None:
     from promptopt.evaluate import evaluate
-    from promptopt.models import build_lm, resolve_model, with_endpoint
     from promptopt.registry import get_strategy, parse_config
-    from promptopt.run import adapter_for
     from promptopt.server import start
     from promptopt.store import Store, default_url
     from promptopt.tasks import load_task
@@ -166,10 +174,7 @@ def sweep(n: int) -> None:
         store = Store(default_url(tmp))
         server = start(threads=threads, n_batch=n_batch, n_ctx=n_ctx, logits_all=logits_all, log=tmp / "server.log")
         try:
-            model = with_endpoint(resolve_model("local/gemma-3-270m"), server.base_url)
-            model = model.__class__(**{**model.__dict__, "digest": f"{model.digest}-sweep-{time.time_ns()}"})
-            lm, adapter = build_lm(model), adapter_for(model)
-            lm("Warm up.", max_tokens=4)
+            model, lm, adapter = warm_lm(server.base_url)
             started = time.perf_counter()
             evaluate(program, examples, task=task, model=model, lm=lm, adapter=adapter, config=cfg, split="test",
                      run_id="sweep", store=store)  # fmt: skip

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import resource
 import subprocess
 import sys
@@ -26,6 +25,9 @@ EXAMPLES = [100, 300, 1000, 3000, 10000]
 CONFIGS = [1, 2, 4, 8, 16, 32]
 PER_CONFIG = 100  # examples per config on the configs axis
 
+sys.path.insert(0, str(Path(__file__).parent))
+from engine_overhead import instant_medqa  # noqa: E402
+
 
 def point(n: int, configs: int) -> dict:
     from promptopt.evaluate import evaluate
@@ -33,19 +35,9 @@ def point(n: int, configs: int) -> dict:
     from promptopt.registry import Config, get_strategy
     from promptopt.run import adapter_for
     from promptopt.store import Store, default_url
-    from promptopt.tasks import Example, load_task
-    from promptopt.testing import ScriptedServer, fill_fields
+    from promptopt.testing import ScriptedServer
 
-    task = load_task("medqa")
-    pool = [e for s in ("train", "val", "test") for e in task.examples(s)]
-    examples = [Example(f"{pool[k % len(pool)].id}#{k // len(pool)}", pool[k % len(pool)].inputs,
-                        pool[k % len(pool)].gold) for k in range(n)]  # fmt: skip
-    gold = {e.inputs["question"].strip(): e.gold for e in pool}
-    question_field = re.compile(r"\[\[ ## question ## \]\]\n(.*?)\n\n\[\[ ## ", re.S)
-
-    def reply(prompt: str) -> str:
-        found = question_field.findall(prompt)
-        return fill_fields(prompt, gold.get(found[-1].strip(), "A") if found else "A")
+    task, examples, reply = instant_medqa(n)
 
     with tempfile.TemporaryDirectory() as tmp, ScriptedServer(reply) as server:
         model = resolve_model("openai/scripted", server.base_url)
