@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rung0", type=int, default=20)
-    ap.add_argument("--z", type=float, default=1.0)
+    ap.add_argument("--alpha", type=float, default=0.02)
     args = ap.parse_args()
 
     from promptopt.run import RunPlan
@@ -97,7 +97,7 @@ def main() -> None:
             mode="search",
         )  # fmt: skip
         started = time.perf_counter()
-        result = search(plan, SearchSettings(rung0=args.rung0, seed=args.seed, z=args.z), say=lambda line: None)
+        result = search(plan, SearchSettings(rung0=args.rung0, seed=args.seed, alpha=args.alpha), say=lambda line: None)
         seconds = time.perf_counter() - started
         recs = Store(result.storage).records(result.run_id)
 
@@ -108,7 +108,7 @@ def main() -> None:
     best = max(truth.values())
     spent = int(val.lm_calls.sum())
     full = sum(n_val * calls[i] for i in truth)
-    print(f"configs: {args.configs}, val examples: {n_val}, first rung: {args.rung0}, z: {args.z}")
+    print(f"configs: {args.configs}, val examples: {n_val}, first rung: {args.rung0}, alpha: {args.alpha}")
     print(f"chosen: level {level} ({calls[level]} calls/question), true accuracy {100 * truth[level]:.1f}%")
     print(f"best true accuracy: {100 * best:.1f}% (gap {100 * (best - truth[level]):.1f} points)")
     # what scoring every config on all of val would choose (computed from the same draws, no calls)

@@ -1,7 +1,10 @@
 """Compile: DSPy's optimizers under our names, and what each costs in LM calls before it runs.
 
 Demos come only from the task's train split; optimizers that select among candidates
-(`bootstrap_rs`, `mipro`) score them on (a capped part of) val; test is never passed here.
+(`bootstrap_rs`, `mipro`, `gepa`) score them on a dev split carved from the end of train
+(`dev_split`: `val` examples, at most a quarter of train), never on val: val chooses among
+configs, and a config whose optimizer had already chosen on those items would win that choice
+by its selection bias alone. Test is never passed here.
 
 Call estimates (per compile, `c` = LM calls per example of the strategy, `p` = the chance the
 model answers a training example right, `E[k]` = expected training examples tried until k are
@@ -44,6 +47,20 @@ OPTIMIZERS: dict[str, dict[str, Any]] = {
     "gepa": {"metric_calls": 150, "val": 30, "minibatch": 3, "reflection_model": None, "seed": 0},
 }
 MIPRO_MINIBATCH = 35
+DEV_SHARE = 4  # the dev split is at most 1/DEV_SHARE of train
+
+
+def dev_split(train: list, knobs: dict[str, Any]) -> tuple[list, list]:
+    """(demo pool, dev split) for an optimizer with knobs `knobs`: optimizers that select among
+    candidates (they have a `val` knob) get the last `val` train examples, at most a quarter of
+    train, as their dev split; the others get all of train and no dev split."""
+    want = knobs.get("val")
+    if not want or len(train) < 2:
+        return list(train), []
+    size = max(1, min(int(want), len(train) // DEV_SHARE))
+    return list(train[:-size]), list(train[-size:])
+
+
 MIPRO_FULL_EVAL_EVERY = 5
 MIPRO_MIN_MINIBATCH_VAL = 50
 

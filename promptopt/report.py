@@ -20,21 +20,25 @@ import pandas as pd
 
 from promptopt import stats
 from promptopt.errors import UserError
+from promptopt.stats import MIN_PAIRED
 from promptopt.store import Store
 
 ROW_FIELDS = [
     "model", "task", "strategy", "optimizer", "config_id", "split", "n", "score", "ci_low", "ci_high",
     "parse_failure_rate", "error_rate", "lm_calls", "prompt_tokens", "completion_tokens", "cost_usd",
-    "wall_s", "selected",
+    "wall_s", "selected", "run_id", "n_items", "errors",
 ]  # fmt: skip
 CEILING_FIELDS = [
     "model", "task", "baseline_score", "ceiling_score", "ceiling_ci_low", "ceiling_ci_high",
-    "optimistic_max_score", "uplift", "uplift_ci_low", "uplift_ci_high", "verdict",
+    "optimistic_max_score", "uplift", "uplift_ci_low", "uplift_ci_high", "verdict", "run_id", "selected_on",
+    "uplift_n", "baseline_n", "ceiling_n", "uplift_baseline_score", "uplift_ceiling_score", "uplift_p",
+    "uplift_p_holm", "comparisons", "selected_config_id", "baseline_config_id",
 ]  # fmt: skip
 FORMATS = ("text", "md", "html", "csv", "json", "examples")
 EXAMPLE_FIELDS = [
-    "model", "task", "strategy", "optimizer", "config_id", "split", "example_id", "gold", "prediction", "score",
-    "parse_ok", "error", "lm_calls", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "raw_output",
+    "run_id", "model", "task", "strategy", "optimizer", "config_id", "split", "example_id", "gold", "prediction",
+    "score", "parse_ok", "error", "lm_calls", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s",
+    "raw_output",
 ]  # fmt: skip
 
 
@@ -61,50 +65,148 @@ def build(
     b: int = 10_000,
     seed: int = 0,
     local_usd_per_mtok: float = 0.0,
+    runs: list[dict] | None = None,
 ) -> dict:
-    """Every section of the report from records (and compile costs): pure, no I/O.
+    """Every section of the report from records (and compile costs, and the runs' statuses):
+    pure, no I/O. Every statistic is per run; several runs are shown apart, never pooled.
 
     Models whose calls carry no price (embedded or self-hosted: $0 in total) are charged
     `local_usd_per_mtok` dollars per million tokens; tokens are always shown beside dollars.
+    `warnings` holds one sentence per thing a reader must know before trusting a number.
     """
     unpriced = sorted(stats.unpriced_models(records)) if len(records) else []
+    unknown = sorted(stats.price_unknown(set(unpriced)))
     settings = {"bootstrap_resamples": b, "seed": seed, "local_usd_per_mtok": local_usd_per_mtok,
-                "unpriced_models": unpriced}  # fmt: skip
+                "unpriced_models": unpriced, "price_unknown_models": unknown, "alpha": stats.ALPHA,
+                "min_paired_items": stats.MIN_PAIRED, "correction": "holm"}  # fmt: skip
     empty = {key: [] for key in SECTIONS}
+    runs = run_rows(records, runs)
     if records.empty:
-        return {"rows": [], "ceilings": [], **empty, "settings": settings}
+        return {"rows": [], "ceilings": [], **empty, "runs": runs, "settings": settings,
+                "warnings": run_warnings(runs)}  # fmt: skip
     records = stats.price_unpriced(records, set(unpriced), local_usd_per_mtok)
     if compiles is not None and len(compiles):
         compiles = stats.price_unpriced(compiles, set(unpriced), local_usd_per_mtok)
     summary = stats.summarize(records, b=b, seed=seed)
     chosen = stats.select_configs(summary)
-    picked = {(r.model, r.task, r.config_id) for r in chosen.itertuples()}
-    summary["selected"] = [(r.model, r.task, r.config_id) in picked for r in summary.itertuples()]
-    ceil = stats.ceilings(records, b=b, seed=seed, summary=summary)
-    h2h = stats.head_to_head(records, ceil, b=b, seed=seed)
+    picked = {(r.run_id, r.model, r.task, r.config_id) for r in chosen.itertuples()}
+    summary["selected"] = [(r.run_id, r.model, r.task, r.config_id) in picked for r in summary.itertuples()]
+    ceil, h2h, flips = stats.compare(records, summary, b=b, seed=seed)
+    still_free = set() if local_usd_per_mtok else set(unpriced)
     tables = {
         "leaderboard": ceil[LEADERBOARD_FIELDS] if len(ceil) else ceil,
         "head_to_head": h2h,
-        "flips": stats.rank_flips(ceil, h2h),
+        "flips": flips,
         "sensitivity": stats.sensitivity(summary, records),
         "consistency": stats.consistency(records),
         "costs": stats.costs(records, compiles),
-        "pareto": stats.pareto(summary),
+        "pareto": stats.pareto(summary, still_free),
     }
-    return {
+    report = {
         "rows": _clean(summary[ROW_FIELDS].to_dict(orient="records")),
         "ceilings": _clean(ceil[CEILING_FIELDS].to_dict(orient="records")) if len(ceil) else [],
         **{key: _clean(t.to_dict(orient="records")) for key, t in tables.items()},
+        "runs": runs,
         "settings": settings,
     }
+    report["warnings"] = run_warnings(runs) + measurement_warnings(report, summary, unknown, still_free)
+    return report
 
 
 SECTIONS = ("leaderboard", "head_to_head", "flips", "sensitivity", "consistency", "costs", "pareto")
 LEADERBOARD_FIELDS = [
-    "task", "model", "baseline_config_id", "baseline_score", "baseline_ci_low", "baseline_ci_high",
-    "selected_config_id", "selected_on", "ceiling_score", "ceiling_ci_low", "ceiling_ci_high", "optimistic_max_score",
-    "optimistic_config_id", "uplift", "uplift_ci_low", "uplift_ci_high", "verdict", "rank_baseline", "rank_ceiling",
+    "run_id", "task", "model", "baseline_config_id", "baseline_score", "baseline_ci_low", "baseline_ci_high",
+    "baseline_n", "selected_config_id", "selected_on", "candidates", "not_candidates", "ceiling_score",
+    "ceiling_ci_low", "ceiling_ci_high", "ceiling_n", "optimistic_max_score", "optimistic_config_id", "uplift",
+    "uplift_ci_low", "uplift_ci_high", "uplift_n", "uplift_baseline_score", "uplift_ceiling_score", "uplift_p",
+    "uplift_p_holm", "comparisons", "verdict", "rank_baseline", "rank_ceiling",
 ]  # fmt: skip
+
+
+def run_rows(records: pd.DataFrame, runs: list[dict] | None) -> list[dict]:
+    """One entry per run in the report: status, records, and what an unfinished run left short:
+    each config and split with fewer records than the pass was to score (what it recorded as
+    `expected`), or else than the fullest config of its model, task and split."""
+    known = {r["run_id"]: r for r in runs or []}
+    ids = sorted(set(known) | (set(records["run_id"]) if len(records) else set()))
+    out = []
+    for rid in ids:
+        mine = records[records["run_id"] == rid] if len(records) else records
+        status, expected = known.get(rid, {}).get("status"), known.get(rid, {}).get("expected")
+        short: list[str] = []
+        if status not in (None, "complete") and len(mine):
+            counts = mine.groupby(["model", "task", "split", "config_id"]).size()
+            if expected:
+                for model in sorted(set(mine["model"])):
+                    for task, splits in expected["items"].items():
+                        for split, want in splits.items():
+                            for cid in expected["configs"]:
+                                have = int(counts.get((model, task, split, cid), 0))
+                                if have < want:
+                                    short.append(f"{cid} ({split} {have}/{want})")
+            else:
+                for (_model, _task, split), g in counts.groupby(level=[0, 1, 2]):
+                    top = g.max()
+                    short += [f"{k[3]} ({split} {v}/{top})" for k, v in g.items() if v < top]
+        out.append(
+            {
+                "run_id": rid,
+                "status": status or "unknown",
+                "records": len(mine),
+                "created_at": known.get(rid, {}).get("created_at"),
+                "incomplete_configs": sorted(set(short)),
+            }  # fmt: skip
+        )
+    return out
+
+
+def run_warnings(runs: list[dict]) -> list[str]:
+    out = []
+    for r in runs:
+        if r["status"] in ("in_progress", "interrupted"):
+            what = "is still running or was interrupted" if r["status"] == "in_progress" else "was interrupted"
+            short = r["incomplete_configs"]
+            detail = f"; configs with fewer records than others: {', '.join(short)}" if short else ""
+            out.append(
+                f"run {r['run_id']} {what} (status {r['status']}): its figures are partial{detail}; run the same "
+                "command again to finish it."
+            )
+    if len(runs) > 1:
+        out.append(
+            f"this store holds {len(runs)} runs ({', '.join(r['run_id'] for r in runs)}); each is reported apart, "
+            "never pooled; pass --run ID for one."
+        )
+    return out
+
+
+def measurement_warnings(report: dict, summary: pd.DataFrame, unknown: list[str], free: set[str]) -> list[str]:
+    """Sentences for what would otherwise mislead: ceilings chosen on test, configs whose error
+    rates differ, hosted models with no known price, a Pareto plot in tokens for mixed prices."""
+    out = []
+    for c in report["ceilings"]:
+        if c["selected_on"] == "test":
+            out.append(
+                f"the ceiling of {_display(c['model'])} on {c['task']} was chosen on test (no val scores): it is "
+                "optimistic, biased upward like the optimistic max."
+            )
+    for d in stats.error_disparities(summary):
+        out.append(
+            f"on {d['task']} ({d['split']}), {_display(d['model'])}'s config {d['config_high']} failed on "
+            f"{100 * d['error_rate_high']:.0f}% of items against {100 * d['error_rate_low']:.0f}% for "
+            f"{d['config_low']}: errors are left out of scores, so these configs are scored on different items."
+        )
+    if unknown:
+        out.append(
+            f"no price is known for {', '.join(map(_display, unknown))} (not in LiteLLM's price table): their dollar "
+            "figures read $0 but are not free; give the model's price in its settings."
+        )
+    mixed = sorted({p["task"] for p in report["pareto"] if p["cost_axis"] == "tokens (mixed)"})
+    if mixed:
+        out.append(
+            f"the Pareto frontier of {', '.join(mixed)} is in tokens, not dollars: it mixes priced models with "
+            f"unpriced ones ({', '.join(map(_display, sorted(free)))}); pass --local-price USD to compare in dollars."
+        )
+    return out
 
 
 def _clean(rows: list[dict]) -> list[dict]:
@@ -146,25 +248,63 @@ class Section:
     note: str = ""
 
 
+def _chosen_on(on: str | None) -> str:
+    return "test: optimistic" if on == "test" else on or "—"
+
+
+def _verdict(v: str | None, n: int | None) -> str:
+    return v if v else f"none (n={n or 0} < {MIN_PAIRED})"
+
+
+def _uplift(r: dict) -> str:
+    """Uplift with its items; the paired scores are shown when the common items are not the
+    split's items (they differ from the ceiling and baseline scores beside them)."""
+    text = _ci(r["uplift"], r["uplift_ci_low"], r["uplift_ci_high"], _pts) + f" n={r['uplift_n']}"
+    if r["uplift_n"] and (
+        r["uplift_ceiling_score"] != r["ceiling_score"] or r["uplift_baseline_score"] != r["baseline_score"]
+    ):
+        text += f" (on common items: {_pct(r['uplift_ceiling_score'])} vs {_pct(r['uplift_baseline_score'])})"
+    return text
+
+
+def _run_label(report: dict, run_id: str | None) -> str:
+    return f" — {run_id}" if len(report.get("runs", [])) > 1 and run_id else ""
+
+
 def sections(report: dict) -> list[Section]:
     """The report as titled tables of text cells: what text, markdown and HTML all render."""
     out = []
-    for task in sorted({r["task"] for r in report.get("leaderboard", [])}):
-        board = sorted(
-            (r for r in report["leaderboard"] if r["task"] == task),
-            key=lambda r: (r["rank_ceiling"] or 1e9, r["model"]),
-        )
+    if len(report.get("runs", [])) > 1 or any(r["status"] != "complete" for r in report.get("runs", [])):
         out.append(
             Section(
-                f"Leaderboard — {task}",
+                "Runs",
+                ["run", "status", "records", "incomplete configs"],
+                [
+                    [r["run_id"], r["status"], str(r["records"]), ", ".join(r["incomplete_configs"]) or "—"]
+                    for r in report["runs"]
+                ],
+                "Every figure below belongs to one run; runs are never pooled. Status unknown: a run written "
+                "before statuses were recorded.",
+            )
+        )
+    boards = sorted({(r["run_id"], r["task"]) for r in report.get("leaderboard", [])})
+    for run_id, task in boards:
+        board = sorted(
+            (r for r in report["leaderboard"] if r["task"] == task and r["run_id"] == run_id),
+            key=lambda r: (r["rank_ceiling"] or 1e9, r["model"]),
+        )
+        comparisons = max((r["comparisons"] or 0 for r in board), default=0)
+        out.append(
+            Section(
+                f"Leaderboard — {task}{_run_label(report, run_id)}",
                 [
                     "model",
                     "baseline % [95% CI]",
                     "ceiling % [95% CI]",
                     "ceiling config (chosen on)",
                     "optimistic max %",
-                    "uplift pts [95% CI]",
-                    "verdict",
+                    "uplift pts [95% CI] n",
+                    "verdict (Holm)",
                     "rank baseline",
                     "rank ceiling",
                 ],  # fmt: skip
@@ -173,39 +313,55 @@ def sections(report: dict) -> list[Section]:
                         _display(r["model"]),
                         _ci(r["baseline_score"], r["baseline_ci_low"], r["baseline_ci_high"]),
                         _ci(r["ceiling_score"], r["ceiling_ci_low"], r["ceiling_ci_high"]),
-                        f"{r['selected_config_id']} ({r['selected_on']})",
+                        f"{r['selected_config_id']} ({_chosen_on(r['selected_on'])})",
                         _pct(r["optimistic_max_score"]),
-                        _ci(r["uplift"], r["uplift_ci_low"], r["uplift_ci_high"], _pts),
-                        r["verdict"] or "—",
+                        _uplift(r),
+                        _verdict(r["verdict"], r["uplift_n"]),
                         str(r["rank_baseline"] or "—"),
                         str(r["rank_ceiling"] or "—"),
                     ]  # fmt: skip
                     for r in board
                 ],
-                "Ceiling = test score of the config chosen on val (on test only when no val was scored: then it is "
-                "optimistic too). Optimistic max = best test score over all configs, biased upward. Uplift = "
-                "ceiling − baseline, paired bootstrap over the same test items; verdict at 95%.",
+                "Ceiling = test score of the config chosen on val among the configs scored on all of val (on test "
+                "only when no val was scored: then it is optimistic too). Optimistic max = best test score over "
+                "all configs, biased upward. Scores leave out items whose LM call failed. Uplift = ceiling − "
+                "baseline on the test items both answered (n), paired bootstrap interval; verdicts are corrected "
+                f"with Holm's method over the {comparisons} comparisons of this task (uplifts and head-to-head) at "
+                f"{stats.ALPHA:g}; no verdict on fewer than {MIN_PAIRED} common items.",
             )
         )
     if report.get("head_to_head"):
         out.append(
             Section(
                 "Head-to-head (paired, same test items)",
-                ["task", "model A", "model B", "under", "n", "A − B pts [95% CI]", "A's outcome"],
+                [
+                    "task",
+                    "model A",
+                    "model B",
+                    "under",
+                    "chosen on",
+                    "n",
+                    "A − B pts [95% CI]",
+                    "p (Holm)",
+                    "A's outcome",
+                ],  # fmt: skip
                 [
                     [
-                        r["task"],
+                        r["task"] + _run_label(report, r["run_id"]),
                         _display(r["model_a"]),
                         _display(r["model_b"]),
                         r["setting"],
+                        _chosen_on(r["selected_on"]) if r["setting"] == "ceiling" else "—",
                         str(r["n"]),
                         _ci(r["diff"], r["ci_low"], r["ci_high"], _pts),
-                        r["outcome"],
+                        "—" if r["p_holm"] is None else f"{r['p_holm']:.3g}",
+                        r["outcome"] or f"none (n < {MIN_PAIRED})",
                     ]  # fmt: skip
                     for r in report["head_to_head"]
                 ],
                 "Under baseline: both models with the fixed baseline prompt; under ceiling: each model with its "
-                "own val-chosen config.",
+                "own chosen config. n = test items both answered. Outcomes are Holm-corrected over every "
+                "comparison of the task; the interval is per comparison.",
             )
         )
     if report.get("head_to_head") or report.get("flips"):
@@ -216,45 +372,65 @@ def sections(report: dict) -> list[Section]:
                     "task",
                     "ahead at ceiling",
                     "behind at ceiling",
-                    "baseline diff pts [95% CI]",
-                    "ceiling diff pts [95% CI]",
+                    "baseline diff pts [95% CI] n",
+                    "ceiling diff pts [95% CI] n",
+                    "ceiling chosen on",
                     "status",
                 ],  # fmt: skip
                 [
                     [
-                        r["task"],
+                        r["task"] + _run_label(report, r["run_id"]),
                         _display(r["model_a"]),
                         _display(r["model_b"]),
-                        _ci(r["baseline_diff"], r["baseline_ci_low"], r["baseline_ci_high"], _pts),
-                        _ci(r["ceiling_diff"], r["ceiling_ci_low"], r["ceiling_ci_high"], _pts),
+                        _ci(r["baseline_diff"], r["baseline_ci_low"], r["baseline_ci_high"], _pts)
+                        + f" n={r['baseline_n']}",
+                        _ci(r["ceiling_diff"], r["ceiling_ci_low"], r["ceiling_ci_high"], _pts)
+                        + f" n={r['ceiling_n']}",
+                        _chosen_on(r["selected_on"]),
                         r["status"],
                     ]  # fmt: skip
                     for r in report.get("flips", [])
                 ],
-                "A flip is real only when both paired differences exclude zero; otherwise it is within noise."
-                + ("" if report.get("flips") else " No pair of models changed order."),
+                "A flip is real only when both paired differences are decided after the Holm correction; "
+                "otherwise it is within noise." + ("" if report.get("flips") else " No pair of models changed order."),
             )
         )
     if report.get("sensitivity"):
         out.append(
             Section(
                 "Prompt sensitivity (test scores across configs)",
-                ["model", "task", "strategies", "configs", "min %", "max %", "spread pts", "std pts"],
+                [
+                    "model",
+                    "task",
+                    "strategies",
+                    "configs",
+                    "min %",
+                    "max %",
+                    "spread pts",
+                    "spread from noise pts",
+                    "std pts",
+                    "std net of noise pts",
+                ],  # fmt: skip
                 [
                     [
                         _display(r["model"]),
-                        r["task"],
+                        r["task"] + _run_label(report, r["run_id"]),
                         r["family"],
                         str(r["n_configs"]),
                         _pct(r["min_score"]),
                         _pct(r["max_score"]),
                         _pct(r["spread"]),
+                        _pct(r["noise_spread"]),
                         _pct(r["std"]),
+                        _pct(r["net_std"]),
                     ]  # fmt: skip
                     for r in report["sensitivity"]
                 ],
-                "Reasoning: cot, self_consistency, verify_choices, knn_fewshot, choice_shuffle with reasoning; "
-                "non-reasoning: baseline, predict, choice_shuffle without; other: user strategies.",
+                "Spread from noise = the max − min that configs of identical accuracy would show from sampling "
+                "alone at these n; std net of noise = the spread of the configs' true scores once sampling noise "
+                "is taken out (0 when the measured spread is all noise). Reasoning: cot, self_consistency, "
+                "verify_choices, knn_fewshot, choice_shuffle with reasoning; non-reasoning: baseline, predict, "
+                "choice_shuffle without; other: user strategies.",
             )
         )
     if report.get("consistency"):
@@ -355,13 +531,23 @@ def sections(report: dict) -> list[Section]:
                     for r in report["pareto"]
                 ],
                 "★ = no other (model, config) scores at least as well for no more cost. Cost axis: dollars, or "
-                "tokens per example where every point of a task costs $0.",
+                "tokens per example where every point of a task costs $0 or priced and unpriced models are mixed "
+                "(a $0 model would otherwise be on the frontier for free).",
             )
         )
     return out
 
 
 def rows_section(report: dict) -> Section:
+    section = _rows_section(report)
+    if len(report.get("runs", [])) > 1:
+        section.headers.insert(0, "run")
+        for cells, r in zip(section.body, report["rows"], strict=True):
+            cells.insert(0, r["run_id"])
+    return section
+
+
+def _rows_section(report: dict) -> Section:
     return Section(
         "All results (model, task, config, split)",
         [
@@ -373,7 +559,7 @@ def rows_section(report: dict) -> Section:
             "n",
             "accuracy % [95% CI]",
             "parse fail %",
-            "errors %",
+            "errors % (count)",
             "LM calls",
             "tokens in/out",
             "wall s",
@@ -389,7 +575,7 @@ def rows_section(report: dict) -> Section:
                 str(r["n"]),
                 _ci(r["score"], r["ci_low"], r["ci_high"]),
                 _pct(r["parse_failure_rate"]),
-                _pct(r["error_rate"]),
+                f"{_pct(r['error_rate'])} ({r['errors']})",
                 str(r["lm_calls"]),
                 f"{r['prompt_tokens']}/{r['completion_tokens']}",
                 f"{r['wall_s']:.1f}",
@@ -397,7 +583,8 @@ def rows_section(report: dict) -> Section:
             ]  # fmt: skip
             for r in report["rows"]
         ],
-        "sel (*) = config chosen on val; its test score is the ceiling.",
+        "n = items answered; items whose LM call failed after retries are errors, left out of the accuracy "
+        "(not counted as wrong). sel (*) = config chosen on val; its test score is the ceiling.",
     )
 
 
@@ -433,13 +620,14 @@ def pareto_figure(report: dict, fmt: str = "svg") -> bytes | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = sorted(points["task"].unique())
+    panels = sorted(set(zip(points["run_id"], points["task"], strict=True)))
+    several = len({run for run, _ in panels}) > 1
     models = sorted(points["model"].unique())
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "promptopt", "font.size": 8}):
-        fig, axes = plt.subplots(1, len(tasks), figsize=(6.4 * len(tasks), 4.8), squeeze=False)
-        for ax, task in zip(axes[0], tasks, strict=True):
-            pts = points[points["task"] == task].sort_values("cost")
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8), squeeze=False)
+        for ax, (run_id, task) in zip(axes[0], panels, strict=True):
+            pts = points[(points["task"] == task) & (points["run_id"] == run_id)].sort_values("cost")
             for model, g in pts.groupby("model"):
                 ax.scatter(g["cost"], 100 * g["score"], color=colours[model], label=_short(model), s=28, zorder=3)
             front = pts[pts["frontier"]]
@@ -449,9 +637,15 @@ def pareto_figure(report: dict, fmt: str = "svg") -> bytes | None:
                 ax.annotate(_point_label(r), (r.cost, 100 * r.score), textcoords="offset points", xytext=(5, 4),
                             fontsize=7)  # fmt: skip
             axis = pts["cost_axis"].iloc[0]
-            ax.set_xlabel("inference $ per example" if axis == "usd" else "tokens per example (all models $0)")
+            ax.set_xlabel(
+                "inference $ per example"
+                if axis == "usd"
+                else "tokens per example (priced and unpriced models mixed)"
+                if axis == "tokens (mixed)"
+                else "tokens per example (all models $0)"
+            )
             ax.set_ylabel(f"{pts['split'].iloc[0]} score %")
-            ax.set_title(task)
+            ax.set_title(f"{task} ({run_id})" if several else task)
             ax.grid(alpha=0.3)
             ax.margins(x=0.35, y=0.12)  # room for the point labels, which are written to the right
             low, high = ax.get_xlim()
@@ -561,13 +755,23 @@ def _html_table(section: Section) -> str:
     )
 
 
-def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Records, compile costs and warnings (overlap, early stop) of a run folder or storage URL
-    (every run in it, or `run_id`'s)."""
+def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[dict]]:
+    """Records, compile costs, warnings (overlap, early stop) and runs (id, status, created) of a
+    run folder or storage URL (every run in it, or `run_id`'s)."""
     store, found = open_source(source)
+    known = store.runs()
+    if run_id and run_id not in set(known.run_id):
+        listed = ", ".join(known.run_id) or "none"
+        raise UserError(f"The store at {source} has no run {run_id!r}; its runs are: {listed}.")
     run_id = run_id or found
+    statuses = store.statuses()
+    runs = [
+        {"run_id": r.run_id, "created_at": r.created_at, **statuses.get(r.run_id, {})}
+        for r in known.itertuples()
+        if run_id is None or r.run_id == run_id
+    ]
     warnings = overlap_warnings(store, run_id) + stop_warnings(store, run_id)
-    return store.records(run_id), store.compile_costs(run_id), warnings
+    return store.records(run_id), store.compile_costs(run_id), warnings, runs
 
 
 def render(
@@ -577,17 +781,18 @@ def render(
     """The report of a run folder or storage URL in one format (`examples`: one CSV line per scored example)."""
     if fmt not in FORMATS:
         raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
-    records, compiles, warnings = load(source, run_id)
+    records, compiles, warnings, runs = load(source, run_id)
     if fmt == "examples":
         return records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False)
-    report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok)
-    report["warnings"] = warnings
+    report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)
+    report["warnings"] = warnings + report["warnings"]
     return render_report(report, fmt, figure_name=figure_name)
 
 
 def write(
-    source: str, fmt: str, output: Path, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0
-) -> list[Path]:
+    source: str, fmt: str, output: Path, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0,
+    run_id: str | None = None,
+) -> list[Path]:  # fmt: skip
     """Write the report to `output`; for md and html also the Pareto plot beside it (PNG and SVG).
 
     The HTML embeds the plot itself and stays one self-contained file; the side files are for
@@ -595,15 +800,15 @@ def write(
     """
     if fmt not in FORMATS:
         raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
-    records, compiles, warnings = load(source)
+    records, compiles, warnings, runs = load(source, run_id)
     if output.is_dir():
         raise UserError(f"Report output {output} is a folder; give a file path, e.g. {output / ('report.' + fmt)}.")
     output.parent.mkdir(parents=True, exist_ok=True)  # a new folder for the report is made, as for run folders
     if fmt == "examples":
         output.write_text(records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False))
         return [output]
-    report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok)
-    report["warnings"] = warnings
+    report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)
+    report["warnings"] = warnings + report["warnings"]
     written = []
     figure_name = None
     if fmt in ("md", "html") and report.get("pareto"):

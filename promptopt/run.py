@@ -19,6 +19,7 @@ from pathlib import Path
 
 from promptopt import __version__
 from promptopt.adapters import LenientChatAdapter
+from promptopt.compile import dev_split
 from promptopt.errors import UserError
 from promptopt.evaluate import Budget, BudgetReached, Progress, evaluate
 from promptopt.models import Model, build_lm, check_credentials, redact_url, resolve_model, with_endpoint
@@ -183,9 +184,17 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
 def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
     tasks, models, configs = validate_plan(plan)
     run_dir, store, url = open_run(plan)
-    with stop_noted(store, plan.run_id) as stopped:
+    with stop_noted(store, plan.run_id, expected_work(plan, tasks, configs)) as stopped:
         _run_all(plan, models, tasks, configs, run_dir, store, budget_for(plan), on_progress)
     return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"))
+
+
+def expected_work(plan: RunPlan, tasks, configs) -> dict:
+    """What a complete pass of `run` scores: every config on every split's items, per task."""
+    return {
+        "configs": [c.id for c in configs],
+        "items": {t.name: {s: len(t.examples(s, plan.limit)) for s in plan.splits} for t in tasks},
+    }
 
 
 def budget_for(plan: RunPlan) -> Budget:
@@ -193,22 +202,31 @@ def budget_for(plan: RunPlan) -> Budget:
 
 
 @contextlib.contextmanager
-def stop_noted(store: Store, run_id: str) -> Iterator[dict]:
-    """Note in the store why this invocation stopped early (so the report can say so), or that
-    it finished. A budget stop is a clean end; too many errors is re-raised for the CLI."""
+def stop_noted(store: Store, run_id: str, expected: dict | None = None) -> Iterator[dict]:
+    """Note in the store that this invocation is in progress, then why it stopped early (so the
+    report can say so), or that it finished. A budget stop is a clean end; too many errors is
+    re-raised for the CLI. A process killed outright leaves the run `in_progress`."""
     from promptopt.evaluate import TooManyErrors
 
     outcome: dict = {}
+    store.set_status(run_id, "in_progress", expected)
     try:
         yield outcome
     except BudgetReached as exc:
         outcome["reason"] = str(exc)
         store.set_stop(run_id, str(exc))
+        store.set_status(run_id, "stopped")
         return
     except TooManyErrors as exc:
         store.set_stop(run_id, str(exc))
+        store.set_status(run_id, "stopped")
+        raise
+    except BaseException:  # Ctrl-C, a fatal LM error: the records so far are kept, the run is not done
+        with contextlib.suppress(Exception):
+            store.set_status(run_id, "interrupted")
         raise
     store.set_stop(run_id, None)
+    store.set_status(run_id, "complete")
 
 
 def _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress) -> None:
@@ -283,8 +301,9 @@ def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adap
     print(f"Compiling {config.strategy} with {config.optimizer} for {model.name} on {task.name} ...", file=sys.stderr)
     started = time.monotonic()
     log = CallLog()
-    train = task.examples("train")
-    val = task.examples("val")
+    # Optimizers choose among their candidates on a dev split carved from train: the val items
+    # that choose among configs must not also have chosen inside one of them.
+    train, dev = dev_split(task.examples("train"), config.optimizer_knobs)
     with (
         counting_compile(log),
         dspy.context(lm=lm, adapter=adapter),
@@ -295,7 +314,7 @@ def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adap
             knobs = config.optimizer_knobs
             prompt_model = knobs.get("prompt_model") or knobs.get("reflection_model")
             prompt_lm = build_lm(resolve_model(prompt_model)) if prompt_model else None
-            compiled = compile_program(program, config, task, train, val, threads=plan.threads, prompt_lm=prompt_lm)
+            compiled = compile_program(program, config, task, train, dev, threads=plan.threads, prompt_lm=prompt_lm)
         finally:
             if budget:
                 budget.charge(log)
@@ -316,10 +335,15 @@ def program_dir(run_dir: Path, model: Model, task, config) -> Path:
 def save_program(program, run_dir: Path, plan: RunPlan, *, task, model, config, store) -> Path:
     """Save what was evaluated as a loadable program, with its scores and preparation cost."""
     from promptopt import compiled
+    from promptopt.stats import answered
 
     recs = store.records(plan.run_id)
     mine = recs[(recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == config.id)]
-    scores = {split: {"n": len(g), "score": float(g.score.mean())} for split, g in mine.groupby("split")}
+    scores = {
+        split: {"n": len(ok := answered(g)), "score": float(ok.score.mean()) if len(ok) else None,
+                "errors": len(g) - len(ok)}
+        for split, g in mine.groupby("split")
+    }  # fmt: skip
     prep = mine[mine.split == "train"]
     comp = store.compile_costs(plan.run_id)
     comp = comp[(comp.model == model.identity) & (comp.task == task.name) & (comp.config_id == config.id)]
@@ -403,7 +427,7 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     if model is not None and model.call_style == "text" and reasons:
         per_example *= 2  # a base model's reasoning step usually needs the short answer cue (adapters.py)
     n_eval = sum(len(task.examples(s, plan.limit)) for s in plan.splits)
-    n_train, n_val = len(task.examples("train")), len(task.examples("val"))
+    n_train, n_val = (len(part) for part in dev_split(task.examples("train"), config.optimizer_knobs))
     predictors = len(strat.build(task, **config.knobs).predictors())
     compile_calls = estimate_compile_calls(
         config.optimizer, config.optimizer_knobs, per_example, n_train, n_val, plan.expect_accuracy, max(1, predictors)

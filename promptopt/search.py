@@ -2,10 +2,15 @@
 
 Every trial is one config: compiled once (train), then scored on a prefix of val. A config
 scored on the first `rung0` val examples goes on to the next rung (three times as many, then
-all of val) only while it might still be on the cost-accuracy front: when no config already
-scored on all of val is at least as cheap and beats the upper end of this config's interval
-(Wilson, `z`). Rungs are prefixes of one fixed order, so promotion only scores the examples not
-yet scored, and the store's records make every repeat free.
+all of val) only while it might still be on the cost-accuracy front: it is stopped when a
+config already scored on all of val, at least as cheap, is better beyond doubt on the same
+items — a one-sided paired test (`stats.clearly_worse`) at level `alpha`, divided among the
+configs it is compared with (Bonferroni). So a config whose true val score is at least as high
+as every cheaper finished config's is stopped with probability at most `alpha` over its rung
+(rungs add at most one more `alpha` each); `benchmarks/validity.py` measures it. Rungs are
+prefixes of one fixed order, so promotion only scores the examples not yet scored, and the
+store's records make every repeat free. Items whose LM call failed are left out of every score,
+as in reports.
 
 The study lives in Optuna's own storage — by default the run's SQL database — with two
 objectives, val score (up) and cost per example (down; USD, or LM calls for free models), so
@@ -65,7 +70,7 @@ class SearchSettings:
     trials: int | None = None  # configs to finish per (model, task); None: all of them
     rung0: int = 20  # val examples every config is first scored on
     growth: int = 3  # each rung scores this many times more
-    z: float = 1.0  # width of the promotion interval (1.0: about 84% one-sided)
+    alpha: float = 0.02  # chance of stopping a config that is not worse, per rung
     seed: int = 0
     demo_sets: int = 1  # each `bootstrap` without a seed is tried with seeds 0..demo_sets-1
 
@@ -306,9 +311,8 @@ def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, mode
                 on_progress=on_progress, budget=budget, **common,
             )  # fmt: skip
             save_program(program, run_dir, plan, config=cfg, task=task, model=model, store=store)
-            recs = store.records(plan.run_id)
-            mine = recs[(recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == cfg.id)]
-            _tell(study, trial, float(mine[mine.split == "test"].score.mean()) if len(mine) else 0.0)
+            test = _val_items(store, plan.run_id, model, task, cfg.id, [e.id for e in examples], split="test")
+            _tell(study, trial, float(test.mean()) if len(test) else 0.0)
 
 
 def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say, *, task, model, lm, adapter, store):
@@ -356,13 +360,13 @@ def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say,
             trial.set_user_attr("n", rungs[0])
             active.append((trial, cfg, program, first))
         active.sort(key=lambda a: (-a[3][0], a[3][1]))
-        for trial, cfg, program, (value, cost, k) in active:
+        for trial, cfg, program, (value, cost, items) in active:
             size = rungs[0]
             for nxt in rungs[1:]:
-                if not _promising(study, k, size, cost, settings.z):
+                if not _promising(study, items, cost, settings.alpha, store, plan.run_id, model, task, val):
                     break
                 size = nxt
-                value, cost, k = score(program, cfg, size)
+                value, cost, items = score(program, cfg, size)
                 trial.set_user_attr("n", size)
             label = f"{cfg.strategy}/{cfg.optimizer}"
             if size == len(val):
@@ -385,26 +389,44 @@ def _rungs(n: int, s: SearchSettings) -> list[int]:
     return [*out, n]
 
 
-def _measure(store, run_id, model, task, cfg, examples) -> tuple[float, float, float]:
+def _records(store, run_id, model, task, config_id, ids, split="val"):
     recs = store.records(run_id)
-    ids = {e.id for e in examples}
-    mine = recs[
-        (recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == cfg.id)
-        & (recs.split == "val") & recs.example_id.isin(ids)
+    return recs[
+        (recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == config_id)
+        & (recs.split == split) & recs.example_id.isin(set(ids))
     ]  # fmt: skip
+
+
+def _val_items(store, run_id, model, task, config_id, ids, split="val"):
+    """Scores of the answered items (errors left out), indexed by example id."""
+    mine = stats.answered(_records(store, run_id, model, task, config_id, ids, split))
+    return mine.set_index("example_id")["score"].astype(float)
+
+
+def _measure(store, run_id, model, task, cfg, examples) -> tuple[float, float, object]:
+    """Val score over the answered items, cost per item attempted (USD, or LM calls for free
+    models; failed calls were paid for too) and the item scores, for the paired stopping rule."""
+    mine = _records(store, run_id, model, task, cfg.id, [e.id for e in examples])
     n = max(len(mine), 1)
     cost = mine.cost_usd.sum() / n if mine.cost_usd.sum() > 0 else mine.lm_calls.sum() / n
-    return float(mine.score.mean()) if len(mine) else 0.0, float(cost), float(mine.score.sum())
+    items = stats.answered(mine).set_index("example_id")["score"].astype(float)
+    return float(items.mean()) if len(items) else 0.0, float(cost), items
 
 
-def _promising(study, k: float, n: int, cost: float, z: float) -> bool:
-    """Could this config still be on the front: is every finished config that is at least as
-    cheap below the upper end of its interval?"""
+def _promising(study, items, cost: float, alpha: float, store, run_id, model, task, val) -> bool:
+    """Could this config still be on the front: is no finished config that is at least as cheap
+    better beyond doubt on the items both answered? (alpha is shared among those compared.)"""
     from optuna.trial import TrialState
 
-    _, high = stats.wilson(k, n, z=z)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.values[1] <= cost and t.values[0] >= high:
+    cheaper = [
+        t.params["config"]
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values[1] <= cost
+    ]
+    ids = [e.id for e in val]
+    for config_id in cheaper:
+        other = _val_items(store, run_id, model, task, config_id, ids)
+        if stats.clearly_worse(items, other, alpha / len(cheaper)):
             return False
     return True
 

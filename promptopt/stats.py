@@ -1,12 +1,23 @@
 """Statistics: pure functions over pandas DataFrames of records. No I/O, no LM.
 
-Columns used: model, task, strategy, optimizer, config_id, split, example_id, score, parse_ok,
-error, lm_calls, prompt_tokens, completion_tokens, cost_usd, latency_s (and config, raw_output for
-sensitivity and consistency). Intervals are 95%; bootstraps are over items, seeded, B resamples.
+Columns used: run_id, model, task, strategy, optimizer, config_id, split, example_id, score,
+parse_ok, error, lm_calls, prompt_tokens, completion_tokens, cost_usd, latency_s (and config,
+raw_output for sensitivity and consistency). Intervals are 95%; bootstraps are over items,
+seeded, B resamples.
+
+Rules every number here follows, so that a report never claims more than the records hold:
+- Every statistic is computed within one run: records of two runs are never pooled.
+- A record whose LM call failed after retries (`error` set) is not an answer: it is left out
+  of score, n and interval, and counted in `errors` / `error_rate` (its calls and cost count).
+- A paired statistic uses only the items answered under both configs and states that number;
+  on fewer than `MIN_PAIRED` common items it gives no verdict.
+- Verdicts (uplift, head-to-head, flips) are corrected for multiple comparisons with Holm's
+  method over every comparison of a (run, task); the intervals shown stay per-comparison 95%.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -15,7 +26,14 @@ import numpy as np
 import pandas as pd
 
 Z95 = 1.959963984540054
-GROUP = ["model", "task", "strategy", "optimizer", "config_id", "split"]
+ALPHA = 0.05
+MIN_PAIRED = 10  # fewest common items a paired verdict is given on
+GROUP = ["run_id", "model", "task", "strategy", "optimizer", "config_id", "split"]
+
+
+def answered(records: pd.DataFrame) -> pd.DataFrame:
+    """Records whose LM calls succeeded (a parse failure is an answer, scored 0; an error is not)."""
+    return records[records["error"].isna()]
 
 
 def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
@@ -75,188 +93,339 @@ def paired_bootstrap(a: np.ndarray, b_: np.ndarray, b: int = 10_000, seed: int =
     return (float(diff.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975)))
 
 
+def sign_test_p(wins: int, losses: int, one_sided: bool = False) -> float:
+    """Exact McNemar (sign) test on the discordant items: P(as few as min(wins, losses) | a tie).
+
+    Two-sided by default; one-sided, the probability that `wins` is this small or smaller.
+    """
+    m = wins + losses
+    if m == 0:
+        return 1.0
+    k = wins if one_sided else min(wins, losses)
+    tail = sum(math.comb(m, i) for i in range(k + 1)) / 2**m
+    return min(1.0, tail if one_sided else 2 * tail)
+
+
+def paired_p(a: np.ndarray, b_: np.ndarray, b: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value for "a and b score the same on these items".
+
+    Binary scores: the exact McNemar test. Other scores: the bootstrap shifted to a zero mean
+    (the share of resampled means at least as far from the observed one as zero is).
+    """
+    a, b_ = np.asarray(a, dtype=float), np.asarray(b_, dtype=float)
+    if len(a) == 0:
+        return 1.0
+    if np.isin(a, (0.0, 1.0)).all() and np.isin(b_, (0.0, 1.0)).all():
+        return sign_test_p(int(((a == 1) & (b_ == 0)).sum()), int(((a == 0) & (b_ == 1)).sum()))
+    diff = a - b_
+    observed = float(diff.mean())
+    if observed == 0.0:
+        return 1.0
+    means = bootstrap_means(diff, b=b, seed=seed)
+    return float((1 + np.sum(np.abs(means - observed) >= abs(observed))) / (b + 1))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: reject where the adjusted p < alpha keeps the family-wise
+    error rate at alpha under any dependence between the comparisons."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [1.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def verdict(low: float, high: float) -> str:
+    """better / worse / tie from an interval of a difference (uncorrected)."""
     return "better" if low > 0 else "worse" if high < 0 else "tie"
 
 
+def corrected_verdict(diff: float, p_adjusted: float | None, n: int) -> str | None:
+    """better / worse / tie after the family-wise correction; None on too few common items."""
+    if n < MIN_PAIRED or p_adjusted is None:
+        return None
+    if p_adjusted >= ALPHA:
+        return "tie"
+    return "better" if diff > 0 else "worse"
+
+
 def summarize(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """One row per (model, task, config, split): score with 95% CI, failure rates, cost."""
+    """One row per (run, model, task, config, split): score with 95% CI over the answered items,
+    failure rates, errors, cost.
+
+    `n` counts answered items (errors left out), `n_items` every item attempted; parse failures
+    are a share of the answered items, errors a share of all items. Calls, tokens and cost
+    count every record, errors included: they were paid for.
+    """
     rows = []
     for key, g in records.groupby(GROUP, sort=True):
-        scores = g["score"].to_numpy(dtype=float)
+        ok = g["error"].isna()
+        scores = g.loc[ok, "score"].to_numpy(dtype=float)
         low, high = score_ci(scores, b=b, seed=seed)
-        n = len(g)
+        n, errors = int(ok.sum()), int((~ok).sum())
         rows.append(
             dict(zip(GROUP, key, strict=True))
             | {
                 "n": n,
-                "score": float(scores.mean()) if n else 0.0,
-                "ci_low": low,
-                "ci_high": high,
-                "parse_failure_rate": float((~g["parse_ok"].astype(bool) & g["error"].isna()).mean()),
-                "error_rate": float(g["error"].notna().mean()),
+                "score": float(scores.mean()) if n else None,
+                "ci_low": low if n else None,
+                "ci_high": high if n else None,
+                "parse_failure_rate": float((~g.loc[ok, "parse_ok"].astype(bool)).mean()) if n else None,
+                "error_rate": errors / len(g),
                 "lm_calls": int(g["lm_calls"].sum()),
                 "prompt_tokens": int(g["prompt_tokens"].sum()),
                 "completion_tokens": int(g["completion_tokens"].sum()),
                 "cost_usd": float(g["cost_usd"].sum()),
                 "wall_s": float(g["latency_s"].sum()),
+                "n_items": len(g),
+                "errors": errors,
             }
         )
     cols = [*GROUP, "n", "score", "ci_low", "ci_high", "parse_failure_rate", "error_rate", "lm_calls",
-            "prompt_tokens", "completion_tokens", "cost_usd", "wall_s"]  # fmt: skip
+            "prompt_tokens", "completion_tokens", "cost_usd", "wall_s", "n_items", "errors"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 
 
 def select_configs(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, task): the config chosen on val — best score, ties to the cheaper one.
+    """Per (run, model, task): the config chosen on val — best score, ties to the cheaper one.
 
-    When no config was scored on val, selection falls back to test and the ceiling is then the
-    optimistic one; `ceilings` says so through `selected_on`.
+    Candidates are the configs scored on every val item the run scored (a search stops weak
+    configs early, an interrupted run leaves some short): `candidates` counts them and
+    `not_candidates` names the others. When no config was scored on val, selection falls back
+    to test and the ceiling is then the optimistic one: `selected_on` says so.
     """
     out = []
-    for (model, task), g in summary.groupby(["model", "task"], sort=True):
-        val = g[g["split"] == "val"]
-        val = val[val["n"] == val["n"].max()]  # a search stops weak configs early: choose among full ones
-        pool, on = (val, "val") if len(val) else (g[g["split"] == "test"], "test")
+    for (run_id, model, task), g in summary.groupby(["run_id", "model", "task"], sort=True):
+        val = g[(g["split"] == "val") & (g["n"] > 0)]
+        pool, on = (val, "val") if len(val) else (g[(g["split"] == "test") & (g["n"] > 0)], "test")
         if pool.empty:
             continue
-        cost = pool["cost_usd"] / pool["n"].clip(lower=1)
-        calls = pool["lm_calls"] / pool["n"].clip(lower=1)
-        best = pool.assign(_cost=cost, _calls=calls).sort_values(
+        full = pool[pool["n_items"] == pool["n_items"].max()]
+        short = sorted(set(pool["config_id"]) - set(full["config_id"]))
+        cost = full["cost_usd"] / full["n_items"].clip(lower=1)
+        calls = full["lm_calls"] / full["n_items"].clip(lower=1)
+        best = full.assign(_cost=cost, _calls=calls).sort_values(
             ["score", "_cost", "_calls", "config_id"], ascending=[False, True, True, True]
         )
-        out.append({"model": model, "task": task, "config_id": best.iloc[0]["config_id"], "selected_on": on})
-    return pd.DataFrame(out, columns=["model", "task", "config_id", "selected_on"])
+        out.append(
+            {
+                "run_id": run_id, "model": model, "task": task, "config_id": best.iloc[0]["config_id"],
+                "selected_on": on, "candidates": len(full), "not_candidates": short,
+            }
+        )  # fmt: skip
+    return pd.DataFrame(out, columns=["run_id", "model", "task", "config_id", "selected_on", "candidates",
+                                      "not_candidates"])  # fmt: skip
 
 
-def item_scores(records: pd.DataFrame, split: str = "test") -> dict[tuple[str, str, str], pd.Series]:
-    """(model, task, config_id) -> scores indexed by example id, for pairing on the same items."""
-    part = records[records["split"] == split]
+def item_scores(records: pd.DataFrame, split: str = "test") -> dict[tuple[str, str, str, str], pd.Series]:
+    """(run, model, task, config_id) -> scores of the answered items, indexed by example id."""
+    part = answered(records[records["split"] == split])
     return {
         key: g.set_index("example_id")["score"].astype(float)
-        for key, g in part.groupby(["model", "task", "config_id"], sort=False)
+        for key, g in part.groupby(["run_id", "model", "task", "config_id"], sort=False)
     }
 
 
-def _paired(sa: pd.Series, sb: pd.Series, b: int, seed: int) -> tuple[int, float, float, float]:
+def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0) -> dict:
+    """a − b on the items both answered: n, the two scores there, the difference, its 95%
+    bootstrap interval and the two-sided p-value."""
     common = sa.index.intersection(sb.index)
-    diff, low, high = paired_bootstrap(sa.loc[common].to_numpy(), sb.loc[common].to_numpy(), b=b, seed=seed)
-    return len(common), diff, low, high
+    a, c = sa.loc[common].to_numpy(), sb.loc[common].to_numpy()
+    diff, low, high = paired_bootstrap(a, c, b=b, seed=seed)
+    if not len(common):
+        return {"n": 0, "score_a": None, "score_b": None, "diff": None, "ci_low": None, "ci_high": None, "p": None}
+    return {
+        "n": len(common), "score_a": float(a.mean()), "score_b": float(c.mean()), "diff": diff,
+        "ci_low": low, "ci_high": high, "p": paired_p(a, c, b=b, seed=seed),
+    }  # fmt: skip
 
 
-def ceilings(
-    records: pd.DataFrame, b: int = 10_000, seed: int = 0, summary: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Per (model, task): baseline, val-selected ceiling on test with CI, optimistic max, uplift, ranks.
+def _first(frame: pd.DataFrame, col: str):
+    return frame.iloc[0][col] if len(frame) else None
 
-    The ceiling is the test score of the config chosen on val; the optimistic max is the best
-    test score over all configs, which is biased upward (a maximum over noisy estimates).
-    Ranks are per task, 1 = best, ties share the better rank.
-    """
-    summary = summarize(records, b=b, seed=seed) if summary is None else summary
+
+def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: int) -> pd.DataFrame:
     chosen = select_configs(summary)
     items = item_scores(records, "test")
     rows = []
     for pick in chosen.itertuples():
-        test = summary[(summary.model == pick.model) & (summary.task == pick.task) & (summary.split == "test")]
+        mine = (summary.run_id == pick.run_id) & (summary.model == pick.model) & (summary.task == pick.task)
+        test = summary[mine & (summary.split == "test") & (summary.n > 0)]
         if test.empty:
             continue
         sel = test[test.config_id == pick.config_id]
         base = test[test.strategy == "baseline"].sort_values(["n", "config_id"], ascending=[False, True])
         best = test.sort_values(["score", "config_id"], ascending=[False, True]).iloc[0]
         row = {
+            "run_id": pick.run_id,
             "model": pick.model,
             "task": pick.task,
             "selected_config_id": pick.config_id,
             "selected_on": pick.selected_on,
-            "baseline_config_id": base.iloc[0].config_id if len(base) else None,
-            "baseline_score": float(base.iloc[0].score) if len(base) else None,
-            "baseline_ci_low": float(base.iloc[0].ci_low) if len(base) else None,
-            "baseline_ci_high": float(base.iloc[0].ci_high) if len(base) else None,
-            "ceiling_score": float(sel.iloc[0].score) if len(sel) else None,
-            "ceiling_ci_low": float(sel.iloc[0].ci_low) if len(sel) else None,
-            "ceiling_ci_high": float(sel.iloc[0].ci_high) if len(sel) else None,
-            "ceiling_n": int(sel.iloc[0].n) if len(sel) else 0,
+            "candidates": pick.candidates,
+            "not_candidates": pick.not_candidates,
+            "baseline_config_id": _first(base, "config_id"),
+            "baseline_score": _first(base, "score"),
+            "baseline_ci_low": _first(base, "ci_low"),
+            "baseline_ci_high": _first(base, "ci_high"),
+            "baseline_n": _first(base, "n"),
+            "ceiling_score": _first(sel, "score"),
+            "ceiling_ci_low": _first(sel, "ci_low"),
+            "ceiling_ci_high": _first(sel, "ci_high"),
+            "ceiling_n": _first(sel, "n") or 0,
             "optimistic_max_score": float(best.score),
             "optimistic_config_id": best.config_id,
             "uplift": None,
             "uplift_ci_low": None,
             "uplift_ci_high": None,
-            "verdict": None,
+            "uplift_n": 0,
+            "uplift_ceiling_score": None,
+            "uplift_baseline_score": None,
+            "uplift_p": None,
         }
         if len(sel) and len(base):
-            a = items[(pick.model, pick.task, pick.config_id)]
-            c = items[(pick.model, pick.task, base.iloc[0].config_id)]
-            _, diff, low, high = _paired(a, c, b, seed)
-            row |= {"uplift": diff, "uplift_ci_low": low, "uplift_ci_high": high, "verdict": verdict(low, high)}
+            a = items[(pick.run_id, pick.model, pick.task, pick.config_id)]
+            c = items[(pick.run_id, pick.model, pick.task, base.iloc[0].config_id)]
+            pr = paired(a, c, b, seed)
+            row |= {
+                "uplift": pr["diff"], "uplift_ci_low": pr["ci_low"], "uplift_ci_high": pr["ci_high"],
+                "uplift_n": pr["n"], "uplift_ceiling_score": pr["score_a"], "uplift_baseline_score": pr["score_b"],
+                "uplift_p": pr["p"],
+            }  # fmt: skip
         rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
         return out
     for col, score in (("rank_baseline", "baseline_score"), ("rank_ceiling", "ceiling_score")):
-        ranks = out.groupby("task")[score].rank(ascending=False, method="min")
+        ranks = out.groupby(["run_id", "task"])[score].rank(ascending=False, method="min")
         out[col] = [None if pd.isna(r) else int(r) for r in ranks]
     return out
 
 
-def head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """Each pair of models on a task, on the same test items: under the baseline, and each at its ceiling.
-
-    `diff` is model_a minus model_b; `outcome` is model_a's win, tie or loss at 95%.
-    """
+def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: int) -> pd.DataFrame:
     items = item_scores(records, "test")
     rows = []
     if ceil.empty:
         return pd.DataFrame(rows)
-    for task, g in ceil.groupby("task", sort=True):
+    for (run_id, task), g in ceil.groupby(["run_id", "task"], sort=True):
         by_model = {r.model: r for r in g.itertuples()}
         for model_a, model_b in itertools.combinations(sorted(by_model), 2):
             ra, rb = by_model[model_a], by_model[model_b]
             for setting, col in (("baseline", "baseline_config_id"), ("ceiling", "selected_config_id")):
                 ca, cb = getattr(ra, col), getattr(rb, col)
-                sa, sb = items.get((model_a, task, ca)), items.get((model_b, task, cb))
+                sa, sb = items.get((run_id, model_a, task, ca)), items.get((run_id, model_b, task, cb))
                 if sa is None or sb is None:
                     continue
-                n, diff, low, high = _paired(sa, sb, b, seed)
-                if n == 0:
+                pr = paired(sa, sb, b, seed)
+                if pr["n"] == 0:
                     continue
+                on = None
+                if setting == "ceiling":
+                    on = "test" if "test" in (ra.selected_on, rb.selected_on) else "val"
                 rows.append(
                     {
-                        "task": task, "model_a": model_a, "model_b": model_b, "setting": setting,
-                        "config_a": ca, "config_b": cb, "n": n, "diff": diff, "ci_low": low, "ci_high": high,
-                        "outcome": {"better": "win", "worse": "loss"}.get(verdict(low, high), "tie"),
+                        "run_id": run_id, "task": task, "model_a": model_a, "model_b": model_b, "setting": setting,
+                        "config_a": ca, "config_b": cb, "n": pr["n"], "score_a": pr["score_a"],
+                        "score_b": pr["score_b"], "diff": pr["diff"], "ci_low": pr["ci_low"],
+                        "ci_high": pr["ci_high"], "p": pr["p"], "selected_on": on,
                     }
                 )  # fmt: skip
     return pd.DataFrame(rows)
 
 
+def _correct(ceil: pd.DataFrame, h2h: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Holm over every comparison of a (run, task) — each model's uplift and each pair of models
+    under the baseline and at the ceiling — then the verdicts from the adjusted p-values."""
+    ceil, h2h = ceil.copy(), h2h.copy()
+    if not ceil.empty:
+        ceil["uplift_p_holm"], ceil["comparisons"] = None, 0
+    if not h2h.empty:
+        h2h["p_holm"], h2h["comparisons"] = None, 0
+    for run_id, task in ceil[["run_id", "task"]].drop_duplicates().itertuples(index=False) if len(ceil) else ():
+        cmask = (ceil.run_id == run_id) & (ceil.task == task) & (ceil.uplift_n >= MIN_PAIRED)
+        hmask = (h2h.run_id == run_id) & (h2h.task == task) & (h2h.n >= MIN_PAIRED) if len(h2h) else None
+        ps = list(ceil.loc[cmask, "uplift_p"]) + (list(h2h.loc[hmask, "p"]) if hmask is not None else [])
+        adjusted = holm([float(p) for p in ps])
+        k = int(cmask.sum())
+        ceil.loc[cmask, "uplift_p_holm"] = adjusted[:k]
+        ceil.loc[(ceil.run_id == run_id) & (ceil.task == task), "comparisons"] = len(ps)
+        if hmask is not None:
+            h2h.loc[hmask, "p_holm"] = adjusted[k:]
+            h2h.loc[(h2h.run_id == run_id) & (h2h.task == task), "comparisons"] = len(ps)
+    if not ceil.empty:
+        ceil["verdict"] = [
+            corrected_verdict(d, p, n) for d, p, n in zip(ceil.uplift, ceil.uplift_p_holm, ceil.uplift_n, strict=True)
+        ]
+    if not h2h.empty:
+        outcome = {"better": "win", "worse": "loss", "tie": "tie", None: None}
+        h2h["outcome"] = [
+            outcome[corrected_verdict(d, p, n)] for d, p, n in zip(h2h["diff"], h2h.p_holm, h2h.n, strict=True)
+        ]
+    return ceil, h2h
+
+
+def compare(
+    records: pd.DataFrame, summary: pd.DataFrame | None = None, b: int = 10_000, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Ceilings, head-to-head and rank flips, with one family-wise correction per (run, task)."""
+    summary = summarize(records, b=b, seed=seed) if summary is None else summary
+    ceil = _raw_ceilings(records, summary, b, seed)
+    ceil, h2h = _correct(ceil, _raw_head_to_head(records, ceil, b, seed))
+    return ceil, h2h, rank_flips(ceil, h2h)
+
+
+def ceilings(
+    records: pd.DataFrame, b: int = 10_000, seed: int = 0, summary: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per (run, model, task): baseline, val-selected ceiling on test with CI, optimistic max,
+    uplift on the common test items (`uplift_n`), its Holm-corrected verdict, ranks.
+
+    The ceiling is the test score of the config chosen on val; the optimistic max is the best
+    test score over all configs, which is biased upward (a maximum over noisy estimates).
+    Ranks are per (run, task), 1 = best, ties share the better rank.
+    """
+    return compare(records, summary, b, seed)[0]
+
+
+def head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Each pair of models on a task, on the test items both answered: under the baseline, and
+    each at its ceiling. `diff` is model_a minus model_b; `outcome` is model_a's win, tie or
+    loss after the Holm correction (None on fewer than MIN_PAIRED common items)."""
+    raw = ceil.drop(columns=[c for c in ("uplift_p_holm", "comparisons", "verdict") if c in ceil.columns])
+    return _correct(raw, _raw_head_to_head(records, raw, b, seed))[1]
+
+
 def rank_flips(ceil: pd.DataFrame, h2h: pd.DataFrame) -> pd.DataFrame:
     """Pairs of models whose order under the baseline reverses at their ceilings.
 
-    A flip is `real` only when both paired differences (baseline and ceiling) exclude zero;
-    otherwise it is `within noise`. `model_a` is the one ahead at the ceiling.
+    A flip is `real` only when both corrected paired verdicts (baseline and ceiling) are
+    decided; otherwise it is `within noise`. `model_a` is the one ahead at the ceiling.
     """
     rows = []
     if ceil.empty or h2h.empty:
         return pd.DataFrame(rows)
-    pairs = {(r.task, r.model_a, r.model_b, r.setting): r for r in h2h.itertuples()}
-    for (task, ma, mb, setting), r in pairs.items():
-        if setting != "baseline" or (task, ma, mb, "ceiling") not in pairs:
+    pairs = {(r.run_id, r.task, r.model_a, r.model_b, r.setting): r for r in h2h.itertuples()}
+    for (run_id, task, ma, mb, setting), r in pairs.items():
+        if setting != "baseline" or (run_id, task, ma, mb, "ceiling") not in pairs:
             continue
-        c = pairs[(task, ma, mb, "ceiling")]
+        c = pairs[(run_id, task, ma, mb, "ceiling")]
         if r.diff * c.diff >= 0:  # same order, or a tie on one side: no flip
             continue
         sign = 1 if c.diff > 0 else -1  # orient so that model_a leads at the ceiling
-        real = r.outcome != "tie" and c.outcome != "tie"
+        real = r.outcome in ("win", "loss") and c.outcome in ("win", "loss")
         rows.append(
             {
-                "task": task, "model_a": ma if sign > 0 else mb, "model_b": mb if sign > 0 else ma,
+                "run_id": run_id, "task": task, "model_a": ma if sign > 0 else mb, "model_b": mb if sign > 0 else ma,
                 "baseline_diff": sign * r.diff,
                 "baseline_ci_low": sign * (r.ci_low if sign > 0 else r.ci_high),
                 "baseline_ci_high": sign * (r.ci_high if sign > 0 else r.ci_low),
                 "ceiling_diff": sign * c.diff,
                 "ceiling_ci_low": sign * (c.ci_low if sign > 0 else c.ci_high),
                 "ceiling_ci_high": sign * (c.ci_high if sign > 0 else c.ci_low),
+                "baseline_n": r.n, "ceiling_n": c.n, "baseline_p_holm": r.p_holm, "ceiling_p_holm": c.p_holm,
+                "comparisons": c.comparisons, "selected_on": c.selected_on,
                 "status": "real" if real else "within noise",
             }
         )  # fmt: skip
@@ -280,30 +449,49 @@ def strategy_family(strategy: str, config_json: str | None = None) -> str:
     return "non-reasoning" if strategy in NON_REASONING else "other"
 
 
-def sensitivity(summary: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
-    """Spread of test scores across configs per (model, task): max − min and standard deviation.
+@functools.cache
+def expected_range(k: int, draws: int = 20_000) -> float:
+    """Expected max − min of k independent standard normals (2 → 1.128, 8 → 2.847), by a
+    seeded simulation: the spread k configs of equal accuracy show from sampling alone."""
+    if k < 2:
+        return 0.0
+    x = np.random.default_rng(12345).standard_normal((draws, k))
+    return float((x.max(axis=1) - x.min(axis=1)).mean())
 
-    Shown for all configs and for reasoning and non-reasoning strategies separately; the
-    standard deviation is over configs (population form, 0 for a single config).
+
+def sensitivity(summary: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """Spread of test scores across configs per (run, model, task), and how much of it is noise.
+
+    `spread` (max − min) and `std` (over configs) are what was measured; `noise_spread` and
+    `noise_std` are what configs of identical accuracy would show from binomial sampling alone
+    at these n; `net_std` is the standard deviation of the configs' true scores once that
+    noise is taken out (the observed variance minus the mean sampling variance, floored at 0).
+    The noise figures treat configs as scored on independent items; on shared items they
+    overstate the noise a little, so `net_std` errs low.
     """
-    test = summary[summary["split"] == "test"]
+    test = summary[(summary["split"] == "test") & (summary["n"] > 0)]
     if test.empty:
         return pd.DataFrame()
     configs = records.drop_duplicates("config_id").set_index("config_id")["config"]
     family = {cid: strategy_family(s, configs.get(cid)) for cid, s in zip(test.config_id, test.strategy, strict=True)}
     test = test.assign(family=test["config_id"].map(family))
     rows = []
-    for (model, task), g in test.groupby(["model", "task"], sort=True):
+    for (run_id, model, task), g in test.groupby(["run_id", "model", "task"], sort=True):
         for fam in ("all", "reasoning", "non-reasoning", "other"):
             part = g if fam == "all" else g[g.family == fam]
             if part.empty:
                 continue
-            scores = part["score"].to_numpy(float)
+            scores, n = part["score"].to_numpy(float), part["n"].to_numpy(float)
+            noise_var = float(np.mean(scores * (1 - scores) / np.maximum(n - 1, 1)))
+            observed_var = float(scores.var(ddof=1)) if len(scores) > 1 else 0.0
             rows.append(
                 {
-                    "model": model, "task": task, "family": fam, "n_configs": len(part),
+                    "run_id": run_id, "model": model, "task": task, "family": fam, "n_configs": len(part),
                     "min_score": float(scores.min()), "max_score": float(scores.max()),
                     "spread": float(scores.max() - scores.min()), "std": float(scores.std()),
+                    "noise_spread": expected_range(len(part)) * math.sqrt(noise_var),
+                    "noise_std": math.sqrt(noise_var) if len(part) > 1 else 0.0,
+                    "net_std": math.sqrt(max(0.0, observed_var - noise_var)) if len(part) > 1 else 0.0,
                 }
             )  # fmt: skip
     return pd.DataFrame(rows)
@@ -326,16 +514,17 @@ def consistency(records: pd.DataFrame) -> pd.DataFrame:
     A question counts as consistent when every vote names the same option (an unreadable
     vote breaks consistency). Records without stored votes (older runs) are left out.
     """
-    part = records[(records["strategy"] == "choice_shuffle") & records["error"].isna()]
+    part = answered(records[records["strategy"] == "choice_shuffle"])
+    keys = ["run_id", "model", "task", "config_id", "split"]
     rows = []
-    for key, g in part.groupby(["model", "task", "config_id", "split"], sort=True):
+    for key, g in part.groupby(keys, sort=True):
         votes = [v for v in map(shuffle_votes, g["raw_output"]) if v is not None]
         if not votes:
             continue
         same = sum(1 for v in votes if v[0] is not None and all(x == v[0] for x in v))
         low, high = wilson(same, len(votes))
         rows.append(
-            dict(zip(["model", "task", "config_id", "split"], key, strict=True))
+            dict(zip(keys, key, strict=True))
             | {
                 "n": len(votes),
                 "orders": max(len(v) for v in votes),
@@ -353,6 +542,12 @@ def unpriced_models(records: pd.DataFrame) -> set[str]:
     return set(totals.index[totals["cost_usd"] == 0])
 
 
+def price_unknown(models: set[str]) -> set[str]:
+    """Of the unpriced models, the hosted ones (no endpoint of their own, not embedded): their
+    provider charges for them, but LiteLLM's price table does not know them, so $0 is untrue."""
+    return {m for m in models if "@" not in m and not m.startswith("local/")}
+
+
 def price_unpriced(frame: pd.DataFrame, models: set[str], usd_per_mtok: float) -> pd.DataFrame:
     """Charge the given models `usd_per_mtok` dollars per million tokens (in and out alike)."""
     if not usd_per_mtok or frame.empty or not models:
@@ -364,19 +559,48 @@ def price_unpriced(frame: pd.DataFrame, models: set[str], usd_per_mtok: float) -
     return out
 
 
-def costs(records: pd.DataFrame, compiles: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per (model, task, config): inference cost per example and the one-off optimization cost.
+def error_disparities(summary: pd.DataFrame, min_gap: float = 0.05) -> list[dict]:
+    """Configs of one (run, model, task, split) whose error rates differ materially: by more than
+    `min_gap` and beyond what chance explains (two-sided Fisher-free z-test at 5%).
 
-    Inference is read from test records (val when a config has none). The one-off cost adds
-    the optimizer's compile calls and the preparation records (split `train`, e.g. kNN's
-    self-generated explanations).
+    Errors are left out of scores, so a config that fails more often is scored on fewer,
+    possibly easier, items; the report says so where this happens.
+    """
+    out = []
+    for key, g in summary.groupby(["run_id", "model", "task", "split"], sort=True):
+        if len(g) < 2 or g["errors"].sum() == 0:
+            continue
+        hi, lo = g.loc[g["error_rate"].idxmax()], g.loc[g["error_rate"].idxmin()]
+        gap = hi.error_rate - lo.error_rate
+        pooled = (hi.errors + lo.errors) / (hi.n_items + lo.n_items)
+        se = math.sqrt(pooled * (1 - pooled) * (1 / hi.n_items + 1 / lo.n_items)) if 0 < pooled < 1 else 0.0
+        if gap > min_gap and se > 0 and gap / se > Z95:
+            out.append(
+                dict(zip(["run_id", "model", "task", "split"], key, strict=True))
+                | {
+                    "config_high": hi.config_id,
+                    "error_rate_high": float(hi.error_rate),
+                    "config_low": lo.config_id,
+                    "error_rate_low": float(lo.error_rate),
+                }  # fmt: skip
+            )
+    return out
+
+
+def costs(records: pd.DataFrame, compiles: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (run, model, task, config): inference cost per example and the one-off optimization cost.
+
+    Inference is read from test records (val when a config has none), errors included (they
+    were paid for). The one-off cost adds the optimizer's compile calls and the preparation
+    records (split `train`, e.g. kNN's self-generated explanations).
     """
     cols = ["lm_calls", "prompt_tokens", "completion_tokens", "cost_usd"]
     scored = records[records["split"].isin(["val", "test"])]
-    keys = ["model", "task", "strategy", "optimizer", "config_id"]
-    prep = records[records["split"] == "train"].groupby(["model", "task", "config_id"])[cols].sum()
+    keys = ["run_id", "model", "task", "strategy", "optimizer", "config_id"]
+    ident_keys = ["run_id", "model", "task", "config_id"]
+    prep = records[records["split"] == "train"].groupby(ident_keys)[cols].sum()
     comp = (
-        compiles.groupby(["model", "task", "config_id"])[cols].sum()
+        compiles.groupby(ident_keys)[cols].sum()
         if compiles is not None and len(compiles)
         else pd.DataFrame(columns=cols)
     )
@@ -386,7 +610,7 @@ def costs(records: pd.DataFrame, compiles: pd.DataFrame | None = None) -> pd.Dat
         g = g[g["split"] == split]
         n = len(g)
         sums = g[cols].sum()
-        ident = (key[0], key[1], key[4])
+        ident = (key[0], key[1], key[2], key[5])
         p = prep.loc[ident] if ident in prep.index else pd.Series(0, index=cols)
         c = comp.loc[ident] if ident in comp.index else pd.Series(0, index=cols)
         rows.append(
@@ -407,21 +631,29 @@ def costs(records: pd.DataFrame, compiles: pd.DataFrame | None = None) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def pareto(summary: pd.DataFrame) -> pd.DataFrame:
-    """Every (model, config) per task as a point of score vs inference cost per example, frontier marked.
+def pareto(summary: pd.DataFrame, unpriced: set[str] | None = None) -> pd.DataFrame:
+    """Every (model, config) per (run, task) as a point of score vs inference cost per example,
+    frontier marked.
 
-    Points are test scores (val for a task with no test records). Cost is dollars per example;
-    when every point of a task costs $0 (local models at the default price), tokens per
-    example instead, so the frontier still says something. A point is on the frontier when no
-    other point scores at least as well for no more cost, and strictly better on one of them.
+    Points are test scores (val for a task with no test records). Cost is dollars per example
+    when every model of the task has a price; tokens per example when none has (local models
+    at the default price), and also when priced and `unpriced` models are mixed — a $0 model
+    would otherwise sit on the frontier for free (`cost_axis` says "tokens (mixed)" then).
+    A point is on the frontier when no other point scores at least as well for no more cost,
+    and strictly better on one of them.
     """
+    unpriced = unpriced or set()
     rows = []
-    for _task, g in summary.groupby("task", sort=True):
+    for _key, g in summary.groupby(["run_id", "task"], sort=True):
         split = "test" if (g["split"] == "test").any() else "val"
         g = g[(g["split"] == split) & (g["n"] > 0)]
-        usd = g["cost_usd"] / g["n"]
-        tokens = (g["prompt_tokens"] + g["completion_tokens"]) / g["n"]
-        axis = "usd" if (usd > 0).any() else "tokens"
+        if g.empty:
+            continue
+        usd = g["cost_usd"] / g["n_items"]
+        tokens = (g["prompt_tokens"] + g["completion_tokens"]) / g["n_items"]
+        free = set(g["model"]) & unpriced
+        mixed = bool(free) and bool(set(g["model"]) - free)
+        axis = "tokens (mixed)" if mixed else "usd" if (usd > 0).any() else "tokens"
         pts = g.assign(
             usd_per_example=usd, tokens_per_example=tokens, cost=usd if axis == "usd" else tokens, cost_axis=axis
         )
@@ -436,6 +668,31 @@ def pareto(summary: pd.DataFrame) -> pd.DataFrame:
         pts["frontier"] = on
         pts["split"] = split
         rows.append(pts)
-    cols = ["task", "model", "strategy", "optimizer", "config_id", "split", "n", "score", "ci_low", "ci_high",
-            "usd_per_example", "tokens_per_example", "cost_axis", "cost", "frontier"]  # fmt: skip
+    cols = ["run_id", "task", "model", "strategy", "optimizer", "config_id", "split", "n", "score", "ci_low",
+            "ci_high", "usd_per_example", "tokens_per_example", "cost_axis", "cost", "frontier"]  # fmt: skip
     return pd.concat(rows)[cols].reset_index(drop=True) if rows else pd.DataFrame(columns=cols)
+
+
+def clearly_worse(candidate: pd.Series, other: pd.Series, alpha: float) -> bool:
+    """Successive halving's stopping rule: is `candidate` worse than `other` beyond doubt, on the
+    items both answered (scores indexed by example id)?
+
+    A one-sided paired test at level `alpha`: exact (sign test on the items where they differ)
+    for 0/1 scores, a normal approximation on the paired differences otherwise. Pairing uses
+    what configs share — the same questions, hard or easy for both — so a clearly weaker config
+    is stopped early, while a config whose true score is at least the other's is stopped with
+    probability at most `alpha` per comparison.
+    """
+    common = candidate.index.intersection(other.index)
+    if len(common) < MIN_PAIRED:
+        return False
+    a, b = candidate.loc[common].to_numpy(float), other.loc[common].to_numpy(float)
+    if np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all():
+        wins, losses = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+        return wins < losses and sign_test_p(wins, losses, one_sided=True) < alpha
+    diff = a - b
+    se = diff.std(ddof=1) / math.sqrt(len(diff))
+    if se == 0:
+        return bool(diff.mean() < 0)
+    z = -diff.mean() / se
+    return bool(0.5 * math.erfc(z / math.sqrt(2)) < alpha)

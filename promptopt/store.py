@@ -8,6 +8,8 @@ never block the writer). Schema (documented in README.md):
 - ``records``: one row per (run, model, task, config, split, example): prediction, gold, score,
   parse status, error, LM calls, tokens, latency, cost and the raw model output. The unique key
   makes re-running a command skip finished work instead of repeating LM calls.
+- ``run_status``: one row per run: whether its last pass is in progress, complete, stopped
+  or interrupted, so a report of an unfinished run says so.
 - ``compiles``: one row per compiled (run, model, task, config): the optimizer's LM calls,
   tokens, cost and seconds.
 """
@@ -104,6 +106,20 @@ stops = Table(
     Column("reason", Text, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+
+# One row per run: `in_progress` while a pass runs, `complete` once a pass finished, `stopped`
+# (a budget or the error rate ended it: `stops` says why) or `interrupted` (Ctrl-C, a fatal
+# error). A process killed with -9 leaves `in_progress`, which a report shows as unfinished.
+run_status = Table(
+    "run_status",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expected", Text),  # JSON: the configs and the items per task and split the pass will score
+)
+RUN_STATUSES = ("in_progress", "complete", "stopped", "interrupted")
 
 
 @dataclass
@@ -208,6 +224,30 @@ class Store:
             conn.execute(stops.delete().where(stops.c.run_id == run_id))
             if reason:
                 conn.execute(stops.insert().values(run_id=run_id, reason=reason, created_at=time.time()))
+
+    def set_status(self, run_id: str, status: str, expected: dict | None = None) -> None:
+        """The run's status; `expected` (kept from the last call that gave it) says what a complete
+        pass scores, so a report of an unfinished run can name what is missing."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        with self.engine.begin() as conn:
+            old = conn.execute(select(run_status.c.expected).where(run_status.c.run_id == run_id)).scalar()
+            conn.execute(run_status.delete().where(run_status.c.run_id == run_id))
+            conn.execute(
+                run_status.insert().values(
+                    run_id=run_id, status=status, updated_at=time.time(),
+                    expected=json.dumps(expected) if expected is not None else old,
+                )
+            )  # fmt: skip
+
+    def statuses(self) -> dict[str, dict]:
+        """run id -> {status, expected}; runs written before statuses were recorded have none."""
+        q = select(run_status.c.run_id, run_status.c.status, run_status.c.expected)
+        with self.engine.connect() as conn:
+            return {
+                rid: {"status": status, "expected": json.loads(expected) if expected else None}
+                for rid, status, expected in conn.execute(q)
+            }
 
     def stop_reasons(self, run_id: str | None = None) -> dict[str, str]:
         q = select(stops.c.run_id, stops.c.reason)

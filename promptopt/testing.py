@@ -79,6 +79,7 @@ class ScriptedServer:
     requests: list[dict] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)  # faults injected, by kind
     auth: list[str | None] = field(default_factory=list)  # each request's Authorization header
+    replies: dict[str, Callable[[str], str]] = field(default_factory=dict)  # per model name, several behind one URL
     _httpd: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -119,7 +120,7 @@ class ScriptedServer:
                     server.requests.append(body)
                     server.auth.append(self.headers.get("Authorization"))
                 try:
-                    text = server.reply(prompt)
+                    text = server.replies.get(str(body.get("model")), server.reply)(prompt)
                 except ScriptedHTTPError as exc:
                     with server._lock:
                         server.faults[str(exc.status)] = server.faults.get(str(exc.status), 0) + 1

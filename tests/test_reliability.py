@@ -129,7 +129,8 @@ def test_a_run_stops_when_too_many_examples_fail_and_the_same_command_retries_th
         assert server.calls == n  # the 20 failed examples again and the 10 never tried
     recs = records_of(tmp_path)
     assert len(recs) == n and all(v[3] is None for v in recs.values())
-    assert json.loads(cli("report", str(run_dir), "--format", "json").stdout)["warnings"] == []
+    warnings = json.loads(cli("report", str(run_dir), "--format", "json").stdout)["warnings"]
+    assert [w for w in warnings if "chosen on test" not in w] == []  # only that a test-chosen ceiling is optimistic
 
 
 def test_the_report_says_when_a_run_stopped_at_its_budget(medqa, tmp_path):

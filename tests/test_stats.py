@@ -167,6 +167,7 @@ def test_costs_add_compile_and_preparation_once_and_price_local_models_per_milli
     compiles = pd.DataFrame(
         [
             {
+                "run_id": "r",
                 "model": "local/m",
                 "task": "t",
                 "config_id": "knn_fewshot",

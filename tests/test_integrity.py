@@ -1,0 +1,258 @@
+"""Measurement integrity: every number a report prints is checked against a truth planted in a
+scripted model (right on a known set of questions, failing on a known set)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import cli, exam_server
+
+from promptopt.testing import ScriptedHTTPError
+
+EXE = str(Path(sys.executable).with_name("promptopt"))
+FAST_RETRIES = {"PROMPTOPT_TIMEOUT_S": "2", "PROMPTOPT_BACKOFF_S": "0.01", "PROMPTOPT_RETRIES": "1"}
+
+
+def run(server, out, *extra, models=("openai/scripted",)):
+    flags = [arg for m in models for arg in ("--model", m)]
+    return cli("run", *flags, "--api-base", server.base_url, "--out", str(out), *extra, env=FAST_RETRIES)
+
+
+def run_dir_of(done) -> str:
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1].removeprefix("Run folder: ")
+
+
+def report(source, *extra) -> dict:
+    done = cli("report", source, "--format", "json", *extra)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def failing_on(server, task, broken_when):
+    """Make the server fail (HTTP 500, every retry) on a question when broken_when(id, prompt)."""
+    answer = server.reply
+    by_question = {ex.inputs["question"]: ex.id for ex in task.examples("test", 100)}
+
+    def reply(prompt):
+        ex_id = next((i for q, i in by_question.items() if q in prompt), None)
+        if ex_id is not None and broken_when(ex_id, prompt):
+            raise ScriptedHTTPError(500, "always failing")
+        return answer(prompt)
+
+    server.reply = reply
+
+
+def structured(prompt: str) -> bool:
+    return "[[ ## " in prompt  # DSPy's field format: predict; the baseline prompt ends in "Answer:"
+
+
+def test_failed_calls_are_left_out_of_the_score_and_reported_as_errors_and_pairing_uses_common_items(medqa, tmp_path):
+    n = 40
+    ids = [e.id for e in medqa.examples("test", n)]
+    right = set(ids[::2]) | set(ids[1:8])  # the model knows these
+    # a fifth of the questions fail on every call, two of them under both prompts; predict fails
+    # only where the model is wrong, so it scores higher and is the ceiling
+    fail_baseline, fail_predict = set(ids[20:28]), set(ids[9:25:2])
+    with exam_server(medqa, right, n) as server:
+        failing_on(server, medqa, lambda i, p: i in (fail_predict if structured(p) else fail_baseline))
+        run_dir = run_dir_of(run(server, tmp_path, "--limit", str(n), "--split", "test", "--strategy", "predict"))
+    data = report(run_dir)
+    rows = {r["strategy"]: r for r in data["rows"]}
+    for strategy, failed in (("baseline", fail_baseline), ("predict", fail_predict)):
+        answered = [i for i in ids if i not in failed]
+        row = rows[strategy]
+        assert (row["n"], row["n_items"], row["errors"]) == (32, 40, 8)
+        assert row["error_rate"] == 0.2
+        assert row["score"] == sum(i in right for i in answered) / len(answered)  # the share right among answered
+    (ceiling,) = data["ceilings"]
+    common = [i for i in ids if i not in fail_baseline | fail_predict]
+    assert ceiling["selected_config_id"] == rows["predict"]["config_id"]
+    assert ceiling["uplift_n"] == len(common) == 26
+    assert ceiling["uplift_baseline_score"] == sum(i in right for i in common) / len(common)
+    assert ceiling["uplift"] == 0.0  # the scripted model is right on the same questions under both prompts
+    text = cli("report", run_dir).stdout
+    assert "20.0 (8)" in text  # errors shown as rate and count
+    assert "n=26" in text  # the uplift states its items
+
+
+def test_an_uplift_on_configs_that_share_no_answered_item_has_no_verdict(medqa, tmp_path):
+    n = 20
+    ids = [e.id for e in medqa.examples("test", n)]
+    first, second = set(ids[:10]), set(ids[10:])
+    with exam_server(medqa, set(ids[::3]), n) as server:
+        failing_on(server, medqa, lambda i, p: i in (second if structured(p) else first))
+        run_dir = run_dir_of(run(server, tmp_path, "--limit", str(n), "--split", "test", "--strategy", "predict"))
+    (ceiling,) = report(run_dir)["ceilings"]
+    assert ceiling["uplift_n"] == 0
+    assert ceiling["uplift"] is None and ceiling["verdict"] is None  # not "0.0 [0, 0], tie"
+    assert "none (n=0 < 10)" in cli("report", run_dir).stdout
+
+
+def test_a_store_with_two_runs_reports_each_apart_and_never_pools_them(medqa, tmp_path):
+    n = 10
+    url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    args = ("--limit", str(n), "--split", "test", "--strategy", "baseline", "--storage", url)
+    with exam_server(medqa, {e.id for e in medqa.examples("test", n)[:6]}, n) as server:
+        one = Path(run_dir_of(run(server, tmp_path, *args, "--seed", "0"))).name
+        two = Path(run_dir_of(run(server, tmp_path, *args, "--seed", "1"))).name
+    data = report(url)
+    assert sorted((r["run_id"], r["n"], r["score"]) for r in data["rows"]) == sorted([(one, n, 0.6), (two, n, 0.6)])
+    assert sorted(c["run_id"] for c in data["ceilings"]) == sorted([one, two])
+    assert {r["run_id"] for r in data["runs"]} == {one, two}
+    assert any("holds 2 runs" in w for w in data["warnings"])
+    only = report(url, "--run", two)
+    assert [(r["run_id"], r["n"]) for r in only["rows"]] == [(two, n)]
+    missing = cli("report", url, "--run", "run-nope")
+    assert missing.returncode == 1
+    (line,) = missing.stderr.strip().splitlines()
+    assert "has no run 'run-nope'" in line and one in line and two in line
+
+
+def test_a_ceiling_chosen_on_test_says_so_in_ceilings_head_to_head_and_flips(medqa, tmp_path):
+    n = 20
+    ids = [e.id for e in medqa.examples("test", n)]
+    with exam_server(medqa, set(), n) as server:
+        right = {  # model a: baseline 8, predict 14; model b: baseline 12, predict 10 — their order flips
+            ("a", False): set(ids[:8]), ("a", True): set(ids[:14]),
+            ("b", False): set(ids[:12]), ("b", True): set(ids[:10]),
+        }  # fmt: skip
+        for model in ("a", "b"):
+            server.replies[model] = _knows(medqa, n, lambda p, m=model: right[(m, structured(p))])
+        done = run(server, tmp_path, "--limit", str(n), "--split", "test", "--strategy", "predict",
+                   models=("openai/a", "openai/b"))  # fmt: skip
+        run_dir = run_dir_of(done)
+    data = report(run_dir)
+    assert {c["selected_on"] for c in data["ceilings"]} == {"test"}
+    assert {h["selected_on"] for h in data["head_to_head"] if h["setting"] == "ceiling"} == {"test"}
+    (flip,) = data["flips"]
+    assert flip["selected_on"] == "test"
+    assert any("chosen on test" in w and "optimistic" in w for w in data["warnings"])
+    assert "test: optimistic" in cli("report", run_dir).stdout
+
+
+def _knows(task, n, right_for):
+    """A reply that is right exactly on the ids `right_for(prompt)` names."""
+    examples = task.examples("test", n)
+
+    def reply(prompt):
+        ex = next(ex for ex in examples if ex.inputs["question"] in prompt)
+        letters = list(ex.inputs["options"])
+        letter = ex.gold if ex.id in right_for(prompt) else letters[(letters.index(ex.gold) + 1) % len(letters)]
+        return _reply_as(prompt, letter)
+
+    return reply
+
+
+def _reply_as(prompt, letter):
+    from promptopt.testing import structured_answer
+
+    return structured_answer(letter) if structured(prompt) else f" {letter}"
+
+
+def test_a_run_killed_halfway_is_reported_as_unfinished_with_its_incomplete_configs(medqa, tmp_path):
+    n = 12
+    args = ["--limit", str(n), "--split", "val", "--split", "test", "--strategy", "predict"]
+    with exam_server(medqa, set(), n) as server:
+        answer = server.reply
+        cmd = [EXE, "run", "--model", "openai/scripted", "--api-base", server.base_url, "--out", str(tmp_path), *args]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def reply(prompt):
+            if server.calls == n + 5:  # baseline done on val, predict five questions into val
+                os.kill(proc.pid, signal.SIGKILL)
+                time.sleep(0.5)
+            return answer(prompt)
+
+        server.reply = reply
+        proc.wait(timeout=300)
+        assert proc.returncode == -signal.SIGKILL
+        (run_dir,) = [str(p) for p in tmp_path.iterdir() if p.name.startswith("run-")]
+        data = report(run_dir)
+        (status,) = data["runs"]
+        assert status["status"] == "in_progress"
+        assert any(c.startswith("predict") and "(val " in c for c in status["incomplete_configs"])
+        (warning,) = [w for w in data["warnings"] if "interrupted" in w]
+        assert "its figures are partial" in warning and "predict" in warning
+        assert "WARNING: run " in cli("report", run_dir).stdout
+
+        server.reply = answer
+        done = cli(*cmd[1:])
+        assert done.returncode == 0, done.stderr
+    data = report(run_dir)
+    assert data["runs"][0]["status"] == "complete" and data["warnings"] == []
+
+
+def test_a_run_stopped_by_a_fatal_error_is_reported_as_interrupted(medqa, tmp_path):
+    n = 6
+    with exam_server(medqa, set(), n) as server:
+        answer = server.reply
+
+        def revoked(prompt):
+            if server.calls > 3:
+                raise ScriptedHTTPError(401, "key revoked")
+            return answer(prompt)
+
+        server.reply = revoked
+        done = run(server, tmp_path, "--limit", str(n), "--split", "test", "--strategy", "baseline")
+        assert done.returncode == 1
+    (run_dir,) = [str(p) for p in tmp_path.iterdir() if p.name.startswith("run-")]
+    data = report(run_dir)
+    assert data["runs"][0]["status"] == "interrupted"
+    assert any("was interrupted" in w for w in data["warnings"])
+
+
+def test_pareto_does_not_put_an_unpriced_model_on_the_frontier_for_free_beside_a_priced_one(medqa, tmp_path):
+    n = 10
+    with exam_server(medqa, set(), n) as server:
+        run_dir = run_dir_of(
+            run(
+                server,
+                tmp_path,
+                "--limit",
+                str(n),
+                "--split",
+                "test",
+                "--strategy",
+                "baseline",
+                models=("openai/gpt-4o-mini", "openai/scripted"),
+            )  # fmt: skip
+        )
+    data = report(run_dir)
+    priced = {r["model"] for r in data["rows"] if r["cost_usd"] > 0}
+    assert len(priced) == 1 and "gpt-4o-mini" in next(iter(priced))  # LiteLLM's price table knows it
+    assert {p["cost_axis"] for p in data["pareto"]} == {"tokens (mixed)"}
+    assert any("Pareto frontier of medqa is in tokens" in w for w in data["warnings"])
+    with_price = report(run_dir, "--local-price", "0.5")
+    assert {p["cost_axis"] for p in with_price["pareto"]} == {"usd"}
+    assert not any("Pareto" in w for w in with_price["warnings"])
+
+
+def test_an_optimizer_chooses_on_a_dev_split_from_train_and_never_sees_the_val_items(medqa, tmp_path):
+    n = 3
+    train_tail = medqa.examples("train")[-5:]
+    val = medqa.examples("val")
+    with exam_server(medqa, set(), n) as server:
+        pool = [*medqa.examples("train"), *val[:20]]
+        seen: list[str] = []
+
+        def reply(prompt):  # the question asked is the last one in the prompt (demos come first)
+            asked = max((ex for ex in pool if ex.inputs["question"] in prompt),
+                        key=lambda ex: prompt.rfind(ex.inputs["question"]))  # fmt: skip
+            seen.append(asked.id)
+            return _reply_as(prompt, asked.gold)
+
+        server.reply = reply
+        out = tmp_path / "prog"
+        done = cli("compile", "--model", "openai/scripted", "--api-base", server.base_url, "--task", "medqa",
+                   "--strategy", "predict", "--optimizer", "bootstrap_rs:candidates=1,val=5", "--limit", str(n),
+                   "--runs", str(tmp_path), "--out", str(out))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    val_ids = {ex.id for ex in val[:20]}
+    scored_on_val = [i for i in seen if i in val_ids]
+    assert sorted(scored_on_val) == sorted(ex.id for ex in val[:n])  # only the final val scoring, once each
+    assert {ex.id for ex in train_tail} <= set(seen)  # the optimizer chose on its dev split
