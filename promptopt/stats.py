@@ -344,16 +344,27 @@ def _correct(ceil: pd.DataFrame, h2h: pd.DataFrame) -> tuple[pd.DataFrame, pd.Da
     if not h2h.empty:
         h2h["p_holm"], h2h["comparisons"] = None, 0
     for run_id, task in ceil[["run_id", "task"]].drop_duplicates().itertuples(index=False) if len(ceil) else ():
-        cmask = (ceil.run_id == run_id) & (ceil.task == task) & (ceil.uplift_n >= MIN_PAIRED)
-        hmask = (h2h.run_id == run_id) & (h2h.task == task) & (h2h.n >= MIN_PAIRED) if len(h2h) else None
-        ps = list(ceil.loc[cmask, "uplift_p"]) + (list(h2h.loc[hmask, "p"]) if hmask is not None else [])
-        adjusted = holm([float(p) for p in ps])
-        k = int(cmask.sum())
-        ceil.loc[cmask, "uplift_p_holm"] = adjusted[:k]
-        ceil.loc[(ceil.run_id == run_id) & (ceil.task == task), "comparisons"] = len(ps)
-        if hmask is not None:
-            h2h.loc[hmask, "p_holm"] = adjusted[k:]
-            h2h.loc[(h2h.run_id == run_id) & (h2h.task == task), "comparisons"] = len(ps)
+        here = (ceil.run_id == run_id) & (ceil.task == task)
+        # a ceiling that is the baseline itself is no comparison (its uplift is 0 by construction)
+        cmask = here & (ceil.uplift_n >= MIN_PAIRED) & (ceil.selected_config_id != ceil.baseline_config_id)
+        ceil.loc[here & (ceil.selected_config_id == ceil.baseline_config_id) & (ceil.uplift_n > 0), "uplift_p_holm"] = (
+            1.0
+        )
+        tests = {("uplift", i): float(p) for i, p in ceil.loc[cmask, "uplift_p"].items()}
+        if len(h2h):
+            hhere = (h2h.run_id == run_id) & (h2h.task == task)
+            # the same two configs compared twice (both models at their baseline) count once
+            for _, r in h2h[hhere & (h2h.n >= MIN_PAIRED)].iterrows():
+                tests.setdefault(("pair", r.model_a, r.model_b, r.config_a, r.config_b), float(r.p))
+        adjusted = dict(zip(tests, holm(list(tests.values())), strict=True))
+        for key, p in adjusted.items():
+            if key[0] == "uplift":
+                ceil.loc[key[1], "uplift_p_holm"] = p
+        ceil.loc[here, "comparisons"] = len(tests)
+        if len(h2h):
+            for i, r in h2h[hhere & (h2h.n >= MIN_PAIRED)].iterrows():
+                h2h.loc[i, "p_holm"] = adjusted[("pair", r.model_a, r.model_b, r.config_a, r.config_b)]
+            h2h.loc[hhere, "comparisons"] = len(tests)
     if not ceil.empty:
         ceil["verdict"] = [
             corrected_verdict(d, p, n) for d, p, n in zip(ceil.uplift, ceil.uplift_p_holm, ceil.uplift_n, strict=True)

@@ -256,3 +256,24 @@ def test_an_optimizer_chooses_on_a_dev_split_from_train_and_never_sees_the_val_i
     scored_on_val = [i for i in seen if i in val_ids]
     assert sorted(scored_on_val) == sorted(ex.id for ex in val[:n])  # only the final val scoring, once each
     assert {ex.id for ex in train_tail} <= set(seen)  # the optimizer chose on its dev split
+
+
+def test_the_report_says_when_one_config_fails_far_more_often_than_another(medqa, tmp_path):
+    n = 30
+    ids = [e.id for e in medqa.examples("test", n)]
+    with exam_server(medqa, set(ids[::2]), n) as server:
+        failing_on(server, medqa, lambda i, p: structured(p) and i in set(ids[:12]))  # predict: 40% errors
+        run_dir = run_dir_of(run(server, tmp_path, "--limit", str(n), "--split", "test", "--strategy", "predict"))
+    data = report(run_dir)
+    (warning,) = [w for w in data["warnings"] if "failed on" in w]
+    assert "40% of items against 0%" in warning and "scored on different items" in warning
+
+
+def test_a_hosted_model_missing_from_the_price_table_is_named_not_shown_as_free(tmp_path):
+    from promptopt.report import build
+    from promptopt.simulate import SimConfig, simulate
+
+    recs = simulate({"openai/gpt-9-preview": [SimConfig("baseline", 0.5)], "local/gemma": [SimConfig("cot", 0.4)]})
+    report = build(recs)
+    assert report["settings"]["price_unknown_models"] == ["openai/gpt-9-preview"]
+    assert any("no price is known for openai/gpt-9-preview" in w for w in report["warnings"])

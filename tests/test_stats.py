@@ -196,3 +196,68 @@ def test_bootstrap_is_seeded_and_matches_resampling_items():
     low, high = stats.bootstrap_ci(scores, b=20_000)
     assert low == pytest.approx(np.quantile(naive, 0.025), abs=0.01)
     assert high == pytest.approx(np.quantile(naive, 0.975), abs=0.01)
+
+
+def test_prompt_sensitivity_of_equal_configs_is_shown_as_sampling_noise_not_as_a_spread_of_true_scores():
+    equal = [SimConfig("cot", 0.6, name=str(i)) for i in range(8)]
+
+    def spread_of(configs, n, seed):
+        recs = simulate({"m": configs}, n={"test": n}, seed=seed)
+        return stats.sensitivity(stats.summarize(recs), recs).set_index("family").loc["all"]
+
+    rows = pd.DataFrame([spread_of(equal, 20, seed) for seed in range(60)])
+    # a ~30-point spread at n = 20 with no true difference: the noise figure says as much
+    assert rows.spread.mean() > 0.25
+    assert rows.noise_spread.mean() == pytest.approx(rows.spread.mean(), rel=0.15)
+    assert rows.net_std.mean() < 0.3 * rows["std"].mean()
+    unequal = [SimConfig("cot", a, name=str(i)) for i, a in enumerate(np.linspace(0.45, 0.75, 8))]
+    rows = pd.DataFrame([spread_of(unequal, 400, seed) for seed in range(30)])
+    true_std = float(np.linspace(0.45, 0.75, 8).std(ddof=1))
+    assert rows.net_std.mean() == pytest.approx(true_std, rel=0.15)
+
+
+def test_six_equal_models_rarely_show_a_spurious_verdict_once_verdicts_are_holm_corrected():
+    models = {f"m{i}": [SimConfig("baseline", 0.6), SimConfig("cot", 0.6)] for i in range(6)}
+    raw_any, corrected_any = [], []
+    for seed in range(120):
+        recs = simulate(models, n={"val": 100, "test": 100}, seed=seed)
+        ceil, h2h, flips = stats.compare(recs, b=500, seed=seed)
+        raw = [stats.verdict(r.uplift_ci_low, r.uplift_ci_high) for r in ceil.itertuples()]
+        raw += [stats.verdict(r.ci_low, r.ci_high) for r in h2h.itertuples()]
+        raw_any.append(any(v != "tie" for v in raw))
+        decided = [v for v in ceil.verdict if v != "tie"] + [o for o in h2h.outcome if o != "tie"]
+        corrected_any.append(bool(decided) or (len(flips) and (flips.status == "real").any()))
+        # the family: each uplift of a config other than the baseline, and each distinct pair of configs
+        uplifts = int((ceil.selected_config_id != ceil.baseline_config_id).sum())
+        pairs = len({(r.model_a, r.model_b, r.config_a, r.config_b) for r in h2h.itertuples()})
+        assert set(ceil.comparisons) == {uplifts + pairs}
+    assert np.mean(raw_any) > 0.3  # uncorrected, most runs of equal models show some "difference"
+    assert np.mean(corrected_any) <= 0.07  # family-wise, about 5% (binomial noise over 120 runs)
+
+
+def test_a_clear_difference_survives_the_correction():
+    models = {"strong": [SimConfig("baseline", 0.8)], **{f"m{i}": [SimConfig("baseline", 0.5)] for i in range(5)}}
+    recs = simulate(models, n={"test": 300}, seed=1)
+    _, h2h, _ = stats.compare(recs, b=1000)
+    strong = h2h[((h2h.model_a == "strong") | (h2h.model_b == "strong")) & (h2h.setting == "baseline")]
+    # one config per model: the uplifts compare a config with itself and the ceiling pairs repeat the
+    # baseline pairs, so the family is the 15 distinct pairs
+    assert len(strong) == 5 and set(strong.outcome) <= {"win", "loss"} and (strong.comparisons == 15).all()
+
+
+def test_the_stopping_rule_rarely_stops_a_config_that_is_not_worse_and_stops_a_much_worse_one():
+    rng = np.random.default_rng(0)
+    ids = [f"v{i}" for i in range(60)]
+    stopped_equal, stopped_worse, stopped_worse_later = 0, 0, 0
+    for _ in range(500):
+        easy = rng.random(60)  # item difficulty shared by both configs: their scores are correlated
+        leader = pd.Series((easy < 0.6 + 0.1 * rng.standard_normal(60)).astype(float), index=ids)
+        equal = pd.Series((easy < 0.6 + 0.1 * rng.standard_normal(60)).astype(float), index=ids)
+        worse = pd.Series((easy < 0.3 + 0.1 * rng.standard_normal(60)).astype(float), index=ids)
+        stopped_equal += stats.clearly_worse(equal[:20], leader, 0.02)
+        stopped_worse += stats.clearly_worse(worse[:20], leader, 0.02)
+        stopped_worse_later += stats.clearly_worse(worse, leader, 0.02)
+    assert stopped_equal / 500 <= 0.03
+    assert stopped_worse / 500 >= 0.4  # after 20 items: the exact test needs 6 of 6 differing items
+    assert stopped_worse_later / 500 >= 0.95  # after 60
+    assert not stats.clearly_worse(pd.Series([0.0] * 5), pd.Series([1.0] * 5), 0.02)  # too few items to judge
