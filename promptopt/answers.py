@@ -10,12 +10,13 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 
 class AnswerType(Protocol):
     name: str
     max_answer_tokens: int  # tokens a bare answer needs, for strategies that cap the reply
+    gold_form: ClassVar[str]  # what a valid gold answer is, for the error that refuses a bad one
 
     def describe(self, inputs: dict[str, Any]) -> str:
         """What the answer must look like, for prompts and DSPy field descriptions."""
@@ -25,6 +26,10 @@ class AnswerType(Protocol):
 
     def score(self, prediction: str | None, gold: str) -> float:
         """1.0 for a right answer, 0.0 for a wrong or missing one (partial credit allowed)."""
+
+    def gold_answer(self, gold: str, inputs: dict[str, Any]) -> str | None:
+        """The canonical answer a right prediction gives for `gold`, or None when `gold` is not a
+        valid answer; a task's gold must be valid and score 1.0 against it (`tasks.check_gold`)."""
 
 
 _LEAD = re.compile(r"^[\s\"'*`(\[]*([A-Za-z])(?:[\s\"'*`)\].:,;]|$)")
@@ -44,6 +49,7 @@ class MultipleChoice:
 
     name: str = "multiple_choice"
     max_answer_tokens: int = 8
+    gold_form: ClassVar[str] = "the letter of one of its options"
 
     def describe(self, inputs: dict[str, Any]) -> str:
         letters = list(inputs.get("options", {})) or ["A", "B", "C", "D"]
@@ -81,6 +87,11 @@ class MultipleChoice:
     def score(self, prediction: str | None, gold: str) -> float:
         return float(prediction is not None and prediction.upper() == gold.strip().upper())
 
+    def gold_answer(self, gold: str, inputs: dict[str, Any]) -> str | None:
+        letter = gold.strip().upper()
+        letters = {k.upper() for k in parse_options(inputs.get("options"))}
+        return letter if len(letter) == 1 and letter.isalpha() and letter in letters else None
+
 
 # Reading answers out of free text. A reply is read from an explicit marker first ("answer is",
 # "Answer:", "####", a JSON "answer" key), the last one winning, since models restate the
@@ -105,6 +116,7 @@ class YesNoMaybe:
 
     name: str = "yes_no_maybe"
     max_answer_tokens: int = 8
+    gold_form: ClassVar[str] = "yes, no or maybe"
 
     def describe(self, inputs: dict[str, Any]) -> str:
         return "one word: yes, no or maybe"
@@ -127,6 +139,10 @@ class YesNoMaybe:
 
     def score(self, prediction: str | None, gold: str) -> float:
         return float(prediction is not None and prediction == gold.strip().lower())
+
+    def gold_answer(self, gold: str, inputs: dict[str, Any]) -> str | None:
+        word = gold.strip().lower()
+        return word if word in ("yes", "no", "maybe") else None
 
 
 _NUM = r"[-+]?(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
@@ -156,6 +172,10 @@ class Number:
 
     name: str = "number"
     max_answer_tokens: int = 16
+    gold_form: ClassVar[str] = (
+        "a number (e.g. 42, -1.5 or 1,000), or JSON with value and optionally lower, upper and kind "
+        "(decimal or integer), as MedCalc-Bench gives its answers"
+    )
     absolute: float = 0.0
     relative: float = 0.0
     calendar: bool = False  # answers may also be dates or (weeks, days) durations
@@ -202,8 +222,7 @@ class Number:
             return 0.0
         spec = json.loads(gold) if gold.strip().startswith("{") else {"value": gold}
         value = str(spec["value"]).strip()
-        exact_form = re.fullmatch(_DATE, value) or re.search(r"\d+\D+\d+\D*day", value)
-        if exact_form:  # a date or a (weeks, days) pair: the same canonical form or wrong
+        if _exact_form(value):  # a date or a (weeks, days) pair: the same canonical form or wrong
             return float(Number(calendar=True)._canonical(value) == prediction)
         try:
             got = float(prediction)
@@ -217,6 +236,24 @@ class Number:
             return float(float(spec["lower"]) <= got <= float(spec["upper"]))
         allowed = max(self.absolute, self.relative * abs(want), 1e-9 * max(1.0, abs(want)))
         return float(abs(got - want) <= allowed)
+
+    def gold_answer(self, gold: str, inputs: dict[str, Any]) -> str | None:
+        try:
+            spec = json.loads(gold) if gold.strip().startswith("{") else {"value": gold}
+            value = str(spec["value"]).strip()
+            if _exact_form(value):  # its bounds, if any, are not read
+                return Number(calendar=True)._canonical(value)
+            for bound in ("lower", "upper"):
+                if spec.get(bound) not in (None, ""):
+                    float(spec[bound])
+            return _fmt(float(_plain_number(value)))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
+def _exact_form(value: str) -> bool:
+    """A date or a (weeks, days) pair, which only the same canonical form matches."""
+    return bool(re.fullmatch(_DATE, value) or re.search(r"\d+\D+\d+\D*day", value))
 
 
 def normalize_text(text: str) -> str:
@@ -234,6 +271,7 @@ class ExactText:
 
     name: str = "exact_text"
     max_answer_tokens: int = 32
+    gold_form: ClassVar[str] = "a non-empty answer, or a JSON list of accepted answers"
 
     def describe(self, inputs: dict[str, Any]) -> str:
         return "the answer alone, in as few words as possible"
@@ -254,6 +292,15 @@ class ExactText:
         accepted = json.loads(gold) if gold.strip().startswith("[") else [gold]
         return float(normalize_text(prediction) in {normalize_text(str(a)) for a in accepted})
 
+    def gold_answer(self, gold: str, inputs: dict[str, Any]) -> str | None:
+        try:
+            accepted = json.loads(gold) if gold.strip().startswith("[") else [gold]
+        except ValueError:
+            return None
+        if not isinstance(accepted, list):
+            return None
+        return next((text for a in accepted if (text := normalize_text(str(a)))), None)
+
 
 @dataclass(frozen=True)
 class MedecAnswer:
@@ -271,6 +318,10 @@ class MedecAnswer:
 
     name: str = "medec"
     max_answer_tokens: int = 120
+    gold_form: ClassVar[str] = (
+        "JSON with flag (1 when the note has an error, else 0), sentence_id (the erroneous sentence's id) "
+        "and correction"
+    )
 
     def describe(self, inputs: dict[str, Any]) -> str:
         return (
@@ -302,6 +353,18 @@ class MedecAnswer:
         if int(float(want["flag"])) == 0:
             return 1.0
         return float(int(pred["sentence_id"]) == int(float(want["sentence_id"])))
+
+    def gold_answer(self, gold: str, inputs: dict[str, Any]) -> str | None:
+        try:
+            want = json.loads(gold)
+            flag = int(float(want["flag"]))
+            sentence = int(float(want["sentence_id"])) if flag == 1 else -1
+        except (ValueError, TypeError, KeyError, OverflowError):
+            return None
+        if flag not in (0, 1) or (flag == 1 and sentence < 0):
+            return None
+        correction = want.get("correction") if flag else None
+        return json.dumps({"flag": flag, "sentence_id": sentence, "correction": correction})
 
 
 ANSWER_TYPES: dict[str, AnswerType] = {

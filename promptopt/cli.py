@@ -207,6 +207,10 @@ def search(
         int | None, typer.Option(min=1, help="Configs to finish per model and task (default: all).")
     ] = None,
     rung0: Annotated[int, typer.Option(min=1, help="Val examples every config is first scored on.")] = 20,
+    prune_alpha: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Chance of stopping a config that is not worse, per rung (0: never)."),
+    ] = 0.02,
     demo_sets: Annotated[
         int, typer.Option(min=1, help="Demo sets tried per bootstrap config (seeds 0..N-1; pruned on val).")
     ] = 1,
@@ -246,7 +250,7 @@ def search(
     with _resumable():
         result = run_search(
             plan,
-            SearchSettings(trials=trials, rung0=rung0, seed=seed, demo_sets=demo_sets),
+            SearchSettings(trials=trials, rung0=rung0, seed=seed, demo_sets=demo_sets, alpha=prune_alpha),
             on_progress=_ProgressPrinter(),
         )
     typer.echo(report.render(result.storage, "text", run_id=result.run_id))
@@ -293,7 +297,8 @@ def compile_cmd(
     shutil.copytree(made, out, dirs_exist_ok=True)
     scores = json.loads((out / "manifest.json").read_text())["scores"]
     val = scores.get("val", {})
-    typer.echo(f"Saved program to {out} (val accuracy {100 * val.get('score', 0):.1f}% on {val.get('n', 0)}).")
+    accuracy = "—" if val.get("score") is None else f"{100 * val['score']:.1f}%"
+    typer.echo(f"Saved program to {out} (val accuracy {accuracy} on {val.get('n', 0)} answered).")
 
 
 @app.command("evaluate")
@@ -327,12 +332,14 @@ def evaluate_cmd(
             tasks_dirs=tasks_dir,
             programs_dir=programs_dir,
         )
-    k, n = float(recs.score.sum()), len(recs)
-    low, high = stats.wilson(k, n)
+    row = stats.summarize(recs).iloc[0] if len(recs) else None
+    if row is None or not row.n:
+        raise UserError(f"{program} on {split}: no example was answered ({len(recs)} failed after retries).")
     typer.echo(
-        f"{program} on {split}: accuracy {100 * k / max(n, 1):.1f}% [{100 * low:.1f}, {100 * high:.1f}] (n={n}), "
-        f"parse failures {100 * (1 - recs.parse_ok.mean()):.1f}%, {int(recs.lm_calls.sum())} LM calls, "
-        f"${recs.cost_usd.sum():.4f}."
+        f"{program} on {split}: accuracy {100 * row.score:.1f}% [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}] "
+        f"(n={row.n} answered), parse failures {100 * row.parse_failure_rate:.1f}%, errors "
+        f"{100 * row.error_rate:.1f}% ({row.errors} of {row.n_items}, not counted as wrong), "
+        f"{int(recs.lm_calls.sum())} LM calls, ${recs.cost_usd.sum():.4f}."
     )
 
 
@@ -350,15 +357,19 @@ def report_cmd(
     local_price: Annotated[
         float, typer.Option(min=0, help="USD per million tokens for models without a price (local ones).")
     ] = 0.0,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Report this run of a shared store (default: every run, each apart).")
+    ] = None,
 ) -> None:
     """Leaderboard, ceilings, head-to-head, flips, sensitivity, costs and Pareto frontier, from the store alone."""
     from promptopt import report
 
+    opts = dict(b=bootstrap, seed=seed, local_usd_per_mtok=local_price, run_id=run)
     if output:
-        for path in report.write(source, format, output, b=bootstrap, seed=seed, local_usd_per_mtok=local_price):
+        for path in report.write(source, format, output, **opts):
             typer.echo(f"Wrote {path}")
     else:
-        typer.echo(report.render(source, format, b=bootstrap, seed=seed, local_usd_per_mtok=local_price), nl=False)
+        typer.echo(report.render(source, format, **opts), nl=False)
 
 
 _TASKS_DIR_HELP = "Folder of user task YAMLs (repeatable; also $PROMPTOPT_TASKS_DIR)."
@@ -412,12 +423,13 @@ def tasks_show(
 
 @tasks_app.command("validate")
 def tasks_validate(path: Path) -> None:
-    """Load a task file and its data, and check its splits for leakage and duplicate ids."""
+    """Load a task file and its data, check its gold answers, and its splits for leakage and duplicate ids."""
     from promptopt.hygiene import check
-    from promptopt.tasks import load_task_file
+    from promptopt.tasks import check_gold, load_task_file
 
     task = load_task_file(path)
     sizes = ", ".join(f"{s} {len(v)}" for s, v in task.splits.items())
+    check_gold(task)
     report = check(task)
     if report.duplicate_ids:
         split, ids = next(iter(report.duplicate_ids.items()))

@@ -5,15 +5,18 @@ that repeats a test question leaks its answer into the prompt and inflates the c
 happened in public: MedBullets' op4 and op5 files hold the same 298 stems, op4 with one
 distractor fewer, so exact matching alone would miss it.
 
-Two measures over each example's text (its input fields, options included, normalized):
-- exact: equal normalized text (a hash);
-- near: Jaccard similarity of word-trigram sets >= `NEAR_JACCARD`, found with MinHash and
-  locality-sensitive hashing (candidate pairs share one band of signatures) and confirmed on
-  the true sets — about linear in the number of examples, so 10k x 10k takes seconds.
+Two measures over each example's text (its input fields, options included, normalized: lower
+case, words only, numbers written out as digits, so "five" and "5" are the same word):
+- exact: equal normalized text with the options sorted, so reordered options hide nothing;
+- near: Jaccard similarity of word-trigram sets >= `NEAR_JACCARD` (options in their order),
+  found with MinHash and locality-sensitive hashing (candidate pairs share one band of
+  signatures) and confirmed on the true sets — about linear in the number of examples, so
+  10k x 10k takes seconds.
 Options are part of the text on purpose: a generic stem ("Which statement is correct?") with
 other options is a different question, while a long vignette with one option dropped is not.
 A near duplicate must also state the same numbers outside its options: two template notes
 that differ only in their lab values (MedCalc-Bench) are different questions.
+Both apply to every task, carved or with its own split files.
 
 Within a split, duplicate ids are an error (records are keyed by id) and repeated questions
 are counted for the report.
@@ -79,17 +82,93 @@ class HygieneReport:
         )
 
 
-def example_text(inputs: dict[str, Any]) -> str:
-    """Normalized text of an example: every input, options included, lower case, words only."""
-    parts = []
+_UNITS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen"
+)
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety"
+_SMALL = {w: n for n, w in enumerate(_UNITS.split())} | {w: 10 * n for n, w in enumerate(_TENS.split(), start=2)}
+_SCALE = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_NUMBER_WORDS = frozenset(_SMALL) | frozenset(_SCALE)
+
+
+def _value(run: list[str]) -> list[str]:
+    """Digits for a run of number words: twenty one -> 21, five hundred -> 500, one two -> 1 2."""
+    numbers: list[int] = []
+    total = current = 0
+    last = ""  # the previous word: "", "unit" (0-19), "tens" (20-90) or "scale"
+    for word in run:
+        if word in _SCALE:
+            if _SCALE[word] == 100:
+                current = (current or 1) * 100
+            else:
+                total, current = total + (current or 1) * _SCALE[word], 0
+            last = "scale"
+            continue
+        value = _SMALL[word]
+        if last and not (last == "scale" or (last == "tens" and value < 10)):
+            numbers.append(total + current)
+            total = current = 0
+        current += value
+        last = "tens" if value >= 20 else "unit"
+    return [str(n) for n in [*numbers, total + current]]
+
+
+def _as_digits(words: list[str]) -> list[str]:
+    """Words with numbers written out turned into digits, so "five" and "5" are the same word."""
+    if _NUMBER_WORDS.isdisjoint(words):
+        return words
+    out: list[str] = []
+    run: list[str] = []
+    for word in [*words, ""]:  # "" ends the last run, and is dropped
+        if word in _NUMBER_WORDS:
+            run.append(word)
+            continue
+        if run:
+            out.extend(_value(run))
+            run = []
+        out.append(word)
+    return out[:-1]
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> str:
+    return " ".join(_as_digits(_WORD.findall(text.lower())))
+
+
+def _texts(inputs: dict[str, Any]) -> tuple[str, str]:
+    """Normalized text of an example, with its options sorted and in their order: every input,
+    options included; lower case, words only, numbers written out as digits ("twenty-one" -> 21).
+
+    The sorted form is the exact-duplicate key, so a copy whose options are reordered is still
+    a copy. Near duplicates are measured on the options in their order: sorting would move a
+    dropped option's gap into the middle, and a short stem with one distractor fewer would fall
+    below the threshold.
+    """
+    keyed, shown = [], []
     for value in inputs.values():
-        parts.extend(value.values() if isinstance(value, dict) else [value])
-    return " ".join(re.findall(r"[a-z0-9]+", " ".join(str(p) for p in parts).lower()))
+        if isinstance(value, dict):
+            options = [_words(str(v)) for v in value.values()]
+            keyed.extend(sorted(options))
+            shown.extend(options)
+        else:
+            keyed.append(_words(str(value)))
+            shown.append(keyed[-1])
+    return " ".join(p for p in keyed if p), " ".join(p for p in shown if p)
+
+
+def example_text(inputs: dict[str, Any]) -> str:
+    """The exact-duplicate key of an example: its normalized text with the options sorted."""
+    return _texts(inputs)[0]
 
 
 def _numbers(inputs: dict[str, Any]) -> list[str]:
-    text = " ".join(str(v) for k, v in inputs.items() if k != "options")
-    return sorted(re.findall(r"\d+(?:\.\d+)?", text))
+    """Numbers stated outside the options, written out ones included (as digits)."""
+    text = " ".join(str(v) for k, v in inputs.items() if k != "options").lower()
+    words = _as_digits(re.findall(r"[a-z]+|\d+(?:\.\d+)?", text))
+    return sorted(w for w in words if w[0].isdigit())
 
 
 def _shingles(text: str) -> np.ndarray:
@@ -138,16 +217,16 @@ def find_overlaps(splits: dict[str, list], threshold: float = NEAR_JACCARD) -> l
     pool = [(s, ex) for s in ("train", "val") for ex in splits.get(s, [])]
     if not test or not pool:
         return []
-    test_text = [example_text(ex.inputs) for ex in test]
-    pool_text = [example_text(ex.inputs) for _, ex in pool]
+    test_key, test_text = zip(*(_texts(ex.inputs) for ex in test), strict=True)
+    pool_key, pool_text = zip(*(_texts(ex.inputs) for _, ex in pool), strict=True)
     exact: dict[str, list[int]] = defaultdict(list)
-    for j, t in enumerate(pool_text):
-        exact[hashlib.sha1(t.encode()).hexdigest()].append(j)
+    for j, key in enumerate(pool_key):
+        exact[key].append(j)
     pairs: dict[tuple[int, int], float] = {}
-    for i, t in enumerate(test_text):
-        for j in exact.get(hashlib.sha1(t.encode()).hexdigest(), ()):
+    for i, key in enumerate(test_key):
+        for j in exact.get(key, ()):
             pairs[(i, j)] = 1.0
-    for i, j, sim in near_duplicates(test_text, pool_text, threshold):
+    for i, j, sim in near_duplicates(list(test_text), list(pool_text), threshold):
         if _numbers(test[i].inputs) == _numbers(pool[j][1].inputs):
             pairs.setdefault((i, j), min(round(sim, 3), 0.999))  # 1.0 means an exact copy
     return [

@@ -26,7 +26,7 @@ from promptopt.models import Model, build_lm, check_credentials, redact_url, res
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy, parse_config
 from promptopt.store import Store, default_url
-from promptopt.tasks import load_task
+from promptopt.tasks import check_gold, load_task
 
 DEFAULT_MODEL = "local/gemma-3-270m"
 DEFAULT_TASK = "medqa"
@@ -176,6 +176,8 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
                     f"Task {task.name}: its {split} split is empty; give the task more rows or smaller split "
                     f"sizes in {task.path}."
                 )
+
+        check_gold(task)  # every gold answer valid and scoring 1.0 against itself, before any call
 
     plan.overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
     return tasks, models, configs

@@ -311,7 +311,7 @@ def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, mode
                 on_progress=on_progress, budget=budget, **common,
             )  # fmt: skip
             save_program(program, run_dir, plan, config=cfg, task=task, model=model, store=store)
-            test = _val_items(store, plan.run_id, model, task, cfg.id, [e.id for e in examples], split="test")
+            test = _item_scores(store, plan.run_id, model, task, cfg.id, [e.id for e in examples], split="test")
             _tell(study, trial, float(test.mean()) if len(test) else 0.0)
 
 
@@ -397,7 +397,7 @@ def _records(store, run_id, model, task, config_id, ids, split="val"):
     ]  # fmt: skip
 
 
-def _val_items(store, run_id, model, task, config_id, ids, split="val"):
+def _item_scores(store, run_id, model, task, config_id, ids, split="val"):
     """Scores of the answered items (errors left out), indexed by example id."""
     mine = stats.answered(_records(store, run_id, model, task, config_id, ids, split))
     return mine.set_index("example_id")["score"].astype(float)
@@ -423,7 +423,7 @@ def _promising(study, items, cost: float, alpha: float, store, run_id, model, ta
     if not cheaper:
         return True
     leader = min(cheaper, key=lambda t: (-t.values[0], t.values[1], t.params["config"]))
-    other = _val_items(store, run_id, model, task, leader.params["config"], [e.id for e in val])
+    other = _item_scores(store, run_id, model, task, leader.params["config"], [e.id for e in val])
     return not stats.clearly_worse(items, other, alpha)
 
 

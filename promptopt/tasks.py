@@ -14,6 +14,8 @@ Leakage between the pools demos come from and the test set is checked by `prompt
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import hashlib
 import json
 import os
@@ -28,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from promptopt import _env  # noqa: F401  (offline settings before `datasets` is imported)
-from promptopt.answers import ANSWER_TYPES, AnswerType, answer_options, make_answer_type
+from promptopt.answers import ANSWER_TYPES, AnswerType, answer_options, make_answer_type, parse_options
 from promptopt.errors import UserError
 from promptopt.paths import bundled_dir
 
@@ -263,6 +265,79 @@ def check_disjoint(splits: dict[str, list[Example]]) -> None:
         raise UserError(f"Splits leak questions between each other ({detail}).")
 
 
+_GOLD_IS_FORM = {
+    "index0": "the 0-based index of one of its options",
+    "index1": "the 1-based index of one of its options",
+    "option_key": "the key of one of its options",
+    "option_text": "the text of one of its options",
+}
+
+
+def check_gold(task: Task) -> None:
+    """Refuse gold answers no prediction can match: through the task's own answer type, each must
+    be a valid answer and score 1.0 against itself, or every config would score 0 on it silently."""
+    kind, spec = task.answer_type, task.spec.answer
+    listed: list[Example] = []
+    invalid: list[Example] = []
+    unscored: list[tuple[Example, float]] = []
+    for split in SPLITS:
+        for ex in task.splits[split]:
+            try:
+                canonical = kind.gold_answer(ex.gold, ex.inputs)
+                score = None if canonical is None else kind.score(canonical, ex.gold)
+            except (ValueError, TypeError, KeyError):
+                score = None
+            if score is None:
+                (listed if _listed(ex.gold) > 1 else invalid).append(ex)
+            elif score < 1.0:
+                unscored.append((ex, score))
+    where = f"Task file {task.path}: field answer.gold"
+    if listed:
+        ex = listed[0]
+        raise UserError(
+            f"{where} holds a list of {_listed(ex.gold)} answers in {_rows(len(listed))} (e.g. id {ex.id!r}); "
+            f"answer type {kind.name} takes one answer per row."
+        )
+    multiple_choice = spec.type == "multiple_choice"
+    form = _GOLD_IS_FORM.get(spec.gold_is or "", kind.gold_form)
+    if multiple_choice and spec.gold_is in (None, "letter"):
+        form += ", or set answer.gold_is (" + ", ".join(_GOLD_IS_FORM) + ")"
+    if invalid:
+        ex = invalid[0]
+        what = "one of their options" if multiple_choice else f"a valid {kind.name} answer"
+        seen = f", options {', '.join(parse_options(ex.inputs.get('options')))}" if multiple_choice else ""
+        raise UserError(
+            f"{where} gives {_rows(len(invalid))} a gold answer that is not {what} "
+            f"(e.g. id {ex.id!r} has {_shown(ex.gold)}{seen}); give each row {form}."
+        )
+    if unscored:
+        ex, score = unscored[0]
+        raise UserError(
+            f"{where} gives {_rows(len(unscored))} a gold answer that scores below 1 against itself under "
+            f"answer type {kind.name} (e.g. id {ex.id!r} has {_shown(ex.gold)}, scoring {score:g}); "
+            f"give each row {form}."
+        )
+
+
+def _listed(gold: str) -> int:
+    """How many answers a gold holds when it is a JSON list, else 0."""
+    if not gold.startswith("["):
+        return 0
+    try:
+        answers = json.loads(gold)
+    except ValueError:
+        return 0
+    return len(answers) if isinstance(answers, list) else 0
+
+
+def _rows(n: int) -> str:
+    return f"{n} row{'s' if n != 1 else ''}"
+
+
+def _shown(gold: str) -> str:
+    return repr(gold if len(gold) <= 60 else gold[:57] + "...")
+
+
 def _make_splits(task: Task) -> dict[str, list[Example]]:
     spec, parts = task.spec, task.parts()
     rule = spec.split
@@ -474,6 +549,43 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _answers(value: Any) -> list[Any]:
+    """A gold cell's answers: one, or a list (["J"], or a string holding a JSON or Python list, "['J']")."""
+    value = _plain(value)
+    text = value.strip() if isinstance(value, str) else ""
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                value = ast.literal_eval(text)
+    return [_plain(v) for v in value] if isinstance(value, list | tuple) else [value]
+
+
+def _one_gold(spec: AnswerSpec, value: Any, options: dict[str, str], keys: dict[str, str]) -> str:
+    """One gold answer as its answer type reads it; a multiple-choice gold becomes its option's
+    letter, or stays as written when it names no option (so `check_gold` can show it)."""
+    gold = "" if _empty(value) else str(value).strip()
+    if spec.gold_after:
+        gold = gold.rsplit(spec.gold_after, 1)[-1].strip()
+    if spec.type != "multiple_choice":
+        return gold
+    if spec.gold_is in ("index0", "index1"):
+        try:
+            index = float(gold)
+        except ValueError:
+            return gold
+        at = int(index) - (spec.gold_is == "index1") if index.is_integer() else -1
+        letter = chr(ord("A") + at) if 0 <= at < 26 else ""
+        return letter if letter in options else gold
+    if spec.gold_is == "option_key":
+        return keys.get(gold, gold)
+    if spec.gold_is == "option_text":  # spacing and case aside
+        text = " ".join(gold.split()).casefold()
+        return next((k for k, v in options.items() if " ".join(v.split()).casefold() == text), gold)
+    return {k.upper(): k for k in options}.get(gold.upper(), gold)  # a lower-case letter
+
+
 def _example(task: Task, row: dict, default_id: str) -> Example:
     spec = task.spec
     inputs: dict[str, Any] = {}
@@ -490,16 +602,9 @@ def _example(task: Task, row: dict, default_id: str) -> Example:
     if isinstance(gold_spec.gold, dict):
         gold = json.dumps({part: _plain(row[col]) for part, col in gold_spec.gold.items()})
     else:
-        gold = str(_plain(row[gold_spec.gold])).strip()
-        if gold_spec.gold_after:
-            gold = gold.rsplit(gold_spec.gold_after, 1)[-1].strip()
-        options = inputs.get("options", {})
-        if gold_spec.gold_is in ("index0", "index1"):
-            gold = _letters(len(options) + 1)[int(float(gold)) - (gold_spec.gold_is == "index1")]
-        elif gold_spec.gold_is == "option_key":
-            gold = keys.get(gold, gold)
-        elif gold_spec.gold_is == "option_text":
-            gold = next((k for k, v in options.items() if v.strip() == gold), gold)
+        answers = [_one_gold(gold_spec, a, inputs.get("options", {}), keys) for a in _answers(row[gold_spec.gold])]
+        # several answers: exact_text's any-of (a JSON list); `check_gold` refuses them for other types
+        gold = answers[0] if len(answers) == 1 else json.dumps(answers) if answers else ""
     if isinstance(spec.id, list):
         ex_id = "/".join(str(_plain(row[c])) for c in spec.id)
     else:
