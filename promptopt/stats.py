@@ -473,12 +473,14 @@ def expected_range(k: int, draws: int = 20_000) -> float:
 def sensitivity(summary: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     """Spread of test scores across configs per (run, model, task), and how much of it is noise.
 
-    `spread` (max − min) and `std` (over configs) are what was measured; `noise_spread` and
-    `noise_std` are what configs of identical accuracy would show from binomial sampling alone
-    at these n; `net_std` is the standard deviation of the configs' true scores once that
-    noise is taken out (the observed variance minus the mean sampling variance, floored at 0).
-    The noise figures treat configs as scored on independent items; on shared items they
-    overstate the noise a little, so `net_std` errs low.
+    `spread` (max − min) and `std` (over configs, population form) are what was measured;
+    `noise_spread` and `noise_std` are what configs of identical accuracy would show from
+    binomial sampling alone at these n (`noise_std` on the same footing as `std`); `net_std` is
+    the standard deviation of the configs' true scores once that noise is taken out (the
+    observed variance minus the expected sampling part, floored at 0). The noise figures treat
+    configs as scored on independent items; on shared items whose difficulty the configs agree
+    on they overstate the noise (by about 15% in `benchmarks/validity.py`'s world), so
+    `net_std` errs low.
     """
     test = summary[(summary["split"] == "test") & (summary["n"] > 0)]
     if test.empty:
@@ -493,16 +495,19 @@ def sensitivity(summary: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
             if part.empty:
                 continue
             scores, n = part["score"].to_numpy(float), part["n"].to_numpy(float)
-            noise_var = float(np.mean(scores * (1 - scores) / np.maximum(n - 1, 1)))
-            observed_var = float(scores.var(ddof=1)) if len(scores) > 1 else 0.0
+            k = len(scores)
+            noise_var = float(np.mean(scores * (1 - scores) / np.maximum(n - 1, 1)))  # of one config's score
+            # on the same footing as `std` (the population form over the k configs): E[var0] = var0(true) + noise (k-1)/k
+            noise_var0 = noise_var * (k - 1) / k
+            observed_var = float(scores.var())
             rows.append(
                 {
                     "run_id": run_id, "model": model, "task": task, "family": fam, "n_configs": len(part),
                     "min_score": float(scores.min()), "max_score": float(scores.max()),
                     "spread": float(scores.max() - scores.min()), "std": float(scores.std()),
                     "noise_spread": expected_range(len(part)) * math.sqrt(noise_var),
-                    "noise_std": math.sqrt(noise_var) if len(part) > 1 else 0.0,
-                    "net_std": math.sqrt(max(0.0, observed_var - noise_var)) if len(part) > 1 else 0.0,
+                    "noise_std": math.sqrt(noise_var0),
+                    "net_std": math.sqrt(max(0.0, observed_var - noise_var0)),
                 }
             )  # fmt: skip
     return pd.DataFrame(rows)
