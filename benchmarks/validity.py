@@ -21,8 +21,8 @@ functions on them (`wilson`, `paired_bootstrap`, `paired_p`, `holm`, `corrected_
 makes 1,000 seeds of 19 scenarios fit in minutes, and the check (printed at the end) says
 whether it gives the pipeline's numbers. The search is `search._study_loop`'s successive
 halving replayed on the simulated val items with `search._rungs` and today's `_promising` (a
-paired `stats.clearly_worse` test against the best finished config at least as cheap), beside
-the two rules it replaced; `clearly_worse`'s verdict on 0/1 scores is cached per (items, wins,
+paired `stats.clearly_worse` test against every finished config at least as cheap, alpha
+shared among them), beside an alternative (the best such config only) and the rule it replaced; `clearly_worse`'s verdict on 0/1 scores is cached per (items, wins,
 losses, level), and on the checked seeds it is called on every pair instead and must agree.
 
     PYTHONPATH=. .venv/bin/python benchmarks/validity.py [--seeds 1000 | --quick] [--alpha 0.02]

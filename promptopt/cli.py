@@ -365,6 +365,9 @@ def report_cmd(
     from promptopt import report
 
     opts = dict(b=bootstrap, seed=seed, local_usd_per_mtok=local_price, run_id=run)
+    if format == "csv":  # a CSV holds rows only: what a reader must know goes to stderr
+        for warning in report.warnings_of(source, **opts):
+            typer.echo(f"WARNING: {warning}", err=True)
     if output:
         for path in report.write(source, format, output, **opts):
             typer.echo(f"Wrote {path}")

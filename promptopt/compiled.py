@@ -213,7 +213,7 @@ def evaluate_program(
     from promptopt.evaluate import evaluate
     from promptopt.registry import Config
     from promptopt.store import Store
-    from promptopt.tasks import load_task
+    from promptopt.tasks import check_gold, load_task
 
     if split not in ("val", "test"):
         raise UserError(f"Cannot evaluate on split {split!r}; valid splits are val and test.")
@@ -224,6 +224,7 @@ def evaluate_program(
         raise UserError(
             f"Task {task.name!r} differs from the one {folder} was compiled for; evaluate with the same task spec."
         )
+    check_gold(task)  # a program compiled before the check existed must not score bad gold silently
     config = Config(man["strategy"], man["optimizer"], man["knobs"], man.get("optimizer_knobs") or {})
     with prog:
         live = prog._ready()

@@ -1,6 +1,6 @@
 """Report: read records from a store and render them — no LM call, ever.
 
-`rows` and `ceilings` follow the JSON contract in DESIGN.md; the other sections (leaderboard,
+`rows` and `ceilings` follow the JSON contract (docs/report-json.md documents every field); the other sections (leaderboard,
 head-to-head, rank flips, sensitivity, consistency, costs, Pareto frontier) are added beside
 them. Every format is rendered from the one dict `build` returns, so text, markdown, HTML, CSV
 and JSON can never disagree.
@@ -26,7 +26,7 @@ from promptopt.store import Store
 ROW_FIELDS = [
     "model", "task", "strategy", "optimizer", "config_id", "split", "n", "score", "ci_low", "ci_high",
     "parse_failure_rate", "error_rate", "lm_calls", "prompt_tokens", "completion_tokens", "cost_usd",
-    "wall_s", "selected", "run_id", "n_items", "errors",
+    "wall_s", "selected", "run_id", "n_items", "errors", "selected_on",
 ]  # fmt: skip
 CEILING_FIELDS = [
     "model", "task", "baseline_score", "ceiling_score", "ceiling_ci_low", "ceiling_ci_high",
@@ -91,6 +91,8 @@ def build(
     chosen = stats.select_configs(summary)
     picked = {(r.run_id, r.model, r.task, r.config_id) for r in chosen.itertuples()}
     summary["selected"] = [(r.run_id, r.model, r.task, r.config_id) in picked for r in summary.itertuples()]
+    chosen_on = {(r.run_id, r.model, r.task): r.selected_on for r in chosen.itertuples()}
+    summary["selected_on"] = [chosen_on.get((r.run_id, r.model, r.task)) for r in summary.itertuples()]
     ceil, h2h, flips = stats.compare(records, summary, b=b, seed=seed)
     still_free = set() if local_usd_per_mtok else set(unpriced)
     tables = {
@@ -136,18 +138,20 @@ def run_rows(records: pd.DataFrame, runs: list[dict] | None) -> list[dict]:
         short: list[str] = []
         if status not in (None, "complete") and len(mine):
             counts = mine.groupby(["model", "task", "split", "config_id"]).size()
-            if expected:
-                for model in sorted(set(mine["model"])):
+            models = sorted(set(mine["model"]))
+            who = (lambda m: f"{_short(m)}: ") if len(models) > 1 else (lambda m: "")
+            if expected is not None:
+                for model in models:
                     for task, splits in expected["items"].items():
                         for split, want in splits.items():
                             for cid in expected["configs"]:
                                 have = int(counts.get((model, task, split, cid), 0))
                                 if have < want:
-                                    short.append(f"{cid} ({split} {have}/{want})")
+                                    short.append(f"{who(model)}{cid} ({split} {have}/{want})")
             else:
-                for (_model, _task, split), g in counts.groupby(level=[0, 1, 2]):
+                for (model, _task, split), g in counts.groupby(level=[0, 1, 2]):
                     top = g.max()
-                    short += [f"{k[3]} ({split} {v}/{top})" for k, v in g.items() if v < top]
+                    short += [f"{who(model)}{k[3]} ({split} {v}/{top})" for k, v in g.items() if v < top]
         out.append(
             {
                 "run_id": rid,
@@ -198,7 +202,7 @@ def measurement_warnings(report: dict, summary: pd.DataFrame, unknown: list[str]
     if unknown:
         out.append(
             f"no price is known for {', '.join(map(_display, unknown))} (not in LiteLLM's price table): their dollar "
-            "figures read $0 but are not free; give the model's price in its settings."
+            "figures read $0 but are not free; pass --local-price USD (per million tokens) to price them."
         )
     mixed = sorted({p["task"] for p in report["pareto"] if p["cost_axis"] == "tokens (mixed)"})
     if mixed:
@@ -252,8 +256,10 @@ def _chosen_on(on: str | None) -> str:
     return "test: optimistic" if on == "test" else on or "—"
 
 
-def _verdict(v: str | None, n: int | None) -> str:
-    return v if v else f"none (n={n or 0} < {MIN_PAIRED})"
+def _verdict(v: str | None, n: int | None, has_baseline: bool = True) -> str:
+    if v:
+        return v
+    return f"none (n={n or 0} < {MIN_PAIRED})" if has_baseline else "none (no baseline scored)"
 
 
 def _uplift(r: dict) -> str:
@@ -316,7 +322,7 @@ def sections(report: dict) -> list[Section]:
                         f"{r['selected_config_id']} ({_chosen_on(r['selected_on'])})",
                         _pct(r["optimistic_max_score"]),
                         _uplift(r),
-                        _verdict(r["verdict"], r["uplift_n"]),
+                        _verdict(r["verdict"], r["uplift_n"], r["baseline_score"] is not None),
                         str(r["rank_baseline"] or "—"),
                         str(r["rank_ceiling"] or "—"),
                     ]  # fmt: skip
@@ -441,7 +447,7 @@ def sections(report: dict) -> list[Section]:
                 [
                     [
                         _display(r["model"]),
-                        r["task"],
+                        r["task"] + _run_label(report, r["run_id"]),
                         r["config_id"],
                         r["split"],
                         str(r["n"]),
@@ -475,7 +481,7 @@ def sections(report: dict) -> list[Section]:
                 [
                     [
                         _display(r["model"]),
-                        r["task"],
+                        r["task"] + _run_label(report, r["run_id"]),
                         r["strategy"],
                         r["optimizer"],
                         r["config_id"],
@@ -517,7 +523,7 @@ def sections(report: dict) -> list[Section]:
                 ],  # fmt: skip
                 [
                     [
-                        r["task"],
+                        r["task"] + _run_label(report, r["run_id"]),
                         _display(r["model"]),
                         r["strategy"],
                         r["optimizer"],
@@ -787,6 +793,17 @@ def render(
     report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)
     report["warnings"] = warnings + report["warnings"]
     return render_report(report, fmt, figure_name=figure_name)
+
+
+def warnings_of(
+    source: str, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0, run_id: str | None = None
+) -> list[str]:
+    """The report's warnings alone (for formats that cannot hold them, such as CSV)."""
+    records, compiles, warnings, runs = load(source, run_id)
+    return (
+        warnings
+        + build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)["warnings"]
+    )
 
 
 def write(

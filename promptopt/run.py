@@ -232,38 +232,58 @@ def stop_noted(store: Store, run_id: str, expected: dict | None = None) -> Itera
 
 
 def _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress) -> None:
+    """Every config on every split, per model and task. With a shared store (`--storage`), the
+    configs are shared out through an Optuna study in that database, so that several `run`
+    processes pointed at it make each LM call once (`promptopt.study`)."""
+    storage = None
+    if plan.storage:
+        from promptopt.study import optuna_storage
+
+        storage = optuna_storage(store.url)
     for model in models:
         with endpoint(model, log=run_dir / "server.log") as live:
             lm = build_lm(live)
             adapter = adapter_for(live)
             for task in tasks:
-                for cfg in configs:
-                    program = get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
-                    prepare(
-                        program, task=task, model=live, lm=lm, adapter=adapter, config=cfg, run_id=plan.run_id,
-                        store=store, threads=plan.threads, on_progress=on_progress, budget=budget,
-                    )  # fmt: skip
-                    program = compile_once(
-                        program, run_dir, plan, task=task, model=live, lm=lm, adapter=adapter, config=cfg,
-                        store=store, budget=budget,
-                    )  # fmt: skip
-                    for split in plan.splits:
-                        evaluate(
-                            program,
-                            task.examples(split, plan.limit),
-                            task=task,
-                            model=live,
-                            lm=lm,
-                            adapter=adapter,
-                            config=cfg,
-                            split=split,
-                            run_id=plan.run_id,
-                            store=store,
-                            threads=plan.threads,
-                            on_progress=on_progress,
-                            budget=budget,
-                        )
-                    save_program(program, run_dir, plan, task=task, model=live, config=cfg, store=store)
+                common = dict(task=task, model=live, lm=lm, adapter=adapter, store=store, budget=budget)
+
+                def score(cfg, common=common) -> None:
+                    _score_config(plan, cfg, run_dir, on_progress, **common)
+
+                if storage is None:
+                    for cfg in configs:
+                        score(cfg)
+                    continue
+                import optuna
+
+                from promptopt.study import share_out
+
+                optuna.logging.set_verbosity(optuna.logging.WARNING)
+                shared = optuna.create_study(
+                    study_name=f"{plan.run_id}|{live.identity}|{task.name}|run", storage=storage,
+                    direction="maximize", load_if_exists=True,
+                )  # fmt: skip
+                share_out(shared, {c.id: c for c in configs}, score)
+
+
+def _score_config(plan, cfg, run_dir, on_progress, *, task, model, lm, adapter, store, budget) -> None:
+    """One config: its pool prepared, compiled (once), scored on every split, saved as a program."""
+    program = get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
+    prepare(
+        program, task=task, model=model, lm=lm, adapter=adapter, config=cfg, run_id=plan.run_id,
+        store=store, threads=plan.threads, on_progress=on_progress, budget=budget,
+    )  # fmt: skip
+    program = compile_once(
+        program, run_dir, plan, task=task, model=model, lm=lm, adapter=adapter, config=cfg,
+        store=store, budget=budget,
+    )  # fmt: skip
+    for split in plan.splits:
+        evaluate(
+            program, task.examples(split, plan.limit), task=task, model=model, lm=lm, adapter=adapter,
+            config=cfg, split=split, run_id=plan.run_id, store=store, threads=plan.threads,
+            on_progress=on_progress, budget=budget,
+        )  # fmt: skip
+    save_program(program, run_dir, plan, task=task, model=model, config=cfg, store=store)
 
 
 def plan_configs(plan: RunPlan) -> list:

@@ -26,11 +26,8 @@ baseline are scored on test: test is never seen before the choice.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import random
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +50,7 @@ from promptopt.run import (
     stop_noted,
     validate_plan,
 )
+from promptopt.study import Heartbeat, ask, fail_dead_trials, optuna_storage, tell, until_finished, worker_name
 
 # What `promptopt search` tries when no --strategy is given (multiple-choice tasks).
 DEFAULT_SPACE = [
@@ -111,8 +109,9 @@ def search(
             )
     run_dir, store, url = open_run(plan)
     budget = budget_for(plan)
-    storage = _optuna_storage(url)
-    with stop_noted(store, plan.run_id) as stopped:
+    storage = optuna_storage(url)
+    # what a search scores depends on its pruning: no per-config expectation to list as missing
+    with stop_noted(store, plan.run_id, {"configs": [], "items": {}}) as stopped:
         for model in models:
             with endpoint(model, log=run_dir / "server.log") as live:
                 lm, adapter = build_lm(live), adapter_for(live)
@@ -136,7 +135,7 @@ def search(
                         say,
                         **common,
                     )
-                    _until_finished(study, share)
+                    until_finished(study, share)
                     chosen = choose(study, spaces[task.name])
                     if chosen is None:
                         raise UserError(f"No config finished on all of val for {model.name} on {task.name}.")
@@ -149,88 +148,13 @@ def search(
                         direction="maximize",
                         load_if_exists=True,
                     )
-                    _test_loop(tested, [baseline, pick], plan, run_dir, budget, on_progress, **common)
+                    until_finished(  # and wait for the test scoring other workers still run
+                        tested,
+                        functools.partial(
+                            _test_loop, tested, [baseline, pick], plan, run_dir, budget, on_progress, **common
+                        ),
+                    )
     return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"))
-
-
-def heartbeat_s() -> int:
-    """Seconds between a worker's heartbeats (PROMPTOPT_HEARTBEAT_S, default 30)."""
-    return max(1, int(os.environ.get("PROMPTOPT_HEARTBEAT_S", "30")))
-
-
-def _optuna_storage(url: str):
-    """Optuna's RDB storage on the results store's database; SQLite waits for other writers.
-
-    Heartbeats: each worker records one for every trial it holds; a trial whose worker went
-    silent for three heartbeats (a dead machine, a lost network) is failed and queued again."""
-    import warnings
-
-    import optuna
-    from sqlalchemy import create_engine
-
-    from promptopt.store import schema_lock
-
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    engine = create_engine(url)
-    try:
-        with schema_lock(engine), warnings.catch_warnings():  # Optuna creates its tables on first use
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s(), grace_period=3 * heartbeat_s(),
-                heartbeat_stale_trial_callback=_queue_again,
-            )  # fmt: skip
-    finally:
-        engine.dispose()
-
-
-def _tell(study, trial, values=None, state=None) -> None:
-    """Finish a trial, unless a worker that thought this one silent already failed and requeued it."""
-    import optuna
-
-    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-        study.tell(trial, values, state=state)
-
-
-def _ask(study, dist):
-    """The next queued trial. Optuna warns that heartbeats are meant for `optimize`; our workers
-    keep them with `_Heartbeat`, so the warning says nothing to the user."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        return study.ask({"config": dist})
-
-
-def _queue_again(study, trial) -> None:
-    study.enqueue_trial({"config": trial.params.get("config")})
-
-
-class _Heartbeat:
-    """Records a heartbeat for each trial this worker holds, from a background thread."""
-
-    def __init__(self, study):
-        import threading
-
-        self._storage, self._ids, self._stop = study._storage, set(), threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def hold(self, trial) -> None:
-        self._ids.add(trial._trial_id)
-        self._storage.record_heartbeat(trial._trial_id)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(heartbeat_s()):
-            for trial_id in list(self._ids):
-                with contextlib.suppress(Exception):  # a busy or lost database: the next beat tries again
-                    self._storage.record_heartbeat(trial_id)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):
@@ -242,28 +166,6 @@ def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, 
     return compile_once(
         program, run_dir, plan, task=task, model=model, lm=lm, adapter=adapter, config=cfg, store=store, budget=budget
     )
-
-
-def _until_finished(study, work: Callable[[], None], poll_s: float = 2.0) -> None:
-    """Do this worker's share of the study, then wait for trials other workers are still running
-    (the choice needs all of them); trials a dead process of this machine left are redone."""
-    import time
-
-    from optuna.trial import TrialState
-
-    waited = False
-    while True:
-        work()
-        _fail_dead_trials(study)
-        if any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-            continue  # a silent worker's trials were queued again: take them
-        open_trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-        if not open_trials:
-            return
-        if not waited:
-            print(f"Waiting for {len(open_trials)} trials other workers are running ...", file=sys.stderr)
-            waited = True
-        time.sleep(poll_s)
 
 
 def _claim(study, trial, config_id: str) -> bool:
@@ -291,16 +193,16 @@ def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, mode
     by_id = {c.id: c for c in configs}
     dist = optuna.distributions.CategoricalDistribution(sorted(by_id))
     common = dict(task=task, model=model, lm=lm, adapter=adapter, store=store)
-    _fail_dead_trials(study)
+    fail_dead_trials(study)
     trials = study.get_trials(deepcopy=False)
     started = {t.params.get("config") for t in trials if t.state != TrialState.FAIL}
     for cid in by_id:
         if cid not in started:
             study.enqueue_trial({"config": cid}, skip_if_exists=True)
-    with _Heartbeat(study) as beat:
+    with Heartbeat(study) as beat:
         while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-            trial = _ask(study, dist)
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            trial = ask(study, dist)
+            trial.set_user_attr("worker", worker_name())
             beat.hold(trial)
             cfg = by_id.get(trial.params["config"])
             if cfg is None or not _claim(study, trial, cfg.id):
@@ -315,14 +217,14 @@ def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, mode
             )  # fmt: skip
             save_program(program, run_dir, plan, config=cfg, task=task, model=model, store=store)
             test = _item_scores(store, plan.run_id, model, task, cfg.id, [e.id for e in examples], split="test")
-            _tell(study, trial, float(test.mean()) if len(test) else 0.0)
+            tell(study, trial, float(test.mean()) if len(test) else 0.0)
 
 
 def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say, *, task, model, lm, adapter, store):
     import optuna
     from optuna.trial import TrialState
 
-    _fail_dead_trials(study)
+    fail_dead_trials(study)
     trials = study.get_trials(deepcopy=False)
     taken = {t.params.get("config") for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
     queued = {t.params.get("config") for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
@@ -344,13 +246,13 @@ def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say,
         )  # fmt: skip
         return _measure(store, plan.run_id, model, task, cfg, val[:size])
 
-    with _Heartbeat(study) as beat:
+    with Heartbeat(study) as beat:
         # Breadth first: every queued config on the first rung, then the promising ones further,
         # best first, so a strong config finishes early and weak ones are stopped at once.
         active = []
         while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-            trial = _ask(study, dist)
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            trial = ask(study, dist)
+            trial.set_user_attr("worker", worker_name())
             beat.hold(trial)
             cfg = by_id.get(trial.params["config"])
             if cfg is None:  # queued by a worker with another space
@@ -373,11 +275,11 @@ def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say,
                 trial.set_user_attr("n", size)
             label = f"{cfg.strategy}/{cfg.optimizer}"
             if size == len(val):
-                _tell(study, trial, [value, cost])
+                tell(study, trial, [value, cost])
                 say(f"trial {trial.number}: {label} val {100 * value:.1f}% on {size}, {cost:.4g} per example")
             else:
                 trial.set_user_attr("score_so_far", value)
-                _tell(study, trial, state=TrialState.PRUNED)
+                tell(study, trial, state=TrialState.PRUNED)
                 say(
                     f"trial {trial.number}: {label} stopped at {size} val examples ({100 * value:.1f}%): cannot reach the front"
                 )
@@ -453,34 +355,3 @@ def choose(study, space: dict) -> str | None:
         return None
     best = min(done, key=lambda t: (-t.values[0], t.values[1], t.params["config"]))
     return best.params["config"]
-
-
-def _fail_dead_trials(study) -> None:
-    """Trials left RUNNING by a process of this machine that no longer exists, or by a worker
-    anywhere that stopped sending heartbeats, are failed, so their configs are queued again
-    (their finished records make the retry free)."""
-    import warnings
-
-    import optuna
-    from optuna.trial import TrialState
-
-    with warnings.catch_warnings():  # trials of a silent worker on any machine (heartbeats)
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    host = socket.gethostname()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker", "")
-        name, _, pid = worker.rpartition(":")
-        if name == host and pid.isdigit() and not _alive(int(pid)):
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            study.enqueue_trial({"config": t.params.get("config")})
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -102,7 +102,10 @@ def sign_test_p(wins: int, losses: int, one_sided: bool = False) -> float:
     if m == 0:
         return 1.0
     k = wins if one_sided else min(wins, losses)
-    tail = sum(math.comb(m, i) for i in range(k + 1)) / 2**m
+    # the binomial(m, 1/2) tail P(X <= k), summed in log space so that large m stays fast
+    logs = np.array([math.lgamma(m + 1) - math.lgamma(i + 1) - math.lgamma(m - i + 1) for i in range(k + 1)])
+    top = logs.max()
+    tail = math.exp(top + math.log(np.exp(logs - top).sum()) - m * math.log(2))
     return min(1.0, tail if one_sided else 2 * tail)
 
 
@@ -558,10 +561,15 @@ def unpriced_models(records: pd.DataFrame) -> set[str]:
     return set(totals.index[totals["cost_usd"] == 0])
 
 
+# LiteLLM providers that serve a model on the user's own machine: $0 there is no missing price.
+SELF_HOSTED = ("local", "ollama", "ollama_chat", "lm_studio", "llamafile", "hosted_vllm", "vllm", "xinference")
+
+
 def price_unknown(models: set[str]) -> set[str]:
-    """Of the unpriced models, the hosted ones (no endpoint of their own, not embedded): their
-    provider charges for them, but LiteLLM's price table does not know them, so $0 is untrue."""
-    return {m for m in models if "@" not in m and not m.startswith("local/")}
+    """Of the unpriced models, the hosted ones (no endpoint of their own, not a self-hosted
+    provider): their provider charges for them, but LiteLLM's price table does not know them,
+    so $0 is untrue."""
+    return {m for m in models if "@" not in m and m.split("/", 1)[0] not in SELF_HOSTED}
 
 
 def price_unpriced(frame: pd.DataFrame, models: set[str], usd_per_mtok: float) -> pd.DataFrame:
@@ -576,12 +584,16 @@ def price_unpriced(frame: pd.DataFrame, models: set[str], usd_per_mtok: float) -
 
 
 def error_disparities(summary: pd.DataFrame, min_gap: float = 0.05) -> list[dict]:
-    """Configs of one (run, model, task, split) whose error rates differ materially: by more than
-    `min_gap` and beyond what chance explains (two-sided Fisher-free z-test at 5%).
+    """Configs of one (run, model, task, split) whose error rates differ materially: the highest
+    and lowest differ by more than `min_gap` and beyond what chance explains — a two-proportion
+    z-test at 5% shared among the k (k − 1) / 2 pairs of configs (Bonferroni), so configs of one
+    true error rate rarely raise it however many there are.
 
     Errors are left out of scores, so a config that fails more often is scored on fewer,
     possibly easier, items; the report says so where this happens.
     """
+    from statistics import NormalDist
+
     out = []
     for key, g in summary.groupby(["run_id", "model", "task", "split"], sort=True):
         if len(g) < 2 or g["errors"].sum() == 0:
@@ -590,7 +602,9 @@ def error_disparities(summary: pd.DataFrame, min_gap: float = 0.05) -> list[dict
         gap = hi.error_rate - lo.error_rate
         pooled = (hi.errors + lo.errors) / (hi.n_items + lo.n_items)
         se = math.sqrt(pooled * (1 - pooled) * (1 / hi.n_items + 1 / lo.n_items)) if 0 < pooled < 1 else 0.0
-        if gap > min_gap and se > 0 and gap / se > Z95:
+        pairs = len(g) * (len(g) - 1) / 2
+        z = NormalDist().inv_cdf(1 - ALPHA / (2 * pairs))
+        if gap > min_gap and se > 0 and gap / se > z:
             out.append(
                 dict(zip(["run_id", "model", "task", "split"], key, strict=True))
                 | {

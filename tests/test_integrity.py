@@ -277,3 +277,54 @@ def test_a_hosted_model_missing_from_the_price_table_is_named_not_shown_as_free(
     report = build(recs)
     assert report["settings"]["price_unknown_models"] == ["openai/gpt-9-preview"]
     assert any("no price is known for openai/gpt-9-preview" in w for w in report["warnings"])
+
+
+def test_search_leaves_failed_calls_out_of_its_val_scores_and_its_choice(medqa, tmp_path):
+    from promptopt.testing import requested_fields, structured_answer
+
+    n = 30
+    val = medqa.examples("val", n)
+    knows = {ex.id for ex in val[::2]}  # predict is right here and fails on every call elsewhere
+    cot_right = {ex.id for ex in val[: int(0.7 * n)]}
+
+    def reply(prompt):
+        ex = next(ex for ex in [*val, *medqa.examples("test", n)] if ex.inputs["question"] in prompt)
+        letters = list(ex.inputs["options"])
+        wrong = letters[(letters.index(ex.gold) + 1) % len(letters)]
+        if "reasoning" in requested_fields(prompt):  # cot
+            return structured_answer(ex.gold if ex.id in cot_right else wrong)
+        if "[[ ## " in prompt:  # predict
+            if ex.id not in knows and ex in val:
+                raise ScriptedHTTPError(500, "always failing")
+            return structured_answer(ex.gold)
+        return f" {ex.gold}"  # the baseline, on test
+
+    from promptopt.testing import ScriptedServer
+
+    with ScriptedServer(reply) as server:
+        done = cli("search", "--model", "openai/scripted", "--api-base", server.base_url, "--out", str(tmp_path),
+                   "--limit", str(n), "--rung0", "10", "--strategy", "predict", "--strategy", "cot",
+                   "--optimizer", "none", "--max-error-rate", "0.9", env=FAST_RETRIES)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    (run_dir,) = [str(p) for p in tmp_path.iterdir() if p.name.startswith("run-")]
+    rows = {(r["strategy"], r["split"]): r for r in report(run_dir)["rows"]}
+    predict = rows[("predict", "val")]
+    assert (predict["score"], predict["errors"], predict["n"]) == (1.0, n // 2, n // 2)  # right on all it answered
+    assert "Chosen on val for openai/scripted on medqa: predict/none" in done.stderr  # not cot's 70%
+    assert [r["strategy"] for r in rows.values() if r["selected"]] == ["predict", "predict"]
+
+
+def test_promptopt_evaluate_leaves_failed_calls_out_of_the_accuracy(medqa, tmp_path):
+    n = 10
+    ids = [e.id for e in medqa.examples("test", n)]
+    with exam_server(medqa, set(ids[:4]), n) as server:
+        run_dir = Path(
+            run_dir_of(run(server, tmp_path, "--limit", str(n), "--split", "test", "--strategy", "baseline"))
+        )
+        (program,) = (run_dir / "programs").iterdir()
+        failing_on(server, medqa, lambda i, p: i in set(ids[5:]))  # half the questions fail, all of them wrong ones
+        done = cli("evaluate", str(program), "--split", "test", "--limit", str(n), "--api-base", server.base_url,
+                   env=FAST_RETRIES)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "accuracy 80.0%" in done.stdout and "(n=5 answered)" in done.stdout  # 4 right of the 5 answered
+    assert "errors 50.0% (5 of 10, not counted as wrong)" in done.stdout

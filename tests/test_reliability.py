@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,35 @@ def test_two_workers_sharing_postgresql_run_every_trial_once_and_report_what_one
             assert len(finished) == len(SPACE)
         assert all(t.user_attrs.get("worker") for t in study.trials)  # each trial says which worker ran it
     assert report_rows(url) == report_rows(str(next((tmp_path / "alone").iterdir())))
+
+
+def test_two_run_workers_on_one_store_make_each_lm_call_once_and_leave_the_records_one_worker_makes(medqa, tmp_path):
+    n = 8
+    args = ("--limit", str(n), "--strategy", "baseline", "--strategy", "predict", "--strategy", "cot")
+    right = {e.id for e in medqa.examples("test", n)[::2]} | {e.id for e in medqa.examples("val", n)[1::2]}
+    with exam_server(medqa, right, n) as server:
+        alone_url = f"sqlite:///{tmp_path / 'alone.sqlite'}"
+        alone = subprocess.run(run_args(server, tmp_path / "alone", *args, "--storage", alone_url), capture_output=True,
+                               text=True, timeout=600)  # fmt: skip
+        assert alone.returncode == 0, alone.stderr
+        one_worker, server.calls = server.calls, 0
+        assert one_worker == 3 * 2 * n
+        answer = server.reply
+
+        def slow(prompt):  # long enough that the two workers run at the same time
+            time.sleep(0.05)
+            return answer(prompt)
+
+        server.reply = slow
+        url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+        procs = [
+            subprocess.Popen(
+                run_args(server, tmp_path / f"w{i}", *args, "--storage", url), stderr=subprocess.PIPE, text=True
+            )  # fmt: skip
+            for i in range(2)
+        ]
+        errs = [p.communicate(timeout=600)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], errs
+        assert server.calls == one_worker  # each LM call made once between the two workers
+    shared, single = records_of(tmp_path / "w0", storage=url), records_of(tmp_path / "alone", storage=alone_url)
+    assert shared == single

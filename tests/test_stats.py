@@ -221,7 +221,7 @@ def test_six_equal_models_rarely_show_a_spurious_verdict_once_verdicts_are_holm_
     raw_any, corrected_any = [], []
     for seed in range(120):
         recs = simulate(models, n={"val": 100, "test": 100}, seed=seed)
-        ceil, h2h, flips = stats.compare(recs, b=500, seed=seed)
+        ceil, h2h, flips = stats.compare(recs, b=200, seed=seed)
         raw = [stats.verdict(r.uplift_ci_low, r.uplift_ci_high) for r in ceil.itertuples()]
         raw += [stats.verdict(r.ci_low, r.ci_high) for r in h2h.itertuples()]
         raw_any.append(any(v != "tie" for v in raw))

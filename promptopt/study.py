@@ -1,0 +1,207 @@
+"""Studies: Optuna's storage as the way workers share work — one trial per unit of work.
+
+`search` shares its configs out this way, and so does `run` with a shared `--storage`: every
+worker enqueues the work not yet queued, asks for trials, claims each (two workers may queue the
+same unit at once; only one scores it), and records a heartbeat for what it holds, so that a
+worker that dies or goes silent has its trials failed and queued again for the others. No
+scheduler of our own: the queue, the states and the heartbeats are Optuna's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Callable
+
+
+def heartbeat_s() -> int:
+    """Seconds between a worker's heartbeats (PROMPTOPT_HEARTBEAT_S, default 30)."""
+    return max(1, int(os.environ.get("PROMPTOPT_HEARTBEAT_S", "30")))
+
+
+def optuna_storage(url: str):
+    """Optuna's RDB storage on the results store's database; SQLite waits for other writers.
+
+    Heartbeats: each worker records one for every trial it holds; a trial whose worker went
+    silent for three heartbeats (a dead machine, a lost network) is failed and queued again."""
+    import time
+    import warnings
+
+    import optuna
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from promptopt.store import schema_lock
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine = create_engine(url)
+    try:
+        for attempt in range(8):
+            try:
+                with schema_lock(engine), warnings.catch_warnings():  # Optuna creates its tables on first use
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s(),
+                        grace_period=3 * heartbeat_s(), heartbeat_stale_trial_callback=queue_again,
+                    )  # fmt: skip
+            except OperationalError:
+                # SQLite: another worker created a table between Optuna's check and its CREATE
+                # TABLE ("already exists"); the next attempt finds the tables and creates none
+                if attempt == 7:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+    finally:
+        engine.dispose()
+
+
+def tell(study, trial, values=None, state=None) -> None:
+    """Finish a trial, unless a worker that thought this one silent already failed and requeued it."""
+    import optuna
+
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        study.tell(trial, values, state=state)
+
+
+def ask(study, dist):
+    """The next queued trial. Optuna warns that heartbeats are meant for `optimize`; our workers
+    keep them with `Heartbeat`, so the warning says nothing to the user."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask({"config": dist})
+
+
+def queue_again(study, trial) -> None:
+    study.enqueue_trial({"config": trial.params.get("config")})
+
+
+class Heartbeat:
+    """Records a heartbeat for each trial this worker holds, from a background thread."""
+
+    def __init__(self, study):
+        import threading
+
+        self._storage, self._ids, self._stop = study._storage, set(), threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def hold(self, trial) -> None:
+        self._ids.add(trial._trial_id)
+        self._storage.record_heartbeat(trial._trial_id)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(heartbeat_s()):
+            for trial_id in list(self._ids):
+                with contextlib.suppress(Exception):  # a busy or lost database: the next beat tries again
+                    self._storage.record_heartbeat(trial_id)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def until_finished(study, work: Callable[[], None], poll_s: float = 2.0) -> None:
+    """Do this worker's share of the study, then wait for trials other workers are still running
+    (the choice needs all of them); trials a dead process of this machine left are redone."""
+    import time
+
+    from optuna.trial import TrialState
+
+    waited = False
+    while True:
+        work()
+        fail_dead_trials(study)
+        if any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+            continue  # a silent worker's trials were queued again: take them
+        open_trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        if not open_trials:
+            return
+        if not waited:
+            print(f"Waiting for {len(open_trials)} trials other workers are running ...", file=sys.stderr)
+            waited = True
+        time.sleep(poll_s)
+
+
+def fail_dead_trials(study) -> None:
+    """Trials left RUNNING by a process of this machine that no longer exists, or by a worker
+    anywhere that stopped sending heartbeats, are failed, so their configs are queued again
+    (their finished records make the retry free)."""
+    import warnings
+
+    import optuna
+    from optuna.trial import TrialState
+
+    with warnings.catch_warnings():  # trials of a silent worker on any machine (heartbeats)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        name, _, pid = worker.rpartition(":")
+        if name == host and pid.isdigit() and not _alive(int(pid)):
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            study.enqueue_trial({"config": t.params.get("config")})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def share_out(study, units: dict, work: Callable[[object], None]) -> None:
+    """Score every unit (id -> unit) once among the workers of `study`, then wait for the
+    others: each worker takes queued units until none is left; a unit already running under a
+    lower-numbered trial is another worker's. Units queued again after they finished cost no LM
+    call (their records are in the store), so a new pass simply queues every unit again."""
+    import optuna
+    from optuna.trial import TrialState
+
+    dist = optuna.distributions.CategoricalDistribution(sorted(units))
+    fail_dead_trials(study)
+    queued = {
+        t.params.get("config")
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    }
+    for uid in units:
+        if uid not in queued:
+            study.enqueue_trial({"config": uid})
+
+    def mine() -> None:
+        with Heartbeat(study) as beat:
+            while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+                trial = ask(study, dist)
+                trial.set_user_attr("worker", worker_name())
+                beat.hold(trial)
+                unit = units.get(trial.params["config"])
+                running = [
+                    t.number
+                    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                    if t.params.get("config") == trial.params["config"] and t.number < trial.number
+                ]
+                if unit is None or running:
+                    trial.set_user_attr("duplicate", unit is not None)
+                    tell(study, trial, state=TrialState.FAIL)
+                    continue
+                try:
+                    work(unit)
+                except BaseException:  # a budget, Ctrl-C, a fatal error: the unit is queued again next time
+                    tell(study, trial, state=TrialState.FAIL)
+                    raise
+                tell(study, trial, 0.0)
+
+    until_finished(study, mine)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
