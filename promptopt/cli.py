@@ -30,6 +30,12 @@ MaxErrorRate = Annotated[
 ApiKeyFile = Annotated[
     Path | None, typer.Option(help="File holding the provider's API key (read into its env variable, never stored).")
 ]
+Rpm = Annotated[
+    float | None,
+    typer.Option(
+        "--rpm", min=0.001, help="Requests per minute per endpoint (a provider's rate limit; $PROMPTOPT_RPM)."
+    ),
+]
 
 app = typer.Typer(
     add_completion=False,
@@ -110,6 +116,7 @@ def run(
         typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20; 0.5)."),
     ] = None,
     api_key_file: ApiKeyFile = None,
+    rpm: Rpm = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
     ] = False,
@@ -152,6 +159,7 @@ def run(
         max_calls=pick(max_calls, file.max_calls, None),
         max_cost=pick(max_cost, file.max_cost, None),
         max_error_rate=pick(max_error_rate, file.max_error_rate, 0.5),
+        rpm=pick(rpm, file.rpm, None),
         expect_accuracy=expect_accuracy,
         allow_overlap=allow_overlap,
     )
@@ -222,6 +230,7 @@ def search(
     max_cost: MaxCost = None,
     max_error_rate: MaxErrorRate = 0.5,
     api_key_file: ApiKeyFile = None,
+    rpm: Rpm = None,
     tasks_dir: TasksDir = None,
     programs_dir: ProgramsDir = None,
     allow_overlap: Annotated[
@@ -239,7 +248,7 @@ def search(
         models=model or [DEFAULT_MODEL], tasks=task or [DEFAULT_TASK], strategies=strategy or list(DEFAULT_SPACE),
         optimizers=optimizer or list(DEFAULT_OPTIMIZERS), api_base=api_base, limit=limit, seed=seed,
         threads=threads, out=out, storage=storage, tasks_dirs=tasks_dir or [], programs_dirs=programs_dir or [],
-        max_calls=max_calls, max_cost=max_cost, max_error_rate=max_error_rate, mode="search",
+        max_calls=max_calls, max_cost=max_cost, max_error_rate=max_error_rate, rpm=rpm, mode="search",
         allow_overlap=allow_overlap,
     )  # fmt: skip
     if api_key_file:

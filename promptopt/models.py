@@ -40,6 +40,7 @@ class Model:
     num_retries: int = 4  # for rate limits, server errors, timeouts, malformed or empty replies
     backoff_s: float = 1.0  # first wait before a retry; doubles each time, at most 60 s
     digest: str | None = None  # for embedded models: the weights file, since the port changes
+    rpm: float | None = None  # requests per minute this process may send to the endpoint; None: no limit
 
     @property
     def identity(self) -> str:
@@ -81,7 +82,12 @@ LOCAL_MODELS = {
 
 
 # Environment overrides for the retry policy (documented in README.md, "Reliability").
-RETRY_ENV = {"timeout_s": "PROMPTOPT_TIMEOUT_S", "num_retries": "PROMPTOPT_RETRIES", "backoff_s": "PROMPTOPT_BACKOFF_S"}
+RETRY_ENV = {
+    "timeout_s": "PROMPTOPT_TIMEOUT_S",
+    "num_retries": "PROMPTOPT_RETRIES",
+    "backoff_s": "PROMPTOPT_BACKOFF_S",
+    "rpm": "PROMPTOPT_RPM",
+}
 
 
 def _retry_settings() -> dict[str, Any]:
@@ -94,7 +100,7 @@ def _retry_settings() -> dict[str, Any]:
             value = int(raw) if key == "num_retries" else float(raw)
         except ValueError:
             raise UserError(f"{var}={raw!r} is not a number; e.g. {var}=30.") from None
-        if value < 0 or (key == "timeout_s" and value == 0):
+        if value < 0 or (key in ("timeout_s", "rpm") and value == 0):
             raise UserError(f"{var}={raw!r} must be a positive number.")
         out[key] = value
     return out
@@ -214,6 +220,41 @@ def counting_compile(log: CallLog) -> Iterator[CallLog]:
         current_log.reset(token)
 
 
+class RateLimiter:
+    """Spaces the starts of requests to one endpoint at least 60 / rpm seconds apart, across all
+    threads of the process, so a provider's requests-per-minute limit is kept without a storm of
+    429s and retries (retries are paced too)."""
+
+    def __init__(self, rpm: float):
+        self.interval = 60.0 / rpm
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        import time
+
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+# One limiter per (endpoint, rpm) for the whole process: the limit belongs to the endpoint, which
+# every LM of the process built for it shares (a run's task model, a search's, an optimizer's).
+_limiters: dict[tuple[str, float], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def limiter_for(model: Model) -> RateLimiter | None:
+    if not model.rpm:
+        return None
+    key = (model.api_base or model.litellm_model.split("/", 1)[0], float(model.rpm))
+    with _limiters_lock:
+        return _limiters.setdefault(key, RateLimiter(model.rpm))
+
+
 def _price(model: Model, usage: dict, reported: float | None) -> float:
     if model.price_in is not None and model.price_out is not None:
         return (
@@ -249,10 +290,14 @@ def build_lm(model: Model, **overrides: Any):
     import dspy
     from dspy.utils.exceptions import is_retryable_lm_error
 
+    limiter = limiter_for(model)
+
     class CountingLM(dspy.LM):
         def __call__(self, *args, **kwargs):
             for attempt in range(model.num_retries + 1):
                 _last_usage.value = None
+                if limiter is not None:
+                    limiter.wait()
                 try:
                     outputs = super().__call__(*args, **kwargs)
                     if not _empty(outputs, _last_usage.value):

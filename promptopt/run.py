@@ -54,6 +54,7 @@ class RunPlan:
     max_calls: int | None = None
     max_cost: float | None = None
     max_error_rate: float | None = 0.5  # stop once more than this share of examples fail (after 20)
+    rpm: float | None = None  # requests per minute per endpoint (None: PROMPTOPT_RPM, else no limit)
     expect_accuracy: float = 0.5  # prior for the bootstrap-call estimates (see promptopt.compile)
     references: bool = True  # also score the fixed baseline and each compiled strategy zero-shot
     mode: str = "run"  # "search": an Optuna search over the configs instead of scoring them all
@@ -159,7 +160,7 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
         if split not in ("val", "test"):
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
     tasks = [load_task(t, plan.tasks_dirs) for t in plan.tasks]
-    models = [resolve_model(m, plan.api_base) for m in plan.models]
+    models = [resolve_model(m, plan.api_base, **({"rpm": plan.rpm} if plan.rpm else {})) for m in plan.models]
     for model in models if credentials else ():  # a dry run calls nothing, so needs no key
         check_credentials(model)
     configs = plan_configs(plan) if configs is None else configs

@@ -6,7 +6,7 @@ tasks: [medqa, pubmedqa]
 strategies: [baseline, cot, "self_consistency:n=5"]
 optimizers: [none, bootstrap]
 limit: 50            # and: splits, seed, threads, api_base, storage, out,
-max_calls: 5000      #      max_cost, max_error_rate, tasks_dirs, programs_dirs
+max_calls: 5000      #      max_cost, max_error_rate, rpm, tasks_dirs, programs_dirs
 ```
 
 A flag given on the command line wins over the file's value for the same setting (a repeatable
@@ -41,6 +41,7 @@ class Sweep(BaseModel):
     max_calls: int | None = Field(default=None, ge=1)
     max_cost: float | None = Field(default=None, gt=0)
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    rpm: float | None = Field(default=None, gt=0)
     tasks_dirs: list[Path] = []
     programs_dirs: list[Path] = []
 

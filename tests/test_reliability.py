@@ -261,3 +261,29 @@ def test_two_run_workers_on_one_store_make_each_lm_call_once_and_leave_the_recor
         assert server.calls == one_worker  # each LM call made once between the two workers
     shared, single = records_of(tmp_path / "w0", storage=url), records_of(tmp_path / "alone", storage=alone_url)
     assert shared == single
+
+
+def test_rpm_spaces_the_requests_to_an_endpoint_even_with_many_threads(medqa, tmp_path):
+    n = 10
+    args = ("--limit", str(n), "--strategy", "baseline", "--threads", "8")
+    with exam_server(medqa, set(), n) as server:
+        answer, arrivals = server.reply, []
+
+        def timed(prompt):
+            arrivals.append(time.monotonic())
+            return answer(prompt)
+
+        server.reply = timed
+        free = cli(*run_args(server, tmp_path / "free", *args)[1:])
+        assert free.returncode == 0, free.stderr
+        bursts = sorted(arrivals)
+        arrivals.clear()
+        paced = cli(*run_args(server, tmp_path / "paced", *args, "--rpm", "600")[1:])  # one request per 0.1 s
+        assert paced.returncode == 0, paced.stderr
+    paced = sorted(arrivals)
+    assert len(paced) == 2 * n
+    # request starts are spaced 0.1 s apart; the first few arrivals can bunch while the client warms
+    # up (its first calls are slower), so the rate is judged from the sixth request on
+    assert (len(paced) - 6) / (paced[-1] - paced[5]) <= 11.0
+    assert paced[-1] - paced[0] >= 1.5
+    assert bursts[-1] - bursts[0] < 0.5 * (paced[-1] - paced[0])  # without it, eight at a time
