@@ -133,6 +133,12 @@ def test_a_ceiling_chosen_on_test_says_so_in_ceilings_head_to_head_and_flips(med
     assert flip["selected_on"] == "test"
     assert any("chosen on test" in w and "optimistic" in w for w in data["warnings"])
     assert "test: optimistic" in cli("report", run_dir).stdout
+    # the verdicts of this task form one Holm family: a's uplift (b's ceiling is its baseline, no
+    # comparison) and the distinct pairs of configs (baseline vs baseline, predict vs baseline)
+    assert {c["comparisons"] for c in data["ceilings"]} == {3}
+    assert all(h["p_holm"] >= h["p"] for h in data["head_to_head"])
+    sens = {r["model"].split("@")[0]: r for r in data["sensitivity"] if r["family"] == "all"}
+    assert abs(sens["openai/a"]["spread"] - 0.3) < 1e-9 and sens["openai/a"]["noise_spread"] > 0
 
 
 def _knows(task, n, right_for):
