@@ -280,7 +280,9 @@ def _run_label(report: dict, run_id: str | None) -> str:
 def sections(report: dict) -> list[Section]:
     """The report as titled tables of text cells: what text, markdown and HTML all render."""
     out = []
-    if len(report.get("runs", [])) > 1 or any(r["status"] != "complete" for r in report.get("runs", [])):
+    if len(report.get("runs", [])) > 1 or any(
+        r["status"] not in ("complete", "unknown") for r in report.get("runs", [])
+    ):
         out.append(
             Section(
                 "Runs",
