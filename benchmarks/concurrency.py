@@ -8,7 +8,9 @@ second. For each k the script measures, on the same server, one after the other:
 - `promptopt search` (two configs, every config scored on all of val: `rung0` = the val size,
   `threads=k`), which scores through the same `evaluate` with its Optuna bookkeeping around it;
 - a bare LiteLLM asyncio loop (`litellm.acompletion`, k at a time under a semaphore): what the
-  client library alone reaches.
+  client library alone reaches;
+- a raw HTTP asyncio loop (httpx, the same request body): what the server and loopback carry with
+  no LM library at all — the scripted server runs on the same 2 cores, so it is part of the load.
 
 Each figure is calls counted at the server divided by the wall time of the scoring (the run's
 own start-up — task loading, the hygiene check — is timed apart and not counted).
@@ -42,16 +44,20 @@ def main() -> None:
         return fill_fields(prompt, "A") if "[[ ## " in prompt else " A"
 
     print(f"latency per call: {args.latency} s; figures are calls per second counted at the server")
-    print(f"{'in flight':>9}  {'limit':>7}  {'bare LiteLLM':>14}  {'promptopt run':>15}  {'promptopt search':>17}")
+    print(
+        f"{'in flight':>9}  {'limit':>7}  {'raw HTTP':>14}  {'bare LiteLLM':>14}  {'promptopt run':>15}  "
+        f"{'promptopt search':>17}"
+    )
     with ScriptedServer(reply) as server, tempfile.TemporaryDirectory() as tmp:
         for k in args.in_flight:
             calls = max(24, args.rounds * k)
             limit = k / args.latency
+            raw = _raw(server, k, calls)
             bare = _bare(server, k, calls)
             run_rate = _run(server, Path(tmp) / f"run-{k}", k, calls)
             search_rate = _search(server, Path(tmp) / f"search-{k}", k, calls)
             print(
-                f"{k:>9}  {limit:>7.1f}  {_fmt(bare, limit):>14}  {_fmt(run_rate, limit):>15}  "
+                f"{k:>9}  {limit:>7.1f}  {_fmt(raw, limit):>14}  {_fmt(bare, limit):>14}  {_fmt(run_rate, limit):>15}  "
                 f"{_fmt(search_rate, limit):>17}",
                 flush=True,
             )
@@ -68,6 +74,27 @@ def _counted(server, work) -> float:
     began = work()
     ended = time.perf_counter()
     return (server.calls - before) / (ended - (began or started))
+
+
+def _raw(server, k: int, calls: int) -> float:
+    """httpx's asyncio client posting the same chat request: what the server and the loopback
+    carry at all, with no LM library in between (the scripted server shares the 2 cores)."""
+    import httpx
+
+    body = {"model": "scripted", "messages": [{"role": "user", "content": "Question?\nAnswer:"}], "max_tokens": 4}
+
+    async def all_calls():
+        sem = asyncio.Semaphore(k)
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=k)) as client:
+
+            async def one():
+                async with sem:
+                    url, headers = f"{server.base_url}/chat/completions", {"Connection": "close"}
+                    (await client.post(url, json=body, headers=headers)).raise_for_status()
+
+            await asyncio.gather(*(one() for _ in range(calls)))
+
+    return _counted(server, lambda: asyncio.run(all_calls()))
 
 
 def _bare(server, k: int, calls: int) -> float:

@@ -156,6 +156,8 @@ class ScriptedServer:
                     self._send(200, base | {"object": "text_completion", "choices": [choice]})
 
         class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # socketserver's 5 drops connections when many calls are in flight
+
             def handle_error(self, request, client_address) -> None:
                 pass  # e.g. a client that timed out and hung up before a slow reply
 
