@@ -50,7 +50,7 @@ from promptopt.run import (
     stop_noted,
     validate_plan,
 )
-from promptopt.study import Heartbeat, ask, fail_dead_trials, optuna_storage, tell, until_finished, worker_name
+from promptopt.study import Heartbeat, fail_dead_trials, optuna_storage, queued_trials, tell, until_finished
 
 # What `promptopt search` tries when no --strategy is given (multiple-choice tasks).
 DEFAULT_SPACE = [
@@ -200,10 +200,7 @@ def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, mode
         if cid not in started:
             study.enqueue_trial({"config": cid}, skip_if_exists=True)
     with Heartbeat(study) as beat:
-        while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-            trial = ask(study, dist)
-            trial.set_user_attr("worker", worker_name())
-            beat.hold(trial)
+        for trial in queued_trials(study, dist, beat):
             cfg = by_id.get(trial.params["config"])
             if cfg is None or not _claim(study, trial, cfg.id):
                 if cfg is None:
@@ -250,10 +247,7 @@ def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say,
         # Breadth first: every queued config on the first rung, then the promising ones further,
         # best first, so a strong config finishes early and weak ones are stopped at once.
         active = []
-        while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-            trial = ask(study, dist)
-            trial.set_user_attr("worker", worker_name())
-            beat.hold(trial)
+        for trial in queued_trials(study, dist, beat):
             cfg = by_id.get(trial.params["config"])
             if cfg is None:  # queued by a worker with another space
                 study.tell(trial, state=TrialState.FAIL)

@@ -179,10 +179,7 @@ def share_out(study, units: dict, work: Callable[[object], None]) -> None:
 
     def mine() -> None:
         with Heartbeat(study) as beat:
-            while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-                trial = ask(study, dist)
-                trial.set_user_attr("worker", worker_name())
-                beat.hold(trial)
+            for trial in queued_trials(study, dist, beat):
                 unit = units.get(trial.params["config"])
                 running = [
                     t.number
@@ -201,6 +198,18 @@ def share_out(study, units: dict, work: Callable[[object], None]) -> None:
                 tell(study, trial, 0.0)
 
     until_finished(study, mine)
+
+
+def queued_trials(study, dist, beat: Heartbeat):
+    """Each queued trial this worker takes, while any is queued: marked as its own, held by its
+    heartbeat."""
+    from optuna.trial import TrialState
+
+    while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+        trial = ask(study, dist)
+        trial.set_user_attr("worker", worker_name())
+        beat.hold(trial)
+        yield trial
 
 
 def worker_name() -> str:
