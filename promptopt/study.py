@@ -31,7 +31,7 @@ def optuna_storage(url: str):
 
     import optuna
     from sqlalchemy import create_engine
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     from promptopt.store import schema_lock
 
@@ -46,9 +46,9 @@ def optuna_storage(url: str):
                         url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s(),
                         grace_period=3 * heartbeat_s(), heartbeat_stale_trial_callback=queue_again,
                     )  # fmt: skip
-            except OperationalError:
-                # SQLite: another worker created a table between Optuna's check and its CREATE
-                # TABLE ("already exists"); the next attempt finds the tables and creates none
+            except (OperationalError, IntegrityError):
+                # SQLite: another worker created a table (or wrote Optuna's schema version) between
+                # Optuna's check and its own write; the next attempt finds them and writes nothing
                 if attempt == 7:
                     raise
                 time.sleep(0.2 * (attempt + 1))
