@@ -138,7 +138,7 @@ def repeat_cost(server, out: Path) -> None:
         result = run(RunPlan(**plan))
         counts.append(server.calls - before)
     before = server.calls
-    records, compiles, _ = report.load(str(result.run_dir))
+    records, compiles, _, _ = report.load(str(result.run_dir))
     report.build(records, compiles)
     counts.append(server.calls - before)
     print(

@@ -58,7 +58,7 @@ def main() -> None:
         print(f"promptopt report --format {fmt:<4}: {took:5.2f} s wall ({out.stat().st_size:,} bytes) {status}")
     from promptopt import report
 
-    records, compiles, _ = report.load(str(run))
+    records, compiles, _, _ = report.load(str(run))
     started = time.perf_counter()
     report.build(records, compiles)
     print(f"in-process build() alone (10,000 resamples): {time.perf_counter() - started:.2f} s")

@@ -266,8 +266,9 @@ def _uplift(r: dict) -> str:
     """Uplift with its items; the paired scores are shown when the common items are not the
     split's items (they differ from the ceiling and baseline scores beside them)."""
     text = _ci(r["uplift"], r["uplift_ci_low"], r["uplift_ci_high"], _pts) + f" n={r['uplift_n']}"
-    if r["uplift_n"] and (
-        r["uplift_ceiling_score"] != r["ceiling_score"] or r["uplift_baseline_score"] != r["baseline_score"]
+    if r["uplift_n"] and not (
+        math.isclose(r["uplift_ceiling_score"], r["ceiling_score"])
+        and math.isclose(r["uplift_baseline_score"], r["baseline_score"])
     ):
         text += f" (on common items: {_pct(r['uplift_ceiling_score'])} vs {_pct(r['uplift_baseline_score'])})"
     return text
