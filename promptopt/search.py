@@ -288,17 +288,18 @@ def _rungs(n: int, s: SearchSettings) -> list[int]:
     return [*out, n]
 
 
-def _records(store, run_id, model, task, config_id, ids, split="val"):
-    recs = store.records(run_id)
+def _records(store, run_id, model, task, config_id, ids, split="val", recs=None):
+    """One config's records of `ids` (`recs`: the run's records, when the caller read them already)."""
+    recs = store.records(run_id) if recs is None else recs
     return recs[
         (recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == config_id)
         & (recs.split == split) & recs.example_id.isin(set(ids))
     ]  # fmt: skip
 
 
-def _item_scores(store, run_id, model, task, config_id, ids, split="val"):
+def _item_scores(store, run_id, model, task, config_id, ids, split="val", recs=None):
     """Scores of the answered items (errors left out), indexed by example id."""
-    mine = stats.answered(_records(store, run_id, model, task, config_id, ids, split))
+    mine = stats.answered(_records(store, run_id, model, task, config_id, ids, split, recs))
     return mine.set_index("example_id")["score"].astype(float)
 
 
@@ -323,8 +324,9 @@ def _promising(study, items, cost: float, alpha: float, store, run_id, model, ta
         if t.values[1] <= cost
     ]
     ids = [e.id for e in val]
+    recs = store.records(run_id) if cheaper else None  # read once for every comparison
     for config_id in cheaper:
-        other = _item_scores(store, run_id, model, task, config_id, ids)
+        other = _item_scores(store, run_id, model, task, config_id, ids, recs=recs)
         if stats.clearly_worse(items, other, alpha / len(cheaper)):
             return False
     return True
