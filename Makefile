@@ -5,22 +5,25 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-# llama.cpp is compiled from source. GGML_NATIVE=OFF: a native build on CPUs that advertise
-# AMX (as this machine's Xeons do) crashes in ggml's AMX kernels (ggml-org/llama.cpp#20824);
-# the portable AVX2 build runs everywhere. --no-cache-dir keeps pip from reusing a wheel built
-# with other flags, since pip's wheel cache does not key on CMAKE_ARGS.
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# The embedded model is served by llama.cpp's own llama-server, compiled from pinned source
+# (scripts/build_llama_server.sh says how and why; about 6-10 minutes on 2 cores, once).
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint bench-tools
 
 $(BIN)/promptopt: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==25.3"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir "llama-cpp-python[server]==0.3.36"
 	$(BIN)/pip install -e ".[dev]"
 	touch $(BIN)/promptopt
 
-install: $(BIN)/promptopt
+$(BIN)/llama-server: scripts/build_llama_server.sh | $(BIN)/promptopt
+	scripts/build_llama_server.sh $(VENV) llama-server
+
+install: $(BIN)/promptopt $(BIN)/llama-server
+
+# llama.cpp's bench tools, for benchmarks/model_throughput.py
+bench-tools: install
+	scripts/build_llama_server.sh $(VENV) llama-bench llama-batched-bench
 
 demo: install
 	$(BIN)/promptopt run

@@ -1,7 +1,7 @@
 """Which call style makes the embedded base model's answers parse? Prints one table.
 
 Gemma 3 270M is a base model. Two ways to call it through the same chat API:
-  plain    — the server joins message texts with no template (promptopt-plain), and structured
+  plain    — the server joins message texts with no template (promptopt.server.PLAIN_TEMPLATE), and structured
              prompts end with the first output field's marker (what promptopt uses);
   template — the chat template stored in the GGUF, structured prompts without the marker.
 For each, `baseline` and `cot` on the first N MedQA test questions (M for the template style,
@@ -30,7 +30,7 @@ tmp = Path(tempfile.mkdtemp())
 store = Store(default_url(tmp))
 print(f"embedded model, MedQA test, first {sizes['plain']} questions (template: {sizes['template']})")
 print(f"{'style':<9} {'strategy':<9} {'parsed %':>8} {'accuracy %':>10} {'tokens in/out per q':>20} {'s per q':>8}")
-for style, server_format in (("plain", "promptopt-plain"), ("template", "template")):
+for style, server_format in (("plain", "plain"), ("template", "template")):
     examples = task.examples("test", sizes[style])
     server = start(chat_format=server_format)
     try:

@@ -27,6 +27,13 @@ like for like, the recipe's compile-heavy random search against successive halvi
 The bias is the reported ceiling minus the true accuracy of the config behind it.
 
     PYTHONPATH=. .venv/bin/python benchmarks/search_vs_recipe.py [--seeds 20] [--space recipe --demo-sets 8]
+
+--real runs the recipe for real instead (DSPy's BootstrapFewShotWithRandomSearch and MIPROv2 on
+Predict and ChainOfThought, test-scored) against the same scripted model as promptopt's real
+search of its default space, all calls counted at the server: see benchmarks/recipe_real.py.
+
+    nice -n 19 env PYTHONPATH=. .venv/bin/python benchmarks/search_vs_recipe.py --real --seeds 20 \\
+        --json /tmp/recipe_real.json | tee /tmp/recipe_real.txt
 """
 
 from __future__ import annotations
@@ -164,7 +171,21 @@ def main() -> None:
     )  # fmt: skip
     ap.add_argument("--demo-sets", type=int, default=1, help="bootstrapped demo sets per strategy in promptopt's space")
     ap.add_argument("--recipe-seeds", type=int, default=2000, help="simulated recipe seeds for its bias alone")
+    ap.add_argument(
+        "--real", action="store_true",
+        help="run the recipe for real (DSPy's optimizers) against a scripted model; see benchmarks/recipe_real.py",
+    )  # fmt: skip
+    ap.add_argument("--limit-test", type=int, help="with --real, smoke runs only: score N val and N test examples")
     args = ap.parse_args()
+    real_rows = args.merge and any(json.loads(p.read_text()).get("mode") == "real" for p in args.merge)
+    if args.real or real_rows:
+        import recipe_real
+
+        if args.merge:
+            recipe_real.merge(args.merge)
+        else:
+            recipe_real.run(args)
+        return
     from promptopt.tasks import load_task
 
     task = load_task("medqa")

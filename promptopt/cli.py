@@ -30,6 +30,13 @@ MaxErrorRate = Annotated[
 ApiKeyFile = Annotated[
     Path | None, typer.Option(help="File holding the provider's API key (read into its env variable, never stored).")
 ]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Examples scored at once per endpoint (default: 4 on the embedded model, which decodes 4 at once; else 1).",
+    ),
+]
 Rpm = Annotated[
     float | None,
     typer.Option(
@@ -106,7 +113,7 @@ def run(
         int | None,
         typer.Option(help="Run seed (default 0): another seed is a separate repeat of the run, in its own folder."),
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Examples scored in parallel per endpoint.")] = None,
+    threads: Threads = None,
     tasks_dir: TasksDir = None,
     programs_dir: ProgramsDir = None,
     max_calls: MaxCalls = None,
@@ -151,7 +158,7 @@ def run(
         limit=pick(limit, file.limit, 20),
         splits=tuple(split or file.splits or ("val", "test")),
         seed=pick(seed, file.seed, 0),
-        threads=pick(threads, file.threads, 1),
+        threads=pick(threads, file.threads, None),
         out=pick(out, file.out, Path("results")),
         storage=pick(storage, file.storage, None),
         tasks_dirs=tasks_dir or file.tasks_dirs,
@@ -225,7 +232,7 @@ def search(
     out: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
     storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store and the study.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the order configs are tried in.")] = 0,
-    threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel per endpoint.")] = 1,
+    threads: Threads = None,
     max_calls: MaxCalls = None,
     max_cost: MaxCost = None,
     max_error_rate: MaxErrorRate = 0.5,
@@ -278,7 +285,7 @@ def compile_cmd(
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the model.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Val examples to score the compiled program on.")] = None,
     runs: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
-    threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel.")] = 1,
+    threads: Threads = None,
     tasks_dir: TasksDir = None,
     programs_dir: ProgramsDir = None,
 ) -> None:
@@ -317,7 +324,7 @@ def evaluate_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="Examples to score.")] = None,
     model: Annotated[str | None, typer.Option(help="Model to bind instead of the compiled one.")] = None,
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the model.")] = None,
-    threads: Annotated[int, typer.Option(min=1, help="Examples scored in parallel.")] = 1,
+    threads: Threads = None,
     tasks_dir: TasksDir = None,
     programs_dir: Annotated[
         Path | None,
@@ -491,13 +498,14 @@ def models_check(model: str, api_base: Annotated[str | None, typer.Option()] = N
 def serve(
     model: Annotated[str, typer.Option(help="Embedded model to serve.")] = "local/gemma-3-270m",
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    parallel: Annotated[int, typer.Option(min=1, help="Requests decoded at once (give runs as many --threads).")] = 4,
 ) -> None:
     """Keep the embedded model's server running; runs started meanwhile reuse it."""
     from promptopt.models import resolve_model
     from promptopt.server import serve_forever
 
     resolve_model(model)
-    serve_forever(port=port)
+    serve_forever(port=port, parallel=parallel)
 
 
 def _quiet_dspy() -> None:

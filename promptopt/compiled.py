@@ -35,10 +35,12 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("promptopt", "dspy", "litellm", "llama-cpp-python"):
+    for name in ("promptopt", "dspy", "litellm"):
         with contextlib.suppress(PackageNotFoundError):
             found[name] = version(name)
-    return found
+    from promptopt.server import SOURCE
+
+    return found | {"llama-server": SOURCE}  # the embedded model's server, as `make install` builds it
 
 
 def save(
@@ -199,7 +201,7 @@ def evaluate_program(
     limit: int | None = None,
     model: str | None = None,
     api_base: str | None = None,
-    threads: int = 1,
+    threads: int | None = None,
     on_progress=None,
     tasks_dirs: list[Path] | None = None,
     programs_dir: Path | None = None,
@@ -227,6 +229,9 @@ def evaluate_program(
     check_gold(task)  # a program compiled before the check existed must not score bad gold silently
     config = Config(man["strategy"], man["optimizer"], man["knobs"], man.get("optimizer_knobs") or {})
     with prog:
+        from promptopt.run import threads_for
+
+        threads = threads_for(threads, prog.model)  # before the endpoint is bound: the embedded default
         live = prog._ready()
         state = hashlib.sha1((Path(folder) / "program.json").read_bytes()).hexdigest()
         key = json.dumps([live.identity, split, limit, man["config_id"], state]).encode()

@@ -67,7 +67,7 @@ def redact_url(url: str) -> str:
 LOCAL_MODELS = {
     # Gemma 3 270M is a base model: plain text with an "Answer:" cue parses far more often than
     # its chat template (measured, see README "The embedded model"); "text" selects the server's
-    # plain format (promptopt._llama_server), "chat" the template stored in the GGUF.
+    # plain format (promptopt.server.PLAIN_TEMPLATE), "chat" the template stored in the GGUF.
     # 256 new tokens (about 4 s at 60 tokens/s here) bound a reasoning step; the stop ends a
     # structured answer at DSPy's closing marker instead of letting a base model ramble on.
     "local/gemma-3-270m": dict(

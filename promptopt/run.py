@@ -14,7 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from promptopt import __version__
@@ -44,7 +44,7 @@ class RunPlan:
     limit: int | None = DEFAULT_LIMIT
     splits: tuple[str, ...] = ("val", "test")
     seed: int = 0
-    threads: int = 1
+    threads: int | None = None  # examples scored at once per endpoint (None: threads_for decides)
     out: Path = Path("results")
     storage: str | None = None
     tasks_dirs: list[Path] = field(default_factory=list)
@@ -118,13 +118,26 @@ def check_endpoint(model: Model) -> None:
         ) from None
 
 
+def threads_for(threads: int | None, model: Model) -> int:
+    """Examples scored at once on this model: --threads, else as many as the embedded server
+    decodes together, else 1 (a hosted API's rate limits are the user's to raise)."""
+    if threads:
+        return threads
+    if model.is_local and not model.api_base:
+        from promptopt.server import SLOTS
+
+        return SLOTS
+    return 1
+
+
 @contextlib.contextmanager
-def endpoint(model: Model, log: Path | None = None) -> Iterator[Model]:
-    """The model ready to call: embedded models get a running local server for the duration."""
+def endpoint(model: Model, log: Path | None = None, parallel: int = 1) -> Iterator[Model]:
+    """The model ready to call: embedded models get a running local server for the duration,
+    with room for `parallel` requests at once."""
     if model.is_local and not model.api_base:
         from promptopt.server import local_server
 
-        with local_server(log=log) as url:
+        with local_server(log=log, parallel=parallel) as url:
             yield with_endpoint(model, url)
         return
     check_endpoint(model)
@@ -242,14 +255,15 @@ def _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress) 
 
         storage = optuna_storage(store.url)
     for model in models:
-        with endpoint(model, log=run_dir / "server.log") as live:
+        model_plan = replace(plan, threads=threads_for(plan.threads, model))
+        with endpoint(model, log=run_dir / "server.log", parallel=model_plan.threads) as live:
             lm = build_lm(live)
             adapter = adapter_for(live)
             for task in tasks:
                 common = dict(task=task, model=live, lm=lm, adapter=adapter, store=store, budget=budget)
 
-                def score(cfg, common=common) -> None:
-                    _score_config(plan, cfg, run_dir, on_progress, **common)
+                def score(cfg, common=common, model_plan=model_plan) -> None:
+                    _score_config(model_plan, cfg, run_dir, on_progress, **common)
 
                 if storage is None:
                     for cfg in configs:

@@ -30,7 +30,7 @@ import functools
 import random
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from promptopt import stats
 from promptopt.errors import UserError
@@ -48,6 +48,7 @@ from promptopt.run import (
     prepare,
     save_program,
     stop_noted,
+    threads_for,
     validate_plan,
 )
 from promptopt.study import Heartbeat, fail_dead_trials, optuna_storage, queued_trials, tell, until_finished
@@ -113,7 +114,8 @@ def search(
     # what a search scores depends on its pruning: no per-config expectation to list as missing
     with stop_noted(store, plan.run_id, {"configs": [], "items": {}}) as stopped:
         for model in models:
-            with endpoint(model, log=run_dir / "server.log") as live:
+            plan = replace(plan, threads=threads_for(plan.threads, model))
+            with endpoint(model, log=run_dir / "server.log", parallel=plan.threads) as live:
                 lm, adapter = build_lm(live), adapter_for(live)
                 for task in tasks:
                     study = optuna.create_study(

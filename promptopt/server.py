@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,9 +26,25 @@ from pathlib import Path
 from promptopt.errors import UserError
 
 ALIAS = "gemma-3-270m"
-# Measured on 2 cores: a context of 2048 tokens holds the longest MedQA prompt with CoT and
-# demos; more slots than cores slows every request, so one slot per core.
+# What scripts/build_llama_server.sh compiles (keep the two in step): recorded in program manifests.
+SOURCE = "llama.cpp vendored in llama-cpp-python 0.3.36"
+# Context tokens per parallel slot: the longest MedQA prompt with CoT and demos fits in 2048.
 DEFAULT_CTX = 4096
+# Parallel sequences the server decodes together (continuous batching). Measured on 2 cores
+# (benchmarks/model_throughput.py, BENCHMARKS.md §5): 4 sequences give the most tokens per
+# second; 8 add nothing and make each answer slower.
+SLOTS = 4
+# llama-cpp-python's plain format, as a chat template: the messages' texts joined by blank lines.
+# Gemma 3 270M is a *base* model; given its instruction template it rarely answers in a
+# parseable form, given plain text that ends in a cue ("Answer:", a field marker) it continues
+# it. Clients still speak the chat API, so DSPy, LiteLLM and the call accounting are unchanged.
+PLAIN_TEMPLATE = (
+    "{%- set ns = namespace(first=true) -%}"
+    "{%- for message in messages -%}{%- if message['content'] -%}"
+    "{%- if not ns.first -%}{{ '\\n\\n' }}{%- endif -%}"
+    "{{- message['content'] -}}{%- set ns.first = false -%}"
+    "{%- endif -%}{%- endfor -%}"
+)
 
 
 def state_dir() -> Path:
@@ -99,6 +116,36 @@ def _state_file() -> Path:
     return state_dir() / f"serve-{ALIAS}.json"
 
 
+def binary() -> Path:
+    """llama.cpp's llama-server: PROMPTOPT_LLAMA_SERVER, else the one `make install` built."""
+    configured = os.environ.get("PROMPTOPT_LLAMA_SERVER")
+    candidates = [Path(configured)] if configured else [Path(sys.executable).with_name("llama-server")]
+    if not configured and (found := shutil.which("llama-server")):
+        candidates.append(Path(found))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    where = (
+        f"PROMPTOPT_LLAMA_SERVER={configured} is not an executable file"
+        if configured
+        else (f"llama.cpp's llama-server is not in {Path(sys.executable).parent} or on PATH")
+    )
+    raise UserError(
+        f"{where}; build it with `make install` (scripts/build_llama_server.sh compiles it from pinned "
+        "source) or set PROMPTOPT_LLAMA_SERVER to a llama-server executable."
+    )
+
+
+def slots(base_url: str) -> int | None:
+    """How many requests the server decodes at once (llama-server's /props), if it says."""
+    try:
+        root = base_url.removesuffix("/v1")
+        with urllib.request.urlopen(f"{root}/props", timeout=2.0) as resp:
+            return int(json.loads(resp.read())["total_slots"])
+    except Exception:
+        return None
+
+
 def running_server() -> str | None:
     """Base URL of a server kept by `promptopt serve`, if one is alive."""
     file = _state_file()
@@ -116,45 +163,47 @@ def start(
     port: int | None = None,
     threads: int | None = None,
     log: Path | None = None,
-    chat_format: str = "promptopt-plain",
+    chat_format: str = "plain",
     n_ctx: int = DEFAULT_CTX,
+    parallel: int = SLOTS,
     n_batch: int = 512,
-    logits_all: bool = False,
+    prompt_cache: bool = True,
 ) -> LocalServer:
-    """Start llama.cpp's OpenAI-compatible server and wait until it answers.
+    """Start llama.cpp's llama-server and wait until it answers.
 
-    llama-cpp-python's server holds one llama.cpp context and serves one request at a time (it
-    has no parallel slots): more than one client thread only queues there."""
-    try:
-        import llama_cpp.server  # noqa: F401
-    except ImportError as exc:
-        raise UserError(
-            "llama-cpp-python with its server extra is not installed; install promptopt with its "
-            "dependencies (pip install -e .)."
-        ) from exc
+    It decodes up to `parallel` requests together (continuous batching) and keeps each slot's
+    prompt in its KV cache, so a request that shares a prefix with an earlier one (the same
+    instructions and demos, another question) only processes what differs (unless
+    prompt_cache is off). chat_format: "plain"
+    (PLAIN_TEMPLATE) or "template" (the chat template stored in the GGUF file)."""
+    exe = binary()  # first: a missing server is one sentence, before the model file is assembled
     model = gguf_path()
     port = port or free_port()
     threads = threads or max(1, os.cpu_count() or 1)
     cmd = [
-        sys.executable, "-m", "promptopt._llama_server",
+        str(exe),
         "--model", str(model),
-        "--model_alias", ALIAS,
+        "--alias", ALIAS,
         "--host", "127.0.0.1",
         "--port", str(port),
-        "--n_ctx", str(n_ctx),
-        "--n_threads", str(threads),
-        "--n_threads_batch", str(threads),
-        "--n_batch", str(n_batch),
-        # The server's default computes logits for every prompt token (for logprobs, which
-        # promptopt never asks for); over Gemma 3's 262k-token vocabulary that doubled the time
-        # of a short call (benchmarks/model_throughput.py). Off: only the last token's logits.
-        "--logits_all", str(logits_all),
-        "--verbose", "False",
+        "--parallel", str(parallel),
+        "--ctx-size", str(n_ctx * parallel),
+        "--kv-unified",  # one KV pool: a long prompt may use more than its share while others are short
+        "--threads", str(threads),
+        "--threads-batch", str(threads),
+        "--batch-size", str(n_batch),
+        "--no-webui",
+        "--metrics",  # /metrics: tokens processed, for benchmarks/model_throughput.py
+        "--jinja",
     ]  # fmt: skip
-    if chat_format != "template":  # "template": the chat template stored in the GGUF file
-        cmd += ["--chat_format", chat_format]
+    if not prompt_cache:
+        cmd.append("--no-cache-prompt")
+    if chat_format == "plain":
+        cmd += ["--chat-template", PLAIN_TEMPLATE]
+    elif chat_format != "template":
+        raise ValueError(f"chat_format {chat_format!r}: 'plain' or 'template'")
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=out, stderr=out, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     server = LocalServer(base_url=f"http://127.0.0.1:{port}/v1", process=proc)
     deadline = time.monotonic() + 180
     try:
@@ -172,30 +221,31 @@ def start(
 
 
 @contextlib.contextmanager
-def local_server(log: Path | None = None) -> Iterator[str]:
-    """Yield the base URL of a running server: reuse `promptopt serve`'s, else start our own."""
+def local_server(log: Path | None = None, parallel: int = SLOTS) -> Iterator[str]:
+    """Yield the base URL of a running server: reuse `promptopt serve`'s, else start our own
+    with room for `parallel` requests at once."""
     reused = running_server()
     if reused:
         yield reused
         return
-    server = start(log=log)
+    server = start(log=log, parallel=max(parallel, 1))
     try:
         yield server.base_url
     finally:
         server.stop()
 
 
-def serve_forever(port: int | None = None) -> None:
+def serve_forever(port: int | None = None, parallel: int = SLOTS) -> None:
     """Foreground server for repeated runs; Ctrl-C or `kill` (SIGTERM) stops it and removes the state file."""
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)  # a service manager's stop is a Ctrl-C here
-    server = start(port=port)
+    server = start(port=port, parallel=parallel)
     file = _state_file()
     file.write_text(json.dumps({"base_url": server.base_url, "pid": os.getpid(), "digest": model_digest()}))
-    print(f"Serving local/{ALIAS} at {server.base_url} (Ctrl-C to stop).", flush=True)
+    print(f"Serving local/{ALIAS} at {server.base_url}, {parallel} requests at once (Ctrl-C to stop).", flush=True)
     try:
         while server.process and server.process.poll() is None:
             time.sleep(1)

@@ -82,6 +82,13 @@ def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path):
             raise AssertionError(f"{name}: {exc}") from None
 
 
+def test_an_embedded_server_that_is_not_built_is_one_sentence_naming_the_fix(tmp_path):
+    env = {"PROMPTOPT_LLAMA_SERVER": str(tmp_path / "llama-server"), "PROMPTOPT_HOME": str(tmp_path / "home")}
+    done = cli("run", "--limit", "1", "--strategy", "baseline", "--out", str(tmp_path / "runs"), env=env)
+    _one_sentence(done, f"PROMPTOPT_LLAMA_SERVER={tmp_path / 'llama-server'} is not an executable file; build it with")
+    assert "make install" in done.stderr
+
+
 def test_a_key_from_a_named_file_is_used_and_never_written(medqa, tmp_path):
     key_file = tmp_path / "key.txt"
     key_file.write_text(SECRET + "\n")

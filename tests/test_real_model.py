@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def llama_servers() -> list[int]:
                 cmd = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"promptopt._llama_server" in cmd:
+            if cmd.split(b"\0")[0].endswith(b"/llama-server") and b"gemma-3-270m" in cmd:
                 pids.append(int(proc.name))
     return pids
 
@@ -159,3 +160,44 @@ def test_kill_of_promptopt_serve_stops_its_server_and_forgets_it(tmp_path):
             serve.kill()
     assert kept and gone_within(kept, 10)
     assert not list((tmp_path / "home").glob("serve-*.json"))
+
+
+def test_threads_4_keeps_4_requests_in_flight_at_the_embedded_server(tmp_path):
+    exe = Path(sys.executable).with_name("promptopt")
+    args = [
+        "run",
+        "--threads",
+        "4",
+        "--limit",
+        "12",
+        "--strategy",
+        "baseline",
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path),
+    ]
+    run = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    busy, url = [], None
+    try:
+        while run.poll() is None:  # what the server itself says it is decoding, 20 times a second
+            if url is None:
+                mine = [p for p in llama_servers() if f"PPid:\t{run.pid}\n" in Path(f"/proc/{p}/status").read_text()]
+                if mine:
+                    argv = Path(f"/proc/{mine[0]}/cmdline").read_bytes().split(b"\0")
+                    url = f"http://127.0.0.1:{int(argv[argv.index(b'--port') + 1])}/slots"
+            else:
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as resp:
+                        busy.append(sum(bool(slot.get("is_processing")) for slot in json.loads(resp.read())))
+                except OSError:
+                    pass  # starting up, or already stopping
+            time.sleep(0.05)
+        out, err = run.communicate()
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    assert url and max(busy) == 4  # four questions decoded together, never more than asked for
+    assert busy.count(4) >= 3  # and not only for an instant
+    assert "accuracy % [95% CI]" in out

@@ -1,6 +1,8 @@
-"""Entry point of the embedded llama.cpp server process (run as `python -m promptopt._llama_server`).
+"""The server promptopt used for the embedded model before llama-server, kept to measure against.
 
-It is llama-cpp-python's own OpenAI-compatible server plus one chat format, `promptopt-plain`:
+benchmarks/model_throughput.py runs it as a script (it needs `pip install
+"llama-cpp-python[server]==0.3.36"`). It is llama-cpp-python's own OpenAI-compatible server,
+which serves one request at a time, plus one chat format, `promptopt-plain`:
 the messages' texts joined by blank lines, with no chat template. Gemma 3 270M is a *base*
 model; given its instruction template it rarely answers in a parseable form, given plain text
 that ends in a cue ("Answer:", a field marker) it continues it. Clients still speak the chat
