@@ -30,9 +30,11 @@ ALIAS = "gemma-3-270m"
 SOURCE = "llama.cpp vendored in llama-cpp-python 0.3.36"
 # Context tokens per parallel slot: the longest MedQA prompt with CoT and demos fits in 2048.
 DEFAULT_CTX = 4096
-# Parallel sequences the server decodes together (continuous batching). Measured on 2 cores
-# (benchmarks/model_throughput.py, BENCHMARKS.md §5): 4 sequences give the most tokens per
-# second; 8 add nothing and make each answer slower.
+# Parallel sequences the server decodes together (continuous batching), and so the examples
+# promptopt scores at once on it by default. Measured on 2 cores (BENCHMARKS.md §5): 4 decode
+# 1.3x the tokens per second of one on a 256-in/64-out mix (8: 1.45x), but MedQA's prompt-heavy
+# configs gain little there (cot 1.09x, baseline 0.87x), the cores being busy processing
+# prompts (more cores should gain more; not measured here).
 SLOTS = 4
 # llama-cpp-python's plain format, as a chat template: the messages' texts joined by blank lines.
 # Gemma 3 270M is a *base* model; given its instruction template it rarely answers in a
