@@ -389,8 +389,17 @@ def format_options(options: dict[str, str]) -> str:
 
 
 def parse_options(options: dict[str, str] | str | None) -> dict[str, str]:
-    """Options as a letter -> text mapping, also from their rendered form ("A. ...\nB. ...")."""
+    """Options as a letter -> text mapping, also from their rendered form ("A. ...\nB. ...").
+
+    The inverse of format_options: a line that does not start a new option continues the one
+    before (some real options carry a second line), so no option loses text on the way."""
     if isinstance(options, dict):
         return options
-    found = re.findall(r"^\s*([A-Z])[.)]\s*(.*?)\s*$", options or "", flags=re.MULTILINE)
-    return dict(found)
+    found: dict[str, list[str]] = {}
+    for line in (options or "").splitlines():
+        start = re.match(r"^\s*([A-Z])[.)]\s*(.*?)\s*$", line)
+        if start:
+            found[start.group(1)] = [start.group(2)]
+        elif found:
+            found[next(reversed(found))].append(line.rstrip())
+    return {letter: "\n".join(lines).rstrip() for letter, lines in found.items()}

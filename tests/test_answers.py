@@ -89,3 +89,13 @@ def test_medec_scores_the_flag_and_the_sentence_id_not_the_wording_of_the_correc
     assert medec.score(medec.parse("CORRECT", {}), gold) == 0.0
     assert medec.score(medec.parse("CORRECT", {}), '{"flag": 0, "sentence_id": -1, "correction": "NA"}') == 1.0
     assert medec.parse("The note describes a 7-year-old boy.", {}) is None
+
+
+def test_rendered_options_read_back_as_they_were_including_their_second_lines(medqa):
+    from promptopt.answers import format_options, parse_options
+
+    every = [e.inputs["options"] for split in ("train", "val", "test") for e in medqa.examples(split)]
+    multi_line = [o for o in every if any("\n" in v for v in o.values())]
+    assert multi_line  # MedQA has options with a stray second line: the case this guards
+    # as they were, but for spaces around an option, which the rendered form does not keep
+    assert all(parse_options(format_options(o)) == {k: v.strip() for k, v in o.items()} for o in every)
