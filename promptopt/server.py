@@ -246,9 +246,9 @@ def serve_forever(port: int | None = None, parallel: int = SLOTS) -> None:
     signal.signal(signal.SIGTERM, stop)  # a service manager's stop is a Ctrl-C here
     server = start(port=port, parallel=parallel)
     file = _state_file()
-    file.write_text(json.dumps({"base_url": server.base_url, "pid": os.getpid(), "digest": model_digest()}))
-    print(f"Serving local/{ALIAS} at {server.base_url}, {parallel} requests at once (Ctrl-C to stop).", flush=True)
-    try:
+    try:  # from here on a stop signal, even one right after the line below, ends it cleanly
+        file.write_text(json.dumps({"base_url": server.base_url, "pid": os.getpid(), "digest": model_digest()}))
+        print(f"Serving local/{ALIAS} at {server.base_url}, {parallel} requests at once (Ctrl-C to stop).", flush=True)
         while server.process and server.process.poll() is None:
             time.sleep(1)
     except KeyboardInterrupt:
