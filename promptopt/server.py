@@ -138,16 +138,6 @@ def binary() -> Path:
     )
 
 
-def slots(base_url: str) -> int | None:
-    """How many requests the server decodes at once (llama-server's /props), if it says."""
-    try:
-        root = base_url.removesuffix("/v1")
-        with urllib.request.urlopen(f"{root}/props", timeout=2.0) as resp:
-            return int(json.loads(resp.read())["total_slots"])
-    except Exception:
-        return None
-
-
 def running_server() -> str | None:
     """Base URL of a server kept by `promptopt serve`, if one is alive."""
     file = _state_file()
