@@ -113,8 +113,9 @@ def search(
     storage = optuna_storage(url)
     # what a search scores depends on its pruning: no per-config expectation to list as missing
     with stop_noted(store, plan.run_id, {"configs": [], "items": {}}) as stopped:
+        asked = plan.threads  # resolved per model: the embedded one and a hosted one differ
         for model in models:
-            plan = replace(plan, threads=threads_for(plan.threads, model))
+            plan = replace(plan, threads=threads_for(asked, model))
             with endpoint(model, log=run_dir / "server.log", parallel=plan.threads) as live:
                 lm, adapter = build_lm(live), adapter_for(live)
                 for task in tasks:
