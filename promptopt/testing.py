@@ -43,21 +43,26 @@ class ScriptedFault(Exception):
 FAULTS = ("429", "500", "slow", "malformed", "empty")
 
 
-def faulty(reply: Callable[[str], str], rate: float, seed: int = 0, slow_s: float = 2.0) -> Callable[[str], str]:
+def faulty(
+    reply: Callable[[str], str], rate: float, seed: int = 0, slow_s: float = 2.0, max_per_prompt: int | None = None
+) -> Callable[[str], str]:
     """`reply`, except that a seeded `rate` of calls fail, cycling through every kind in FAULTS.
 
     Which calls fail depends only on the seed and the order of calls, so a retry of a failed
-    call usually succeeds, as it does against a real overloaded endpoint.
+    call usually succeeds, as it does against a real overloaded endpoint. `max_per_prompt`
+    bounds the faults one prompt can get, so a test can know which prompts outlast every retry.
     """
     import random
+    from collections import Counter
 
-    rng, lock, count = random.Random(seed), threading.Lock(), [0]
+    rng, lock, count, per_prompt = random.Random(seed), threading.Lock(), [0], Counter()
 
     def wrapped(prompt: str) -> str:
         with lock:
-            fail = rng.random() < rate
+            fail = rng.random() < rate and (max_per_prompt is None or per_prompt[prompt] < max_per_prompt)
             kind = FAULTS[count[0] % len(FAULTS)] if fail else None
             count[0] += fail
+            per_prompt[prompt] += fail
         if kind == "429":
             raise ScriptedHTTPError(429, "rate limited")
         if kind == "500":
