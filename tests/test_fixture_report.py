@@ -1,0 +1,25 @@
+"""The report of a checked-in store is byte-identical to the one recorded with it, in every format.
+
+tests/fixtures/store.sqlite holds two real runs of the CLI against scripted models (see
+tests/fixtures/make_store.py); tests/fixtures/report/ holds what `promptopt report` printed for
+it when it was made. A refactor that changes a number, a word or an order shows up here. When a
+field is added on purpose, regenerate the expected files and say so in the commit:
+
+    for f in json md text html csv; do promptopt report sqlite:///tests/fixtures/store.sqlite \\
+        --format $f --bootstrap 1000 > tests/fixtures/report/report.$f; done
+"""
+
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+STORE = f"sqlite:///{FIXTURES / 'store.sqlite'}"
+
+
+@pytest.mark.parametrize("fmt", ["json", "md", "text", "html", "csv"])
+def test_the_report_of_the_fixture_store_is_byte_identical_to_the_recorded_one(fmt):
+    done = cli("report", STORE, "--format", fmt, "--bootstrap", "1000")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (FIXTURES / "report" / f"report.{fmt}").read_text()
