@@ -157,7 +157,7 @@ def _search(server, out: Path, k: int, calls: int) -> float:
 
     per = max(12, calls // 2)  # two configs on val, then the choice and the baseline on test
     plan = _plan(server, out, k, calls, strategies=["predict", "cot"], optimizers=["none"], limit=per, mode="search")
-    return _timed(server, lambda: search(plan, SearchSettings(rung0=per), say=lambda line: None))
+    return _timed(server, lambda: search(plan, SearchSettings(rung0=per)))
 
 
 if __name__ == "__main__":

@@ -52,10 +52,11 @@ def main() -> None:
 
     import dspy
 
+    from promptopt.config import parse_config
     from promptopt.evaluate import evaluate
     from promptopt.models import build_lm, resolve_model
-    from promptopt.registry import get_strategy, parse_config
-    from promptopt.run import adapter_for
+    from promptopt.registry import get_strategy
+    from promptopt.session import adapter_for
     from promptopt.store import Store, default_url
     from promptopt.testing import ScriptedServer
 

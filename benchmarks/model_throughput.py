@@ -116,11 +116,12 @@ def score(base_url: str, strategy: str, optimizer: str, n: int, threads: int, la
     """Wall time and records of one config on the first n MedQA test questions at this server."""
     import dataclasses
 
-    from promptopt.compile import OPTIMIZERS
+    from promptopt.config import Config
     from promptopt.evaluate import evaluate
     from promptopt.models import build_lm, resolve_model, with_endpoint
-    from promptopt.registry import Config, get_strategy
-    from promptopt.run import adapter_for
+    from promptopt.optimizers import get_optimizer
+    from promptopt.registry import get_strategy
+    from promptopt.session import adapter_for
     from promptopt.store import Store, default_url
     from promptopt.tasks import load_task
 
@@ -132,11 +133,11 @@ def score(base_url: str, strategy: str, optimizer: str, n: int, threads: int, la
     if optimizer == "labeled":  # the first three train examples as demos, as the `labeled` optimizer keeps them
         import dspy
 
-        train = task.examples("train")[: OPTIMIZERS["labeled"]["labeled"]]
+        train = task.examples("train")[: get_optimizer("labeled").knobs["labeled"]]
         demos = [dspy.Example(**e.inputs, answer=e.gold).with_inputs(*e.inputs) for e in train]
         for predictor in program.predictors():
             predictor.demos = demos
-    cfg = Config(strategy, optimizer, get_strategy(strategy).knobs, OPTIMIZERS[optimizer])
+    cfg = Config(strategy, optimizer, get_strategy(strategy).knobs, get_optimizer(optimizer).knobs)
     store = Store(default_url(Path(tempfile.mkdtemp(prefix="throughput-"))))
     lm("Warm up.", max_tokens=4)
     started = time.perf_counter()

@@ -267,14 +267,15 @@ def recipe(world: World, task, server, limit: int | None, log) -> dict:
 
 def space_truths(world: World) -> dict[str, dict]:
     """Every config of promptopt's default space: id -> label, true accuracy, calls per question."""
-    from promptopt.registry import get_strategy, parse_config
+    from promptopt.config import parse_config
+    from promptopt.registry import get_strategy
     from promptopt.search import DEFAULT_OPTIMIZERS, DEFAULT_SPACE
 
     out = {}
     for name in DEFAULT_SPACE:
         strat = get_strategy(name.partition(":")[0])
         for opt in DEFAULT_OPTIMIZERS:
-            if opt != "none" and not getattr(strat.module, "compilable", True):
+            if opt != "none" and not strat.compilable:
                 continue  # as promptopt.search builds its space
             cfg = parse_config(name, opt)
             out[cfg.id] = {
@@ -311,7 +312,11 @@ def promptopt_search(world: World, task, server, limit: int | None, out: Path, l
         mode="search", seed=world.seed, threads=THREADS,
     )  # fmt: skip
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        result = search(plan, SearchSettings(seed=world.seed), say=lambda line: print(line, file=log))
+        result = search(
+            plan,
+            SearchSettings(seed=world.seed),
+            on_progress=lambda e: print(e.text, file=log) if hasattr(e, "text") else None,
+        )
     store = Store(result.storage)
     recs = store.records(result.run_id)
     compile_calls = int(store.compile_costs(result.run_id).lm_calls.sum())

@@ -97,7 +97,7 @@ def main() -> None:
             mode="search",
         )  # fmt: skip
         started = time.perf_counter()
-        result = search(plan, SearchSettings(rung0=args.rung0, seed=args.seed, alpha=args.alpha), say=lambda line: None)
+        result = search(plan, SearchSettings(rung0=args.rung0, seed=args.seed, alpha=args.alpha))
         seconds = time.perf_counter() - started
         recs = Store(result.storage).records(result.run_id)
 

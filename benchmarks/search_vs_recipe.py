@@ -89,12 +89,13 @@ def world(seed: int, space: str = "default", demo_sets: int = 1) -> dict[str, tu
 
 
 def recipe(seed: int, truth: dict, n_train: int, n_test: int) -> dict:
-    from promptopt.compile import OPTIMIZERS, estimate_compile_calls
+    from promptopt.compile import estimate_compile_calls
+    from promptopt.optimizers import get_optimizer
 
     rng = random.Random(f"recipe-{seed}")
     binom = lambda n, p: sum(rng.random() < p for _ in range(n)) / n  # noqa: E731
-    rs = OPTIMIZERS["bootstrap_rs"] | {"candidates": 16, "val": 100}
-    mipro = OPTIMIZERS["mipro"] | {"auto": "light", "val": 100}
+    rs = get_optimizer("bootstrap_rs").knobs | {"candidates": 16, "val": 100}
+    mipro = get_optimizer("mipro").knobs | {"auto": "light", "val": 100}
     finals, calls = [], 0
     for name in RECIPE_STRATEGIES:
         base = truth[f"{name}/none"][0]
@@ -110,7 +111,8 @@ def recipe(seed: int, truth: dict, n_train: int, n_test: int) -> dict:
 
 
 def promptopt_search(seed: int, truth: dict, n_train: int, task, by_question, tmp: Path) -> dict:
-    from promptopt.compile import OPTIMIZERS, estimate_compile_calls
+    from promptopt.compile import estimate_compile_calls
+    from promptopt.optimizers import get_optimizer
     from promptopt.run import RunPlan
     from promptopt.search import SearchSettings, search
     from promptopt.store import Store
@@ -139,11 +141,11 @@ def promptopt_search(seed: int, truth: dict, n_train: int, task, by_question, tm
             api_base=server.base_url, limit=None, out=tmp / f"results-{seed}", programs_dirs=[programs],
             mode="search", seed=seed,
         )  # fmt: skip
-        result = search(plan, SearchSettings(seed=seed), say=lambda line: None)
+        result = search(plan, SearchSettings(seed=seed))
         recs = Store(result.storage).records(result.run_id)
     test = recs[(recs.split == "test") & (recs.strategy == "probe")]
     chosen = names[int(re.search(r'"level": (\d+)', test.config.iloc[0]).group(1))]
-    boot = OPTIMIZERS["bootstrap"]
+    boot = get_optimizer("bootstrap").knobs
     compile_calls = sum(
         estimate_compile_calls("bootstrap", boot, calls, n_train, 0, acc)
         for n, (acc, calls) in truth.items()

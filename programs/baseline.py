@@ -21,7 +21,7 @@ def render(instructions: str, inputs: dict) -> str:
     return "\n".join(lines)
 
 
-@strategy("baseline", answer_types={ANY}, calls=lambda knobs, n_options: 1, knobs={"max_tokens": None})
+@strategy("baseline", answer_types={ANY}, calls=lambda knobs, n_options: 1, knobs={"max_tokens": None}, reasons=False)
 class Baseline(dspy.Module):
     """The fixed HELM-style prompt: instructions, question, options, "Answer:"."""
 

@@ -34,6 +34,7 @@ def orders(options: dict[str, str], n: int, seed: int, question: str) -> list[li
     "choice_shuffle",
     answer_types={"multiple_choice"},
     calls=lambda knobs, n_options: knobs["n"],
+    reasons=lambda knobs: knobs["reasoning"],
     knobs={"n": 5, "reasoning": True, "seed": 0},
 )
 class ChoiceShuffle(dspy.Module):

@@ -30,6 +30,7 @@ def _text(inputs: dict) -> str:
     "knn_fewshot",
     answer_types={ANY},
     calls=lambda knobs, n_options: 1,
+    demos_knob="k",
     knobs={"k": 5, "pool": 100, "self_cot": True, "embedder": "tfidf"},
 )
 class KNNFewShot(dspy.Module):

@@ -6,7 +6,7 @@ from promptopt.registry import ANY, strategy
 from promptopt.signatures import as_text, signature_for
 
 
-@strategy("predict", answer_types={ANY}, calls=lambda knobs, n_options: 1)
+@strategy("predict", answer_types={ANY}, calls=lambda knobs, n_options: 1, reasons=False)
 class Predict(dspy.Module):
     """DSPy Predict: the task's signature answered in one step."""
 

@@ -2,6 +2,10 @@
 
 A parser turns raw model text into a canonical answer or None (a parse failure, scored 0 and
 flagged, never a crash). A metric compares a canonical answer to the gold one.
+
+Each type is a frozen dataclass declared with `@answer_type`; its fields other than `name` and
+`max_answer_tokens` are the options a task's YAML may set (`answer.options`). Users add one by
+putting such a class in a file of their programs folder (`--programs-dir`), beside strategies.
 """
 
 from __future__ import annotations
@@ -10,7 +14,10 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
+
+from promptopt.registry import Registry
 
 
 class AnswerType(Protocol):
@@ -32,6 +39,18 @@ class AnswerType(Protocol):
         valid answer; a task's gold must be valid and score 1.0 against it (`tasks.check_gold`)."""
 
 
+ANSWER_TYPES: Registry[AnswerType] = Registry("answer type", "answer types")
+
+
+def answer_type(cls: type) -> type:
+    """Class decorator: register a frozen dataclass (with a default for every field) under its `name`."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"answer type {cls.__name__} must be a dataclass")
+    instance = cls()
+    ANSWER_TYPES.add(instance.name, instance)
+    return cls
+
+
 _LEAD = re.compile(r"^[\s\"'*`(\[]*([A-Za-z])(?:[\s\"'*`)\].:,;]|$)")
 _MARKED = re.compile(
     r"(?:answer|option|choice)\s*(?:is|:)?\s*(?:option\s*)?[\"'*`(\[]*([A-Za-z])(?![A-Za-z])",
@@ -43,6 +62,7 @@ def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
+@answer_type
 @dataclass(frozen=True)
 class MultipleChoice:
     """Options lettered A, B, C, ... (any number); the answer is one letter."""
@@ -110,6 +130,7 @@ def _one_line(text: str) -> str | None:
     return lines[0] if len(lines) == 1 else None
 
 
+@answer_type
 @dataclass(frozen=True)
 class YesNoMaybe:
     """PubMedQA-style decision: one of yes, no, maybe."""
@@ -159,6 +180,7 @@ def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
+@answer_type
 @dataclass(frozen=True)
 class Number:
     """A numeric answer, scored as exact, within a tolerance, or within a per-example range.
@@ -262,6 +284,7 @@ def normalize_text(text: str) -> str:
     return " ".join(w for w in text.split() if w not in {"a", "an", "the"})
 
 
+@answer_type
 @dataclass(frozen=True)
 class ExactText:
     """A short free-text answer, right when it equals the gold after normalization.
@@ -302,6 +325,7 @@ class ExactText:
         return next((text for a in accepted if (text := normalize_text(str(a)))), None)
 
 
+@answer_type
 @dataclass(frozen=True)
 class MedecAnswer:
     """MEDEC error detection: is there a medical error in the note, in which sentence, and its fix.
@@ -367,20 +391,19 @@ class MedecAnswer:
         return json.dumps({"flag": flag, "sentence_id": sentence, "correction": correction})
 
 
-ANSWER_TYPES: dict[str, AnswerType] = {
-    t.name: t for t in (MultipleChoice(), YesNoMaybe(), Number(), ExactText(), MedecAnswer())
-}
+def answer_types(extra_dirs: list[Path] | None = None) -> dict[str, AnswerType]:
+    """Every answer type this call can see: bundled ones, then those in the user's programs folders."""
+    return ANSWER_TYPES.load(extra_dirs)
 
 
-def make_answer_type(name: str, options: dict[str, Any] | None = None) -> AnswerType:
-    """The registered answer type `name`, with a task's options (e.g. a number's tolerance)."""
-    base = ANSWER_TYPES[name]
+def with_options(base: AnswerType, options: dict[str, Any] | None) -> AnswerType:
+    """An answer type with a task's options (e.g. a number's tolerance)."""
     return dataclasses.replace(base, **options) if options else base
 
 
-def answer_options(name: str) -> set[str]:
-    """Options a task may set for answer type `name`."""
-    return {f.name for f in dataclasses.fields(ANSWER_TYPES[name])} - {"name", "max_answer_tokens"}
+def answer_options(base: AnswerType) -> set[str]:
+    """Options a task may set for this answer type."""
+    return {f.name for f in dataclasses.fields(base)} - {"name", "max_answer_tokens"}
 
 
 def format_options(options: dict[str, str]) -> str:

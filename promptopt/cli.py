@@ -75,6 +75,15 @@ class _ProgressPrinter:
         self.label = ""
 
     def __call__(self, p) -> None:
+        from promptopt.evaluate import Note
+
+        if isinstance(p, Note):
+            if self.tty and self.label:
+                sys.stderr.write("\n")
+            self.label = ""
+            sys.stderr.write(p.text + "\n")
+            sys.stderr.flush()
+            return
         now = time.monotonic()
         final = p.done >= p.total
         if not final and p.label == self.label and now - self.last < (0.5 if self.tty else 15):
@@ -292,8 +301,8 @@ def compile_cmd(
     """Compile one config for one model and task, score it on val, and save it as a program folder."""
     import shutil
 
+    from promptopt.config import parse_config
     from promptopt.models import resolve_model
-    from promptopt.registry import parse_config
     from promptopt.run import RunPlan, program_dir
     from promptopt.run import run as run_plan
     from promptopt.tasks import load_task
@@ -480,7 +489,7 @@ def models_check(model: str, api_base: Annotated[str | None, typer.Option()] = N
 
     from promptopt.evaluate import fatal_reason
     from promptopt.models import build_lm, resolve_model
-    from promptopt.run import endpoint
+    from promptopt.session import endpoint
 
     spec = resolve_model(model, api_base)
     with endpoint(spec) as live:
@@ -505,7 +514,7 @@ def serve(
     from promptopt.server import serve_forever
 
     resolve_model(model)
-    serve_forever(port=port, parallel=parallel)
+    serve_forever(port=port, parallel=parallel, on_ready=lambda line: typer.echo(line))
 
 
 def _quiet_dspy() -> None:

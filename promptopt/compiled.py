@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from promptopt import __version__
+from promptopt.config import Config
 from promptopt.errors import UserError
 from promptopt.models import Model, build_lm, redact_url, resolve_model, with_endpoint
 from promptopt.paths import bundled_dir
-from promptopt.registry import Config, get_strategy
+from promptopt.registry import get_strategy
 from promptopt.tasks import Task, TaskSpec
 
 FORMAT = "promptopt-program/1"
@@ -91,7 +92,7 @@ class LoadedProgram:
                 from promptopt.server import local_server
 
                 live = with_endpoint(live, self._stack.enter_context(local_server()))
-            from promptopt.run import adapter_for
+            from promptopt.session import adapter_for
 
             self._lm, self._adapter, self._live = build_lm(live), adapter_for(live), live
         return self._live
@@ -185,8 +186,9 @@ def _check_state(module, state: dict, folder: Path) -> None:
     fresh = module.dump_state()
     if not isinstance(state, dict) or set(state) != set(fresh):
         raise UserError(f"{folder}/program.json does not hold the state of strategy {type(module).__name__}.")
+    predictors = {name for name, _ in module.named_predictors()}
     for name, part in state.items():
-        if name == "knn":
+        if name not in predictors:  # the strategy's own state beyond predictors (e.g. kNN's pool)
             continue
         if not isinstance(part, dict) or set(part) - set(fresh[name]) - {"fields"} or part.get("lm") is not None:
             raise UserError(
@@ -212,8 +214,8 @@ def evaluate_program(
     """
     import hashlib
 
+    from promptopt.config import Config
     from promptopt.evaluate import evaluate
-    from promptopt.registry import Config
     from promptopt.store import Store
     from promptopt.tasks import check_gold, load_task
 
@@ -229,7 +231,7 @@ def evaluate_program(
     check_gold(task)  # a program compiled before the check existed must not score bad gold silently
     config = Config(man["strategy"], man["optimizer"], man["knobs"], man.get("optimizer_knobs") or {})
     with prog:
-        from promptopt.run import threads_for
+        from promptopt.session import threads_for
 
         threads = threads_for(threads, prog.model)  # before the endpoint is bound: the embedded default
         live = prog._ready()

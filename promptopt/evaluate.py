@@ -13,9 +13,9 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from promptopt.config import Config
 from promptopt.errors import UserError
 from promptopt.models import CallLog, Model, current_log, redact_url
-from promptopt.registry import Config
 from promptopt.store import Record, Store
 from promptopt.tasks import Example, Task
 
@@ -31,6 +31,20 @@ class Progress:
     lm_calls: int
     cost_usd: float
     errors: int
+
+
+@dataclass
+class Note:
+    """A line for the user (e.g. "Compiling ..."), sent to the same callback as Progress:
+    library code prints nothing itself."""
+
+    text: str
+
+
+def note(on_event: Callable | None, text: str) -> None:
+    """Send `text` to the caller's event callback, if it gave one."""
+    if on_event is not None:
+        on_event(Note(text))
 
 
 class BudgetReached(Exception):

@@ -1,27 +1,93 @@
-"""Strategy registry: strategies are dspy.Modules in `programs/*.py`, registered by name.
+"""Registries: strategies, optimizers and answer types, each found by name.
 
-A strategy file decorates its module class with `@strategy(...)`, declaring the answer types it
-serves and its LM calls per example as a function of its knobs. Users add strategies by
-pointing `--programs-dir` at a folder of such files; no engine change is needed.
+One small generic type serves all three. A file declares an entry with a decorator
+(`@strategy`, `@optimizer` in promptopt.optimizers, `@answer_type` in promptopt.answers);
+bundled entries come with promptopt, user entries from the folders a caller names
+(`--programs-dir`: one folder may hold strategies, optimizers and answer types alike). Every
+lookup builds its table afresh from the bundled entries and the folders of that call, so a
+user entry that shadows a bundled name is seen only by the calls that name its folder.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import importlib.util
-import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from promptopt.errors import UserError
 from promptopt.paths import bundled_dir
 
+T = TypeVar("T")
+
+# the user file being imported, if any: what its decorators declare belongs to that file only
+_importing: contextvars.ContextVar[Path | None] = contextvars.ContextVar("importing", default=None)
+
+
+class Registry(Generic[T]):
+    """Named entries of one kind: bundled ones (declared on import of promptopt's own modules or
+    bundled folders), then those of user folders, later folders overriding earlier ones."""
+
+    def __init__(self, kind: str, plural: str, bundled_dirs: Callable[[], list[Path]] = list):
+        self.kind, self.plural, self._bundled_dirs = kind, plural, bundled_dirs
+        self._by_file: dict[Path | None, dict[str, T]] = {}
+
+    def add(self, name: str, entry: T) -> None:
+        """Declare `entry` as `name`, owned by the user file being imported (or by promptopt)."""
+        self._by_file.setdefault(_importing.get(), {})[name] = entry
+
+    def files(self, extra_dirs: list[Path] | None = None) -> Iterator[Path]:
+        for folder in [*self._bundled_dirs(), *(extra_dirs or [])]:
+            if not Path(folder).is_dir():
+                raise UserError(f"Programs folder {folder} does not exist.")
+            yield from (f.resolve() for f in sorted(Path(folder).glob("*.py")) if not f.name.startswith("_"))
+
+    def load(self, extra_dirs: list[Path] | None = None) -> dict[str, T]:
+        """Every entry this call can see: a fresh table, nothing kept from another call's folders."""
+        bundled = [f.resolve() for d in self._bundled_dirs() for f in Path(d).glob("*.py")]
+        table: dict[str, T] = dict(self._by_file.get(None, {}))
+        for file in self.files(extra_dirs):
+            import_file(file)
+            if file in bundled or file in self._by_file:
+                table |= self._by_file.get(file, {})
+        return table
+
+    def get(self, name: str, extra_dirs: list[Path] | None = None) -> T:
+        known = self.load(extra_dirs)
+        if name not in known:
+            raise UserError(f"Unknown {self.kind} {name!r}; valid {self.plural} are {', '.join(sorted(known))}.")
+        return known[name]
+
+
+def import_file(path: Path) -> None:
+    """Import a user or bundled Python file once; what it declares is recorded as its own."""
+    path = Path(path).resolve()
+    mod_name = "promptopt_programs_" + hashlib.sha1(str(path).encode()).hexdigest()[:10] + "_" + path.stem
+    if mod_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"Programs file {path} cannot be imported as Python.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    token = _importing.set(path)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[mod_name]
+        raise UserError(f"Programs file {path} failed to import ({type(exc).__name__}: {exc}).") from exc
+    finally:
+        _importing.reset(token)
+
 
 @dataclass(frozen=True)
 class Strategy:
+    """A strategy as the engine sees it: what it is, and the traits it declares."""
+
     name: str
     module: type
     answer_types: frozenset[str]
@@ -29,9 +95,17 @@ class Strategy:
     knobs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = ""  # the file that defines it
+    reasons: bool | Callable[[dict[str, Any]], bool] = True  # a reasoning step before the answer (maybe by knob)
+    compilable: bool = True  # has DSPy predictors an optimizer can tune
+    demos_knob: str | None = None  # the knob holding its own demos per prompt (e.g. kNN's k)
+    prepares: bool = False  # learns from a training pool before scoring (`fit_pool`, maybe `teacher`)
 
     def check_knobs(self, knobs: dict[str, Any]) -> None:
         check_knob_values(f"Strategy {self.name!r}", self.knobs, knobs)
+
+    def reasons_with(self, knobs: dict[str, Any]) -> bool:
+        """Whether this strategy, with these knobs, writes a reasoning step before its answer."""
+        return bool(self.reasons(self.knobs | knobs) if callable(self.reasons) else self.reasons)
 
     def build(self, task, **knobs: Any):
         self.check_knobs(knobs)
@@ -62,9 +136,9 @@ def check_knob_values(what: str, defaults: dict[str, Any], knobs: dict[str, Any]
             raise UserError(f"{what}: knob {key!r} must be {want.__name__} (like {default!r}), not {value!r}.")
 
 
-_registered: dict[str, Strategy] = {}
-
 ANY = "any"  # in `answer_types`: the strategy serves every answer type (it only uses the task's parser)
+
+STRATEGIES: Registry[Strategy] = Registry("strategy", "strategies", lambda: [bundled_dir("programs")])
 
 
 def strategy(
@@ -72,110 +146,40 @@ def strategy(
     answer_types: set[str] | frozenset[str],
     calls: Callable[[dict[str, Any], int], int],
     knobs: dict[str, Any] | None = None,
+    reasons: bool | Callable[[dict[str, Any]], bool] = True,
+    demos_knob: str | None = None,
 ):
-    """Class decorator that registers a dspy.Module as a named strategy."""
+    """Class decorator that registers a dspy.Module as a named strategy.
+
+    Traits the engine reads instead of the name: `reasons` (a reasoning step before the answer;
+    a function of the knobs where a knob decides), `demos_knob` (the knob holding its own demos
+    per prompt), `compilable` (class attribute, default True: it has predictors an optimizer can
+    tune) and `prepares` (the class has `fit_pool`: it learns from a training pool first).
+    """
 
     def register(cls: type) -> type:
         doc = (cls.__doc__ or "").strip().splitlines()
-        _registered[name] = Strategy(
-            name=name,
-            module=cls,
-            answer_types=frozenset(answer_types),
-            calls=calls,
-            knobs=dict(knobs or {}),
-            description=doc[0] if doc else "",
-            source=getattr(sys.modules.get(cls.__module__), "__file__", "") or "",
-        )
+        STRATEGIES.add(
+            name,
+            Strategy(
+                name=name, module=cls, answer_types=frozenset(answer_types), calls=calls, knobs=dict(knobs or {}),
+                description=doc[0] if doc else "",
+                source=getattr(sys.modules.get(cls.__module__), "__file__", "") or "",
+                reasons=reasons,
+                compilable=getattr(cls, "compilable", True), demos_knob=demos_knob,
+                prepares=hasattr(cls, "fit_pool"),
+            ),
+        )  # fmt: skip
         cls.strategy_name = name
         return cls
 
     return register
 
 
-def _import_file(path: Path) -> None:
-    mod_name = "promptopt_programs_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10] + "_" + path.stem
-    if mod_name in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        raise UserError(f"Strategy file {path} cannot be imported as Python.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[mod_name]
-        raise UserError(f"Strategy file {path} failed to import ({type(exc).__name__}: {exc}).") from exc
-
-
 def strategies(extra_dirs: list[Path] | None = None) -> dict[str, Strategy]:
-    """Every registered strategy: bundled ones, then the user's folders (which may override)."""
-    for folder in [bundled_dir("programs"), *(extra_dirs or [])]:
-        for file in sorted(Path(folder).glob("*.py")):
-            if not file.name.startswith("_"):
-                _import_file(file)
-    return dict(_registered)
+    """Every strategy this call can see: bundled ones, then the user's folders (which may override)."""
+    return STRATEGIES.load(extra_dirs)
 
 
 def get_strategy(name: str, extra_dirs: list[Path] | None = None) -> Strategy:
-    known = strategies(extra_dirs)
-    if name not in known:
-        raise UserError(f"Unknown strategy {name!r}; valid strategies are {', '.join(sorted(known))}.")
-    return known[name]
-
-
-def parse_spec(text: str, what: str = "Strategy") -> tuple[str, dict[str, Any]]:
-    """`name` or `name:key=value,key=value` (values read as YAML scalars)."""
-    import yaml
-
-    name, _, rest = text.partition(":")
-    knobs: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise UserError(
-                f"{what} option {part!r} in {text!r} is not key=value; e.g. self_consistency:n=5,temperature=0.7."
-            )
-        knobs[key.strip()] = yaml.safe_load(value)
-    return name.strip(), knobs
-
-
-def parse_config(text: str, optimizer: str = "none", extra_dirs: list[Path] | None = None) -> Config:
-    """A Config from `--strategy` and `--optimizer` texts, each `name[:key=value,...]`.
-
-    The config holds every knob, defaults included, so `self_consistency` and
-    `self_consistency:n=5` are one config with one id.
-    """
-    from promptopt.compile import optimizer_knobs
-
-    name, knobs = parse_spec(text)
-    strat = get_strategy(name, extra_dirs)
-    strat.check_knobs(knobs)
-    opt_name, opt_knobs = parse_spec(optimizer, "Optimizer")
-    return Config(
-        strategy=strat.name,
-        optimizer=opt_name,
-        knobs=strat.knobs | knobs,
-        optimizer_knobs=optimizer_knobs(opt_name, opt_knobs, strat),
-    )
-
-
-@dataclass(frozen=True)
-class Config:
-    """strategy + optimizer + knobs; its id is stable across runs and machines."""
-
-    strategy: str
-    optimizer: str = "none"
-    knobs: dict[str, Any] = field(default_factory=dict)
-    optimizer_knobs: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        data = {"strategy": self.strategy, "optimizer": self.optimizer, "knobs": self.knobs}
-        if self.optimizer_knobs:
-            data["optimizer_knobs"] = self.optimizer_knobs
-        return json.dumps(data, sort_keys=True)
-
-    @property
-    def id(self) -> str:
-        digest = hashlib.sha1(self.to_json().encode()).hexdigest()[:8]
-        return f"{self.strategy}-{self.optimizer}-{digest}"
+    return STRATEGIES.get(name, extra_dirs)

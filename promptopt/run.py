@@ -10,21 +10,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from promptopt import __version__
-from promptopt.adapters import LenientChatAdapter
 from promptopt.compile import dev_split
+from promptopt.config import parse_config
 from promptopt.errors import UserError
-from promptopt.evaluate import Budget, BudgetReached, Progress, evaluate
-from promptopt.models import Model, build_lm, check_credentials, redact_url, resolve_model, with_endpoint
+from promptopt.evaluate import Budget, BudgetReached, Progress, evaluate, note
+from promptopt.models import Model, build_lm, check_credentials, redact_url, resolve_model
 from promptopt.paths import bundled_dir
-from promptopt.registry import get_strategy, parse_config
+from promptopt.registry import get_strategy
+from promptopt.session import adapter_for, endpoint, threads_for
 from promptopt.store import Store, default_url
 from promptopt.tasks import check_gold, load_task
 
@@ -90,62 +88,7 @@ class RunResult:
     run_dir: Path
     storage: str
     stopped: str | None = None  # why the run stopped early (budget), if it did
-
-
-def check_endpoint(model: Model) -> None:
-    """Fail fast, in one sentence, when an OpenAI-compatible endpoint cannot be reached."""
-    if not model.api_base:
-        return
-    import base64
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(model.api_base)
-    netloc = parts.netloc.rpartition("@")[2]  # credentials go in a header, as the LM client sends them
-    url = urlunsplit((parts.scheme, netloc, f"{parts.path.rstrip('/')}/models", parts.query, ""))
-    request = urllib.request.Request(url)
-    if parts.username:
-        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        urllib.request.urlopen(request, timeout=10).close()
-    except urllib.error.HTTPError:
-        return  # it answered; auth or routing problems surface on the first call
-    except Exception as exc:
-        reason = getattr(exc, "reason", exc)
-        raise UserError(
-            f"Could not reach --api-base {redact_url(model.api_base)} for model {model.name} ({reason}); "
-            "check that the server is running and the URL ends in its API root, e.g. http://127.0.0.1:8000/v1."
-        ) from None
-
-
-def threads_for(threads: int | None, model: Model) -> int:
-    """Examples scored at once on this model: --threads, else as many as the embedded server
-    decodes together, else 1 (a hosted API's rate limits are the user's to raise)."""
-    if threads:
-        return threads
-    if model.is_local and not model.api_base:
-        from promptopt.server import SLOTS
-
-        return SLOTS
-    return 1
-
-
-@contextlib.contextmanager
-def endpoint(model: Model, log: Path | None = None, parallel: int = 1) -> Iterator[Model]:
-    """The model ready to call: embedded models get a running local server for the duration,
-    with room for `parallel` requests at once."""
-    if model.is_local and not model.api_base:
-        from promptopt.server import local_server
-
-        with local_server(log=log, parallel=parallel) as url:
-            yield with_endpoint(model, url)
-        return
-    check_endpoint(model)
-    yield model
-
-
-def adapter_for(model: Model) -> LenientChatAdapter:
-    return LenientChatAdapter(prefill=model.call_style == "text")
+    chosen: list[dict] = field(default_factory=list)  # a search's choice on val: model, task, config_id
 
 
 def open_run(plan: RunPlan) -> tuple[Path, Store, str]:
@@ -172,7 +115,7 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
     for split in plan.splits:
         if split not in ("val", "test"):
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
-    tasks = [load_task(t, plan.tasks_dirs) for t in plan.tasks]
+    tasks = [load_task(t, plan.tasks_dirs, plan.programs_dirs) for t in plan.tasks]
     models = [resolve_model(m, plan.api_base, **({"rpm": plan.rpm} if plan.rpm else {})) for m in plan.models]
     for model in models if credentials else ():  # a dry run calls nothing, so needs no key
         check_credentials(model)
@@ -290,7 +233,7 @@ def _score_config(plan, cfg, run_dir, on_progress, *, task, model, lm, adapter, 
     )  # fmt: skip
     program = compile_once(
         program, run_dir, plan, task=task, model=model, lm=lm, adapter=adapter, config=cfg,
-        store=store, budget=budget,
+        store=store, budget=budget, on_progress=on_progress,
     )  # fmt: skip
     for split in plan.splits:
         evaluate(
@@ -315,7 +258,9 @@ def plan_configs(plan: RunPlan) -> list:
     return list(out.values())
 
 
-def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adapter, config, store, budget=None):
+def compile_once(
+    program, run_dir: Path, plan: RunPlan, *, task, model, lm, adapter, config, store, budget=None, on_progress=None
+):
     """The config's optimizer applied to `program`; a compile finished before is loaded, not redone."""
     if config.optimizer == "none":
         return program
@@ -335,7 +280,7 @@ def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adap
         return program
     if budget:
         budget.check(next_calls=estimate_config(plan, task, config)["compile_calls"])
-    print(f"Compiling {config.strategy} with {config.optimizer} for {model.name} on {task.name} ...", file=sys.stderr)
+    note(on_progress, f"Compiling {config.strategy} with {config.optimizer} for {model.name} on {task.name} ...")
     started = time.monotonic()
     log = CallLog()
     # Optimizers choose among their candidates on a dev split carved from train: the val items
@@ -351,16 +296,16 @@ def compile_once(program, run_dir: Path, plan: RunPlan, *, task, model, lm, adap
             knobs = config.optimizer_knobs
             prompt_model = knobs.get("prompt_model") or knobs.get("reflection_model")
             prompt_lm = build_lm(resolve_model(prompt_model)) if prompt_model else None
-            compiled = compile_program(program, config, task, train, dev, threads=plan.threads, prompt_lm=prompt_lm)
+            compiled = compile_program(
+                program, config, task, train, dev, threads=plan.threads, prompt_lm=prompt_lm,
+                extra_dirs=plan.programs_dirs,
+            )  # fmt: skip
         finally:
             if budget:
                 budget.charge(log)
     save_program(compiled, run_dir, plan, task=task, model=model, config=config, store=store)
     store.add_compile(plan.run_id, model.identity, task.name, config.id, log, time.monotonic() - started)
-    print(
-        f"Compiled in {time.monotonic() - started:.0f}s with {log.calls} LM calls (${log.cost_usd:.4f}).",
-        file=sys.stderr,
-    )
+    note(on_progress, f"Compiled in {time.monotonic() - started:.0f}s with {log.calls} LM calls (${log.cost_usd:.4f}).")
     return compiled
 
 
@@ -414,7 +359,7 @@ def prepare(
     preparation cost and an interrupted preparation resumes without repeating calls. The pool
     keeps the examples the model explained correctly.
     """
-    if not hasattr(program, "fit_pool"):
+    if not hasattr(program, "fit_pool"):  # the strategy's `prepares` trait
         return
     train = task.examples("train", program.pool_size)
     teacher = program.teacher()
@@ -460,20 +405,27 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     sample = task.examples("val", 20) or task.examples("test", 20)
     n_options = max((len(e.inputs.get("options") or {}) for e in sample), default=4) or 4
     per_example = strat.calls(config.knobs, n_options)
-    reasons = config.strategy not in ("baseline", "predict")
+    reasons = strat.reasons_with(config.knobs)
     if model is not None and model.call_style == "text" and reasons:
         per_example *= 2  # a base model's reasoning step usually needs the short answer cue (adapters.py)
     n_eval = sum(len(task.examples(s, plan.limit)) for s in plan.splits)
     n_train, n_val = (len(part) for part in dev_split(task.examples("train"), config.optimizer_knobs))
     predictors = len(strat.build(task, **config.knobs).predictors())
     compile_calls = estimate_compile_calls(
-        config.optimizer, config.optimizer_knobs, per_example, n_train, n_val, plan.expect_accuracy, max(1, predictors)
+        config.optimizer,
+        config.optimizer_knobs,
+        per_example,
+        n_train,
+        n_val,
+        plan.expect_accuracy,
+        max(1, predictors),
+        plan.programs_dirs,
     )
     prep_calls = min(config.knobs.get("pool", 0), n_train) if config.knobs.get("self_cot") else 0
     eval_calls = per_example * n_eval
     chars = sum(len(str(v)) for e in sample for v in e.inputs.values()) / max(len(sample), 1)
     demos = (
-        config.knobs.get("k", 0)
+        (config.knobs.get(strat.demos_knob, 0) if strat.demos_knob else 0)
         + config.optimizer_knobs.get("bootstrapped", 0)
         + config.optimizer_knobs.get("labeled", 0)
     )

@@ -28,29 +28,27 @@ from __future__ import annotations
 
 import functools
 import random
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from promptopt import stats
+from promptopt.config import parse_config
 from promptopt.errors import UserError
-from promptopt.evaluate import Progress, evaluate
+from promptopt.evaluate import Note, Progress, evaluate, note
 from promptopt.models import build_lm
-from promptopt.registry import get_strategy, parse_config
+from promptopt.registry import get_strategy
 from promptopt.run import (
     RunPlan,
     RunResult,
-    adapter_for,
     budget_for,
     compile_once,
-    endpoint,
     open_run,
     prepare,
     save_program,
     stop_noted,
-    threads_for,
     validate_plan,
 )
+from promptopt.session import adapter_for, endpoint, threads_for
 from promptopt.study import Heartbeat, fail_dead_trials, optuna_storage, queued_trials, tell, until_finished
 
 # What `promptopt search` tries when no --strategy is given (multiple-choice tasks).
@@ -80,9 +78,14 @@ class SearchSettings:
 def search(
     plan: RunPlan,
     settings: SearchSettings,
-    on_progress: Callable[[Progress], None] | None = None,
-    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    on_progress: Callable[[Progress | Note], None] | None = None,
 ) -> RunResult:
+    """The search's choice and test scores, per model and task; progress and messages go to
+    `on_progress` (Progress and Note events), nothing is printed."""
+
+    def say(line: str) -> None:
+        note(on_progress, line)
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -90,7 +93,7 @@ def search(
     for name in plan.strategies:
         for opt in plan.optimizers:
             strat = get_strategy(name.partition(":")[0], plan.programs_dirs)
-            if opt.partition(":")[0] != "none" and not getattr(strat.module, "compilable", True):
+            if opt.partition(":")[0] != "none" and not strat.compilable:
                 continue  # e.g. knn_fewshot picks its own demos: only its uncompiled form is in the space
             space.append(parse_config(name, opt, plan.programs_dirs))
             if space[-1].optimizer == "bootstrap" and "seed=" not in opt:
@@ -112,6 +115,7 @@ def search(
     budget = budget_for(plan)
     storage = optuna_storage(url)
     # what a search scores depends on its pruning: no per-config expectation to list as missing
+    chosen_configs: list[dict] = []
     with stop_noted(store, plan.run_id, {"configs": [], "items": {}}) as stopped:
         asked = plan.threads  # resolved per model: the embedded one and a hosted one differ
         for model in models:
@@ -138,7 +142,7 @@ def search(
                         say,
                         **common,
                     )
-                    until_finished(study, share)
+                    until_finished(study, share, say=say)
                     chosen = choose(study, spaces[task.name])
                     if chosen is None:
                         raise UserError(f"No config finished on all of val for {model.name} on {task.name}.")
@@ -156,8 +160,12 @@ def search(
                         functools.partial(
                             _test_loop, tested, [baseline, pick], plan, run_dir, budget, on_progress, **common
                         ),
+                        say=say,
                     )
-    return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"))
+                    chosen_configs.append({"model": live.identity, "task": task.name, "config_id": chosen})
+    return RunResult(
+        run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"), chosen=chosen_configs
+    )
 
 
 def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,7 +227,9 @@ def local_server(log: Path | None = None, parallel: int = SLOTS) -> Iterator[str
         server.stop()
 
 
-def serve_forever(port: int | None = None, parallel: int = SLOTS) -> None:
+def serve_forever(
+    port: int | None = None, parallel: int = SLOTS, on_ready: Callable[[str], None] | None = None
+) -> None:
     """Foreground server for repeated runs; Ctrl-C or `kill` (SIGTERM) stops it and removes the state file."""
 
     def stop(signum, frame):
@@ -238,7 +240,8 @@ def serve_forever(port: int | None = None, parallel: int = SLOTS) -> None:
     file = _state_file()
     try:  # from here on a stop signal, even one right after the line below, ends it cleanly
         file.write_text(json.dumps({"base_url": server.base_url, "pid": os.getpid(), "digest": model_digest()}))
-        print(f"Serving local/{ALIAS} at {server.base_url}, {parallel} requests at once (Ctrl-C to stop).", flush=True)
+        if on_ready:
+            on_ready(f"Serving local/{ALIAS} at {server.base_url}, {parallel} requests at once (Ctrl-C to stop).")
         while server.process and server.process.poll() is None:
             time.sleep(1)
     except KeyboardInterrupt:

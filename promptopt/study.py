@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import sys
 from collections.abc import Callable
 
 
@@ -106,7 +105,9 @@ class Heartbeat:
         self._thread.join()
 
 
-def until_finished(study, work: Callable[[], None], poll_s: float = 2.0) -> None:
+def until_finished(
+    study, work: Callable[[], None], poll_s: float = 2.0, say: Callable[[str], None] | None = None
+) -> None:
     """Do this worker's share of the study, then wait for trials other workers are still running
     (the choice needs all of them); trials a dead process of this machine left are redone."""
     import time
@@ -123,7 +124,8 @@ def until_finished(study, work: Callable[[], None], poll_s: float = 2.0) -> None
         if not open_trials:
             return
         if not waited:
-            print(f"Waiting for {len(open_trials)} trials other workers are running ...", file=sys.stderr)
+            if say:
+                say(f"Waiting for {len(open_trials)} trials other workers are running ...")
             waited = True
         time.sleep(poll_s)
 
@@ -159,7 +161,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def share_out(study, units: dict, work: Callable[[object], None]) -> None:
+def share_out(study, units: dict, work: Callable[[object], None], say: Callable[[str], None] | None = None) -> None:
     """Score every unit (id -> unit) once among the workers of `study`, then wait for the
     others: each worker takes queued units until none is left; a unit already running under a
     lower-numbered trial is another worker's. Units queued again after they finished cost no LM
@@ -197,7 +199,7 @@ def share_out(study, units: dict, work: Callable[[object], None]) -> None:
                     raise
                 tell(study, trial, 0.0)
 
-    until_finished(study, mine)
+    until_finished(study, mine, say=say)
 
 
 def queued_trials(study, dist, beat: Heartbeat):

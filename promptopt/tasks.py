@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 
 from promptopt import _env  # noqa: F401  (offline settings before `datasets` is imported)
-from promptopt.answers import ANSWER_TYPES, AnswerType, answer_options, make_answer_type, parse_options
+from promptopt.answers import AnswerType, answer_options, answer_types, parse_options, with_options
 from promptopt.errors import UserError
 from promptopt.paths import bundled_dir
 
@@ -96,12 +96,13 @@ class AnswerSpec(_Spec):
     options: dict[str, Any] = {}  # the answer type's options, e.g. a number's tolerance
 
     @model_validator(mode="after")
-    def _known_type(self) -> AnswerSpec:
-        if self.type not in ANSWER_TYPES:
-            raise FieldError("type", f"unknown answer type {self.type!r}; valid: {', '.join(ANSWER_TYPES)}")
-        unknown = set(self.options) - answer_options(self.type)
+    def _known_type(self, info: ValidationInfo) -> AnswerSpec:
+        known = (info.context or {}).get("answer_types") or answer_types()
+        if self.type not in known:
+            raise FieldError("type", f"unknown answer type {self.type!r}; valid: {', '.join(sorted(known))}")
+        unknown = set(self.options) - answer_options(known[self.type])
         if unknown:
-            valid = ", ".join(sorted(answer_options(self.type))) or "none"
+            valid = ", ".join(sorted(answer_options(known[self.type]))) or "none"
             raise FieldError("options", f"answer type {self.type} has no option {sorted(unknown)[0]!r}; valid: {valid}")
         return self
 
@@ -184,6 +185,7 @@ class Task:
     path: Path
     _parts: dict[str, list[Example]] | None = field(default=None, repr=False)
     dropped: dict[str, int] = field(default_factory=dict)  # clean-up name -> rows removed
+    answer_types: dict[str, AnswerType] = field(default_factory=dict, repr=False)  # what its answer type is found in
 
     @property
     def name(self) -> str:
@@ -191,7 +193,7 @@ class Task:
 
     @cached_property
     def answer_type(self) -> AnswerType:
-        return make_answer_type(self.spec.answer.type, self.spec.answer.options)
+        return with_options((self.answer_types or answer_types())[self.spec.answer.type], self.spec.answer.options)
 
     @property
     def input_fields(self) -> list[str]:
@@ -678,12 +680,14 @@ def read_mapping(path: Path, what: str, of: str = "fields") -> dict:
     return raw
 
 
-def load_task_file(path: Path) -> Task:
-    """Read and validate one task YAML; errors name the file and the field."""
+def load_task_file(path: Path, programs_dirs: list[Path] | None = None) -> Task:
+    """Read and validate one task YAML; errors name the file and the field. Its answer type
+    is a bundled one or one declared in `programs_dirs`."""
     path = Path(path)
     raw = read_mapping(path, "Task file")
+    known = answer_types(programs_dirs)
     try:
-        spec = TaskSpec.model_validate(raw)
+        spec = TaskSpec.model_validate(raw, context={"answer_types": known})
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("str", "list", "dict", "OptionList")))
@@ -694,7 +698,7 @@ def load_task_file(path: Path) -> Task:
         if err["type"] == "missing":
             msg = "this required field is missing"
         raise UserError(f"Task file {path}: field {loc or '(top level)'}: {msg}.") from None
-    return Task(spec=spec, path=path)
+    return Task(spec=spec, path=path, answer_types=known)
 
 
 def task_dirs(extra: list[Path] | None = None) -> list[Path]:
@@ -713,11 +717,20 @@ def available_tasks(extra: list[Path] | None = None) -> dict[str, Path]:
     return found
 
 
-def load_task(name: str, extra: list[Path] | None = None) -> Task:
-    """A task by name (bundled or from a user folder) or by path to its YAML file."""
+def load_task(name: str, extra: list[Path] | None = None, programs_dirs: list[Path] | None = None) -> Task:
+    """A task by name (bundled or from a user folder) or by path to its YAML file.
+
+    A task is found by its file name and identified by its `name:` field; the two must agree,
+    or results stored under one name would be looked up under the other."""
     if name.endswith((".yaml", ".yml")):
-        return load_task_file(Path(name))
+        return load_task_file(Path(name), programs_dirs)
     known = available_tasks(extra)
     if name not in known:
         raise UserError(f"Unknown task {name!r}; valid tasks are {', '.join(sorted(known))}.")
-    return load_task_file(known[name])
+    task = load_task_file(known[name], programs_dirs)
+    if task.name != name:
+        raise UserError(
+            f"Task file {known[name]} is found as {name!r} but names itself {task.name!r}; rename the file "
+            f"to {task.name}.yaml or set name: {name} in it."
+        )
+    return task

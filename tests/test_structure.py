@@ -1,0 +1,81 @@
+"""The package's shape: data flows one way (no import cycle) and only the CLI prints."""
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "promptopt"
+# Modules whose job is to talk to a terminal: the CLI, and the scripted server for tests.
+TALKERS = {"cli", "testing"}
+
+
+def modules() -> dict[str, ast.Module]:
+    found = {}
+    for path in sorted(PKG.rglob("*.py")):
+        parts = path.relative_to(PKG).with_suffix("").parts
+        name = ".".join(p for p in parts if p != "__init__") or "promptopt"
+        found[name] = ast.parse(path.read_text(), filename=str(path))
+    return found
+
+
+def imports(tree: ast.Module, known: set[str]) -> set[str]:
+    """promptopt modules a module imports, at its top or inside a function alike."""
+    out = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "promptopt":
+            base = node.module.removeprefix("promptopt").lstrip(".")
+            names = [f"{base}.{a.name}".lstrip(".") for a in node.names] + [base]
+        elif isinstance(node, ast.Import):
+            names = [a.name.removeprefix("promptopt.") for a in node.names if a.name.startswith("promptopt.")]
+        out.update(n for n in names if n in known)
+    return out
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle, as the list of modules around it, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return path[path.index(dep) :] + [dep]
+            if dep not in state and (found := visit(dep, [*path, dep])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [start])):
+            return found
+    return None
+
+
+def test_no_module_of_promptopt_imports_itself_back_through_others():
+    trees = modules()
+    graph = {name: imports(tree, set(trees)) - {name, "promptopt"} for name, tree in trees.items()}
+    assert graph["run"] and graph["optimizers"]  # the walk sees the package's real imports
+    assert cycle(graph) is None, " -> ".join(cycle(graph))
+
+
+def test_the_cycle_finder_finds_a_planted_cycle():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+
+
+def test_only_the_cli_prints_library_code_reports_through_callbacks():
+    offenders = []
+    for name, tree in modules().items():
+        if name.split(".")[0] in TALKERS:
+            continue
+        for node in ast.walk(tree):
+            call = node.func if isinstance(node, ast.Call) else None
+            printed = isinstance(call, ast.Name) and call.id == "print"
+            written = (
+                isinstance(call, ast.Attribute)
+                and call.attr == "write"
+                and isinstance(call.value, ast.Attribute)
+                and call.value.attr in ("stdout", "stderr")
+            )
+            if printed or written:
+                offenders.append(f"{name}:{node.lineno}")
+    assert offenders == []
