@@ -20,6 +20,7 @@ import pandas as pd
 
 from promptopt import stats
 from promptopt.errors import UserError
+from promptopt.results import LeaderboardRow, Report
 from promptopt.stats import MIN_PAIRED
 from promptopt.store import Store
 
@@ -66,7 +67,7 @@ def build(
     seed: int = 0,
     local_usd_per_mtok: float = 0.0,
     runs: list[dict] | None = None,
-) -> dict:
+) -> Report:
     """Every section of the report from records (and compile costs, and the runs' statuses):
     pure, no I/O. Every statistic is per run; several runs are shown apart, never pooled.
 
@@ -82,8 +83,8 @@ def build(
     empty = {key: [] for key in SECTIONS}
     runs = run_rows(records, runs)
     if records.empty:
-        return {"rows": [], "ceilings": [], **empty, "runs": runs, "settings": settings,
-                "warnings": run_warnings(runs)}  # fmt: skip
+        return Report.model_validate({"rows": [], "ceilings": [], **empty, "runs": runs, "settings": settings,
+                                      "warnings": run_warnings(runs)})  # fmt: skip
     records = stats.price_unpriced(records, set(unpriced), local_usd_per_mtok)
     if compiles is not None and len(compiles):
         compiles = stats.price_unpriced(compiles, set(unpriced), local_usd_per_mtok)
@@ -112,7 +113,7 @@ def build(
         "settings": settings,
     }
     report["warnings"] = run_warnings(runs) + measurement_warnings(report, summary, unknown, still_free)
-    return report
+    return Report.model_validate(report)
 
 
 SECTIONS = ("leaderboard", "head_to_head", "flips", "sensitivity", "consistency", "costs", "pareto")
@@ -262,47 +263,46 @@ def _verdict(v: str | None, n: int | None, has_baseline: bool = True) -> str:
     return f"none (n={n or 0} < {MIN_PAIRED})" if has_baseline else "none (no baseline scored)"
 
 
-def _uplift(r: dict) -> str:
+def _uplift(r: LeaderboardRow) -> str:
     """Uplift with its items; the paired scores are shown when the common items are not the
     split's items (they differ from the ceiling and baseline scores beside them)."""
-    text = _ci(r["uplift"], r["uplift_ci_low"], r["uplift_ci_high"], _pts) + f" n={r['uplift_n']}"
-    if r["uplift_n"] and not (
-        math.isclose(r["uplift_ceiling_score"], r["ceiling_score"])
-        and math.isclose(r["uplift_baseline_score"], r["baseline_score"])
+    text = _ci(r.uplift, r.uplift_ci_low, r.uplift_ci_high, _pts) + f" n={r.uplift_n}"
+    if r.uplift_n and not (
+        math.isclose(r.uplift_ceiling_score, r.ceiling_score)
+        and math.isclose(r.uplift_baseline_score, r.baseline_score)
     ):
-        text += f" (on common items: {_pct(r['uplift_ceiling_score'])} vs {_pct(r['uplift_baseline_score'])})"
+        text += f" (on common items: {_pct(r.uplift_ceiling_score)} vs {_pct(r.uplift_baseline_score)})"
     return text
 
 
-def _run_label(report: dict, run_id: str | None) -> str:
-    return f" — {run_id}" if len(report.get("runs", [])) > 1 and run_id else ""
+def _run_label(report: Report, run_id: str | None) -> str:
+    return f" — {run_id}" if len(report.runs) > 1 and run_id else ""
 
 
-def sections(report: dict) -> list[Section]:
-    """The report as titled tables of text cells: what text, markdown and HTML all render."""
-    out = []
-    if len(report.get("runs", [])) > 1 or any(
-        r["status"] not in ("complete", "unknown") for r in report.get("runs", [])
-    ):
+def _runs_sections(report: Report) -> list[Section]:
+    out: list[Section] = []
+    if len(report.runs) > 1 or any(r.status not in ("complete", "unknown") for r in report.runs):
         out.append(
             Section(
                 "Runs",
                 ["run", "status", "records", "incomplete configs"],
-                [
-                    [r["run_id"], r["status"], str(r["records"]), ", ".join(r["incomplete_configs"]) or "—"]
-                    for r in report["runs"]
-                ],
+                [[r.run_id, r.status, str(r.records), ", ".join(r.incomplete_configs) or "—"] for r in report.runs],
                 "Every figure below belongs to one run; runs are never pooled. Status unknown: a run written "
                 "before statuses were recorded.",
             )
         )
-    boards = sorted({(r["run_id"], r["task"]) for r in report.get("leaderboard", [])})
+    return out
+
+
+def _leaderboards_sections(report: Report) -> list[Section]:
+    out: list[Section] = []
+    boards = sorted({(r.run_id, r.task) for r in report.leaderboard})
     for run_id, task in boards:
         board = sorted(
-            (r for r in report["leaderboard"] if r["task"] == task and r["run_id"] == run_id),
-            key=lambda r: (r["rank_ceiling"] or 1e9, r["model"]),
+            (r for r in report.leaderboard if r.task == task and r.run_id == run_id),
+            key=lambda r: (r.rank_ceiling or 1e9, r.model),
         )
-        comparisons = max((r["comparisons"] or 0 for r in board), default=0)
+        comparisons = max((r.comparisons or 0 for r in board), default=0)
         out.append(
             Section(
                 f"Leaderboard — {task}{_run_label(report, run_id)}",
@@ -319,15 +319,15 @@ def sections(report: dict) -> list[Section]:
                 ],  # fmt: skip
                 [
                     [
-                        _display(r["model"]),
-                        _ci(r["baseline_score"], r["baseline_ci_low"], r["baseline_ci_high"]),
-                        _ci(r["ceiling_score"], r["ceiling_ci_low"], r["ceiling_ci_high"]),
-                        f"{r['selected_config_id']} ({_chosen_on(r['selected_on'])})",
-                        _pct(r["optimistic_max_score"]),
+                        _display(r.model),
+                        _ci(r.baseline_score, r.baseline_ci_low, r.baseline_ci_high),
+                        _ci(r.ceiling_score, r.ceiling_ci_low, r.ceiling_ci_high),
+                        f"{r.selected_config_id} ({_chosen_on(r.selected_on)})",
+                        _pct(r.optimistic_max_score),
                         _uplift(r),
-                        _verdict(r["verdict"], r["uplift_n"], r["baseline_score"] is not None),
-                        str(r["rank_baseline"] or "—"),
-                        str(r["rank_ceiling"] or "—"),
+                        _verdict(r.verdict, r.uplift_n, r.baseline_score is not None),
+                        str(r.rank_baseline or "—"),
+                        str(r.rank_ceiling or "—"),
                     ]  # fmt: skip
                     for r in board
                 ],
@@ -339,7 +339,12 @@ def sections(report: dict) -> list[Section]:
                 f"{stats.ALPHA:g}; no verdict on fewer than {MIN_PAIRED} common items.",
             )
         )
-    if report.get("head_to_head"):
+    return out
+
+
+def _head_to_head_sections(report: Report) -> list[Section]:
+    out: list[Section] = []
+    if report.head_to_head:
         out.append(
             Section(
                 "Head-to-head (paired, same test items)",
@@ -356,24 +361,29 @@ def sections(report: dict) -> list[Section]:
                 ],  # fmt: skip
                 [
                     [
-                        r["task"] + _run_label(report, r["run_id"]),
-                        _display(r["model_a"]),
-                        _display(r["model_b"]),
-                        r["setting"],
-                        _chosen_on(r["selected_on"]) if r["setting"] == "ceiling" else "—",
-                        str(r["n"]),
-                        _ci(r["diff"], r["ci_low"], r["ci_high"], _pts),
-                        "—" if r["p_holm"] is None else f"{r['p_holm']:.3g}",
-                        r["outcome"] or f"none (n < {MIN_PAIRED})",
+                        r.task + _run_label(report, r.run_id),
+                        _display(r.model_a),
+                        _display(r.model_b),
+                        r.setting,
+                        _chosen_on(r.selected_on) if r.setting == "ceiling" else "—",
+                        str(r.n),
+                        _ci(r.diff, r.ci_low, r.ci_high, _pts),
+                        "—" if r.p_holm is None else f"{r.p_holm:.3g}",
+                        r.outcome or f"none (n < {MIN_PAIRED})",
                     ]  # fmt: skip
-                    for r in report["head_to_head"]
+                    for r in report.head_to_head
                 ],
                 "Under baseline: both models with the fixed baseline prompt; under ceiling: each model with its "
                 "own chosen config. n = test items both answered. Outcomes are Holm-corrected over every "
                 "comparison of the task; the interval is per comparison.",
             )
         )
-    if report.get("head_to_head") or report.get("flips"):
+    return out
+
+
+def _flips_sections(report: Report) -> list[Section]:
+    out: list[Section] = []
+    if report.head_to_head or report.flips:
         out.append(
             Section(
                 "Rank flips (baseline → ceiling)",
@@ -388,23 +398,26 @@ def sections(report: dict) -> list[Section]:
                 ],  # fmt: skip
                 [
                     [
-                        r["task"] + _run_label(report, r["run_id"]),
-                        _display(r["model_a"]),
-                        _display(r["model_b"]),
-                        _ci(r["baseline_diff"], r["baseline_ci_low"], r["baseline_ci_high"], _pts)
-                        + f" n={r['baseline_n']}",
-                        _ci(r["ceiling_diff"], r["ceiling_ci_low"], r["ceiling_ci_high"], _pts)
-                        + f" n={r['ceiling_n']}",
-                        _chosen_on(r["selected_on"]),
-                        r["status"],
+                        r.task + _run_label(report, r.run_id),
+                        _display(r.model_a),
+                        _display(r.model_b),
+                        _ci(r.baseline_diff, r.baseline_ci_low, r.baseline_ci_high, _pts) + f" n={r.baseline_n}",
+                        _ci(r.ceiling_diff, r.ceiling_ci_low, r.ceiling_ci_high, _pts) + f" n={r.ceiling_n}",
+                        _chosen_on(r.selected_on),
+                        r.status,
                     ]  # fmt: skip
-                    for r in report.get("flips", [])
+                    for r in report.flips
                 ],
                 "A flip is real only when both paired differences are decided after the Holm correction; "
-                "otherwise it is within noise." + ("" if report.get("flips") else " No pair of models changed order."),
+                "otherwise it is within noise." + ("" if report.flips else " No pair of models changed order."),
             )
         )
-    if report.get("sensitivity"):
+    return out
+
+
+def _sensitivity_sections(report: Report) -> list[Section]:
+    out: list[Section] = []
+    if report.sensitivity:
         out.append(
             Section(
                 "Prompt sensitivity (test scores across configs)",
@@ -422,18 +435,18 @@ def sections(report: dict) -> list[Section]:
                 ],  # fmt: skip
                 [
                     [
-                        _display(r["model"]),
-                        r["task"] + _run_label(report, r["run_id"]),
-                        r["family"],
-                        str(r["n_configs"]),
-                        _pct(r["min_score"]),
-                        _pct(r["max_score"]),
-                        _pct(r["spread"]),
-                        _pct(r["noise_spread"]),
-                        _pct(r["std"]),
-                        _pct(r["net_std"]),
+                        _display(r.model),
+                        r.task + _run_label(report, r.run_id),
+                        r.family,
+                        str(r.n_configs),
+                        _pct(r.min_score),
+                        _pct(r.max_score),
+                        _pct(r.spread),
+                        _pct(r.noise_spread),
+                        _pct(r.std),
+                        _pct(r.net_std),
                     ]  # fmt: skip
-                    for r in report["sensitivity"]
+                    for r in report.sensitivity
                 ],
                 "Spread from noise = the max − min that configs of identical accuracy would show from sampling "
                 "alone at these n; std net of noise = the spread of the configs' true scores once sampling noise "
@@ -442,28 +455,38 @@ def sections(report: dict) -> list[Section]:
                 "choice_shuffle without; other: user strategies.",
             )
         )
-    if report.get("consistency"):
+    return out
+
+
+def _consistency_sections(report: Report) -> list[Section]:
+    out: list[Section] = []
+    if report.consistency:
         out.append(
             Section(
                 "Consistency under option shuffling (choice_shuffle)",
                 ["model", "task", "config", "split", "questions", "orders", "same answer % [95% CI]"],
                 [
                     [
-                        _display(r["model"]),
-                        r["task"] + _run_label(report, r["run_id"]),
-                        r["config_id"],
-                        r["split"],
-                        str(r["n"]),
-                        str(r["orders"]),
-                        _ci(r["consistency"], r["ci_low"], r["ci_high"]),
+                        _display(r.model),
+                        r.task + _run_label(report, r.run_id),
+                        r.config_id,
+                        r.split,
+                        str(r.n),
+                        str(r.orders),
+                        _ci(r.consistency, r.ci_low, r.ci_high),
                     ]  # fmt: skip
-                    for r in report["consistency"]
+                    for r in report.consistency
                 ],
                 "Share of questions whose votes name the same option under every option order.",
             )
         )
-    if report.get("costs"):
-        settings = report.get("settings", {})
+    return out
+
+
+def _costs_sections(report: Report) -> list[Section]:
+    out: list[Section] = []
+    if report.costs:
+        settings = report.settings
         out.append(
             Section(
                 "Cost per config",
@@ -483,32 +506,33 @@ def sections(report: dict) -> list[Section]:
                 ],  # fmt: skip
                 [
                     [
-                        _display(r["model"]),
-                        r["task"] + _run_label(report, r["run_id"]),
-                        r["strategy"],
-                        r["optimizer"],
-                        r["config_id"],
-                        f"{r['calls_per_example']:.2f}",
-                        f"{r['prompt_tokens_per_example']:.0f}/{r['completion_tokens_per_example']:.0f}",
-                        _money(r["usd_per_example"]),
-                        str(r["compile_calls"]),
-                        str(r["prep_calls"]),
-                        str(r["compile_tokens"] + r["prep_tokens"]),
-                        _money(r["one_off_usd"]),
+                        _display(r.model),
+                        r.task + _run_label(report, r.run_id),
+                        r.strategy,
+                        r.optimizer,
+                        r.config_id,
+                        f"{r.calls_per_example:.2f}",
+                        f"{r.prompt_tokens_per_example:.0f}/{r.completion_tokens_per_example:.0f}",
+                        _money(r.usd_per_example),
+                        str(r.compile_calls),
+                        str(r.prep_calls),
+                        str(r.compile_tokens + r.prep_tokens),
+                        _money(r.one_off_usd),
                     ]  # fmt: skip
-                    for r in report["costs"]
+                    for r in report.costs
                 ],
                 "Inference per example on test (val if not scored on test). One-off = compiling (optimizer calls) "
                 "+ preparation (split train, e.g. kNN explanations). Dollars from LiteLLM's price table; models "
-                f"without a price are charged ${settings.get('local_usd_per_mtok', 0):g} per million tokens"
-                + (
-                    f" ({', '.join(map(_display, settings['unpriced_models']))})."
-                    if settings.get("unpriced_models")
-                    else "."
-                ),
+                f"without a price are charged ${settings.local_usd_per_mtok:g} per million tokens"
+                + (f" ({', '.join(map(_display, settings.unpriced_models))})." if settings.unpriced_models else "."),
             )
         )
-    if report.get("pareto"):
+    return out
+
+
+def _pareto_sections(report: Report) -> list[Section]:
+    out: list[Section] = []
+    if report.pareto:
         out.append(
             Section(
                 "Pareto frontier: score vs inference cost per example",
@@ -526,18 +550,18 @@ def sections(report: dict) -> list[Section]:
                 ],  # fmt: skip
                 [
                     [
-                        r["task"] + _run_label(report, r["run_id"]),
-                        _display(r["model"]),
-                        r["strategy"],
-                        r["optimizer"],
-                        r["config_id"],
-                        r["split"],
-                        _ci(r["score"], r["ci_low"], r["ci_high"]),
-                        _money(r["usd_per_example"]),
-                        f"{r['tokens_per_example']:.0f}",
-                        "★" if r["frontier"] else "",
+                        r.task + _run_label(report, r.run_id),
+                        _display(r.model),
+                        r.strategy,
+                        r.optimizer,
+                        r.config_id,
+                        r.split,
+                        _ci(r.score, r.ci_low, r.ci_high),
+                        _money(r.usd_per_example),
+                        f"{r.tokens_per_example:.0f}",
+                        "★" if r.frontier else "",
                     ]  # fmt: skip
-                    for r in report["pareto"]
+                    for r in report.pareto
                 ],
                 "★ = no other (model, config) scores at least as well for no more cost. Cost axis: dollars, or "
                 "tokens per example where every point of a task costs $0 or priced and unpriced models are mixed "
@@ -547,19 +571,29 @@ def sections(report: dict) -> list[Section]:
     return out
 
 
-def rows_section(report: dict) -> Section:
-    section = _rows_section(report)
-    if len(report.get("runs", [])) > 1:
-        section.headers.insert(0, "run")
-        for cells, r in zip(section.body, report["rows"], strict=True):
-            cells.insert(0, r["run_id"])
-    return section
+def _rows_sections(report: Report) -> list[Section]:
+    return [rows_section(report)]
 
 
-def _rows_section(report: dict) -> Section:
+# The report's sections in the one order every format renders them (the plot follows Pareto).
+SECTION_BUILDERS = (
+    _rows_sections, _runs_sections, _leaderboards_sections, _head_to_head_sections, _flips_sections,
+    _sensitivity_sections, _consistency_sections, _costs_sections, _pareto_sections,
+)  # fmt: skip
+
+
+def sections(report: Report) -> list[Section]:
+    """The report as titled tables of text cells: what text, markdown and HTML all render, in one order."""
+    return [section for build in SECTION_BUILDERS for section in build(report)]
+
+
+def rows_section(report: Report) -> Section:
+    """Every (model, task, config, split) row; with several runs, each row names its run."""
+    several = len(report.runs) > 1
     return Section(
         "All results (model, task, config, split)",
-        [
+        ["run"] * several
+        + [
             "model",
             "task",
             "strategy",
@@ -575,30 +609,31 @@ def _rows_section(report: dict) -> Section:
             "sel",
         ],  # fmt: skip
         [
-            [
-                _display(r["model"]),
-                r["task"],
-                r["strategy"],
-                r["optimizer"],
-                r["split"],
-                str(r["n"]),
-                _ci(r["score"], r["ci_low"], r["ci_high"]),
-                _pct(r["parse_failure_rate"]),
-                f"{_pct(r['error_rate'])} ({r['errors']})",
-                str(r["lm_calls"]),
-                f"{r['prompt_tokens']}/{r['completion_tokens']}",
-                f"{r['wall_s']:.1f}",
-                "*" if r["selected"] else "",
+            [r.run_id] * several
+            + [
+                _display(r.model),
+                r.task,
+                r.strategy,
+                r.optimizer,
+                r.split,
+                str(r.n),
+                _ci(r.score, r.ci_low, r.ci_high),
+                _pct(r.parse_failure_rate),
+                f"{_pct(r.error_rate)} ({r.errors})",
+                str(r.lm_calls),
+                f"{r.prompt_tokens}/{r.completion_tokens}",
+                f"{r.wall_s:.1f}",
+                "*" if r.selected else "",
             ]  # fmt: skip
-            for r in report["rows"]
+            for r in report.rows
         ],
         "n = items answered; items whose LM call failed after retries are errors, left out of the accuracy "
         "(not counted as wrong). sel (*) = config chosen on val; its test score is the ceiling.",
     )
 
 
-def render_text(report: dict, markdown: bool = False, figure: str | None = None) -> str:
-    parts = [_table(rows_section(report), markdown)]
+def render_text(report: Report, markdown: bool = False, figure: str | None = None) -> str:
+    parts = []
     for section in sections(report):
         parts.append(_table(section, markdown))
         if markdown and figure and section.title.startswith("Pareto"):
@@ -619,9 +654,9 @@ def _table(section: Section, markdown: bool) -> str:
     return "\n".join(lines + ([section.note] if section.note else []))
 
 
-def pareto_figure(report: dict, fmt: str = "svg") -> bytes | None:
+def pareto_figure(report: Report, fmt: str = "svg") -> bytes | None:
     """The Pareto plot (one panel per task), frontier marked and every point labelled; None if no points."""
-    points = pd.DataFrame(report.get("pareto", []))
+    points = pd.DataFrame([p.model_dump() for p in report.pareto])
     if points.empty:
         return None
     import matplotlib
@@ -723,21 +758,21 @@ document.querySelectorAll("table.sortable th").forEach(function(th, col){
 """
 
 
-def render_html(report: dict, title: str = "promptopt report") -> str:
+def render_html(report: Report, title: str = "promptopt report") -> str:
     """One self-contained page: inline styles, inline SVG plot, inline sorting script, no URL at all."""
     esc = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"]  # fmt: skip
-    for w in report.get("warnings", []):
+    for w in report.warnings:
         parts.append(f"<p class='warn'>WARNING: {esc(w)}</p>")
-    settings = report.get("settings", {})
+    settings = report.settings
     parts.append(
         f"<p class='note'>95% intervals: Wilson for accuracy, paired bootstrap over items for differences "
-        f"({settings.get('bootstrap_resamples', '?')} resamples, seed {settings.get('seed', '?')}). Built from the "
+        f"({settings.bootstrap_resamples} resamples, seed {settings.seed}). Built from the "
         "results store alone; per-example drill-down: <code>promptopt report RUN --format examples</code>.</p>"
     )
     figure = pareto_figure(report, "svg")
-    for section in [*sections(report), rows_section(report)]:
+    for section in sections(report):
         parts.append(_html_table(section))
         if figure and section.title.startswith("Pareto"):
             parts.append(f"<figure>{inline_svg(figure)}</figure>")
@@ -794,7 +829,7 @@ def render(
     if fmt == "examples":
         return records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False)
     report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)
-    report["warnings"] = warnings + report["warnings"]
+    report.warnings = warnings + report.warnings
     return render_report(report, fmt, figure_name=figure_name)
 
 
@@ -804,8 +839,7 @@ def warnings_of(
     """The report's warnings alone (for formats that cannot hold them, such as CSV)."""
     records, compiles, warnings, runs = load(source, run_id)
     return (
-        warnings
-        + build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)["warnings"]
+        warnings + build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs).warnings
     )
 
 
@@ -828,10 +862,10 @@ def write(
         output.write_text(records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False))
         return [output]
     report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)
-    report["warnings"] = warnings + report["warnings"]
+    report.warnings = warnings + report.warnings
     written = []
     figure_name = None
-    if fmt in ("md", "html") and report.get("pareto"):
+    if fmt in ("md", "html") and report.pareto:
         for ext in ("png", "svg"):
             path = output.with_name(f"{output.stem}.pareto.{ext}")
             path.write_bytes(pareto_figure(report, ext))
@@ -841,14 +875,14 @@ def write(
     return [output, *written]
 
 
-def render_report(report: dict, fmt: str, figure_name: str | None = None) -> str:
+def render_report(report: Report, fmt: str, figure_name: str | None = None) -> str:
     if fmt == "json":
-        return json.dumps(report, indent=2) + "\n"
+        return report.to_json()
     if fmt == "csv":
-        return pd.DataFrame(report["rows"], columns=ROW_FIELDS).to_csv(index=False)
+        return pd.DataFrame([r.model_dump() for r in report.rows], columns=ROW_FIELDS).to_csv(index=False)
     if fmt == "html":
         return render_html(report)
-    warn = "".join(f"WARNING: {w}\n\n" for w in report.get("warnings", []))
+    warn = "".join(f"WARNING: {w}\n\n" for w in report.warnings)
     return warn + render_text(report, markdown=fmt == "md", figure=figure_name)
 
 

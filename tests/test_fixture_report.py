@@ -23,3 +23,19 @@ def test_the_report_of_the_fixture_store_is_byte_identical_to_the_recorded_one(f
     done = cli("report", STORE, "--format", fmt, "--bootstrap", "1000")
     assert done.returncode == 0, done.stderr
     assert done.stdout == (FIXTURES / "report" / f"report.{fmt}").read_text()
+
+
+def test_the_json_report_validates_against_the_checked_in_schema_and_the_schema_is_current():
+    import json
+
+    import jsonschema
+
+    from promptopt.results import schema
+
+    checked_in = json.loads((FIXTURES.parent.parent / "docs" / "report.schema.json").read_text())
+    assert checked_in == schema(), "docs/report.schema.json is stale: python -m promptopt.results > it"
+    report = json.loads((FIXTURES / "report" / "report.json").read_text())
+    jsonschema.Draft202012Validator(checked_in).validate(report)
+    report["rows"][0]["score"] = "high"  # a report that breaks the contract is refused
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(checked_in).validate(report)

@@ -1,0 +1,321 @@
+"""Typed results: what promptopt computes from records, in one shape every consumer reads.
+
+`Report` is the JSON report (`promptopt report --format json` is its `model_dump`), the input of
+every renderer (text, markdown, HTML, the Pareto plot) and what `promptopt.report()` returns.
+`RunLog` is what `promptopt.run()` and `promptopt.search()` return: the plan, how the run ended,
+the configs a search chose, and the run's report. docs/report.schema.json is `Report`'s JSON
+schema, exported from these models (`python -m promptopt.results > docs/report.schema.json`).
+
+Fields of the rows follow docs/report-json.md; scores are shares in [0, 1], None where nothing
+was answered; `n` counts answered items (errors left out), `n_items` every item attempted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Split = Literal["train", "val", "test"]
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    def __getitem__(self, key: str) -> Any:
+        """`row["score"]` as well as `row.score`: code written against the JSON reads either way."""
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+class ConfigSummary(_Row):
+    """One (run, model, task, config, split): its score with a 95% CI, failures and cost."""
+
+    model: str
+    task: str
+    strategy: str
+    optimizer: str
+    config_id: str
+    split: str
+    n: int
+    score: float | None
+    ci_low: float | None
+    ci_high: float | None
+    parse_failure_rate: float | None
+    error_rate: float
+    lm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    wall_s: float
+    selected: bool
+    run_id: str
+    n_items: int
+    errors: int
+    selected_on: str | None
+
+
+class Ceiling(_Row):
+    """Per (run, model, task): the baseline, the ceiling (the config chosen on val, scored on
+    test), the optimistic max, and the paired uplift with its Holm-corrected verdict."""
+
+    model: str
+    task: str
+    baseline_score: float | None
+    ceiling_score: float | None
+    ceiling_ci_low: float | None
+    ceiling_ci_high: float | None
+    optimistic_max_score: float | None
+    uplift: float | None
+    uplift_ci_low: float | None
+    uplift_ci_high: float | None
+    verdict: str | None
+    run_id: str
+    selected_on: str | None
+    uplift_n: int | None
+    baseline_n: int | None
+    ceiling_n: int | None
+    uplift_baseline_score: float | None
+    uplift_ceiling_score: float | None
+    uplift_p: float | None
+    uplift_p_holm: float | None
+    comparisons: int | None
+    selected_config_id: str | None
+    baseline_config_id: str | None
+
+
+class LeaderboardRow(_Row):
+    run_id: str
+    task: str
+    model: str
+    baseline_config_id: str | None
+    baseline_score: float | None
+    baseline_ci_low: float | None
+    baseline_ci_high: float | None
+    baseline_n: int | None
+    selected_config_id: str | None
+    selected_on: str | None
+    candidates: int | None
+    not_candidates: list[str] | None
+    ceiling_score: float | None
+    ceiling_ci_low: float | None
+    ceiling_ci_high: float | None
+    ceiling_n: int | None
+    optimistic_max_score: float | None
+    optimistic_config_id: str | None
+    uplift: float | None
+    uplift_ci_low: float | None
+    uplift_ci_high: float | None
+    uplift_n: int | None
+    uplift_baseline_score: float | None
+    uplift_ceiling_score: float | None
+    uplift_p: float | None
+    uplift_p_holm: float | None
+    comparisons: int | None
+    verdict: str | None
+    rank_baseline: int | None
+    rank_ceiling: int | None
+
+
+class Comparison(_Row):
+    """Two models on the same test items, under the baseline or at their ceilings."""
+
+    run_id: str
+    task: str
+    model_a: str
+    model_b: str
+    setting: Literal["baseline", "ceiling"]
+    config_a: str
+    config_b: str
+    n: int
+    score_a: float | None
+    score_b: float | None
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None
+    selected_on: str | None
+    p_holm: float | None
+    comparisons: int | None
+    outcome: str | None
+
+
+class Flip(_Row):
+    """A pair of models whose order reverses from the baseline to their ceilings."""
+
+    run_id: str
+    task: str
+    model_a: str
+    model_b: str
+    baseline_diff: float
+    baseline_ci_low: float | None
+    baseline_ci_high: float | None
+    ceiling_diff: float
+    ceiling_ci_low: float | None
+    ceiling_ci_high: float | None
+    baseline_n: int
+    ceiling_n: int
+    baseline_p_holm: float | None
+    ceiling_p_holm: float | None
+    comparisons: int | None
+    selected_on: str | None
+    status: Literal["real", "within noise"]
+
+
+class Sensitivity(_Row):
+    run_id: str
+    model: str
+    task: str
+    family: str
+    n_configs: int
+    min_score: float
+    max_score: float
+    spread: float
+    std: float | None
+    noise_spread: float | None
+    noise_std: float | None
+    net_std: float | None
+
+
+class Consistency(_Row):
+    run_id: str
+    model: str
+    task: str
+    config_id: str
+    split: str
+    n: int
+    orders: int
+    consistency: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class Cost(_Row):
+    run_id: str
+    model: str
+    task: str
+    strategy: str
+    optimizer: str
+    config_id: str
+    split: str
+    n: int
+    calls_per_example: float
+    prompt_tokens_per_example: float
+    completion_tokens_per_example: float
+    usd_per_example: float
+    compile_calls: int
+    compile_tokens: int
+    compile_usd: float
+    prep_calls: int
+    prep_tokens: int
+    prep_usd: float
+    one_off_usd: float
+
+
+class ParetoPoint(_Row):
+    run_id: str
+    task: str
+    model: str
+    strategy: str
+    optimizer: str
+    config_id: str
+    split: str
+    n: int
+    score: float
+    ci_low: float | None
+    ci_high: float | None
+    usd_per_example: float
+    tokens_per_example: float
+    cost_axis: Literal["usd", "tokens", "tokens (mixed)"]
+    cost: float
+    frontier: bool
+
+
+class RunStatus(_Row):
+    run_id: str
+    status: str  # complete, in_progress, interrupted, stopped, or unknown (written before statuses)
+    records: int
+    created_at: float | None
+    incomplete_configs: list[str]
+
+
+class Settings(_Row):
+    bootstrap_resamples: int
+    seed: int
+    local_usd_per_mtok: float
+    unpriced_models: list[str]
+    price_unknown_models: list[str]
+    alpha: float
+    min_paired_items: int
+    correction: str
+
+
+class Report(_Row):
+    """Every section of a report, in the order the JSON holds them."""
+
+    rows: list[ConfigSummary]
+    ceilings: list[Ceiling]
+    leaderboard: list[LeaderboardRow]
+    head_to_head: list[Comparison]
+    flips: list[Flip]
+    sensitivity: list[Sensitivity]
+    consistency: list[Consistency]
+    costs: list[Cost]
+    pareto: list[ParetoPoint]
+    runs: list[RunStatus]
+    settings: Settings
+    warnings: list[str]
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
+
+
+class ChosenConfig(_Row):
+    """The config a search chose on val for one model and task."""
+
+    model: str
+    task: str
+    config_id: str
+
+
+class RunLog(BaseModel):
+    """What a run or search returns: where it is, how it ended, what it chose, and its report."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+
+    version: str
+    run_id: str
+    run_dir: Path
+    storage: str
+    plan: dict[str, Any]
+    status: str  # complete, or stopped (a budget); interrupted runs raise instead of returning
+    stopped: str | None = None  # why it stopped early, if it did
+    chosen: list[ChosenConfig] = []
+    report: Report
+
+    @property
+    def summaries(self) -> list[ConfigSummary]:
+        return self.report.rows
+
+    @property
+    def ceilings(self) -> list[Ceiling]:
+        return self.report.ceilings
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.report.warnings
+
+
+def schema() -> dict:
+    """Report's JSON schema (draft 2020-12), as checked in at docs/report.schema.json."""
+    out = Report.model_json_schema()
+    out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    out["title"] = "promptopt report"
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(schema(), indent=2))
