@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # The embedded model is served by llama.cpp's own llama-server, compiled from pinned source
 # (scripts/build_llama_server.sh says how and why; about 6-10 minutes on 2 cores, once).
 
-.PHONY: install demo test lint bench-tools
+.PHONY: install demo test lint bench-tools schema
 
 $(BIN)/promptopt: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,3 +33,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# The JSON report's schema, exported from promptopt.results (a test checks it is current)
+schema: install
+	$(BIN)/python -c "import sys, promptopt.results as r; sys.stdout.write(r.schema_json())" > docs/report.schema.json

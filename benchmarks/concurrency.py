@@ -115,7 +115,7 @@ def _bare(server, k: int, calls: int) -> float:
 
 
 def _plan(server, out: Path, k: int, calls: int, **extra):
-    from promptopt.run import RunPlan
+    from promptopt.engine import RunPlan
 
     return RunPlan(
         models=["openai/scripted"], tasks=["medqa"], api_base=server.base_url, out=out, threads=k,
@@ -146,14 +146,14 @@ def _timed(server, job) -> float:
 
 
 def _run(server, out: Path, k: int, calls: int) -> float:
-    from promptopt.run import run
+    from promptopt.engine import run
 
     plan = _plan(server, out, k, calls, strategies=["baseline"], limit=calls, splits=("test",))
     return _timed(server, lambda: run(plan))
 
 
 def _search(server, out: Path, k: int, calls: int) -> float:
-    from promptopt.search import SearchSettings, search
+    from promptopt.searcher import SearchSettings, search
 
     per = max(12, calls // 2)  # two configs on val, then the choice and the baseline on test
     plan = _plan(server, out, k, calls, strategies=["predict", "cot"], optimizers=["none"], limit=per, mode="search")

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from promptopt.config import Config
-from promptopt.evaluate import evaluate
 from promptopt.models import build_lm, resolve_model, with_endpoint
 from promptopt.registry import get_strategy
+from promptopt.scoring import evaluate
 from promptopt.server import start
 from promptopt.session import adapter_for
 from promptopt.store import Store, default_url

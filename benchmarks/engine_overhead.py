@@ -5,7 +5,7 @@ DSPy's field format (the right letter). The same `predict` program, the same LM 
 same adapter then score N MedQA examples (every split's questions, cycled with distinct ids)
 twice, one thread each:
   bare       — `dspy.Evaluate` over the examples, nothing stored;
-  promptopt  — `promptopt.evaluate.evaluate`, one record committed to SQLite per example
+  promptopt  — `promptopt.scoring.evaluate`, one record committed to SQLite per example
                (batch_size=1, the durable default) and, as an option, in batches of 50.
 Then the repeat cost: a small `run` (predict and its baseline reference, val and test) done
 twice and reported; the second run and the report must make no LM call.
@@ -53,9 +53,9 @@ def main() -> None:
     import dspy
 
     from promptopt.config import parse_config
-    from promptopt.evaluate import evaluate
     from promptopt.models import build_lm, resolve_model
     from promptopt.registry import get_strategy
+    from promptopt.scoring import evaluate
     from promptopt.session import adapter_for
     from promptopt.store import Store, default_url
     from promptopt.testing import ScriptedServer
@@ -128,8 +128,8 @@ def main() -> None:
 
 def repeat_cost(server, out: Path) -> None:
     """A second identical run and a report make zero LM calls."""
-    from promptopt import report
-    from promptopt.run import RunPlan, run
+    from promptopt import reports
+    from promptopt.engine import RunPlan, run
 
     plan = dict(models=["openai/scripted"], tasks=["medqa"], strategies=["predict"], api_base=server.base_url,
                 limit=50, out=out)  # fmt: skip
@@ -139,8 +139,8 @@ def repeat_cost(server, out: Path) -> None:
         result = run(RunPlan(**plan))
         counts.append(server.calls - before)
     before = server.calls
-    records, compiles, _, _ = report.load(str(result.run_dir))
-    report.build(records, compiles)
+    records, compiles, _, _ = reports.load(str(result.run_dir))
+    reports.build(records, compiles)
     counts.append(server.calls - before)
     print(
         f"repeat cost (predict + baseline reference, 50 val + 50 test): first run {counts[0]} LM calls, "

@@ -117,10 +117,10 @@ def score(base_url: str, strategy: str, optimizer: str, n: int, threads: int, la
     import dataclasses
 
     from promptopt.config import Config
-    from promptopt.evaluate import evaluate
     from promptopt.models import build_lm, resolve_model, with_endpoint
     from promptopt.optimizers import get_optimizer
     from promptopt.registry import get_strategy
+    from promptopt.scoring import evaluate
     from promptopt.session import adapter_for
     from promptopt.store import Store, default_url
     from promptopt.tasks import load_task

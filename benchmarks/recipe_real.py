@@ -11,7 +11,7 @@ counted at that server (one server per side per seed, both playing the same scri
   trainset = MedQA train (200) and valset = the first 100 MedQA val examples; the four compiled
   programs are each scored on all of MedQA test (773) and the best test score is the recipe's
   reported ceiling (HELM reports the best). DSPy's cache is off (`cache=False`).
-- promptopt: `promptopt.search.search` with its default space (`promptopt.search.DEFAULT_SPACE`
+- promptopt: `promptopt.searcher.search` with its default space (`promptopt.searcher.DEFAULT_SPACE`
   x `DEFAULT_OPTIMIZERS`: 8 strategies zero-shot and compiled with `bootstrap`, knn_fewshot
   zero-shot only: 15 configs), its default settings, on MedQA val (300), then the chosen config
   and the fixed `baseline` reference on test. Its compiles, knn_fewshot's pool preparation and
@@ -269,14 +269,14 @@ def space_truths(world: World) -> dict[str, dict]:
     """Every config of promptopt's default space: id -> label, true accuracy, calls per question."""
     from promptopt.config import parse_config
     from promptopt.registry import get_strategy
-    from promptopt.search import DEFAULT_OPTIMIZERS, DEFAULT_SPACE
+    from promptopt.searcher import DEFAULT_OPTIMIZERS, DEFAULT_SPACE
 
     out = {}
     for name in DEFAULT_SPACE:
         strat = get_strategy(name.partition(":")[0])
         for opt in DEFAULT_OPTIMIZERS:
             if opt != "none" and not strat.compilable:
-                continue  # as promptopt.search builds its space
+                continue  # as promptopt.searcher builds its space
             cfg = parse_config(name, opt)
             out[cfg.id] = {
                 "label": f"{name}/{opt}",
@@ -302,8 +302,8 @@ def config_truth(world: World, strategy: str, optimizer: str, knobs: dict) -> fl
 
 
 def promptopt_search(world: World, task, server, limit: int | None, out: Path, log) -> dict:
-    from promptopt.run import RunPlan
-    from promptopt.search import DEFAULT_OPTIMIZERS, DEFAULT_SPACE, SearchSettings, search
+    from promptopt.engine import RunPlan
+    from promptopt.searcher import DEFAULT_OPTIMIZERS, DEFAULT_SPACE, SearchSettings, search
     from promptopt.store import Store
 
     plan = RunPlan(

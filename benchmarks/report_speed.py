@@ -56,11 +56,11 @@ def main() -> None:
         took = time.perf_counter() - started
         status = "ok" if done.returncode == 0 else f"FAILED: {done.stderr.decode().strip()}"
         print(f"promptopt report --format {fmt:<4}: {took:5.2f} s wall ({out.stat().st_size:,} bytes) {status}")
-    from promptopt import report
+    from promptopt import reports
 
-    records, compiles, _, _ = report.load(str(run))
+    records, compiles, _, _ = reports.load(str(run))
     started = time.perf_counter()
-    report.build(records, compiles)
+    reports.build(records, compiles)
     print(f"in-process build() alone (10,000 resamples): {time.perf_counter() - started:.2f} s")
 
 

@@ -31,9 +31,9 @@ from engine_overhead import instant_medqa  # noqa: E402
 
 def point(n: int, configs: int) -> dict:
     from promptopt.config import Config
-    from promptopt.evaluate import evaluate
     from promptopt.models import build_lm, resolve_model
     from promptopt.registry import get_strategy
+    from promptopt.scoring import evaluate
     from promptopt.session import adapter_for
     from promptopt.store import Store, default_url
     from promptopt.testing import ScriptedServer

@@ -57,8 +57,8 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.02)
     args = ap.parse_args()
 
-    from promptopt.run import RunPlan
-    from promptopt.search import SearchSettings, search
+    from promptopt.engine import RunPlan
+    from promptopt.searcher import SearchSettings, search
     from promptopt.store import Store
     from promptopt.tasks import load_task
     from promptopt.testing import ScriptedServer

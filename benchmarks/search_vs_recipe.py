@@ -11,13 +11,13 @@ with a bootstrapped demo set (`bootstrap`: its own draw around the strategy's ac
     examples; the four compiled programs are scored on test and the best test score is reported
     as the ceiling. SIMULATED: each candidate's true accuracy is drawn around its strategy's,
     val and test scores are binomial draws from it, and the LM calls are promptopt's own
-    estimates of what those compiles cost (promptopt.compile.estimate_compile_calls) plus the
+    estimates of what those compiles cost (promptopt.compiler.estimate_compile_calls) plus the
     four test evaluations.
 With --space recipe, promptopt searches only the recipe's two strategies too, each zero-shot
 and with --demo-sets bootstrapped demo sets (as `promptopt search --demo-sets N` does):
 like for like, the recipe's compile-heavy random search against successive halving.
 
-(b) promptopt: the real `promptopt.search.search` (Optuna, successive halving on MedQA val,
+(b) promptopt: the real `promptopt.searcher.search` (Optuna, successive halving on MedQA val,
     chosen config then scored on test) against a scripted server whose `probe` configs answer
     right with their true accuracy, drawn independently per question (as in
     benchmarks/search_efficiency.py). Its calls are the recorded calls (val and test, the
@@ -89,7 +89,7 @@ def world(seed: int, space: str = "default", demo_sets: int = 1) -> dict[str, tu
 
 
 def recipe(seed: int, truth: dict, n_train: int, n_test: int) -> dict:
-    from promptopt.compile import estimate_compile_calls
+    from promptopt.compiler import estimate_compile_calls
     from promptopt.optimizers import get_optimizer
 
     rng = random.Random(f"recipe-{seed}")
@@ -111,10 +111,10 @@ def recipe(seed: int, truth: dict, n_train: int, n_test: int) -> dict:
 
 
 def promptopt_search(seed: int, truth: dict, n_train: int, task, by_question, tmp: Path) -> dict:
-    from promptopt.compile import estimate_compile_calls
+    from promptopt.compiler import estimate_compile_calls
+    from promptopt.engine import RunPlan
     from promptopt.optimizers import get_optimizer
-    from promptopt.run import RunPlan
-    from promptopt.search import SearchSettings, search
+    from promptopt.searcher import SearchSettings, search
     from promptopt.store import Store
     from promptopt.testing import ScriptedServer
 

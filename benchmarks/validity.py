@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from promptopt import stats
-from promptopt.search import SearchSettings, _rungs
+from promptopt.searcher import SearchSettings, _rungs
 from promptopt.store import RECORD_COLUMNS
 
 CHUNK = 100  # seeds per job handed to a worker process

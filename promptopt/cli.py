@@ -6,7 +6,6 @@ Errors users can fix print one sentence on stderr and exit 1; `--debug` shows th
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import sys
 import time
@@ -21,7 +20,10 @@ from promptopt.errors import UserError
 
 # Options shared by several commands.
 TasksDir = Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")]
-ProgramsDir = Annotated[list[Path] | None, typer.Option("--programs-dir", help="Folder of user strategy files.")]
+ProgramsDir = Annotated[
+    list[Path] | None,
+    typer.Option("--programs-dir", help="Folder of user strategies, optimizers and answer types (Python files)."),
+]
 MaxCalls = Annotated[int | None, typer.Option(min=1, help="Stop cleanly after this many LM calls.")]
 MaxCost = Annotated[float | None, typer.Option(min=0, help="Stop cleanly after spending this many USD.")]
 MaxErrorRate = Annotated[
@@ -75,7 +77,7 @@ class _ProgressPrinter:
         self.label = ""
 
     def __call__(self, p) -> None:
-        from promptopt.evaluate import Note
+        from promptopt.scoring import Note
 
         if isinstance(p, Note):
             if self.tty and self.label:
@@ -147,60 +149,45 @@ def run(
 
     Optimizers compile on train (selecting on val); the fixed baseline and each compiled
     strategy's zero-shot version are always scored too, as references."""
-    from promptopt import report
-    from promptopt.run import DEFAULT_MODEL, DEFAULT_STRATEGIES, DEFAULT_TASK, RunPlan
-    from promptopt.run import run as run_plan
-    from promptopt.sweep import Sweep, load_sweep
+    options = dict(
+        sweep=sweep, models=model, tasks=task, strategies=strategy, optimizers=optimizer, api_base=api_base,
+        limit=limit, splits=split, seed=seed, threads=threads, out=out, storage=storage, tasks_dirs=tasks_dir,
+        programs_dirs=programs_dir, max_calls=max_calls, max_cost=max_cost, max_error_rate=max_error_rate, rpm=rpm,
+        expect_accuracy=expect_accuracy, allow_overlap=allow_overlap,
+    )  # fmt: skip
+    _start("run", options, api_key_file, dry_run)
 
-    file = load_sweep(sweep) if sweep else Sweep()
 
-    def pick(flag, from_file, default):
-        return flag if flag is not None else from_file if from_file is not None else default
+def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool, **search_settings) -> None:
+    """run and search alike: the key file read, the plan estimated or executed, its report printed."""
+    import promptopt
 
-    api_base = pick(api_base, file.api_base, None)
-    plan = RunPlan(
-        models=model or file.models or [DEFAULT_MODEL],
-        tasks=task or file.tasks or [DEFAULT_TASK],
-        strategies=strategy or file.strategies or list(DEFAULT_STRATEGIES),
-        optimizers=optimizer or file.optimizers or ["none"],
-        api_base=api_base,
-        limit=pick(limit, file.limit, 20),
-        splits=tuple(split or file.splits or ("val", "test")),
-        seed=pick(seed, file.seed, 0),
-        threads=pick(threads, file.threads, None),
-        out=pick(out, file.out, Path("results")),
-        storage=pick(storage, file.storage, None),
-        tasks_dirs=tasks_dir or file.tasks_dirs,
-        programs_dirs=programs_dir or file.programs_dirs,
-        max_calls=pick(max_calls, file.max_calls, None),
-        max_cost=pick(max_cost, file.max_cost, None),
-        max_error_rate=pick(max_error_rate, file.max_error_rate, 0.5),
-        rpm=pick(rpm, file.rpm, None),
-        expect_accuracy=expect_accuracy,
-        allow_overlap=allow_overlap,
-    )
     if api_key_file:
         from promptopt.models import use_api_key_file
 
-        use_api_key_file(str(api_key_file), plan.models, api_base)
+        the_plan = promptopt.plan(mode, **options)
+        use_api_key_file(str(api_key_file), the_plan.models, the_plan.api_base)
     if dry_run:
-        _print_dry_run(plan)
+        _print_dry_run(promptopt.estimate(mode, **options))
         return
     _quiet_dspy()
     with _resumable():
-        result = run_plan(plan, on_progress=_ProgressPrinter())
-    typer.echo(report.render(result.storage, "text", run_id=result.run_id))
-    if result.stopped:
-        typer.echo(result.stopped, err=True)
-    typer.echo(f"Run folder: {result.run_dir}")
+        if mode == "search":
+            log = promptopt.search(_ProgressPrinter(), **search_settings, **options)
+        else:
+            log = promptopt.run(_ProgressPrinter(), **options)
+    from promptopt.reports import render_report
+
+    typer.echo(render_report(log.report, "text"), nl=False)
+    if log.stopped:
+        typer.echo(log.stopped, err=True)
+    typer.echo(f"Run folder: {log.run_dir}")
 
 
-def _print_dry_run(plan) -> None:
+def _print_dry_run(estimates: list[dict]) -> None:
     import pandas as pd
 
-    from promptopt.run import dry_run as estimate
-
-    rows = pd.DataFrame(estimate(plan))
+    rows = pd.DataFrame(estimates)
     total = rows[["compile_calls", "eval_calls", "calls", "prompt_tokens", "completion_tokens"]].sum()
     known = rows.cost_usd.notna().all()
     cost = f"${rows.cost_usd.sum():.4f}" if known else "unknown (no price for some model)"
@@ -215,6 +202,10 @@ def _print_dry_run(plan) -> None:
 
 @app.command()
 def search(
+    sweep: Annotated[
+        Path | None,
+        typer.Argument(help="Sweep YAML: models, tasks, strategies, optimizers and settings (flags win)."),
+    ] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="LiteLLM model string (repeatable).")] = None,
     task: Annotated[list[str] | None, typer.Option("--task", help="Task name or YAML path (repeatable).")] = None,
     strategy: Annotated[
@@ -226,7 +217,7 @@ def search(
         typer.Option("--optimizer", help="Optimizer in the space (repeatable; default none, bootstrap)."),
     ] = None,
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the models.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Val and test examples (default: all).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Val and test examples (default 20).")] = None,
     trials: Annotated[
         int | None, typer.Option(min=1, help="Configs to finish per model and task (default: all).")
     ] = None,
@@ -238,50 +229,40 @@ def search(
     demo_sets: Annotated[
         int, typer.Option(min=1, help="Demo sets tried per bootstrap config (seeds 0..N-1; pruned on val).")
     ] = 1,
-    out: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
+    out: Annotated[Path | None, typer.Option(help="Folder that holds run folders (default results).")] = None,
     storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store and the study.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the order configs are tried in.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed for the order configs are tried in (default 0).")] = None,
     threads: Threads = None,
     max_calls: MaxCalls = None,
     max_cost: MaxCost = None,
-    max_error_rate: MaxErrorRate = 0.5,
+    max_error_rate: Annotated[
+        float | None,
+        typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20; 0.5)."),
+    ] = None,
     api_key_file: ApiKeyFile = None,
     rpm: Rpm = None,
     tasks_dir: TasksDir = None,
     programs_dir: ProgramsDir = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the most the search can cost (nothing pruned); call nothing.")
+    ] = False,
+    expect_accuracy: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="Expected accuracy on train, for bootstrap call estimates.")
+    ] = 0.5,
     allow_overlap: Annotated[
         bool, typer.Option(help="Search even if train/val examples duplicate test ones; the report warns.")
     ] = False,
 ) -> None:
     """Search each model's ceiling config: an Optuna study on val, then the chosen config and the
     baseline on test. Run the same command again to resume; point workers at one --storage to share."""
-    from promptopt import report
-    from promptopt.run import DEFAULT_MODEL, DEFAULT_TASK, RunPlan
-    from promptopt.search import DEFAULT_OPTIMIZERS, DEFAULT_SPACE, SearchSettings
-    from promptopt.search import search as run_search
-
-    plan = RunPlan(
-        models=model or [DEFAULT_MODEL], tasks=task or [DEFAULT_TASK], strategies=strategy or list(DEFAULT_SPACE),
-        optimizers=optimizer or list(DEFAULT_OPTIMIZERS), api_base=api_base, limit=limit, seed=seed,
-        threads=threads, out=out, storage=storage, tasks_dirs=tasks_dir or [], programs_dirs=programs_dir or [],
-        max_calls=max_calls, max_cost=max_cost, max_error_rate=max_error_rate, rpm=rpm, mode="search",
-        allow_overlap=allow_overlap,
+    options = dict(
+        sweep=sweep, models=model, tasks=task, strategies=strategy, optimizers=optimizer, api_base=api_base,
+        limit=limit, seed=seed, threads=threads, out=out, storage=storage, tasks_dirs=tasks_dir,
+        programs_dirs=programs_dir, max_calls=max_calls, max_cost=max_cost, max_error_rate=max_error_rate, rpm=rpm,
+        expect_accuracy=expect_accuracy, allow_overlap=allow_overlap,
     )  # fmt: skip
-    if api_key_file:
-        from promptopt.models import use_api_key_file
-
-        use_api_key_file(str(api_key_file), plan.models, api_base)
-    _quiet_dspy()
-    with _resumable():
-        result = run_search(
-            plan,
-            SearchSettings(trials=trials, rung0=rung0, seed=seed, demo_sets=demo_sets, alpha=prune_alpha),
-            on_progress=_ProgressPrinter(),
-        )
-    typer.echo(report.render(result.storage, "text", run_id=result.run_id))
-    if result.stopped:
-        typer.echo(result.stopped, err=True)
-    typer.echo(f"Run folder: {result.run_dir}")
+    settings = dict(trials=trials, rung0=rung0, prune_alpha=prune_alpha, demo_sets=demo_sets)
+    _start("search", options, api_key_file, dry_run, **settings)
 
 
 @app.command("compile")
@@ -299,31 +280,16 @@ def compile_cmd(
     programs_dir: ProgramsDir = None,
 ) -> None:
     """Compile one config for one model and task, score it on val, and save it as a program folder."""
-    import shutil
+    import promptopt
 
-    from promptopt.config import parse_config
-    from promptopt.models import resolve_model
-    from promptopt.run import RunPlan, program_dir
-    from promptopt.run import run as run_plan
-    from promptopt.tasks import load_task
-
-    plan = RunPlan(
-        models=[model], tasks=[task], strategies=[strategy], optimizers=[optimizer], api_base=api_base,
-        limit=limit, splits=("val",), out=runs, threads=threads, tasks_dirs=tasks_dir or [],
-        programs_dirs=programs_dir or [], references=False,
-    )  # fmt: skip
     _quiet_dspy()
     with _resumable():
-        result = run_plan(plan, on_progress=_ProgressPrinter())
-    if result.stopped:
-        raise UserError(result.stopped)
-    cfg = parse_config(strategy, optimizer, programs_dir or [])
-    made = program_dir(result.run_dir, resolve_model(model, api_base), load_task(task, tasks_dir or []), cfg)
-    shutil.copytree(made, out, dirs_exist_ok=True)
-    scores = json.loads((out / "manifest.json").read_text())["scores"]
-    val = scores.get("val", {})
-    accuracy = "—" if val.get("score") is None else f"{100 * val['score']:.1f}%"
-    typer.echo(f"Saved program to {out} (val accuracy {accuracy} on {val.get('n', 0)} answered).")
+        val = promptopt.compile(
+            model, task, strategy, out, optimizer, api_base=api_base, limit=limit, runs=runs, threads=threads,
+            tasks_dirs=tasks_dir, programs_dirs=programs_dir, on_event=_ProgressPrinter(),
+        )  # fmt: skip
+    accuracy = "—" if val is None else f"{100 * val.score:.1f}%"
+    typer.echo(f"Saved program to {out} (val accuracy {accuracy} on {val.n if val else 0} answered).")
 
 
 @app.command("evaluate")
@@ -341,30 +307,19 @@ def evaluate_cmd(
     ] = None,
 ) -> None:
     """Score a saved program on a split of its task and print its accuracy with a 95% CI."""
-    from promptopt import stats
-    from promptopt.compiled import evaluate_program
+    import promptopt
 
     _quiet_dspy()
     with _resumable():
-        recs = evaluate_program(
-            program,
-            split,
-            limit,
-            model,
-            api_base,
-            threads,
-            on_progress=_ProgressPrinter(),
-            tasks_dirs=tasks_dir,
-            programs_dir=programs_dir,
-        )
-    row = stats.summarize(recs).iloc[0] if len(recs) else None
-    if row is None or not row.n:
-        raise UserError(f"{program} on {split}: no example was answered ({len(recs)} failed after retries).")
+        row = promptopt.evaluate(
+            program, split, limit, model=model, api_base=api_base, threads=threads, tasks_dirs=tasks_dir,
+            programs_dir=programs_dir, on_event=_ProgressPrinter(),
+        )  # fmt: skip
     typer.echo(
         f"{program} on {split}: accuracy {100 * row.score:.1f}% [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}] "
         f"(n={row.n} answered), parse failures {100 * row.parse_failure_rate:.1f}%, errors "
         f"{100 * row.error_rate:.1f}% ({row.errors} of {row.n_items}, not counted as wrong), "
-        f"{int(recs.lm_calls.sum())} LM calls, ${recs.cost_usd.sum():.4f}."
+        f"{row.lm_calls} LM calls, ${row.cost_usd:.4f}."
     )
 
 
@@ -387,17 +342,30 @@ def report_cmd(
     ] = None,
 ) -> None:
     """Leaderboard, ceilings, head-to-head, flips, sensitivity, costs and Pareto frontier, from the store alone."""
-    from promptopt import report
+    import promptopt
+    from promptopt import reports
 
-    opts = dict(b=bootstrap, seed=seed, local_usd_per_mtok=local_price, run_id=run)
-    if format == "csv":  # a CSV holds rows only: what a reader must know goes to stderr
-        for warning in report.warnings_of(source, **opts):
-            typer.echo(f"WARNING: {warning}", err=True)
+    if format == "examples":
+        text = reports.examples_csv(source, run)
+    else:
+        reports.check_format(format)
+        built = promptopt.report(source, run_id=run, bootstrap=bootstrap, seed=seed, local_price=local_price)
+        if format == "csv":  # a CSV holds rows only: what a reader must know goes to stderr
+            for warning in built.warnings:
+                typer.echo(f"WARNING: {warning}", err=True)
     if output:
-        for path in report.write(source, format, output, **opts):
+        if output.is_dir():
+            raise UserError(
+                f"Report output {output} is a folder; give a file path, e.g. {output / ('report.' + format)}."
+            )
+        paths = [output] if format == "examples" else reports.save(built, format, output)
+        if format == "examples":
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text)
+        for path in paths:
             typer.echo(f"Wrote {path}")
     else:
-        typer.echo(report.render(source, format, **opts), nl=False)
+        typer.echo(text if format == "examples" else reports.render_report(built, format), nl=False)
 
 
 _TASKS_DIR_HELP = "Folder of user task YAMLs (repeatable; also $PROMPTOPT_TASKS_DIR)."
@@ -450,22 +418,12 @@ def tasks_show(
 
 
 @tasks_app.command("validate")
-def tasks_validate(path: Path) -> None:
+def tasks_validate(path: Path, programs_dir: ProgramsDir = None) -> None:
     """Load a task file and its data, check its gold answers, and its splits for leakage and duplicate ids."""
-    from promptopt.hygiene import check
-    from promptopt.tasks import check_gold, load_task_file
+    import promptopt
 
-    task = load_task_file(path)
+    task = promptopt.validate_task(path, programs_dir)
     sizes = ", ".join(f"{s} {len(v)}" for s, v in task.splits.items())
-    check_gold(task)
-    report = check(task)
-    if report.duplicate_ids:
-        split, ids = next(iter(report.duplicate_ids.items()))
-        raise UserError(
-            f"Task file {path}: field id gives {len(ids)} examples in {split} an id another has ({ids[0]!r})."
-        )
-    if report.overlaps:
-        raise UserError(report.overlap_sentence())
     typer.echo(f"{path}: valid task {task.name!r} ({sizes}).")
 
 
@@ -485,22 +443,10 @@ def strategies_list(
 @models_app.command("check")
 def models_check(model: str, api_base: Annotated[str | None, typer.Option()] = None) -> None:
     """Make one tiny call to a model and say whether it answered."""
-    import dspy
+    import promptopt
 
-    from promptopt.evaluate import fatal_reason
-    from promptopt.models import build_lm, resolve_model
-    from promptopt.session import endpoint
-
-    spec = resolve_model(model, api_base)
-    with endpoint(spec) as live:
-        lm = build_lm(live, max_tokens=4)
-        started = time.monotonic()
-        try:
-            with dspy.context(lm=lm):
-                out = lm("Say OK.")
-        except Exception as exc:
-            raise UserError(fatal_reason(exc, live) or f"Model {model} did not answer ({type(exc).__name__}).") from exc
-    typer.echo(f"{model} answered {out[0]!r} in {time.monotonic() - started:.1f}s.")
+    reply, seconds = promptopt.check_model(model, api_base)
+    typer.echo(f"{model} answered {reply!r} in {seconds:.1f}s.")
 
 
 @app.command()

@@ -84,8 +84,11 @@ class LoadedProgram:
         self.module, self.task, self.model, self.manifest = module, task, model, manifest
         self._stack = contextlib.ExitStack()
         self._live: Model | None = None
+        self.lm = self.adapter = None  # set by bind()
 
-    def _ready(self) -> Model:
+    def bind(self) -> Model:
+        """The model ready to call (the embedded server started if it is the embedded model);
+        `lm` and `adapter` are then the program's LM client and adapter."""
         if self._live is None:
             live = self.model
             if live.is_local and not live.api_base:
@@ -94,7 +97,7 @@ class LoadedProgram:
                 live = with_endpoint(live, self._stack.enter_context(local_server()))
             from promptopt.session import adapter_for
 
-            self._lm, self._adapter, self._live = build_lm(live), adapter_for(live), live
+            self.lm, self.adapter, self._live = build_lm(live), adapter_for(live), live
         return self._live
 
     def __call__(self, **inputs: Any):
@@ -108,8 +111,8 @@ class LoadedProgram:
             )
         if isinstance(inputs.get("options"), list | tuple):
             inputs["options"] = {chr(ord("A") + i): str(o) for i, o in enumerate(inputs["options"])}
-        self._ready()
-        with dspy.context(lm=self._lm, adapter=self._adapter):
+        self.bind()
+        with dspy.context(lm=self.lm, adapter=self.adapter):
             return self.module(**inputs)
 
     def close(self) -> None:
@@ -215,7 +218,7 @@ def evaluate_program(
     import hashlib
 
     from promptopt.config import Config
-    from promptopt.evaluate import evaluate
+    from promptopt.scoring import evaluate
     from promptopt.store import Store
     from promptopt.tasks import check_gold, load_task
 
@@ -234,14 +237,14 @@ def evaluate_program(
         from promptopt.session import threads_for
 
         threads = threads_for(threads, prog.model)  # before the endpoint is bound: the embedded default
-        live = prog._ready()
+        live = prog.bind()
         state = hashlib.sha1((Path(folder) / "program.json").read_bytes()).hexdigest()
         key = json.dumps([live.identity, split, limit, man["config_id"], state]).encode()
         run_id = "eval-" + hashlib.sha1(key).hexdigest()[:10]
         store = Store(f"sqlite:///{(Path(folder) / 'evaluations.sqlite').resolve()}")
         store.start_run(run_id, {"program": str(folder), "split": split, "limit": limit}, __version__)
         evaluate(
-            prog.module, task.examples(split, limit), task=task, model=live, lm=prog._lm, adapter=prog._adapter,
+            prog.module, task.examples(split, limit), task=task, model=live, lm=prog.lm, adapter=prog.adapter,
             config=config, split=split, run_id=run_id, store=store, threads=threads, on_progress=on_progress,
         )  # fmt: skip
         return store.records(run_id)

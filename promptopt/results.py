@@ -4,7 +4,7 @@
 every renderer (text, markdown, HTML, the Pareto plot) and what `promptopt.report()` returns.
 `RunLog` is what `promptopt.run()` and `promptopt.search()` return: the plan, how the run ended,
 the configs a search chose, and the run's report. docs/report.schema.json is `Report`'s JSON
-schema, exported from these models (`python -m promptopt.results > docs/report.schema.json`).
+schema, exported from these models (`make schema` writes it).
 
 Fields of the rows follow docs/report-json.md; scores are shares in [0, 1], None where nothing
 was answered; `n` counts answered items (errors left out), `n_items` every item attempted.
@@ -317,5 +317,7 @@ def schema() -> dict:
     return out
 
 
-if __name__ == "__main__":
-    print(json.dumps(schema(), indent=2))
+
+def schema_json() -> str:
+    """The schema as written to docs/report.schema.json."""
+    return json.dumps(schema(), indent=2) + "\n"

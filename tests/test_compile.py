@@ -10,9 +10,9 @@ import pytest
 from test_strategies import MODEL, scripted
 
 from promptopt.config import parse_config
+from promptopt.engine import RunPlan, dry_run, program_dir, run
 from promptopt.errors import UserError
 from promptopt.models import resolve_model
-from promptopt.run import RunPlan, dry_run, program_dir, run
 from promptopt.store import Store
 
 

@@ -33,7 +33,7 @@ def test_the_json_report_validates_against_the_checked_in_schema_and_the_schema_
     from promptopt.results import schema
 
     checked_in = json.loads((FIXTURES.parent.parent / "docs" / "report.schema.json").read_text())
-    assert checked_in == schema(), "docs/report.schema.json is stale: python -m promptopt.results > it"
+    assert checked_in == schema(), "docs/report.schema.json is stale: run make schema"
     report = json.loads((FIXTURES / "report" / "report.json").read_text())
     jsonschema.Draft202012Validator(checked_in).validate(report)
     report["rows"][0]["score"] = "high"  # a report that breaks the contract is refused

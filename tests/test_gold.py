@@ -176,7 +176,7 @@ def test_tasks_validate_refuses_a_gold_outside_its_options_in_one_sentence(tmp_p
     assert "has 'Z', options A, B, C); give each row the letter of one of its options" in done.stderr
 
 
-# Passes once promptopt.run.validate_plan calls check_gold (the other engineer adds that line).
+# Passes once promptopt.engine.validate_plan calls check_gold (the other engineer adds that line).
 def test_promptopt_run_refuses_a_gold_outside_its_options_before_any_call(tmp_path):
     rows = _capitals()
     for row in rows[5:8]:

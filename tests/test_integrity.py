@@ -276,7 +276,7 @@ def test_the_report_says_when_one_config_fails_far_more_often_than_another(medqa
 
 
 def test_a_hosted_model_missing_from_the_price_table_is_named_not_shown_as_free(tmp_path):
-    from promptopt.report import build
+    from promptopt.reports import build
     from promptopt.simulate import SimConfig, simulate
 
     recs = simulate({"openai/gpt-9-preview": [SimConfig("baseline", 0.5)], "local/gemma": [SimConfig("cot", 0.4)]})

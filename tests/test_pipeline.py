@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import cli, exam_server
 
-from promptopt.report import CEILING_FIELDS, ROW_FIELDS
+from promptopt.reports import CEILING_FIELDS, ROW_FIELDS
 from promptopt.testing import ScriptedHTTPError
 
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import cli, exam_server
 from sqlalchemy import create_engine, text
 
-from promptopt.search import DEFAULT_SPACE
+from promptopt.searcher import DEFAULT_SPACE
 from promptopt.store import Store
 from promptopt.testing import ScriptedHTTPError, faulty
 

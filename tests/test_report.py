@@ -10,7 +10,7 @@ import pytest
 from conftest import cli
 from test_stats import exact, ones
 
-from promptopt.report import CEILING_FIELDS, ROW_FIELDS
+from promptopt.reports import CEILING_FIELDS, ROW_FIELDS
 from promptopt.simulate import SimConfig, simulate, write_run
 
 # two models x three configs; (right answers out of 100 on test, dollars per call)

@@ -18,9 +18,9 @@ import pytest
 
 from promptopt import stats
 from promptopt.config import parse_config
+from promptopt.engine import RunPlan, program_dir, run
 from promptopt.models import resolve_model
 from promptopt.registry import get_strategy
-from promptopt.run import RunPlan, program_dir, run
 from promptopt.signatures import vote
 from promptopt.testing import ScriptedServer, fill_fields, shown_options
 

@@ -4,7 +4,7 @@ An optimizer is a class with `estimate(knobs, work)` (the LM calls one compile m
 runs), `compile(program, inputs)` (the compiled program) and optionally `check(knobs)` (one
 sentence on a knob value it refuses). Its `knobs` are its settings with their defaults; one
 with a `val` knob selects among candidates on a dev split carved from train (see
-promptopt.compile.dev_split). Users add one by dropping such a file in their programs folder.
+promptopt.compiler.dev_split). Users add one by dropping such a file in their programs folder.
 """
 
 from __future__ import annotations

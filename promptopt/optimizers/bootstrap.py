@@ -1,14 +1,14 @@
 """`bootstrap`: DSPy's BootstrapFewShot — the model's own right traces on train as demos.
 
 Calls: E[b] * c, b bootstrapped demos and c calls per example: DSPy tries training examples in
-order until it has b right ones (E[b] from promptopt.compile.expected_tries). With r rounds an
+order until it has b right ones (E[b] from promptopt.compiler.expected_tries). With r rounds an
 example is retried, at temperature 1, until right, up to r times. `seed` other than 0 shuffles
 the train order first, so each seed is another demo set at the same cost.
 """
 
 import random
 
-from promptopt.compile import expected_tries
+from promptopt.compiler import expected_tries
 from promptopt.optimizers import optimizer
 
 

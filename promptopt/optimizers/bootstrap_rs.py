@@ -5,7 +5,7 @@ zero-shot, labeled-only, the unshuffled bootstrap and C shuffled bootstraps of 1
 (uniform); every one is scored on V: (C + 3) * V * c + (E[b] + C * mean_j E[j]) * c.
 """
 
-from promptopt.compile import expected_tries
+from promptopt.compiler import expected_tries
 from promptopt.errors import UserError
 from promptopt.optimizers import optimizer
 

@@ -33,7 +33,7 @@ class Mipro:
             raise UserError(f"Optimizer mipro's auto must be light, medium or heavy, not {knobs['auto']!r}.")
 
     def estimate(self, knobs, work) -> float:
-        from promptopt.compile import expected_tries
+        from promptopt.compiler import expected_tries
 
         n, m = CANDIDATES[knobs["auto"]], work.predictors
         v = min(work.n_val, knobs.get("val", work.n_val), VAL_CAP[knobs["auto"]])

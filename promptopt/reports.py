@@ -818,29 +818,38 @@ def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataF
     return store.records(run_id), store.compile_costs(run_id), warnings, runs
 
 
+def report(
+    source: str, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0, run_id: str | None = None
+) -> Report:
+    """The typed report of a run folder or storage URL (every run in it, or `run_id`'s), with the
+    store's own warnings (overlap, early stops) first."""
+    records, compiles, warnings, runs = load(source, run_id)
+    built = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)
+    built.warnings = warnings + built.warnings
+    return built
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
+
+
+def examples_csv(source: str, run_id: str | None = None) -> str:
+    """One CSV line per scored example: the drill-down behind every figure."""
+    records, *_ = load(source, run_id)
+    return records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False)
+
+
 def render(
     source: str, fmt: str = "text", *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0,
     figure_name: str | None = None, run_id: str | None = None,
 ) -> str:  # fmt: skip
     """The report of a run folder or storage URL in one format (`examples`: one CSV line per scored example)."""
-    if fmt not in FORMATS:
-        raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
-    records, compiles, warnings, runs = load(source, run_id)
+    check_format(fmt)
     if fmt == "examples":
-        return records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False)
-    report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)
-    report.warnings = warnings + report.warnings
-    return render_report(report, fmt, figure_name=figure_name)
-
-
-def warnings_of(
-    source: str, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0, run_id: str | None = None
-) -> list[str]:
-    """The report's warnings alone (for formats that cannot hold them, such as CSV)."""
-    records, compiles, warnings, runs = load(source, run_id)
-    return (
-        warnings + build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs).warnings
-    )
+        return examples_csv(source, run_id)
+    built = report(source, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, run_id=run_id)
+    return render_report(built, fmt, figure_name=figure_name)
 
 
 def write(
@@ -852,26 +861,29 @@ def write(
     The HTML embeds the plot itself and stays one self-contained file; the side files are for
     papers and slides. Returns every path written.
     """
-    if fmt not in FORMATS:
-        raise UserError(f"Unknown report format {fmt!r}; valid formats are {', '.join(FORMATS)}.")
-    records, compiles, warnings, runs = load(source, run_id)
+    check_format(fmt)
     if output.is_dir():
         raise UserError(f"Report output {output} is a folder; give a file path, e.g. {output / ('report.' + fmt)}.")
-    output.parent.mkdir(parents=True, exist_ok=True)  # a new folder for the report is made, as for run folders
     if fmt == "examples":
-        output.write_text(records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False))
+        text = examples_csv(source, run_id)
+        output.parent.mkdir(parents=True, exist_ok=True)  # a new folder for the report is made, as for run folders
+        output.write_text(text)
         return [output]
-    report = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)
-    report.warnings = warnings + report.warnings
+    return save(report(source, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, run_id=run_id), fmt, output)
+
+
+def save(built: Report, fmt: str, output: Path) -> list[Path]:
+    """Write a built report to `output` (md and html: the Pareto plot beside it); every path written."""
+    output.parent.mkdir(parents=True, exist_ok=True)  # a new folder for the report is made, as for run folders
     written = []
     figure_name = None
-    if fmt in ("md", "html") and report.pareto:
+    if fmt in ("md", "html") and built.pareto:
         for ext in ("png", "svg"):
             path = output.with_name(f"{output.stem}.pareto.{ext}")
-            path.write_bytes(pareto_figure(report, ext))
+            path.write_bytes(pareto_figure(built, ext))
             written.append(path)
         figure_name = written[-1].name
-    output.write_text(render_report(report, fmt, figure_name=figure_name))
+    output.write_text(render_report(built, fmt, figure_name=figure_name))
     return [output, *written]
 
 

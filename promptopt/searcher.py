@@ -33,11 +33,7 @@ from dataclasses import dataclass, replace
 
 from promptopt import stats
 from promptopt.config import parse_config
-from promptopt.errors import UserError
-from promptopt.evaluate import Note, Progress, evaluate, note
-from promptopt.models import build_lm
-from promptopt.registry import get_strategy
-from promptopt.run import (
+from promptopt.engine import (
     RunPlan,
     RunResult,
     budget_for,
@@ -45,9 +41,15 @@ from promptopt.run import (
     open_run,
     prepare,
     save_program,
+    search_space,
+    serves,
     stop_noted,
     validate_plan,
 )
+from promptopt.errors import UserError
+from promptopt.models import build_lm
+from promptopt.registry import get_strategy
+from promptopt.scoring import Note, Progress, evaluate, note
 from promptopt.session import adapter_for, endpoint, threads_for
 from promptopt.study import Heartbeat, fail_dead_trials, optuna_storage, queued_trials, tell, until_finished
 
@@ -89,29 +91,18 @@ def search(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = []
-    for name in plan.strategies:
-        for opt in plan.optimizers:
-            strat = get_strategy(name.partition(":")[0], plan.programs_dirs)
-            if opt.partition(":")[0] != "none" and not strat.compilable:
-                continue  # e.g. knn_fewshot picks its own demos: only its uncompiled form is in the space
-            space.append(parse_config(name, opt, plan.programs_dirs))
-            if space[-1].optimizer == "bootstrap" and "seed=" not in opt:
-                sep = "," if ":" in opt else ":"
-                space += [
-                    parse_config(name, f"{opt}{sep}seed={s}", plan.programs_dirs) for s in range(1, settings.demo_sets)
-                ]
+    space = search_space(plan, settings.demo_sets)
     baseline = parse_config("baseline", "none", plan.programs_dirs)
-    tasks, models, _ = validate_plan(plan, configs=[baseline])
+    tasks, models, _, overlap = validate_plan(plan, configs=[baseline])
     by_id = {c.id: c for c in space}
-    spaces = {task.name: {cid: c for cid, c in by_id.items() if _serves(c, task, plan)} for task in tasks}
+    spaces = {task.name: {cid: c for cid, c in by_id.items() if serves(c, task, plan)} for task in tasks}
     for task in tasks:
         if not spaces[task.name]:
             raise UserError(
                 f"No strategy in the search space serves task {task.name!r} (answer type "
                 f"{task.spec.answer.type}); add one with --strategy, e.g. --strategy cot."
             )
-    run_dir, store, url = open_run(plan)
+    run_dir, store, url = open_run(plan, overlap)
     budget = budget_for(plan)
     storage = optuna_storage(url)
     # what a search scores depends on its pruning: no per-config expectation to list as missing
@@ -340,14 +331,6 @@ def _promising(study, items, cost: float, alpha: float, store, run_id, model, ta
         other = _item_scores(store, run_id, model, task, config_id, ids, recs=recs)
         if stats.clearly_worse(items, other, alpha / len(cheaper)):
             return False
-    return True
-
-
-def _serves(cfg, task, plan) -> bool:
-    try:
-        get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
-    except UserError:
-        return False
     return True
 
 

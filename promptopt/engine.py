@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from promptopt import __version__
-from promptopt.compile import dev_split
+from promptopt.compiler import dev_split
 from promptopt.config import parse_config
 from promptopt.errors import UserError
-from promptopt.evaluate import Budget, BudgetReached, Progress, evaluate, note
 from promptopt.models import Model, build_lm, check_credentials, redact_url, resolve_model
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy
+from promptopt.scoring import Budget, BudgetReached, Progress, evaluate, note
 from promptopt.session import adapter_for, endpoint, threads_for
 from promptopt.store import Store, default_url
 from promptopt.tasks import check_gold, load_task
@@ -53,29 +53,24 @@ class RunPlan:
     max_cost: float | None = None
     max_error_rate: float | None = 0.5  # stop once more than this share of examples fail (after 20)
     rpm: float | None = None  # requests per minute per endpoint (None: PROMPTOPT_RPM, else no limit)
-    expect_accuracy: float = 0.5  # prior for the bootstrap-call estimates (see promptopt.compile)
+    expect_accuracy: float = 0.5  # prior for the bootstrap-call estimates (see promptopt.compiler)
     references: bool = True  # also score the fixed baseline and each compiled strategy zero-shot
     mode: str = "run"  # "search": an Optuna search over the configs instead of scoring them all
     allow_overlap: bool = False  # run even when demo pools overlap the test set (the report warns)
-    overlap: dict = field(default_factory=dict)  # task -> overlap summary, filled by `run`
 
     def describe(self) -> dict:
-        """What identifies the run; endpoints without credentials."""
-        extra = {"overlap": self.overlap} if self.overlap else {}
-        return (
-            extra
-            | {
-                "models": self.models,
-                "api_base": redact_url(self.api_base) if self.api_base else None,
-                "tasks": self.tasks,
-                "strategies": self.strategies,
-                "optimizers": self.optimizers,
-                "limit": self.limit,
-                "splits": list(self.splits),
-                "seed": self.seed,
-            }
-            | ({"mode": self.mode} if self.mode != "run" else {})
-        )
+        """What identifies the run; endpoints without credentials. Only what was asked: what
+        checking the plan found (e.g. overlap) is stored beside it, never hashed into the id."""
+        return {
+            "models": self.models,
+            "api_base": redact_url(self.api_base) if self.api_base else None,
+            "tasks": self.tasks,
+            "strategies": self.strategies,
+            "optimizers": self.optimizers,
+            "limit": self.limit,
+            "splits": list(self.splits),
+            "seed": self.seed,
+        } | ({"mode": self.mode} if self.mode != "run" else {})
 
     @property
     def run_id(self) -> str:
@@ -91,8 +86,9 @@ class RunResult:
     chosen: list[dict] = field(default_factory=list)  # a search's choice on val: model, task, config_id
 
 
-def open_run(plan: RunPlan) -> tuple[Path, Store, str]:
-    """The run's folder and store, created on first use; the same plan always gets the same ones."""
+def open_run(plan: RunPlan, overlap: dict | None = None) -> tuple[Path, Store, str]:
+    """The run's folder and store, created on first use; the same plan always gets the same ones.
+    `overlap` (task -> overlap summary, from validate_plan) is stored with the plan for the report."""
     run_dir = plan.out / plan.run_id
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -105,13 +101,14 @@ def open_run(plan: RunPlan) -> tuple[Path, Store, str]:
             f"Cannot write to the output folder {plan.out} ({exc.strerror}); choose another --out."
         ) from None
     store = Store(url)
-    store.start_run(plan.run_id, plan.describe(), __version__)
+    store.start_run(plan.run_id, plan.describe() | ({"overlap": overlap} if overlap else {}), __version__)
     return run_dir, store, url
 
 
 def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool = True):
     """Tasks, models and configs of the plan (or the `configs` given), all checked before a
-    server starts or a call is made."""
+    server starts or a call is made, and per task the overlap of its demo pools with its test
+    set that --allow-overlap let through."""
     for split in plan.splits:
         if split not in ("val", "test"):
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
@@ -136,13 +133,13 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
 
         check_gold(task)  # every gold answer valid and scoring 1.0 against itself, before any call
 
-    plan.overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
-    return tasks, models, configs
+    overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
+    return tasks, models, configs, overlap
 
 
 def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
-    tasks, models, configs = validate_plan(plan)
-    run_dir, store, url = open_run(plan)
+    tasks, models, configs, overlap = validate_plan(plan)
+    run_dir, store, url = open_run(plan, overlap)
     with stop_noted(store, plan.run_id, expected_work(plan, tasks, configs)) as stopped:
         _run_all(plan, models, tasks, configs, run_dir, store, budget_for(plan), on_progress)
     return RunResult(run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"))
@@ -165,7 +162,7 @@ def stop_noted(store: Store, run_id: str, expected: dict | None = None) -> Itera
     """Note in the store that this invocation is in progress, then why it stopped early (so the
     report can say so), or that it finished. A budget stop is a clean end; too many errors is
     re-raised for the CLI. A process killed outright leaves the run `in_progress`."""
-    from promptopt.evaluate import TooManyErrors
+    from promptopt.scoring import TooManyErrors
 
     outcome: dict = {}
     store.set_status(run_id, "in_progress", expected)
@@ -258,6 +255,31 @@ def plan_configs(plan: RunPlan) -> list:
     return list(out.values())
 
 
+def search_space(plan: RunPlan, demo_sets: int = 1) -> list:
+    """The configs a search explores: every strategy with every optimizer, except compiling a
+    strategy that is not compilable; each `bootstrap` without a seed also with seeds 1..demo_sets-1."""
+    space = []
+    for name in plan.strategies:
+        for opt in plan.optimizers:
+            strat = get_strategy(name.partition(":")[0], plan.programs_dirs)
+            if opt.partition(":")[0] != "none" and not strat.compilable:
+                continue  # e.g. knn_fewshot picks its own demos: only its uncompiled form is in the space
+            space.append(parse_config(name, opt, plan.programs_dirs))
+            if space[-1].optimizer == "bootstrap" and "seed=" not in opt:
+                sep = "," if ":" in opt else ":"
+                space += [parse_config(name, f"{opt}{sep}seed={s}", plan.programs_dirs) for s in range(1, demo_sets)]
+    return space
+
+
+def serves(cfg, task, plan: RunPlan) -> bool:
+    """Whether the config's strategy can answer this task's answer type."""
+    try:
+        get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
+    except UserError:
+        return False
+    return True
+
+
 def compile_once(
     program, run_dir: Path, plan: RunPlan, *, task, model, lm, adapter, config, store, budget=None, on_progress=None
 ):
@@ -269,7 +291,7 @@ def compile_once(
 
     import dspy
 
-    from promptopt.compile import compile_program
+    from promptopt.compiler import compile_program
     from promptopt.models import CallLog, counting_compile
 
     folder = program_dir(run_dir, model, task, config)
@@ -394,12 +416,12 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     """LM calls, tokens and cost one config will spend on one (model, task), before any call.
 
     Calls follow each strategy's declaration and each optimizer's budget rule
-    (promptopt.compile), doubled for reasoning strategies on base (text-style) models, whose
+    (promptopt.compiler), doubled for reasoning strategies on base (text-style) models, whose
     reasoning step is followed by a short answer cue. Tokens are rough: about four characters per token for the inputs,
     plus each demo, plus the instructions and field markers; completions at half the model's
     max_tokens for reasoning strategies and at the answer's size otherwise.
     """
-    from promptopt.compile import estimate_compile_calls
+    from promptopt.compiler import estimate_compile_calls
 
     strat = get_strategy(config.strategy, plan.programs_dirs)
     sample = task.examples("val", 20) or task.examples("test", 20)
@@ -462,11 +484,16 @@ def price(model: Model, prompt_tokens: int, completion_tokens: int) -> float | N
 
 
 def dry_run(plan: RunPlan) -> list[dict]:
-    """The plan's configs with their estimated calls, tokens and cost; no model is called."""
-    tasks, models, configs = validate_plan(plan, credentials=False)
+    """The plan's configs with their estimated calls, tokens and cost; no model is called. For a
+    search, every config of its space on all of val and test: the most it can cost."""
+    if plan.mode == "search":
+        configs = [parse_config("baseline", "none", plan.programs_dirs), *search_space(plan)]
+        tasks, models, _, _ = validate_plan(plan, configs=configs[:1], credentials=False)
+    else:
+        tasks, models, configs, _ = validate_plan(plan, credentials=False)
     rows = []
     for model in models:
         for task in tasks:
-            for cfg in configs:
+            for cfg in (c for c in configs if serves(c, task, plan)):
                 rows.append({"model": model.name, "task": task.name, **estimate_config(plan, task, cfg, model)})
     return rows
