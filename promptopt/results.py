@@ -317,7 +317,6 @@ def schema() -> dict:
     return out
 
 
-
 def schema_json() -> str:
     """The schema as written to docs/report.schema.json."""
     return json.dumps(schema(), indent=2) + "\n"
