@@ -35,6 +35,7 @@ def orders(options: dict[str, str], n: int, seed: int, question: str) -> list[li
     answer_types={"multiple_choice"},
     calls=lambda knobs, n_options: knobs["n"],
     reasons=lambda knobs: knobs["reasoning"],
+    shuffles_options=True,
     knobs={"n": 5, "reasoning": True, "seed": 0},
 )
 class ChoiceShuffle(dspy.Module):

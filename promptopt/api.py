@@ -213,8 +213,8 @@ def evaluate(
     from promptopt.compiled import evaluate_program
 
     recs = evaluate_program(
-        program, split, limit, model, api_base, threads, on_progress=on_event, tasks_dirs=tasks_dirs,
-        programs_dir=programs_dir,
+        program, split, limit, on_progress=on_event, model=model, api_base=api_base, threads=threads,
+        tasks_dirs=tasks_dirs, programs_dir=programs_dir,
     )  # fmt: skip
     if not len(recs):
         raise UserError(f"{program} on {split}: no example was scored.")

@@ -26,9 +26,6 @@ ProgramsDir = Annotated[
 ]
 MaxCalls = Annotated[int | None, typer.Option(min=1, help="Stop cleanly after this many LM calls.")]
 MaxCost = Annotated[float | None, typer.Option(min=0, help="Stop cleanly after spending this many USD.")]
-MaxErrorRate = Annotated[
-    float, typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20).")
-]
 ApiKeyFile = Annotated[
     Path | None, typer.Option(help="File holding the provider's API key (read into its env variable, never stored).")
 ]
@@ -44,6 +41,30 @@ Rpm = Annotated[
     typer.Option(
         "--rpm", min=0.001, help="Requests per minute per endpoint (a provider's rate limit; $PROMPTOPT_RPM)."
     ),
+]
+
+# Options run and search share: the same names, meanings and defaults (promptopt.api.plan).
+SweepArg = Annotated[
+    Path | None, typer.Argument(help="Sweep YAML: models, tasks, strategies, optimizers and settings (flags win).")
+]
+Models = Annotated[list[str] | None, typer.Option("--model", help="LiteLLM model string (repeatable).")]
+Tasks = Annotated[list[str] | None, typer.Option("--task", help="Task name or YAML path (repeatable).")]
+ApiBase = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the models.")]
+Limit = Annotated[int | None, typer.Option(min=1, help="Examples per split (default 20).")]
+Out = Annotated[Path | None, typer.Option(help="Folder that holds run folders (default results).")]
+Storage = Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store (and a search's study).")]
+Seed = Annotated[
+    int | None, typer.Option(help="Run seed (default 0): another seed is a separate repeat, in its own folder.")
+]
+ErrorRate = Annotated[
+    float | None,
+    typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20; 0.5)."),
+]
+ExpectAccuracy = Annotated[
+    float, typer.Option(min=0.01, max=1.0, help="Expected accuracy on train, for bootstrap call estimates.")
+]
+AllowOverlap = Annotated[
+    bool, typer.Option(help="Run even if train/val examples duplicate test ones; the report warns.")
 ]
 
 app = typer.Typer(
@@ -103,59 +124,73 @@ class _ProgressPrinter:
         sys.stderr.flush()
 
 
+# name -> (annotation, default, the promptopt.api.plan option it sets), for run and search alike
+SHARED = {
+    "model": (Models, None, "models"),
+    "task": (Tasks, None, "tasks"),
+    "api_base": (ApiBase, None, "api_base"),
+    "limit": (Limit, None, "limit"),
+    "out": (Out, None, "out"),
+    "storage": (Storage, None, "storage"),
+    "seed": (Seed, None, "seed"),
+    "threads": (Threads, None, "threads"),
+    "tasks_dir": (TasksDir, None, "tasks_dirs"),
+    "programs_dir": (ProgramsDir, None, "programs_dirs"),
+    "max_calls": (MaxCalls, None, "max_calls"),
+    "max_cost": (MaxCost, None, "max_cost"),
+    "max_error_rate": (ErrorRate, None, "max_error_rate"),
+    "rpm": (Rpm, None, "rpm"),
+    "expect_accuracy": (ExpectAccuracy, 0.5, "expect_accuracy"),
+    "allow_overlap": (AllowOverlap, False, "allow_overlap"),
+    "api_key_file": (ApiKeyFile, None, None),
+}
+
+
+def with_shared_options(command):
+    """Declare SHARED's options on `command` (which takes them as **shared), so run and search
+    list one set of options, declared once."""
+    import inspect
+
+    sig = inspect.signature(command, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+        for name, (annotation, default, _) in SHARED.items()
+    ]
+    command.__signature__ = sig.replace(parameters=[*own, *extra])
+    command.__annotations__ = {**command.__annotations__, **{p.name: p.annotation for p in extra}}
+    return command
+
+
+def plan_options(shared: dict, **own) -> dict:
+    """The promptopt.api.plan options of a command's shared and own flags."""
+    return {SHARED[name][2]: value for name, value in shared.items() if SHARED[name][2]} | own
+
+
+Strategies = Annotated[list[str] | None, typer.Option("--strategy", help="Strategy name (repeatable).")]
+Optimizers = Annotated[list[str] | None, typer.Option("--optimizer", help="Optimizer name (repeatable).")]
+
+
 @app.command()
+@with_shared_options
 def run(
-    sweep: Annotated[
-        Path | None,
-        typer.Argument(help="Sweep YAML: models, tasks, strategies, optimizers and settings (flags win)."),
-    ] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="LiteLLM model string (repeatable).")] = None,
-    task: Annotated[list[str] | None, typer.Option("--task", help="Task name or YAML path (repeatable).")] = None,
-    strategy: Annotated[list[str] | None, typer.Option("--strategy", help="Strategy name (repeatable).")] = None,
-    optimizer: Annotated[list[str] | None, typer.Option("--optimizer", help="Optimizer name (repeatable).")] = None,
-    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the models.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Examples per split (default 20).")] = None,
+    sweep: SweepArg = None,
+    strategy: Strategies = None,
+    optimizer: Optimizers = None,
     split: Annotated[
         list[str] | None, typer.Option("--split", help="Split to score: val, test (repeatable; default both).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Folder that holds run folders (default results).")] = None,
-    storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store.")] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Run seed (default 0): another seed is a separate repeat of the run, in its own folder."),
-    ] = None,
-    threads: Threads = None,
-    tasks_dir: TasksDir = None,
-    programs_dir: ProgramsDir = None,
-    max_calls: MaxCalls = None,
-    max_cost: MaxCost = None,
-    max_error_rate: Annotated[
-        float | None,
-        typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20; 0.5)."),
-    ] = None,
-    api_key_file: ApiKeyFile = None,
-    rpm: Rpm = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
     ] = False,
-    expect_accuracy: Annotated[
-        float, typer.Option(min=0.01, max=1.0, help="Expected accuracy on train, for bootstrap call estimates.")
-    ] = 0.5,
-    allow_overlap: Annotated[
-        bool, typer.Option(help="Run even if train/val examples duplicate test ones; the report warns.")
-    ] = False,
+    **shared,
 ) -> None:
     """Evaluate models × tasks × strategies (× optimizers) on val and test, store records, print the table.
 
     Optimizers compile on train (selecting on val); the fixed baseline and each compiled
     strategy's zero-shot version are always scored too, as references."""
-    options = dict(
-        sweep=sweep, models=model, tasks=task, strategies=strategy, optimizers=optimizer, api_base=api_base,
-        limit=limit, splits=split, seed=seed, threads=threads, out=out, storage=storage, tasks_dirs=tasks_dir,
-        programs_dirs=programs_dir, max_calls=max_calls, max_cost=max_cost, max_error_rate=max_error_rate, rpm=rpm,
-        expect_accuracy=expect_accuracy, allow_overlap=allow_overlap,
-    )  # fmt: skip
-    _start("run", options, api_key_file, dry_run)
+    options = plan_options(shared, sweep=sweep, strategies=strategy, optimizers=optimizer, splits=split)
+    _start("run", options, shared["api_key_file"], dry_run)
 
 
 def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool, **search_settings) -> None:
@@ -201,13 +236,9 @@ def _print_dry_run(estimates: list[dict]) -> None:
 
 
 @app.command()
+@with_shared_options
 def search(
-    sweep: Annotated[
-        Path | None,
-        typer.Argument(help="Sweep YAML: models, tasks, strategies, optimizers and settings (flags win)."),
-    ] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="LiteLLM model string (repeatable).")] = None,
-    task: Annotated[list[str] | None, typer.Option("--task", help="Task name or YAML path (repeatable).")] = None,
+    sweep: SweepArg = None,
     strategy: Annotated[
         list[str] | None,
         typer.Option("--strategy", help="Strategy in the space (repeatable; default: a built-in space)."),
@@ -216,8 +247,6 @@ def search(
         list[str] | None,
         typer.Option("--optimizer", help="Optimizer in the space (repeatable; default none, bootstrap)."),
     ] = None,
-    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the models.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Val and test examples (default 20).")] = None,
     trials: Annotated[
         int | None, typer.Option(min=1, help="Configs to finish per model and task (default: all).")
     ] = None,
@@ -229,40 +258,16 @@ def search(
     demo_sets: Annotated[
         int, typer.Option(min=1, help="Demo sets tried per bootstrap config (seeds 0..N-1; pruned on val).")
     ] = 1,
-    out: Annotated[Path | None, typer.Option(help="Folder that holds run folders (default results).")] = None,
-    storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store and the study.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for the order configs are tried in (default 0).")] = None,
-    threads: Threads = None,
-    max_calls: MaxCalls = None,
-    max_cost: MaxCost = None,
-    max_error_rate: Annotated[
-        float | None,
-        typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20; 0.5)."),
-    ] = None,
-    api_key_file: ApiKeyFile = None,
-    rpm: Rpm = None,
-    tasks_dir: TasksDir = None,
-    programs_dir: ProgramsDir = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the most the search can cost (nothing pruned); call nothing.")
     ] = False,
-    expect_accuracy: Annotated[
-        float, typer.Option(min=0.01, max=1.0, help="Expected accuracy on train, for bootstrap call estimates.")
-    ] = 0.5,
-    allow_overlap: Annotated[
-        bool, typer.Option(help="Search even if train/val examples duplicate test ones; the report warns.")
-    ] = False,
+    **shared,
 ) -> None:
     """Search each model's ceiling config: an Optuna study on val, then the chosen config and the
     baseline on test. Run the same command again to resume; point workers at one --storage to share."""
-    options = dict(
-        sweep=sweep, models=model, tasks=task, strategies=strategy, optimizers=optimizer, api_base=api_base,
-        limit=limit, seed=seed, threads=threads, out=out, storage=storage, tasks_dirs=tasks_dir,
-        programs_dirs=programs_dir, max_calls=max_calls, max_cost=max_cost, max_error_rate=max_error_rate, rpm=rpm,
-        expect_accuracy=expect_accuracy, allow_overlap=allow_overlap,
-    )  # fmt: skip
+    options = plan_options(shared, sweep=sweep, strategies=strategy, optimizers=optimizer)
     settings = dict(trials=trials, rung0=rung0, prune_alpha=prune_alpha, demo_sets=demo_sets)
-    _start("search", options, api_key_file, dry_run, **settings)
+    _start("search", options, shared["api_key_file"], dry_run, **settings)
 
 
 @app.command("compile")

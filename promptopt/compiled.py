@@ -200,21 +200,14 @@ def _check_state(module, state: dict, folder: Path) -> None:
             )
 
 
-def evaluate_program(
-    folder: str | Path,
-    split: str = "test",
-    limit: int | None = None,
-    model: str | None = None,
-    api_base: str | None = None,
-    threads: int | None = None,
-    on_progress=None,
-    tasks_dirs: list[Path] | None = None,
-    programs_dir: Path | None = None,
-):
+def evaluate_program(folder: str | Path, split: str, limit: int | None, *, on_progress=None, **options: Any):
     """Score a program folder on one split of its task; records go to the folder's own store.
+    `options`: model, api_base, threads, tasks_dirs, programs_dir (see promptopt.api.evaluate).
 
     Returns the records (a DataFrame). Re-running with the same arguments resumes.
     """
+    model, api_base, threads = options.get("model"), options.get("api_base"), options.get("threads")
+    tasks_dirs, programs_dir = options.get("tasks_dirs"), options.get("programs_dir")
     import hashlib
 
     from promptopt.config import Config

@@ -199,6 +199,11 @@ class CallLog:
     cost_usd: float = 0.0
     outputs: list[str] = field(default_factory=list)
 
+    def usage(self) -> dict[str, int | float]:
+        """What the calls cost, as the store's columns name it."""
+        return {"lm_calls": self.calls, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "cost_usd": self.cost_usd}  # fmt: skip
+
 
 current_log: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar("promptopt_call_log", default=None)
 # Optimizers score candidates in their own worker threads, which do not inherit context

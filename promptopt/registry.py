@@ -40,6 +40,10 @@ class Registry(Generic[T]):
         """Declare `entry` as `name`, owned by the user file being imported (or by promptopt)."""
         self._by_file.setdefault(_importing.get(), {})[name] = entry
 
+    def load_entry(self, name: str) -> T:
+        """The entry just declared as `name` by the file being imported (for a decorator to keep)."""
+        return self._by_file[_importing.get()][name]
+
     def files(self, extra_dirs: list[Path] | None = None) -> Iterator[Path]:
         for folder in [*self._bundled_dirs(), *(extra_dirs or [])]:
             if not Path(folder).is_dir():
@@ -99,6 +103,7 @@ class Strategy:
     compilable: bool = True  # has DSPy predictors an optimizer can tune
     demos_knob: str | None = None  # the knob holding its own demos per prompt (e.g. kNN's k)
     prepares: bool = False  # learns from a training pool before scoring (`fit_pool`, maybe `teacher`)
+    shuffles_options: bool = False  # its `votes` were cast under shuffled option orders (a consistency probe)
 
     def check_knobs(self, knobs: dict[str, Any]) -> None:
         check_knob_values(f"Strategy {self.name!r}", self.knobs, knobs)
@@ -148,13 +153,17 @@ def strategy(
     knobs: dict[str, Any] | None = None,
     reasons: bool | Callable[[dict[str, Any]], bool] = True,
     demos_knob: str | None = None,
+    shuffles_options: bool = False,
 ):
     """Class decorator that registers a dspy.Module as a named strategy.
 
     Traits the engine reads instead of the name: `reasons` (a reasoning step before the answer;
     a function of the knobs where a knob decides), `demos_knob` (the knob holding its own demos
     per prompt), `compilable` (class attribute, default True: it has predictors an optimizer can
-    tune) and `prepares` (the class has `fit_pool`: it learns from a training pool first).
+    tune), `prepares` (the class has `fit_pool`: it learns from a training pool first) and
+    `shuffles_options` (its votes were cast under shuffled option orders). What a prediction
+    carries beyond its answer (reasoning, votes, retrieved ids) is stored as the record's extras
+    (promptopt.results.Extras).
     """
 
     def register(cls: type) -> type:
@@ -167,10 +176,11 @@ def strategy(
                 source=getattr(sys.modules.get(cls.__module__), "__file__", "") or "",
                 reasons=reasons,
                 compilable=getattr(cls, "compilable", True), demos_knob=demos_knob,
-                prepares=hasattr(cls, "fit_pool"),
+                prepares=hasattr(cls, "fit_pool"), shuffles_options=shuffles_options,
             ),
         )  # fmt: skip
         cls.strategy_name = name
+        cls.declared = STRATEGIES.load_entry(name)
         return cls
 
     return register

@@ -31,16 +31,36 @@ class _Row(BaseModel):
         return getattr(self, key)
 
 
-class ConfigSummary(_Row):
-    """One (run, model, task, config, split): its score with a 95% CI, failures and cost."""
+class _ModelTask(_Row):
+    model: str  # the model's identity: its name, and @endpoint when it has one
+    task: str
 
+
+class _RunModelTask(_Row):
+    run_id: str
     model: str
     task: str
+
+
+class _RunTaskModel(_Row):
+    run_id: str
+    task: str
+    model: str
+
+
+class _Config(_Row):
+    """Which config on which split, and on how many answered items."""
+
     strategy: str
     optimizer: str
-    config_id: str
+    config_id: str  # strategy-optimizer-hash of every knob
     split: str
     n: int
+
+
+class ConfigSummary(_Config, _ModelTask):
+    """One (run, model, task, config, split): its score with a 95% CI, failures and cost."""
+
     score: float | None
     ci_low: float | None
     ci_high: float | None
@@ -165,10 +185,7 @@ class Flip(_Row):
     status: Literal["real", "within noise"]
 
 
-class Sensitivity(_Row):
-    run_id: str
-    model: str
-    task: str
+class Sensitivity(_RunModelTask):
     family: str
     n_configs: int
     min_score: float
@@ -180,10 +197,7 @@ class Sensitivity(_Row):
     net_std: float | None
 
 
-class Consistency(_Row):
-    run_id: str
-    model: str
-    task: str
+class Consistency(_RunModelTask):
     config_id: str
     split: str
     n: int
@@ -193,15 +207,7 @@ class Consistency(_Row):
     ci_high: float | None
 
 
-class Cost(_Row):
-    run_id: str
-    model: str
-    task: str
-    strategy: str
-    optimizer: str
-    config_id: str
-    split: str
-    n: int
+class Cost(_Config, _RunModelTask):
     calls_per_example: float
     prompt_tokens_per_example: float
     completion_tokens_per_example: float
@@ -215,15 +221,7 @@ class Cost(_Row):
     one_off_usd: float
 
 
-class ParetoPoint(_Row):
-    run_id: str
-    task: str
-    model: str
-    strategy: str
-    optimizer: str
-    config_id: str
-    split: str
-    n: int
+class ParetoPoint(_Config, _RunTaskModel):
     score: float
     ci_low: float | None
     ci_high: float | None
@@ -271,6 +269,35 @@ class Report(_Row):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
+
+
+class Extras(_Row):
+    """What a strategy's prediction carried beyond its answer, stored with each record (JSON)."""
+
+    reasons: bool | None = None  # the strategy, with these knobs, wrote a reasoning step first
+    reasoning: str | None = None
+    votes: list[str | None] | None = None  # answers sampled and voted on
+    order_votes: list[str | None] | None = None  # answers under shuffled option orders (consistency)
+    retrieved: list[str] | None = None  # ids of passages a retrieval strategy read
+
+    @classmethod
+    def of(cls, prediction: Any, declared: Any, knobs: dict[str, Any]) -> Extras:
+        """From a prediction and the strategy's declared traits (None for a helper program)."""
+        votes = getattr(prediction, "votes", None)
+        shuffled = bool(declared and declared.shuffles_options)
+        retrieved = getattr(prediction, "retrieved", None)
+        reasoning = getattr(prediction, "reasoning", None)
+        return cls(
+            reasons=declared.reasons_with(knobs) if declared else None,
+            reasoning=reasoning if isinstance(reasoning, str) else None,
+            votes=list(votes) if votes is not None and not shuffled else None,
+            order_votes=list(votes) if votes is not None and shuffled else None,
+            retrieved=[str(r) for r in retrieved] if retrieved is not None else None,
+        )
+
+    def to_json(self) -> str | None:
+        data = self.model_dump(exclude_none=True)
+        return json.dumps(data) if data else None
 
 
 class ChosenConfig(_Row):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from promptopt.config import Config
 from promptopt.errors import UserError
 from promptopt.models import CallLog, Model, current_log, redact_url
+from promptopt.results import Extras
 from promptopt.store import Record, Store
 from promptopt.tasks import Example, Task
 
@@ -133,8 +134,11 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def score_example(program, example: Example, task: Task, lm, adapter, model: Model) -> tuple[dict, CallLog]:
-    """Run one example in the calling thread; returns the record fields and the call log."""
+def score_example(
+    program, example: Example, task: Task, lm, adapter, model: Model, knobs: dict | None = None
+) -> tuple[dict, CallLog]:
+    """Run one example in the calling thread; returns the record fields and the call log.
+    `knobs`: the config's, so the record's extras say whether this strategy reasoned."""
     import dspy
     from dspy.utils.exceptions import AdapterParseError
 
@@ -152,6 +156,7 @@ def score_example(program, example: Example, task: Task, lm, adapter, model: Mod
             parse_ok=answer is not None,
             error=None,
             raw_output=raw if raw is not None else "\n---\n".join(log.outputs),
+            extras=Extras.of(pred, getattr(type(program), "declared", None), knobs or {}).to_json(),
         )
     except AdapterParseError as exc:  # an empty or unreadable completion is a parse failure, not an error
         raw = exc.lm_response or "\n---\n".join(log.outputs)
@@ -196,28 +201,11 @@ def evaluate(
     if on_progress:
         on_progress(state)
     pending: list[Record] = []
+    where = dict(run_id=run_id, model=model.identity, task=task.name, strategy=config.strategy,
+                 optimizer=config.optimizer, config_id=config.id, config=config.to_json(), split=split)  # fmt: skip
 
     def finish(ex: Example, fields: dict, log: CallLog) -> None:
-        pending.append(
-            Record(
-                run_id=run_id,
-                model=model.identity,
-                task=task.name,
-                strategy=config.strategy,
-                optimizer=config.optimizer,
-                config_id=config.id,
-                config=config.to_json(),
-                split=split,
-                example_id=ex.id,
-                gold=ex.gold,
-                lm_calls=log.calls,
-                prompt_tokens=log.prompt_tokens,
-                completion_tokens=log.completion_tokens,
-                cost_usd=log.cost_usd,
-                created_at=time.time(),
-                **fields,
-            )
-        )
+        pending.append(Record(**where, example_id=ex.id, gold=ex.gold, **log.usage(), created_at=time.time(), **fields))
         state.done += 1
         if budget:
             budget.charge(log)
@@ -241,7 +229,7 @@ def evaluate(
             for ex in todo:
                 if budget:
                     budget.check()
-                finish(ex, *score_example(program, ex, task, lm, adapter, model))
+                finish(ex, *score_example(program, ex, task, lm, adapter, model, config.knobs))
         else:
             stopped: BudgetReached | None = None
 
@@ -261,7 +249,7 @@ def evaluate(
                 queue = iter(todo)
                 running = {}
                 while len(running) < threads * 2 and (ex := next_example()) is not None:
-                    running[pool.submit(score_example, program, ex, task, lm, adapter, model)] = ex
+                    running[pool.submit(score_example, program, ex, task, lm, adapter, model, config.knobs)] = ex
                 while running:
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in finished:
@@ -269,7 +257,9 @@ def evaluate(
                         finish(ex, *fut.result())
                         nxt = next_example()
                         if nxt is not None:
-                            running[pool.submit(score_example, program, nxt, task, lm, adapter, model)] = nxt
+                            running[
+                                pool.submit(score_example, program, nxt, task, lm, adapter, model, config.knobs)
+                            ] = nxt
             if stopped:
                 raise stopped
     finally:

@@ -72,7 +72,7 @@ def simulate(
                     ]
                     frame["raw_output"] = [json.dumps({"votes": v, "answers": v}) for v in votes]
                 frames.append(frame)
-    return pd.concat(frames, ignore_index=True)[RECORD_COLUMNS]
+    return pd.concat(frames, ignore_index=True).reindex(columns=RECORD_COLUMNS)
 
 
 def write_run(records: pd.DataFrame, run_dir: Path) -> Path:

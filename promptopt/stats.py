@@ -446,12 +446,17 @@ def rank_flips(ceil: pd.DataFrame, h2h: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# How records written before strategies declared `reasons` (in each record's extras) are classed.
 REASONING = {"cot", "self_consistency", "verify_choices", "knn_fewshot"}
 NON_REASONING = {"baseline", "predict"}
 
 
-def strategy_family(strategy: str, config_json: str | None = None) -> str:
-    """`reasoning`, `non-reasoning`, or `other` (a user strategy we cannot classify)."""
+def strategy_family(strategy: str, config_json: str | None = None, extras: str | None = None) -> str:
+    """`reasoning` or `non-reasoning`, as the strategy declared it in the record's extras; for
+    older records by the bundled names, and `other` for a user strategy that declared nothing."""
+    declared = extras_of(extras).get("reasons")
+    if declared is not None:
+        return "reasoning" if declared else "non-reasoning"
     if strategy == "choice_shuffle":
         try:
             knobs = json.loads(config_json or "{}").get("knobs", {})
@@ -488,8 +493,11 @@ def sensitivity(summary: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     test = summary[(summary["split"] == "test") & (summary["n"] > 0)]
     if test.empty:
         return pd.DataFrame()
-    configs = records.drop_duplicates("config_id").set_index("config_id")["config"]
-    family = {cid: strategy_family(s, configs.get(cid)) for cid, s in zip(test.config_id, test.strategy, strict=True)}
+    first = with_extras(records).drop_duplicates("config_id").set_index("config_id")
+    family = {
+        cid: strategy_family(s, first["config"].get(cid), first["extras"].get(cid))
+        for cid, s in zip(test.config_id, test.strategy, strict=True)
+    }
     test = test.assign(family=test["config_id"].map(family))
     rows = []
     for (run_id, model, task), g in test.groupby(["run_id", "model", "task"], sort=True):
@@ -516,8 +524,24 @@ def sensitivity(summary: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def with_extras(records: pd.DataFrame) -> pd.DataFrame:
+    """Records with an `extras` column (None where a frame or store has none)."""
+    return records if "extras" in records.columns else records.assign(extras=None)
+
+
+def extras_of(extras: str | None) -> dict:
+    """A record's extras (promptopt.results.Extras as JSON), {} where none were stored."""
+    if not isinstance(extras, str) or not extras:
+        return {}
+    try:
+        found = json.loads(extras)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def shuffle_votes(raw_output: str | None) -> list | None:
-    """The votes a choice_shuffle record stored in its raw output, or None if it holds none."""
+    """The votes a choice_shuffle record of an older store kept in its raw output, or None."""
     if not raw_output or not raw_output.startswith("{"):
         return None
     try:
@@ -527,17 +551,27 @@ def shuffle_votes(raw_output: str | None) -> list | None:
     return votes if isinstance(votes, list) and votes else None
 
 
+def order_votes(record) -> list | None:
+    """The votes a record cast under shuffled option orders: from its extras (any strategy that
+    declares shuffles_options), or from an older choice_shuffle record's raw output."""
+    votes = extras_of(record.extras).get("order_votes")
+    if votes:
+        return votes
+    return shuffle_votes(record.raw_output) if record.strategy == "choice_shuffle" else None
+
+
 def consistency(records: pd.DataFrame) -> pd.DataFrame:
-    """Where choice_shuffle ran: the share of questions answered the same under every option order.
+    """Where a strategy voted under shuffled option orders (choice_shuffle, or any that declares
+    shuffles_options): the share of questions answered the same under every option order.
 
     A question counts as consistent when every vote names the same option (an unreadable
     vote breaks consistency). Records without stored votes (older runs) are left out.
     """
-    part = answered(records[records["strategy"] == "choice_shuffle"])
+    part = answered(with_extras(records))
     keys = ["run_id", "model", "task", "config_id", "split"]
     rows = []
     for key, g in part.groupby(keys, sort=True):
-        votes = [v for v in map(shuffle_votes, g["raw_output"]) if v is not None]
+        votes = [v for v in map(order_votes, g.itertuples()) if v is not None]
         if not votes:
             continue
         same = sum(1 for v in votes if v[0] is not None and all(x == v[0] for x in v))

@@ -79,6 +79,7 @@ records = Table(
     Column("latency_s", Float, nullable=False),
     Column("raw_output", Text),
     Column("created_at", Float, nullable=False),
+    Column("extras", Text),  # JSON of promptopt.results.Extras: what the prediction carried beyond its answer
     UniqueConstraint("run_id", "model", "task", "config_id", "split", "example_id", name="one_record"),
 )
 
@@ -145,6 +146,7 @@ class Record:
     latency_s: float
     raw_output: str | None
     created_at: float = 0.0
+    extras: str | None = None  # JSON (promptopt.results.Extras); None in stores written before it existed
 
 
 RECORD_COLUMNS = [f.name for f in fields(Record)]
@@ -179,6 +181,7 @@ class Store:
     def start_run(self, run_id: str, plan: dict, version: str) -> None:
         from sqlalchemy.exc import IntegrityError
 
+        self._add_missing_columns()
         try:
             with self.engine.begin() as conn:
                 exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
@@ -277,9 +280,8 @@ class Store:
 
     def add_compile(self, run_id: str, model: str, task: str, config_id: str, log, seconds: float) -> None:
         row = dict(
-            run_id=run_id, model=model, task=task, config_id=config_id, lm_calls=log.calls,
-            prompt_tokens=log.prompt_tokens, completion_tokens=log.completion_tokens, cost_usd=log.cost_usd,
-            seconds=seconds, created_at=time.time(),
+            run_id=run_id, model=model, task=task, config_id=config_id, **log.usage(), seconds=seconds,
+            created_at=time.time(),
         )  # fmt: skip
         with self.engine.begin() as conn:
             conn.execute(
@@ -302,12 +304,33 @@ class Store:
             conn.execute(_insert_ignoring_duplicates(self.engine), rows)
 
     def records(self, run_id: str | None = None) -> pd.DataFrame:
-        q = select(*[records.c[c] for c in RECORD_COLUMNS])
+        """Every record (of `run_id`), one row each; a store written before a column existed reads
+        None there, and reading never changes the store."""
+        have = self._record_columns()
+        q = select(*[records.c[c] for c in RECORD_COLUMNS if c in have])
         if run_id:
             q = q.where(records.c.run_id == run_id)
         with self.engine.connect() as conn:
-            df = pd.DataFrame(conn.execute(q).fetchall(), columns=RECORD_COLUMNS)
-        return df
+            df = pd.DataFrame(conn.execute(q).fetchall(), columns=[c for c in RECORD_COLUMNS if c in have])
+        return df.reindex(columns=RECORD_COLUMNS)
+
+    def _record_columns(self) -> set[str]:
+        from sqlalchemy import inspect
+
+        return {c["name"] for c in inspect(self.engine).get_columns("records")}
+
+    def _add_missing_columns(self) -> None:
+        """Columns added to `records` since a store was made (nullable ones), added before a write."""
+        if all(c.name in self._record_columns() for c in records.columns):
+            return
+        with schema_lock(self.engine):  # workers sharing a store: one adds, the others see it added
+            missing = [c for c in records.columns if c.name not in self._record_columns()]
+            with self.engine.begin() as conn:
+                for column in missing:
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    # SQLite: another writer may have added it meanwhile
+                    with contextlib.suppress(Exception), conn.begin_nested():
+                        conn.exec_driver_sql(f"ALTER TABLE records ADD COLUMN {column.name} {kind}")
 
     def runs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:

@@ -182,3 +182,40 @@ def test_user_entries_are_seen_only_by_the_calls_that_name_their_folder(tmp_path
     assert "Unknown optimizer 'last_j'; valid optimizers are bootstrap, bootstrap_rs, gepa, labeled, last_k" in (
         unknown.stderr
     )
+
+
+def test_records_carry_what_each_strategy_declared_and_emitted_and_the_report_reads_it(medqa, tmp_path):
+    from promptopt.stats import extras_of
+    from promptopt.store import Store
+    from promptopt.testing import shown_options
+
+    n = 10
+    items = medqa.examples("test", n)
+
+    def reply(prompt: str) -> str:  # right under any option order: it names the gold text's letter
+        ex = next(ex for ex in items if ex.inputs["question"] in prompt)
+        shown = shown_options(prompt, ex.inputs["options"]) or ex.inputs["options"]
+        letter = next(k for k, v in shown.items() if v == ex.inputs["options"][ex.gold])
+        return fill_fields(prompt, letter) if "[[ ## " in prompt else f" {letter}"
+
+    with ScriptedServer(reply) as server:
+        args = ["run", "--model", "openai/scripted", "--api-base", server.base_url, "--limit", str(n), "--split",
+                "test", "--strategy", "cot", "--strategy", "choice_shuffle:n=3,reasoning=false",
+                "--out", str(tmp_path)]  # fmt: skip
+        done = cli(*args)
+        assert done.returncode == 0, done.stderr
+    (run_dir,) = tmp_path.iterdir()
+    info = json.loads((run_dir / "run.json").read_text())
+    recs = Store(info["storage"]).records(info["run_id"])
+    extras = {s: [extras_of(e) for e in g.extras] for s, g in recs.groupby("strategy")}
+    assert all(e["reasons"] is False and "reasoning" not in e for e in extras["baseline"])
+    assert all(e["reasons"] is True and e["reasoning"] for e in extras["cot"])
+    # choice_shuffle without reasoning declares it through its knob; its votes are under shuffled orders
+    assert all(
+        e["reasons"] is False and len(e["order_votes"]) == 3 and "votes" not in e for e in extras["choice_shuffle"]
+    )
+    data = json.loads(cli("report", str(run_dir), "--format", "json").stdout)
+    (row,) = data["consistency"]
+    assert row["n"] == n and row["orders"] == 3 and row["consistency"] == 1.0  # right under every order
+    families = {r["family"] for r in data["sensitivity"]}
+    assert families == {"all", "reasoning", "non-reasoning"}
