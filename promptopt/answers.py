@@ -3,9 +3,10 @@
 A parser turns raw model text into a canonical answer or None (a parse failure, scored 0 and
 flagged, never a crash). A metric compares a canonical answer to the gold one.
 
-Each type is a frozen dataclass declared with `@answer_type`; its fields other than `name` and
-`max_answer_tokens` are the options a task's YAML may set (`answer.options`). Users add one by
-putting such a class in a file of their programs folder (`--programs-dir`), beside strategies.
+Each type is a class declared with `@answer_type("name", max_answer_tokens=..., gold_form=...)`,
+made a frozen dataclass whose fields are the options a task's YAML may set (`answer.options`).
+Users add one by putting such a class in a file of their programs folder (`--programs-dir`),
+beside strategies.
 """
 
 from __future__ import annotations
@@ -42,13 +43,21 @@ class AnswerType(Protocol):
 ANSWER_TYPES: Registry[AnswerType] = Registry("answer type", "answer types")
 
 
-def answer_type(cls: type) -> type:
-    """Class decorator: register a frozen dataclass (with a default for every field) under its `name`."""
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"answer type {cls.__name__} must be a dataclass")
-    instance = cls()
-    ANSWER_TYPES.add(instance.name, instance)
-    return cls
+def answer_type(name: str | type, *, max_answer_tokens: int = 8, gold_form: str = ""):
+    """Class decorator registering an answer type: `@answer_type("name", gold_form=...)` on a
+    plain class (made a frozen dataclass whose fields are its task options), or bare
+    `@answer_type` on a frozen dataclass that declares `name`, `max_answer_tokens` and `gold_form`."""
+
+    def register(cls: type) -> type:
+        if isinstance(name, str):
+            cls.name, cls.max_answer_tokens, cls.gold_form = name, max_answer_tokens, gold_form
+        if not dataclasses.is_dataclass(cls):
+            cls = dataclass(frozen=True)(cls)
+        instance = cls()
+        ANSWER_TYPES.add(instance.name, instance)
+        return cls
+
+    return register(name) if isinstance(name, type) else register
 
 
 _LEAD = re.compile(r"^[\s\"'*`(\[]*([A-Za-z])(?:[\s\"'*`)\].:,;]|$)")
@@ -62,14 +71,9 @@ def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
-@answer_type
-@dataclass(frozen=True)
+@answer_type("multiple_choice", max_answer_tokens=8, gold_form="the letter of one of its options")
 class MultipleChoice:
     """Options lettered A, B, C, ... (any number); the answer is one letter."""
-
-    name: str = "multiple_choice"
-    max_answer_tokens: int = 8
-    gold_form: ClassVar[str] = "the letter of one of its options"
 
     def describe(self, inputs: dict[str, Any]) -> str:
         letters = list(inputs.get("options", {})) or ["A", "B", "C", "D"]
@@ -130,14 +134,9 @@ def _one_line(text: str) -> str | None:
     return lines[0] if len(lines) == 1 else None
 
 
-@answer_type
-@dataclass(frozen=True)
+@answer_type("yes_no_maybe", max_answer_tokens=8, gold_form="yes, no or maybe")
 class YesNoMaybe:
     """PubMedQA-style decision: one of yes, no, maybe."""
-
-    name: str = "yes_no_maybe"
-    max_answer_tokens: int = 8
-    gold_form: ClassVar[str] = "yes, no or maybe"
 
     def describe(self, inputs: dict[str, Any]) -> str:
         return "one word: yes, no or maybe"
@@ -180,8 +179,14 @@ def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
-@answer_type
-@dataclass(frozen=True)
+@answer_type(
+    "number",
+    max_answer_tokens=16,
+    gold_form=(
+        "a number (e.g. 42, -1.5 or 1,000), or JSON with value and optionally lower, upper and kind "
+        "(decimal or integer), as MedCalc-Bench gives its answers"
+    ),
+)
 class Number:
     """A numeric answer, scored as exact, within a tolerance, or within a per-example range.
 
@@ -192,12 +197,6 @@ class Number:
     when |answer - gold| <= max(absolute, relative * |gold|) (exact when both are 0).
     """
 
-    name: str = "number"
-    max_answer_tokens: int = 16
-    gold_form: ClassVar[str] = (
-        "a number (e.g. 42, -1.5 or 1,000), or JSON with value and optionally lower, upper and kind "
-        "(decimal or integer), as MedCalc-Bench gives its answers"
-    )
     absolute: float = 0.0
     relative: float = 0.0
     calendar: bool = False  # answers may also be dates or (weeks, days) durations
@@ -284,17 +283,12 @@ def normalize_text(text: str) -> str:
     return " ".join(w for w in text.split() if w not in {"a", "an", "the"})
 
 
-@answer_type
-@dataclass(frozen=True)
+@answer_type("exact_text", max_answer_tokens=32, gold_form="a non-empty answer, or a JSON list of accepted answers")
 class ExactText:
     """A short free-text answer, right when it equals the gold after normalization.
 
     The gold string may be a JSON list of accepted answers.
     """
-
-    name: str = "exact_text"
-    max_answer_tokens: int = 32
-    gold_form: ClassVar[str] = "a non-empty answer, or a JSON list of accepted answers"
 
     def describe(self, inputs: dict[str, Any]) -> str:
         return "the answer alone, in as few words as possible"
@@ -325,8 +319,14 @@ class ExactText:
         return next((text for a in accepted if (text := normalize_text(str(a)))), None)
 
 
-@answer_type
-@dataclass(frozen=True)
+@answer_type(
+    "medec",
+    max_answer_tokens=120,
+    gold_form=(
+        "JSON with flag (1 when the note has an error, else 0), sentence_id (the erroneous sentence's id) "
+        "and correction"
+    ),
+)
 class MedecAnswer:
     """MEDEC error detection: is there a medical error in the note, in which sentence, and its fix.
 
@@ -339,13 +339,6 @@ class MedecAnswer:
     in the record but not scored: MEDEC scores it with ROUGE-1, BERTScore and BLEURT, which
     need reference models this tool does not run.
     """
-
-    name: str = "medec"
-    max_answer_tokens: int = 120
-    gold_form: ClassVar[str] = (
-        "JSON with flag (1 when the note has an error, else 0), sentence_id (the erroneous sentence's id) "
-        "and correction"
-    )
 
     def describe(self, inputs: dict[str, Any]) -> str:
         return (

@@ -279,19 +279,25 @@ def _run_label(report: Report, run_id: str | None) -> str:
     return f" — {run_id}" if len(report.runs) > 1 and run_id else ""
 
 
+def _tabulate(rows: list, title: str, headers: list[str], cells, note: str) -> list[Section]:
+    """The section of a table with one line of `cells(row)` per row, or none without rows."""
+    return [Section(title, headers, [cells(r) for r in rows], note)] if rows else []
+
+
+# Each table's headers and cells are kept as compact as the table reads.
+# fmt: off
 def _runs_sections(report: Report) -> list[Section]:
-    out: list[Section] = []
-    if len(report.runs) > 1 or any(r.status not in ("complete", "unknown") for r in report.runs):
-        out.append(
-            Section(
-                "Runs",
-                ["run", "status", "records", "incomplete configs"],
-                [[r.run_id, r.status, str(r.records), ", ".join(r.incomplete_configs) or "—"] for r in report.runs],
-                "Every figure below belongs to one run; runs are never pooled. Status unknown: a run written "
-                "before statuses were recorded.",
-            )
+    if not (len(report.runs) > 1 or any(r.status not in ("complete", "unknown") for r in report.runs)):
+        return []
+    return [
+        Section(
+            "Runs",
+            ["run", "status", "records", "incomplete configs"],
+            [[r.run_id, r.status, str(r.records), ", ".join(r.incomplete_configs) or "—"] for r in report.runs],
+            "Every figure below belongs to one run; runs are never pooled. Status unknown: a run written "
+            "before statuses were recorded.",
         )
-    return out
+    ]
 
 
 def _leaderboards_sections(report: Report) -> list[Section]:
@@ -307,28 +313,17 @@ def _leaderboards_sections(report: Report) -> list[Section]:
             Section(
                 f"Leaderboard — {task}{_run_label(report, run_id)}",
                 [
-                    "model",
-                    "baseline % [95% CI]",
-                    "ceiling % [95% CI]",
-                    "ceiling config (chosen on)",
-                    "optimistic max %",
-                    "uplift pts [95% CI] n",
-                    "verdict (Holm)",
-                    "rank baseline",
-                    "rank ceiling",
-                ],  # fmt: skip
+                    "model", "baseline % [95% CI]", "ceiling % [95% CI]", "ceiling config (chosen on)",
+                    "optimistic max %", "uplift pts [95% CI] n", "verdict (Holm)", "rank baseline", "rank ceiling",
+                ],
                 [
                     [
-                        _display(r.model),
-                        _ci(r.baseline_score, r.baseline_ci_low, r.baseline_ci_high),
+                        _display(r.model), _ci(r.baseline_score, r.baseline_ci_low, r.baseline_ci_high),
                         _ci(r.ceiling_score, r.ceiling_ci_low, r.ceiling_ci_high),
-                        f"{r.selected_config_id} ({_chosen_on(r.selected_on)})",
-                        _pct(r.optimistic_max_score),
-                        _uplift(r),
-                        _verdict(r.verdict, r.uplift_n, r.baseline_score is not None),
-                        str(r.rank_baseline or "—"),
-                        str(r.rank_ceiling or "—"),
-                    ]  # fmt: skip
+                        f"{r.selected_config_id} ({_chosen_on(r.selected_on)})", _pct(r.optimistic_max_score),
+                        _uplift(r), _verdict(r.verdict, r.uplift_n, r.baseline_score is not None),
+                        str(r.rank_baseline or "—"), str(r.rank_ceiling or "—"),
+                    ]
                     for r in board
                 ],
                 "Ceiling = test score of the config chosen on val among the configs scored on all of val (on test "
@@ -343,232 +338,127 @@ def _leaderboards_sections(report: Report) -> list[Section]:
 
 
 def _head_to_head_sections(report: Report) -> list[Section]:
-    out: list[Section] = []
-    if report.head_to_head:
-        out.append(
-            Section(
-                "Head-to-head (paired, same test items)",
-                [
-                    "task",
-                    "model A",
-                    "model B",
-                    "under",
-                    "chosen on",
-                    "n",
-                    "A − B pts [95% CI]",
-                    "p (Holm)",
-                    "A's outcome",
-                ],  # fmt: skip
-                [
-                    [
-                        r.task + _run_label(report, r.run_id),
-                        _display(r.model_a),
-                        _display(r.model_b),
-                        r.setting,
-                        _chosen_on(r.selected_on) if r.setting == "ceiling" else "—",
-                        str(r.n),
-                        _ci(r.diff, r.ci_low, r.ci_high, _pts),
-                        "—" if r.p_holm is None else f"{r.p_holm:.3g}",
-                        r.outcome or f"none (n < {MIN_PAIRED})",
-                    ]  # fmt: skip
-                    for r in report.head_to_head
-                ],
-                "Under baseline: both models with the fixed baseline prompt; under ceiling: each model with its "
-                "own chosen config. n = test items both answered. Outcomes are Holm-corrected over every "
-                "comparison of the task; the interval is per comparison.",
-            )
-        )
-    return out
+    return _tabulate(
+        report.head_to_head,
+        "Head-to-head (paired, same test items)",
+        [
+            "task", "model A", "model B", "under", "chosen on", "n", "A − B pts [95% CI]", "p (Holm)",
+            "A's outcome",
+        ],
+        lambda r: [
+            r.task + _run_label(report, r.run_id), _display(r.model_a), _display(r.model_b), r.setting,
+            _chosen_on(r.selected_on) if r.setting == "ceiling" else "—", str(r.n),
+            _ci(r.diff, r.ci_low, r.ci_high, _pts), "—" if r.p_holm is None else f"{r.p_holm:.3g}",
+            r.outcome or f"none (n < {MIN_PAIRED})",
+        ],
+        "Under baseline: both models with the fixed baseline prompt; under ceiling: each model with its "
+        "own chosen config. n = test items both answered. Outcomes are Holm-corrected over every "
+        "comparison of the task; the interval is per comparison.",
+    )
 
 
 def _flips_sections(report: Report) -> list[Section]:
-    out: list[Section] = []
-    if report.head_to_head or report.flips:
-        out.append(
-            Section(
-                "Rank flips (baseline → ceiling)",
+    if not (report.head_to_head or report.flips):
+        return []
+    return [
+        Section(
+            "Rank flips (baseline → ceiling)",
+            [
+                "task", "ahead at ceiling", "behind at ceiling", "baseline diff pts [95% CI] n",
+                "ceiling diff pts [95% CI] n", "ceiling chosen on", "status",
+            ],
+            [
                 [
-                    "task",
-                    "ahead at ceiling",
-                    "behind at ceiling",
-                    "baseline diff pts [95% CI] n",
-                    "ceiling diff pts [95% CI] n",
-                    "ceiling chosen on",
-                    "status",
-                ],  # fmt: skip
-                [
-                    [
-                        r.task + _run_label(report, r.run_id),
-                        _display(r.model_a),
-                        _display(r.model_b),
-                        _ci(r.baseline_diff, r.baseline_ci_low, r.baseline_ci_high, _pts) + f" n={r.baseline_n}",
-                        _ci(r.ceiling_diff, r.ceiling_ci_low, r.ceiling_ci_high, _pts) + f" n={r.ceiling_n}",
-                        _chosen_on(r.selected_on),
-                        r.status,
-                    ]  # fmt: skip
-                    for r in report.flips
-                ],
-                "A flip is real only when both paired differences are decided after the Holm correction; "
-                "otherwise it is within noise." + ("" if report.flips else " No pair of models changed order."),
-            )
+                    r.task + _run_label(report, r.run_id), _display(r.model_a), _display(r.model_b),
+                    _ci(r.baseline_diff, r.baseline_ci_low, r.baseline_ci_high, _pts) + f" n={r.baseline_n}",
+                    _ci(r.ceiling_diff, r.ceiling_ci_low, r.ceiling_ci_high, _pts) + f" n={r.ceiling_n}",
+                    _chosen_on(r.selected_on), r.status,
+                ]
+                for r in report.flips
+            ],
+            "A flip is real only when both paired differences are decided after the Holm correction; "
+            "otherwise it is within noise." + ("" if report.flips else " No pair of models changed order."),
         )
-    return out
+    ]
 
 
 def _sensitivity_sections(report: Report) -> list[Section]:
-    out: list[Section] = []
-    if report.sensitivity:
-        out.append(
-            Section(
-                "Prompt sensitivity (test scores across configs)",
-                [
-                    "model",
-                    "task",
-                    "strategies",
-                    "configs",
-                    "min %",
-                    "max %",
-                    "spread pts",
-                    "spread from noise pts",
-                    "std pts",
-                    "std net of noise pts",
-                ],  # fmt: skip
-                [
-                    [
-                        _display(r.model),
-                        r.task + _run_label(report, r.run_id),
-                        r.family,
-                        str(r.n_configs),
-                        _pct(r.min_score),
-                        _pct(r.max_score),
-                        _pct(r.spread),
-                        _pct(r.noise_spread),
-                        _pct(r.std),
-                        _pct(r.net_std),
-                    ]  # fmt: skip
-                    for r in report.sensitivity
-                ],
-                "Spread from noise = the max − min that configs of identical accuracy would show from sampling "
-                "alone at these n; std net of noise = the spread of the configs' true scores once sampling noise "
-                "is taken out (0 when the measured spread is all noise). Reasoning: cot, self_consistency, "
-                "verify_choices, knn_fewshot, choice_shuffle with reasoning; non-reasoning: baseline, predict, "
-                "choice_shuffle without; other: user strategies.",
-            )
-        )
-    return out
+    return _tabulate(
+        report.sensitivity,
+        "Prompt sensitivity (test scores across configs)",
+        [
+            "model", "task", "strategies", "configs", "min %", "max %", "spread pts",
+            "spread from noise pts", "std pts", "std net of noise pts",
+        ],
+        lambda r: [
+            _display(r.model), r.task + _run_label(report, r.run_id), r.family, str(r.n_configs),
+            _pct(r.min_score), _pct(r.max_score), _pct(r.spread), _pct(r.noise_spread), _pct(r.std),
+            _pct(r.net_std),
+        ],
+        "Spread from noise = the max − min that configs of identical accuracy would show from sampling "
+        "alone at these n; std net of noise = the spread of the configs' true scores once sampling noise "
+        "is taken out (0 when the measured spread is all noise). Reasoning: cot, self_consistency, "
+        "verify_choices, knn_fewshot, choice_shuffle with reasoning; non-reasoning: baseline, predict, "
+        "choice_shuffle without; other: user strategies.",
+    )
 
 
 def _consistency_sections(report: Report) -> list[Section]:
-    out: list[Section] = []
-    if report.consistency:
-        out.append(
-            Section(
-                "Consistency under option shuffling (choice_shuffle)",
-                ["model", "task", "config", "split", "questions", "orders", "same answer % [95% CI]"],
-                [
-                    [
-                        _display(r.model),
-                        r.task + _run_label(report, r.run_id),
-                        r.config_id,
-                        r.split,
-                        str(r.n),
-                        str(r.orders),
-                        _ci(r.consistency, r.ci_low, r.ci_high),
-                    ]  # fmt: skip
-                    for r in report.consistency
-                ],
-                "Share of questions whose votes name the same option under every option order.",
-            )
-        )
-    return out
+    return _tabulate(
+        report.consistency,
+        "Consistency under option shuffling (choice_shuffle)",
+        ["model", "task", "config", "split", "questions", "orders", "same answer % [95% CI]"],
+        lambda r: [
+            _display(r.model), r.task + _run_label(report, r.run_id), r.config_id, r.split, str(r.n),
+            str(r.orders), _ci(r.consistency, r.ci_low, r.ci_high),
+        ],
+        "Share of questions whose votes name the same option under every option order.",
+    )
 
 
 def _costs_sections(report: Report) -> list[Section]:
-    out: list[Section] = []
-    if report.costs:
-        settings = report.settings
-        out.append(
-            Section(
-                "Cost per config",
-                [
-                    "model",
-                    "task",
-                    "strategy",
-                    "optimizer",
-                    "config",
-                    "LM calls/ex",
-                    "tokens in/out per ex",
-                    "$/ex",
-                    "compile calls",
-                    "prep calls",
-                    "one-off tokens",
-                    "one-off $",
-                ],  # fmt: skip
-                [
-                    [
-                        _display(r.model),
-                        r.task + _run_label(report, r.run_id),
-                        r.strategy,
-                        r.optimizer,
-                        r.config_id,
-                        f"{r.calls_per_example:.2f}",
-                        f"{r.prompt_tokens_per_example:.0f}/{r.completion_tokens_per_example:.0f}",
-                        _money(r.usd_per_example),
-                        str(r.compile_calls),
-                        str(r.prep_calls),
-                        str(r.compile_tokens + r.prep_tokens),
-                        _money(r.one_off_usd),
-                    ]  # fmt: skip
-                    for r in report.costs
-                ],
-                "Inference per example on test (val if not scored on test). One-off = compiling (optimizer calls) "
-                "+ preparation (split train, e.g. kNN explanations). Dollars from LiteLLM's price table; models "
-                f"without a price are charged ${settings.local_usd_per_mtok:g} per million tokens"
-                + (f" ({', '.join(map(_display, settings.unpriced_models))})." if settings.unpriced_models else "."),
-            )
-        )
-    return out
+    settings = report.settings
+    return _tabulate(
+        report.costs,
+        "Cost per config",
+        [
+            "model", "task", "strategy", "optimizer", "config", "LM calls/ex", "tokens in/out per ex",
+            "$/ex", "compile calls", "prep calls", "one-off tokens", "one-off $",
+        ],
+        lambda r: [
+            _display(r.model), r.task + _run_label(report, r.run_id), r.strategy, r.optimizer,
+            r.config_id, f"{r.calls_per_example:.2f}",
+            f"{r.prompt_tokens_per_example:.0f}/{r.completion_tokens_per_example:.0f}",
+            _money(r.usd_per_example), str(r.compile_calls), str(r.prep_calls),
+            str(r.compile_tokens + r.prep_tokens), _money(r.one_off_usd),
+        ],
+        "Inference per example on test (val if not scored on test). One-off = compiling (optimizer calls) "
+        "+ preparation (split train, e.g. kNN explanations). Dollars from LiteLLM's price table; models "
+        f"without a price are charged ${settings.local_usd_per_mtok:g} per million tokens"
+        + (f" ({', '.join(map(_display, settings.unpriced_models))})." if settings.unpriced_models else "."),
+    )
 
 
 def _pareto_sections(report: Report) -> list[Section]:
-    out: list[Section] = []
-    if report.pareto:
-        out.append(
-            Section(
-                "Pareto frontier: score vs inference cost per example",
-                [
-                    "task",
-                    "model",
-                    "strategy",
-                    "optimizer",
-                    "config",
-                    "split",
-                    "score % [95% CI]",
-                    "$/ex",
-                    "tokens/ex",
-                    "frontier",
-                ],  # fmt: skip
-                [
-                    [
-                        r.task + _run_label(report, r.run_id),
-                        _display(r.model),
-                        r.strategy,
-                        r.optimizer,
-                        r.config_id,
-                        r.split,
-                        _ci(r.score, r.ci_low, r.ci_high),
-                        _money(r.usd_per_example),
-                        f"{r.tokens_per_example:.0f}",
-                        "★" if r.frontier else "",
-                    ]  # fmt: skip
-                    for r in report.pareto
-                ],
-                "★ = no other (model, config) scores at least as well for no more cost. Cost axis: dollars, or "
-                "tokens per example where every point of a task costs $0 or priced and unpriced models are mixed "
-                "(a $0 model would otherwise be on the frontier for free).",
-            )
-        )
-    return out
+    return _tabulate(
+        report.pareto,
+        "Pareto frontier: score vs inference cost per example",
+        [
+            "task", "model", "strategy", "optimizer", "config", "split", "score % [95% CI]", "$/ex",
+            "tokens/ex", "frontier",
+        ],
+        lambda r: [
+            r.task + _run_label(report, r.run_id), _display(r.model), r.strategy, r.optimizer,
+            r.config_id, r.split, _ci(r.score, r.ci_low, r.ci_high), _money(r.usd_per_example),
+            f"{r.tokens_per_example:.0f}", "★" if r.frontier else "",
+        ],
+        "★ = no other (model, config) scores at least as well for no more cost. Cost axis: dollars, or "
+        "tokens per example where every point of a task costs $0 or priced and unpriced models are mixed "
+        "(a $0 model would otherwise be on the frontier for free).",
+    )
+
+
+# fmt: on
 
 
 def _rows_sections(report: Report) -> list[Section]:

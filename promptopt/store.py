@@ -45,10 +45,20 @@ from promptopt.errors import UserError
 
 metadata = MetaData()
 
-runs = Table(
+
+def per_run(name: str, *columns: Column) -> Table:
+    """A table with one row per run, keyed by its id."""
+    return Table(name, metadata, Column("run_id", String(64), primary_key=True), *columns)
+
+
+def usage_columns() -> list[Column]:
+    """What calls cost, as CallLog.usage() names it: records and compiles both carry it."""
+    return [Column(name, kind, nullable=False) for name, kind in
+            (("lm_calls", Integer), ("prompt_tokens", Integer), ("completion_tokens", Integer), ("cost_usd", Float))]  # fmt: skip
+
+
+runs = per_run(
     "runs",
-    metadata,
-    Column("run_id", String(64), primary_key=True),
     Column("created_at", Float, nullable=False),
     Column("plan", Text, nullable=False),
     Column("version", String(32), nullable=False),
@@ -72,10 +82,7 @@ records = Table(
     Column("score", Float, nullable=False),
     Column("parse_ok", Boolean, nullable=False),
     Column("error", Text),
-    Column("lm_calls", Integer, nullable=False),
-    Column("prompt_tokens", Integer, nullable=False),
-    Column("completion_tokens", Integer, nullable=False),
-    Column("cost_usd", Float, nullable=False),
+    *usage_columns(),
     Column("latency_s", Float, nullable=False),
     Column("raw_output", Text),
     Column("created_at", Float, nullable=False),
@@ -91,31 +98,20 @@ compiles = Table(
     Column("model", String(300), primary_key=True),
     Column("task", String(100), primary_key=True),
     Column("config_id", String(100), primary_key=True),
-    Column("lm_calls", Integer, nullable=False),
-    Column("prompt_tokens", Integer, nullable=False),
-    Column("completion_tokens", Integer, nullable=False),
-    Column("cost_usd", Float, nullable=False),
+    *usage_columns(),
     Column("seconds", Float, nullable=False),
     Column("created_at", Float, nullable=False),
 )
 
 
-stops = Table(
-    "stops",
-    metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("reason", Text, nullable=False),
-    Column("created_at", Float, nullable=False),
-)
+stops = per_run("stops", Column("reason", Text, nullable=False), Column("created_at", Float, nullable=False))
 
 
 # One row per run: `in_progress` while a pass runs, `complete` once a pass finished, `stopped`
 # (a budget or the error rate ended it: `stops` says why) or `interrupted` (Ctrl-C, a fatal
 # error). A process killed with -9 leaves `in_progress`, which a report shows as unfinished.
-run_status = Table(
+run_status = per_run(
     "run_status",
-    metadata,
-    Column("run_id", String(64), primary_key=True),
     Column("status", String(20), nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("expected", Text),  # JSON: the configs and the items per task and split the pass will score
