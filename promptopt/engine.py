@@ -308,16 +308,16 @@ def compile_once(
     # Optimizers choose among their candidates on a dev split carved from train: the val items
     # that choose among configs must not also have chosen inside one of them.
     train, dev = dev_split(task.examples("train"), config.optimizer_knobs)
+    knobs = config.optimizer_knobs
+    prompt_model = knobs.get("prompt_model") or knobs.get("reflection_model")
+    prompt_lm = build_lm(resolve_model(prompt_model)) if prompt_model else None
     with (
-        counting_compile(log),
+        counting_compile(log, *filter(None, [lm, prompt_lm])),
         dspy.context(lm=lm, adapter=adapter),
         open(run_dir / "compile.log", "a") as out,
         contextlib.redirect_stdout(out),  # DSPy's optimizers print their progress
     ):
         try:
-            knobs = config.optimizer_knobs
-            prompt_model = knobs.get("prompt_model") or knobs.get("reflection_model")
-            prompt_lm = build_lm(resolve_model(prompt_model)) if prompt_model else None
             compiled = compile_program(
                 program, config, task, train, dev, threads=plan.threads, prompt_lm=prompt_lm,
                 extra_dirs=plan.programs_dirs,

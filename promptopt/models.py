@@ -206,22 +206,22 @@ class CallLog:
 
 
 current_log: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar("promptopt_call_log", default=None)
-# Optimizers score candidates in their own worker threads, which do not inherit context
-# variables; calls there are counted into this log while a compile runs.
-_compile_log: CallLog | None = None
-_compile_lock = threading.Lock()
+_count_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def counting_compile(log: CallLog) -> Iterator[CallLog]:
-    """Count every LM call made in this block, in any thread, into `log`."""
-    global _compile_log
+def counting_compile(log: CallLog, *lms) -> Iterator[CallLog]:
+    """Count every call these LMs make in this block, in any thread, into `log`: optimizers score
+    candidates in worker threads of their own, which do not inherit context variables, so the
+    log rides on the LM objects themselves (nothing module-wide: two compiles on two LMs count apart)."""
     token = current_log.set(log)
-    _compile_log = log
+    for lm in lms:
+        lm.compile_log = log
     try:
         yield log
     finally:
-        _compile_log = None
+        for lm in lms:
+            lm.compile_log = None
         current_log.reset(token)
 
 
@@ -320,10 +320,10 @@ def build_lm(model: Model, **overrides: Any):
 
         def update_history(self, entry: dict) -> None:
             _last_usage.value = entry.get("usage") or {}
-            log = current_log.get() or _compile_log
+            log = current_log.get() or getattr(self, "compile_log", None)
             if log is not None:
                 usage = entry.get("usage") or {}
-                with _compile_lock:
+                with _count_lock:
                     log.calls += 1
                     log.prompt_tokens += int(usage.get("prompt_tokens") or 0)
                     log.completion_tokens += int(usage.get("completion_tokens") or 0)
