@@ -339,15 +339,15 @@ def program_dir(run_dir: Path, model: Model, task, config) -> Path:
 def save_program(program, run_dir: Path, plan: RunPlan, *, task, model, config, store) -> Path:
     """Save what was evaluated as a loadable program, with its scores and preparation cost."""
     from promptopt import compiled
-    from promptopt.stats import answered
+    from promptopt.stats import split_score
 
     recs = store.records(plan.run_id)
     mine = recs[(recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == config.id)]
     scores = {
-        split: {"n": len(ok := answered(g)), "score": float(ok.score.mean()) if len(ok) else None,
-                "errors": len(g) - len(ok)}
+        split: {key: scored[key] for key in ("n", "score", "errors")}
         for split, g in mine.groupby("split")
-    }  # fmt: skip
+        if (scored := split_score(g))
+    }
     prep = mine[mine.split == "train"]
     comp = store.compile_costs(plan.run_id)
     comp = comp[(comp.model == model.identity) & (comp.task == task.name) & (comp.config_id == config.id)]

@@ -215,8 +215,8 @@ def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, mode
                 on_progress=on_progress, budget=budget, **common,
             )  # fmt: skip
             save_program(program, run_dir, plan, config=cfg, task=task, model=model, store=store)
-            test = _item_scores(store, plan.run_id, model, task, cfg.id, [e.id for e in examples], split="test")
-            tell(study, trial, float(test.mean()) if len(test) else 0.0)
+            test = _records(store, plan.run_id, model, task, cfg.id, [e.id for e in examples], split="test")
+            tell(study, trial, stats.split_score(test)["score"] or 0.0)
 
 
 def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say, *, task, model, lm, adapter, store):
@@ -301,8 +301,7 @@ def _records(store, run_id, model, task, config_id, ids, split="val", recs=None)
 
 def _item_scores(store, run_id, model, task, config_id, ids, split="val", recs=None):
     """Scores of the answered items (errors left out), indexed by example id."""
-    mine = stats.answered(_records(store, run_id, model, task, config_id, ids, split, recs))
-    return mine.set_index("example_id")["score"].astype(float)
+    return stats.answered_scores(_records(store, run_id, model, task, config_id, ids, split, recs))
 
 
 def _measure(store, run_id, model, task, cfg, examples) -> tuple[float, float, object]:
@@ -311,8 +310,9 @@ def _measure(store, run_id, model, task, cfg, examples) -> tuple[float, float, o
     mine = _records(store, run_id, model, task, cfg.id, [e.id for e in examples])
     n = max(len(mine), 1)
     cost = mine.cost_usd.sum() / n if mine.cost_usd.sum() > 0 else mine.lm_calls.sum() / n
-    items = stats.answered(mine).set_index("example_id")["score"].astype(float)
-    return float(items.mean()) if len(items) else 0.0, float(cost), items
+    items = stats.answered_scores(mine)
+    score = stats.split_score(mine)["score"]
+    return 0.0 if score is None else score, float(cost), items
 
 
 def _promising(study, items, cost: float, alpha: float, store, run_id, model, task, val) -> bool:

@@ -154,6 +154,20 @@ def corrected_verdict(diff: float, p_adjusted: float | None, n: int) -> str | No
     return "better" if diff > 0 else "worse"
 
 
+def answered_scores(records: pd.DataFrame) -> pd.Series:
+    """The scores of the answered items (errors left out), indexed by example id: what every
+    score promptopt reports, compares or prunes on is the mean of."""
+    return answered(records).set_index("example_id")["score"].astype(float)
+
+
+def split_score(records: pd.DataFrame) -> dict:
+    """One config's records on one split: items attempted, answered (n), errors, and the score
+    over the answered items (None when none was answered). The one place a score is computed."""
+    items = answered_scores(records)
+    return {"n_items": len(records), "n": len(items), "errors": len(records) - len(items),
+            "score": float(items.mean()) if len(items) else None}  # fmt: skip
+
+
 def summarize(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """One row per (run, model, task, config, split): score with 95% CI over the answered items,
     failure rates, errors, cost.
@@ -165,14 +179,14 @@ def summarize(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataF
     rows = []
     for key, g in records.groupby(GROUP, sort=True):
         ok = g["error"].isna()
-        scores = g.loc[ok, "score"].to_numpy(dtype=float)
-        low, high = score_ci(scores, b=b, seed=seed)
-        n, errors = int(ok.sum()), int((~ok).sum())
+        scored = split_score(g)
+        n, errors = scored["n"], scored["errors"]
+        low, high = score_ci(g.loc[ok, "score"].to_numpy(dtype=float), b=b, seed=seed)
         rows.append(
             dict(zip(GROUP, key, strict=True))
             | {
                 "n": n,
-                "score": float(scores.mean()) if n else None,
+                "score": scored["score"],
                 "ci_low": low if n else None,
                 "ci_high": high if n else None,
                 "parse_failure_rate": float((~g.loc[ok, "parse_ok"].astype(bool)).mean()) if n else None,
