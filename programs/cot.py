@@ -6,7 +6,7 @@ from promptopt.registry import ANY, strategy
 from promptopt.signatures import as_text, signature_for
 
 
-@strategy("cot", answer_types={ANY}, calls=lambda knobs, n_options: 1, knobs={})
+@strategy("cot", answer_types={ANY}, calls=lambda knobs, n_options: 1, knobs={}, reasons=True)
 class ChainOfThought(dspy.Module):
     """DSPy ChainOfThought: a reasoning field before the answer."""
 

@@ -28,6 +28,7 @@ def _text(inputs: dict) -> str:
 
 @strategy(
     "knn_fewshot",
+    reasons=True,
     answer_types={ANY},
     calls=lambda knobs, n_options: 1,
     demos_knob="k",

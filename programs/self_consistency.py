@@ -12,6 +12,7 @@ from promptopt.signatures import as_text, ask, signature_for, vote
 
 @strategy(
     "self_consistency",
+    reasons=True,
     answer_types={ANY},
     calls=lambda knobs, n_options: knobs["n"],
     knobs={"n": 5, "temperature": 0.7},

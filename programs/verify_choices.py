@@ -44,6 +44,7 @@ class Decide(dspy.Signature):
 
 @strategy(
     "verify_choices",
+    reasons=True,
     answer_types={"multiple_choice"},
     calls=lambda knobs, n_options: 2 if knobs["batched"] else n_options + 1,
     knobs={"batched": False},

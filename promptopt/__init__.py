@@ -1,8 +1,9 @@
 """promptopt: each language model's prompt ceiling on a task, with error bars and its cost.
 
 The library API (promptopt.api) is importable from here: run, search, estimate, compile,
-evaluate, report, load, plan, task, tasks, validate_task, strategies, optimizers, answer_types
-and check_model. Each returns a typed result (promptopt.results) and prints nothing.
+evaluate, report, load, plan, task, available_tasks, validate_task, available_strategies,
+available_optimizers, available_answer_types and check_model. None of them prints; run,
+search, compile, evaluate and report return typed results (promptopt.results).
 """
 
 from promptopt import _env  # noqa: F401  (offline settings before any heavy import)
@@ -10,8 +11,8 @@ from promptopt import _env  # noqa: F401  (offline settings before any heavy imp
 __version__ = "0.1.0"
 
 API = (
-    "run", "search", "estimate", "compile", "evaluate", "report", "load", "plan", "task", "tasks",
-    "validate_task", "strategies", "optimizers", "answer_types", "check_model",
+    "run", "search", "estimate", "compile", "evaluate", "report", "load", "plan", "task", "available_tasks",
+    "validate_task", "available_strategies", "available_optimizers", "available_answer_types", "check_model",
 )  # fmt: skip
 __all__ = [*API, "__version__"]
 

@@ -54,7 +54,7 @@ def answer_type(name: str | type, *, max_answer_tokens: int = 8, gold_form: str 
         if not dataclasses.is_dataclass(cls):
             cls = dataclass(frozen=True)(cls)
         instance = cls()
-        ANSWER_TYPES.add(instance.name, instance)
+        ANSWER_TYPES.add(instance.name, instance, cls.__module__)
         return cls
 
     return register(name) if isinstance(name, type) else register

@@ -22,7 +22,9 @@ from promptopt.results import ChosenConfig, ConfigSummary, Report, RunLog
 
 DEFAULT_MODEL = "local/gemma-3-270m"
 DEFAULT_TASK = "medqa"
-DEFAULT_LIMIT = 20  # examples per split, for run and search alike: a first look costs little
+# Examples per split when none is given: run takes a first look (20 cost little); search needs
+# all of val for its pruning to have rungs, and compile scores its program on all of val.
+DEFAULT_LIMIT = {"run": 20, "search": None}
 
 
 def plan(
@@ -52,11 +54,11 @@ def plan(
 ):
     """A RunPlan from options and a sweep file (an option given here wins over the file's value).
 
-    Defaults, for run and search alike: the embedded model, MedQA, 20 examples per split, seed 0,
-    results/ for run folders, at most half of the examples failing. What differs is the space:
-    run scores baseline and cot zero-shot; search explores promptopt.searcher.DEFAULT_SPACE with
-    the optimizers none and bootstrap. Search always chooses on val and scores its choice on test,
-    so `splits` is refused there.
+    Defaults, for run and search alike: the embedded model, MedQA, seed 0, results/ for run
+    folders, at most half of the examples failing. What differs is what the two mean by them:
+    run scores baseline and cot zero-shot on 20 examples per split; search explores
+    promptopt.searcher.DEFAULT_SPACE with the optimizers none and bootstrap on all of val (its
+    rungs need them), then scores its choice on test, so `splits` is refused there.
     """
     from promptopt.engine import DEFAULT_STRATEGIES, RunPlan
     from promptopt.sweep import Sweep, load_sweep
@@ -82,7 +84,7 @@ def plan(
         strategies=list(strategies or file.strategies or space),
         optimizers=list(optimizers or file.optimizers or opts),
         api_base=pick(api_base, file.api_base, None),
-        limit=pick(limit, file.limit, DEFAULT_LIMIT),
+        limit=pick(limit, file.limit, DEFAULT_LIMIT[mode]),
         splits=tuple(splits or file.splits or ("val", "test")),
         seed=pick(seed, file.seed, 0),
         threads=pick(threads, file.threads, None),
@@ -103,12 +105,13 @@ def plan(
 
 def _log(result, the_plan, chosen=()) -> RunLog:
     from promptopt import reports
+    from promptopt.engine import safe_url
 
     return RunLog(
         version=__version__,
         run_id=result.run_id,
         run_dir=result.run_dir,
-        storage=result.storage,
+        storage=safe_url(result.storage),
         plan=the_plan.describe(),
         status="stopped" if result.stopped else "complete",
         stopped=result.stopped,
@@ -146,12 +149,13 @@ def search(
     return _log(result, the_plan, result.chosen)
 
 
-def estimate(mode: str = "run", **options: Any) -> list[dict]:
+def estimate(mode: str = "run", *, demo_sets: int = 1, **options: Any) -> list[dict]:
     """What a run would cost, per model, task and config, before any call (a dry run); for search,
-    the most it can cost (every config on all of val, as if none were pruned)."""
+    the most it can cost (every config of its space, `demo_sets` demo sets per bootstrap config,
+    on all of val, as if none were pruned)."""
     from promptopt.engine import dry_run
 
-    return dry_run(plan(mode, **options))
+    return dry_run(plan(mode, **options), demo_sets)
 
 
 def compile(
@@ -172,6 +176,7 @@ def compile(
     """Compile one config for one model and task, score it on val, and save it as a program folder
     at `out` (load it with promptopt.load). Returns its val summary (None if nothing was answered)."""
     import shutil
+    from dataclasses import replace
 
     from promptopt.config import parse_config
     from promptopt.engine import program_dir
@@ -184,6 +189,7 @@ def compile(
         limit=limit, splits=["val"], out=runs, threads=threads, tasks_dirs=tasks_dirs, programs_dirs=programs_dirs,
         references=False,
     )  # fmt: skip
+    the_plan = replace(the_plan, limit=limit)  # None: all of val
     result = run_plan(the_plan, on_progress=on_event)
     if result.stopped:
         raise UserError(result.stopped)
@@ -248,11 +254,11 @@ def task(name: str, tasks_dirs: list[Path] | None = None, programs_dirs: list[Pa
     return load_task(name, tasks_dirs, programs_dirs)
 
 
-def tasks(tasks_dirs: list[Path] | None = None) -> dict[str, Path]:
+def available_tasks(tasks_dirs: list[Path] | None = None) -> dict[str, Path]:
     """Every task name this call can see, with its YAML file."""
-    from promptopt.tasks import available_tasks
+    from promptopt.tasks import available_tasks as known
 
-    return available_tasks(tasks_dirs)
+    return known(tasks_dirs)
 
 
 def validate_task(path: str | Path, programs_dirs: list[Path] | None = None):
@@ -275,21 +281,21 @@ def validate_task(path: str | Path, programs_dirs: list[Path] | None = None):
     return the_task
 
 
-def strategies(programs_dirs: list[Path] | None = None) -> dict:
+def available_strategies(programs_dirs: list[Path] | None = None) -> dict:
     """Every strategy this call can see (bundled, then the user's folders)."""
     from promptopt.registry import strategies as known
 
     return known(programs_dirs)
 
 
-def optimizers(programs_dirs: list[Path] | None = None) -> dict:
+def available_optimizers(programs_dirs: list[Path] | None = None) -> dict:
     """Every optimizer this call can see (bundled, then the user's folders)."""
     from promptopt.optimizers import OPTIMIZERS
 
     return OPTIMIZERS.load(programs_dirs)
 
 
-def answer_types(programs_dirs: list[Path] | None = None) -> dict:
+def available_answer_types(programs_dirs: list[Path] | None = None) -> dict:
     """Every answer type this call can see (bundled, then the user's folders)."""
     from promptopt.answers import answer_types as known
 

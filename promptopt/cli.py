@@ -50,7 +50,6 @@ SweepArg = Annotated[
 Models = Annotated[list[str] | None, typer.Option("--model", help="LiteLLM model string (repeatable).")]
 Tasks = Annotated[list[str] | None, typer.Option("--task", help="Task name or YAML path (repeatable).")]
 ApiBase = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the models.")]
-Limit = Annotated[int | None, typer.Option(min=1, help="Examples per split (default 20).")]
 Out = Annotated[Path | None, typer.Option(help="Folder that holds run folders (default results).")]
 Storage = Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store (and a search's study).")]
 Seed = Annotated[
@@ -129,7 +128,6 @@ SHARED = {
     "model": (Models, None, "models"),
     "task": (Tasks, None, "tasks"),
     "api_base": (ApiBase, None, "api_base"),
-    "limit": (Limit, None, "limit"),
     "out": (Out, None, "out"),
     "storage": (Storage, None, "storage"),
     "seed": (Seed, None, "seed"),
@@ -180,6 +178,7 @@ def run(
     split: Annotated[
         list[str] | None, typer.Option("--split", help="Split to score: val, test (repeatable; default both).")
     ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Examples per split (default 20).")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
     ] = False,
@@ -189,7 +188,7 @@ def run(
 
     Optimizers compile on train (selecting on val); the fixed baseline and each compiled
     strategy's zero-shot version are always scored too, as references."""
-    options = plan_options(shared, sweep=sweep, strategies=strategy, optimizers=optimizer, splits=split)
+    options = plan_options(shared, sweep=sweep, strategies=strategy, optimizers=optimizer, splits=split, limit=limit)
     _start("run", options, shared["api_key_file"], dry_run)
 
 
@@ -203,7 +202,7 @@ def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool, *
         the_plan = promptopt.plan(mode, **options)
         use_api_key_file(str(api_key_file), the_plan.models, the_plan.api_base)
     if dry_run:
-        _print_dry_run(promptopt.estimate(mode, **options))
+        _print_dry_run(promptopt.estimate(mode, demo_sets=search_settings.get("demo_sets", 1), **options))
         return
     _quiet_dspy()
     with _resumable():
@@ -247,6 +246,7 @@ def search(
         list[str] | None,
         typer.Option("--optimizer", help="Optimizer in the space (repeatable; default none, bootstrap)."),
     ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Val and test examples (default: all).")] = None,
     trials: Annotated[
         int | None, typer.Option(min=1, help="Configs to finish per model and task (default: all).")
     ] = None,
@@ -265,7 +265,7 @@ def search(
 ) -> None:
     """Search each model's ceiling config: an Optuna study on val, then the chosen config and the
     baseline on test. Run the same command again to resume; point workers at one --storage to share."""
-    options = plan_options(shared, sweep=sweep, strategies=strategy, optimizers=optimizer)
+    options = plan_options(shared, sweep=sweep, strategies=strategy, optimizers=optimizer, limit=limit)
     settings = dict(trials=trials, rung0=rung0, prune_alpha=prune_alpha, demo_sets=demo_sets)
     _start("search", options, shared["api_key_file"], dry_run, **settings)
 
@@ -379,13 +379,14 @@ _TASKS_DIR_HELP = "Folder of user task YAMLs (repeatable; also $PROMPTOPT_TASKS_
 @tasks_app.command("list")
 def tasks_list(
     tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help=_TASKS_DIR_HELP)] = None,
+    programs_dir: ProgramsDir = None,
 ) -> None:
     """Tasks with their answer type, split sizes and license."""
     from promptopt.tasks import available_tasks, load_task_file
 
     typer.echo(f"{'task':<18} {'answer type':<16} {'train':>6} {'val':>6} {'test':>6}  license")
     for name, path in sorted(available_tasks(tasks_dir).items()):
-        task = load_task_file(path)
+        task = load_task_file(path, programs_dir)
         try:
             sizes = " ".join(f"{len(task.splits[s]):>6}" for s in ("train", "val", "test"))
         except UserError as exc:  # e.g. data the user has not downloaded yet: say so, list the rest
@@ -397,6 +398,7 @@ def tasks_list(
 def tasks_show(
     name: str,
     tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help=_TASKS_DIR_HELP)] = None,
+    programs_dir: ProgramsDir = None,
 ) -> None:
     """A task's spec, split sizes, clean-ups, hygiene and three rows as the baseline prompt."""
     import yaml
@@ -405,7 +407,7 @@ def tasks_show(
     from promptopt.registry import get_strategy
     from promptopt.tasks import load_task
 
-    task = load_task(name, tasks_dir)
+    task = load_task(name, tasks_dir, programs_dir)
     typer.echo(f"# {task.path}")
     typer.echo(yaml.safe_dump(task.spec.model_dump(exclude_none=True, exclude_defaults=True), sort_keys=False))
     typer.echo("sizes: " + ", ".join(f"{s} {len(v)}" for s, v in task.splits.items()))

@@ -153,7 +153,17 @@ def load(
         got = manifest.get("format") if isinstance(manifest, dict) else None
         raise UserError(f"{folder} is not a promptopt program (format {got!r}, expected {FORMAT}).")
     try:
-        task = Task(spec=TaskSpec.model_validate(manifest["task"]), path=bundled_dir("tasks"))
+        from promptopt.answers import answer_types
+
+        known = answer_types([Path(programs_dir)] if programs_dir else [])  # a user answer type too
+        wanted = manifest["task"]["answer"]["type"]
+        if wanted not in known:
+            raise UserError(
+                f"{folder} scores answers as {wanted!r}, an answer type from a user folder; pass programs_dir= "
+                "(promptopt evaluate: --programs-dir) with the folder that declares it."
+            )
+        spec = TaskSpec.model_validate(manifest["task"], context={"answer_types": known})
+        task = Task(spec=spec, path=bundled_dir("tasks"), answer_types=known)
         if manifest.get("strategy_dir") and programs_dir is None:
             raise UserError(
                 f"{folder} needs strategy {manifest['strategy']!r} from a user folder ({manifest['strategy_dir']}); "
@@ -219,7 +229,7 @@ def evaluate_program(folder: str | Path, split: str, limit: int | None, *, on_pr
         raise UserError(f"Cannot evaluate on split {split!r}; valid splits are val and test.")
     prog = load(folder, model=model, api_base=api_base, programs_dir=programs_dir)
     man = prog.manifest
-    task = load_task(man["task"]["name"], tasks_dirs)
+    task = load_task(man["task"]["name"], tasks_dirs, [Path(programs_dir)] if programs_dir else [])
     if task.spec.model_dump(mode="json") != man["task"]:
         raise UserError(
             f"Task {task.name!r} differs from the one {folder} was compiled for; evaluate with the same task spec."

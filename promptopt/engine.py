@@ -93,7 +93,7 @@ def open_run(plan: RunPlan, overlap: dict | None = None) -> tuple[Path, Store, s
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(
-            json.dumps({"run_id": plan.run_id, "storage": _safe_url(url := plan.storage or default_url(run_dir)),
+            json.dumps({"run_id": plan.run_id, "storage": safe_url(url := plan.storage or default_url(run_dir)),
                         "plan": plan.describe()}, indent=2)
         )  # fmt: skip
     except OSError as exc:
@@ -218,7 +218,7 @@ def _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress) 
                     study_name=f"{plan.run_id}|{live.identity}|{task.name}|run", storage=storage,
                     direction="maximize", load_if_exists=True,
                 )  # fmt: skip
-                share_out(shared, {c.id: c for c in configs}, score)
+                share_out(shared, {c.id: c for c in configs}, score, say=lambda line: note(on_progress, line))
 
 
 def _score_config(plan, cfg, run_dir, on_progress, *, task, model, lm, adapter, store, budget) -> None:
@@ -395,7 +395,7 @@ def prepare(
     program.fit_pool(train, explanations)
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The storage URL without its password: a database password stays in the environment
     (e.g. PGPASSWORD or ~/.pgpass for PostgreSQL), never in the run folder."""
     from sqlalchemy.engine import make_url
@@ -427,7 +427,7 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     sample = task.examples("val", 20) or task.examples("test", 20)
     n_options = max((len(e.inputs.get("options") or {}) for e in sample), default=4) or 4
     per_example = strat.calls(config.knobs, n_options)
-    reasons = strat.reasons_with(config.knobs)
+    reasons = strat.reasons_with(config.knobs) is not False  # undeclared: priced as reasoning, to be safe
     if model is not None and model.call_style == "text" and reasons:
         per_example *= 2  # a base model's reasoning step usually needs the short answer cue (adapters.py)
     n_eval = sum(len(task.examples(s, plan.limit)) for s in plan.splits)
@@ -483,11 +483,12 @@ def price(model: Model, prompt_tokens: int, completion_tokens: int) -> float | N
     return cost_in + cost_out
 
 
-def dry_run(plan: RunPlan) -> list[dict]:
+def dry_run(plan: RunPlan, demo_sets: int = 1) -> list[dict]:
     """The plan's configs with their estimated calls, tokens and cost; no model is called. For a
-    search, every config of its space on all of val and test: the most it can cost."""
+    search, every config of its space (with `demo_sets` demo sets per bootstrap config) on all of
+    val and test: the most it can cost."""
     if plan.mode == "search":
-        configs = [parse_config("baseline", "none", plan.programs_dirs), *search_space(plan)]
+        configs = [parse_config("baseline", "none", plan.programs_dirs), *search_space(plan, demo_sets)]
         tasks, models, _, _ = validate_plan(plan, configs=configs[:1], credentials=False)
     else:
         tasks, models, configs, _ = validate_plan(plan, credentials=False)

@@ -10,7 +10,6 @@ user entry that shadows a bundled name is seen only by the calls that name its f
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import importlib.util
 import sys
@@ -24,8 +23,8 @@ from promptopt.paths import bundled_dir
 
 T = TypeVar("T")
 
-# the user file being imported, if any: what its decorators declare belongs to that file only
-_importing: contextvars.ContextVar[Path | None] = contextvars.ContextVar("importing", default=None)
+# module name -> file, for the files import_file loaded: what their decorators declare is theirs
+_files: dict[str, Path] = {}
 
 
 class Registry(Generic[T]):
@@ -36,13 +35,11 @@ class Registry(Generic[T]):
         self.kind, self.plural, self._bundled_dirs = kind, plural, bundled_dirs
         self._by_file: dict[Path | None, dict[str, T]] = {}
 
-    def add(self, name: str, entry: T) -> None:
-        """Declare `entry` as `name`, owned by the user file being imported (or by promptopt)."""
-        self._by_file.setdefault(_importing.get(), {})[name] = entry
-
-    def load_entry(self, name: str) -> T:
-        """The entry just declared as `name` by the file being imported (for a decorator to keep)."""
-        return self._by_file[_importing.get()][name]
+    def add(self, name: str, entry: T, module: str) -> T:
+        """Declare `entry` as `name`, owned by the file of `module` when import_file loaded it
+        (a bundled or user folder's file), else by promptopt itself (always seen)."""
+        self._by_file.setdefault(_files.get(module), {})[name] = entry
+        return entry
 
     def files(self, extra_dirs: list[Path] | None = None) -> Iterator[Path]:
         for folder in [*self._bundled_dirs(), *(extra_dirs or [])]:
@@ -78,14 +75,12 @@ def import_file(path: Path) -> None:
         raise UserError(f"Programs file {path} cannot be imported as Python.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
-    token = _importing.set(path)
+    _files[mod_name] = path
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[mod_name]
         raise UserError(f"Programs file {path} failed to import ({type(exc).__name__}: {exc}).") from exc
-    finally:
-        _importing.reset(token)
 
 
 @dataclass(frozen=True)
@@ -99,7 +94,8 @@ class Strategy:
     knobs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = ""  # the file that defines it
-    reasons: bool | Callable[[dict[str, Any]], bool] = True  # a reasoning step before the answer (maybe by knob)
+    # a reasoning step before the answer (a function of the knobs where a knob decides; None: undeclared)
+    reasons: bool | Callable[[dict[str, Any]], bool] | None = None
     compilable: bool = True  # has DSPy predictors an optimizer can tune
     demos_knob: str | None = None  # the knob holding its own demos per prompt (e.g. kNN's k)
     prepares: bool = False  # learns from a training pool before scoring (`fit_pool`, maybe `teacher`)
@@ -108,9 +104,12 @@ class Strategy:
     def check_knobs(self, knobs: dict[str, Any]) -> None:
         check_knob_values(f"Strategy {self.name!r}", self.knobs, knobs)
 
-    def reasons_with(self, knobs: dict[str, Any]) -> bool:
-        """Whether this strategy, with these knobs, writes a reasoning step before its answer."""
-        return bool(self.reasons(self.knobs | knobs) if callable(self.reasons) else self.reasons)
+    def reasons_with(self, knobs: dict[str, Any]) -> bool | None:
+        """Whether this strategy, with these knobs, writes a reasoning step before its answer
+        (None when it does not say)."""
+        if callable(self.reasons):
+            return bool(self.reasons(self.knobs | knobs))
+        return self.reasons
 
     def build(self, task, **knobs: Any):
         self.check_knobs(knobs)
@@ -151,7 +150,7 @@ def strategy(
     answer_types: set[str] | frozenset[str],
     calls: Callable[[dict[str, Any], int], int],
     knobs: dict[str, Any] | None = None,
-    reasons: bool | Callable[[dict[str, Any]], bool] = True,
+    reasons: bool | Callable[[dict[str, Any]], bool] | None = None,
     demos_knob: str | None = None,
     shuffles_options: bool = False,
 ):
@@ -168,7 +167,7 @@ def strategy(
 
     def register(cls: type) -> type:
         doc = (cls.__doc__ or "").strip().splitlines()
-        STRATEGIES.add(
+        cls.declared = STRATEGIES.add(
             name,
             Strategy(
                 name=name, module=cls, answer_types=frozenset(answer_types), calls=calls, knobs=dict(knobs or {}),
@@ -178,9 +177,9 @@ def strategy(
                 compilable=getattr(cls, "compilable", True), demos_knob=demos_knob,
                 prepares=hasattr(cls, "fit_pool"), shuffles_options=shuffles_options,
             ),
+            cls.__module__,
         )  # fmt: skip
         cls.strategy_name = name
-        cls.declared = STRATEGIES.load_entry(name)
         return cls
 
     return register

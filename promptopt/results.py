@@ -316,7 +316,7 @@ class RunLog(BaseModel):
     version: str
     run_id: str
     run_dir: Path
-    storage: str
+    storage: str  # the store's URL without its password (which stays in the environment)
     plan: dict[str, Any]
     status: str  # complete, or stopped (a budget); interrupted runs raise instead of returning
     stopped: str | None = None  # why it stopped early, if it did

@@ -324,9 +324,16 @@ class Store:
             with self.engine.begin() as conn:
                 for column in missing:
                     kind = column.type.compile(dialect=self.engine.dialect)
-                    # SQLite: another writer may have added it meanwhile
+                    # SQLite: another writer may have added it meanwhile (checked below)
                     with contextlib.suppress(Exception), conn.begin_nested():
                         conn.exec_driver_sql(f"ALTER TABLE records ADD COLUMN {column.name} {kind}")
+        still = [c.name for c in records.columns if c.name not in self._record_columns()]
+        if still:
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise UserError(
+                f"The results store at {where} lacks the column {still[0]!r} of this promptopt version and it "
+                "could not be added; let this database user ALTER the records table, or use a new --storage."
+            )
 
     def runs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:

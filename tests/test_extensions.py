@@ -147,6 +147,13 @@ def test_a_user_answer_type_and_a_user_optimizer_run_end_to_end_and_score_what_w
         done = cli(*args)
         assert done.returncode == 0, done.stderr
         prompts = [json.dumps(r.get("messages") or r.get("prompt")) for r in server.requests]
+        # the compiled program loads and scores again with the user's folder, and says what it needs without
+        (program,) = (tmp_path / "out").glob("run-*/programs/*last_k*")
+        again = cli("evaluate", str(program), "--split", "test", "--limit", "20", "--api-base", server.base_url,
+                    "--tasks-dir", str(tmp_path), "--programs-dir", str(ext))  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        without = cli("evaluate", str(program), "--api-base", server.base_url, "--tasks-dir", str(tmp_path))
+        assert without.returncode == 1 and "an answer type from a user folder" in without.stderr
 
     (run_dir,) = (tmp_path / "out").iterdir()
     data = json.loads(cli("report", str(run_dir), "--format", "json").stdout)
@@ -157,6 +164,8 @@ def test_a_user_answer_type_and_a_user_optimizer_run_end_to_end_and_score_what_w
         ids = [e.id for e in task.examples(row["split"], 20)]
         assert row["score"] == sum(i in right for i in ids) / len(ids), row  # the planted share, parsed from Roman
         assert row["parse_failure_rate"] == 0.0
+    test_share = sum(e.id in right for e in task.examples("test", 20)) / 20
+    assert f"accuracy {100 * test_share:.1f}% " in again.stdout  # the loaded program scores what was planted
     compiled = [r for r in data["rows"] if r["optimizer"] == "last_k"]
     assert {r["split"] for r in compiled} == {"val", "test"}
     # the user's optimizer chose the demos: the last two train questions ride in every compiled prompt
@@ -169,8 +178,8 @@ def test_user_entries_are_seen_only_by_the_calls_that_name_their_folder(tmp_path
     ext, _ = make_folder(tmp_path)
     from promptopt import api
 
-    assert "last_k" in api.optimizers([ext]) and "last_k" not in api.optimizers()
-    assert "roman_numeral" in api.answer_types([ext]) and "roman_numeral" not in api.answer_types()
+    assert "last_k" in api.available_optimizers([ext]) and "last_k" not in api.available_optimizers()
+    assert "roman_numeral" in api.available_answer_types([ext]) and "roman_numeral" not in api.available_answer_types()
     without = cli("tasks", "validate", str(tmp_path / "sums.yaml"))
     assert without.returncode == 1
     assert "unknown answer type 'roman_numeral'; valid: exact_text, medec, multiple_choice" in without.stderr

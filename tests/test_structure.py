@@ -79,3 +79,32 @@ def test_only_the_cli_prints_library_code_reports_through_callbacks():
             if printed or written:
                 offenders.append(f"{name}:{node.lineno}")
     assert offenders == []
+
+
+def test_every_api_name_stays_a_function_after_every_module_is_imported():
+    import importlib
+
+    import promptopt
+
+    for name in modules():
+        if name != "promptopt":
+            importlib.import_module(f"promptopt.{name}")  # importing a submodule sets it on the package
+    shadowed = [
+        n
+        for n in promptopt.API
+        if not callable(getattr(promptopt, n)) or isinstance(getattr(promptopt, n), type(promptopt))
+    ]
+    assert shadowed == []
+
+
+def test_bundled_entries_stay_bundled_whichever_registry_is_read_first():
+    import subprocess
+    import sys
+
+    code = (
+        "import promptopt; s = promptopt.available_strategies(); a = promptopt.available_answer_types(); "
+        "o = promptopt.available_optimizers(); print(len(s), 'multiple_choice' in a, 'bootstrap' in o)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["7", "True", "True"]

@@ -74,7 +74,7 @@ def optimizer(name: str, knobs: dict[str, Any] | None = None):
     def register(cls: type) -> type:
         doc = (cls.__doc__ or "").strip().splitlines()
         source = getattr(sys.modules.get(cls.__module__), "__file__", "") or ""
-        OPTIMIZERS.add(name, Optimizer(name, cls(), dict(knobs or {}), doc[0] if doc else "", source))
+        OPTIMIZERS.add(name, Optimizer(name, cls(), dict(knobs or {}), doc[0] if doc else "", source), cls.__module__)
         return cls
 
     return register
@@ -94,10 +94,10 @@ def optimizer_knobs(name: str, knobs: dict[str, Any], strat, extra_dirs: list[Pa
     check_knob_values(f"Optimizer {name!r}", opt.knobs, knobs)
     full = opt.knobs | knobs
     for key in AT_LEAST_ONE:
-        if key in full and full[key] < 1:
+        if isinstance(full.get(key), int | float) and full[key] < 1:
             raise UserError(f"Optimizer {name!r}: knob {key!r} must be at least 1, not {full[key]}.")
     for key in AT_LEAST_ZERO:
-        if key in full and full[key] < 0:
+        if isinstance(full.get(key), int | float) and full[key] < 0:
             raise UserError(f"Optimizer {name!r}: knob {key!r} must be 0 or more, not {full[key]}.")
     if hasattr(opt.impl, "check"):
         opt.impl.check(full)
