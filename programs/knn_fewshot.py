@@ -32,6 +32,8 @@ def _text(inputs: dict) -> str:
     answer_types={ANY},
     calls=lambda knobs, n_options: 1,
     demos_knob="k",
+    # preparing: the model explains each training example of the pool once (when self_cot)
+    prep_calls=lambda knobs, n_train: min(knobs["pool"], n_train) if knobs["self_cot"] else 0,
     knobs={"k": 5, "pool": 100, "self_cot": True, "embedder": "tfidf"},
 )
 class KNNFewShot(dspy.Module):

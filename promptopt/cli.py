@@ -124,24 +124,17 @@ class _ProgressPrinter:
 
 
 # name -> (annotation, default, the promptopt.api.plan option it sets), for run and search alike
+# fmt: off
 SHARED = {
-    "model": (Models, None, "models"),
-    "task": (Tasks, None, "tasks"),
-    "api_base": (ApiBase, None, "api_base"),
-    "out": (Out, None, "out"),
-    "storage": (Storage, None, "storage"),
-    "seed": (Seed, None, "seed"),
-    "threads": (Threads, None, "threads"),
-    "tasks_dir": (TasksDir, None, "tasks_dirs"),
-    "programs_dir": (ProgramsDir, None, "programs_dirs"),
-    "max_calls": (MaxCalls, None, "max_calls"),
-    "max_cost": (MaxCost, None, "max_cost"),
-    "max_error_rate": (ErrorRate, None, "max_error_rate"),
-    "rpm": (Rpm, None, "rpm"),
-    "expect_accuracy": (ExpectAccuracy, 0.5, "expect_accuracy"),
-    "allow_overlap": (AllowOverlap, False, "allow_overlap"),
-    "api_key_file": (ApiKeyFile, None, None),
+    "model": (Models, None, "models"), "task": (Tasks, None, "tasks"), "api_base": (ApiBase, None, "api_base"),
+    "out": (Out, None, "out"), "storage": (Storage, None, "storage"), "seed": (Seed, None, "seed"),
+    "threads": (Threads, None, "threads"), "tasks_dir": (TasksDir, None, "tasks_dirs"),
+    "programs_dir": (ProgramsDir, None, "programs_dirs"), "max_calls": (MaxCalls, None, "max_calls"),
+    "max_cost": (MaxCost, None, "max_cost"), "max_error_rate": (ErrorRate, None, "max_error_rate"),
+    "rpm": (Rpm, None, "rpm"), "expect_accuracy": (ExpectAccuracy, 0.5, "expect_accuracy"),
+    "allow_overlap": (AllowOverlap, False, "allow_overlap"), "api_key_file": (ApiKeyFile, None, None),
 }
+# fmt: on
 
 
 def with_shared_options(command):

@@ -443,7 +443,7 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
         max(1, predictors),
         plan.programs_dirs,
     )
-    prep_calls = min(config.knobs.get("pool", 0), n_train) if config.knobs.get("self_cot") else 0
+    prep_calls = strat.prep_calls(strat.knobs | config.knobs, n_train) if strat.prep_calls else 0
     eval_calls = per_example * n_eval
     chars = sum(len(str(v)) for e in sample for v in e.inputs.values()) / max(len(sample), 1)
     demos = (

@@ -100,6 +100,7 @@ class Strategy:
     demos_knob: str | None = None  # the knob holding its own demos per prompt (e.g. kNN's k)
     prepares: bool = False  # learns from a training pool before scoring (`fit_pool`, maybe `teacher`)
     shuffles_options: bool = False  # its `votes` were cast under shuffled option orders (a consistency probe)
+    prep_calls: Callable[[dict[str, Any], int], int] | None = None  # (knobs, train size) -> calls to prepare
 
     def check_knobs(self, knobs: dict[str, Any]) -> None:
         check_knob_values(f"Strategy {self.name!r}", self.knobs, knobs)
@@ -153,6 +154,7 @@ def strategy(
     reasons: bool | Callable[[dict[str, Any]], bool] | None = None,
     demos_knob: str | None = None,
     shuffles_options: bool = False,
+    prep_calls: Callable[[dict[str, Any], int], int] | None = None,
 ):
     """Class decorator that registers a dspy.Module as a named strategy.
 
@@ -160,7 +162,8 @@ def strategy(
     a function of the knobs where a knob decides), `demos_knob` (the knob holding its own demos
     per prompt), `compilable` (class attribute, default True: it has predictors an optimizer can
     tune), `prepares` (the class has `fit_pool`: it learns from a training pool first) and
-    `shuffles_options` (its votes were cast under shuffled option orders). What a prediction
+    `shuffles_options` (its votes were cast under shuffled option orders) and `prep_calls`
+    (knobs, train size -> LM calls its preparation makes, for estimates). What a prediction
     carries beyond its answer (reasoning, votes, retrieved ids) is stored as the record's extras
     (promptopt.results.Extras).
     """
@@ -175,7 +178,7 @@ def strategy(
                 source=getattr(sys.modules.get(cls.__module__), "__file__", "") or "",
                 reasons=reasons,
                 compilable=getattr(cls, "compilable", True), demos_knob=demos_knob,
-                prepares=hasattr(cls, "fit_pool"), shuffles_options=shuffles_options,
+                prepares=hasattr(cls, "fit_pool"), shuffles_options=shuffles_options, prep_calls=prep_calls,
             ),
             cls.__module__,
         )  # fmt: skip
