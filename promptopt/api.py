@@ -16,15 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from promptopt import __version__
+from promptopt import __version__, engine
 from promptopt.errors import UserError
 from promptopt.results import ChosenConfig, ConfigSummary, Report, RunLog
 
-DEFAULT_MODEL = "local/gemma-3-270m"
-DEFAULT_TASK = "medqa"
-# Examples per split when none is given: run takes a first look (20 cost little); search needs
-# all of val for its pruning to have rungs, and compile scores its program on all of val.
-DEFAULT_LIMIT = {"run": 20, "search": None}
+# Examples per split when none is given: run takes a first look (engine.DEFAULT_LIMIT, 20); search
+# needs all of val for its pruning to have rungs, and compile scores its program on all of val.
+DEFAULT_LIMIT = {"run": engine.DEFAULT_LIMIT, "search": None}
 
 
 def plan(
@@ -79,8 +77,8 @@ def plan(
     else:
         space, opts = list(DEFAULT_STRATEGIES), ["none"]
     return RunPlan(
-        models=list(models or file.models or [DEFAULT_MODEL]),
-        tasks=list(tasks or file.tasks or [DEFAULT_TASK]),
+        models=list(models or file.models or [engine.DEFAULT_MODEL]),
+        tasks=list(tasks or file.tasks or [engine.DEFAULT_TASK]),
         strategies=list(strategies or file.strategies or space),
         optimizers=list(optimizers or file.optimizers or opts),
         api_base=pick(api_base, file.api_base, None),
@@ -182,6 +180,7 @@ def compile(
     from promptopt.engine import program_dir
     from promptopt.engine import run as run_plan
     from promptopt.models import resolve_model
+    from promptopt.store import Store
     from promptopt.tasks import load_task
 
     the_plan = plan(
@@ -197,8 +196,8 @@ def compile(
     the_task = load_task(task, the_plan.tasks_dirs, the_plan.programs_dirs)
     made = program_dir(result.run_dir, resolve_model(model, api_base), the_task, cfg)
     shutil.copytree(made, Path(out), dirs_exist_ok=True)
-    rows = [r for r in report(result.storage, run_id=result.run_id).rows if r.config_id == cfg.id]
-    return rows[0] if rows and rows[0].n else None
+    records = Store(result.storage).records(result.run_id)
+    return _summary(records[(records.config_id == cfg.id) & (records.split == "val")])
 
 
 def evaluate(
@@ -215,20 +214,26 @@ def evaluate(
 ) -> ConfigSummary:
     """Score a saved program on a split of its task: accuracy with its 95% CI over the answered
     items, errors apart (never counted as wrong). Re-running resumes."""
-    from promptopt import stats
     from promptopt.compiled import evaluate_program
 
-    recs = evaluate_program(
+    records = evaluate_program(
         program, split, limit, on_progress=on_event, model=model, api_base=api_base, threads=threads,
         tasks_dirs=tasks_dirs, programs_dir=programs_dir,
     )  # fmt: skip
-    if not len(recs):
-        raise UserError(f"{program} on {split}: no example was scored.")
-    row = stats.summarize(recs).iloc[0].to_dict()
-    summary = ConfigSummary(**{**row, "selected": False, "selected_on": None})
-    if not summary.n:
-        raise UserError(f"{program} on {split}: no example was answered ({summary.errors} failed after retries).")
+    summary = _summary(records)
+    if summary is None:
+        raise UserError(f"{program} on {split}: no example was answered ({len(records)} failed after retries).")
     return summary
+
+
+def _summary(records) -> ConfigSummary | None:
+    """One config's records on one split as its typed summary; None when none was answered."""
+    from promptopt import stats
+
+    if not len(records):
+        return None
+    row = ConfigSummary(**{**stats.summarize(records).iloc[0].to_dict(), "selected": False, "selected_on": None})
+    return row if row.n else None
 
 
 def report(

@@ -1,4 +1,4 @@
-"""Run: the library API behind `promptopt run` — every (model, task, config, split) evaluated.
+"""The run engine behind `promptopt.run` — every (model, task, config, split) evaluated.
 
 A run's id is a hash of what was asked (models with endpoints, tasks, configs, limit, seed), so
 running the same command again lands in the same run folder and store, and `evaluate` skips every

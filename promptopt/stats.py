@@ -582,6 +582,10 @@ def consistency(records: pd.DataFrame) -> pd.DataFrame:
     vote breaks consistency). Records without stored votes (older runs) are left out.
     """
     part = answered(with_extras(records))
+    # only records that can hold such votes are parsed (a report of 100k records stays fast)
+    part = part[
+        (part["strategy"] == "choice_shuffle") | part["extras"].map(lambda e: isinstance(e, str) and "order_votes" in e)
+    ]
     keys = ["run_id", "model", "task", "config_id", "split"]
     rows = []
     for key, g in part.groupby(keys, sort=True):

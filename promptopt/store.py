@@ -311,9 +311,14 @@ class Store:
         return df.reindex(columns=RECORD_COLUMNS)
 
     def _record_columns(self) -> set[str]:
+        """The columns `records` has in this database (asked until it has them all: they are only added)."""
+        if getattr(self, "_complete", False):
+            return {c.name for c in records.columns}
         from sqlalchemy import inspect
 
-        return {c["name"] for c in inspect(self.engine).get_columns("records")}
+        have = {c["name"] for c in inspect(self.engine).get_columns("records")}
+        self._complete = {c.name for c in records.columns} <= have
+        return have
 
     def _add_missing_columns(self) -> None:
         """Columns added to `records` since a store was made (nullable ones), added before a write."""

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import optuna
+from conftest import cli
 from test_compile import right_with
 from test_strategies import MODEL, scripted
 
@@ -152,3 +154,27 @@ def test_a_worker_that_goes_silent_has_its_trials_taken_over_by_another(medqa, t
         t.params["config"] for t in after.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
     }
     assert len(done) == len(SPACE)  # every config was finished, by the worker still alive
+
+
+def test_search_dry_run_is_an_upper_bound_of_the_calls_the_server_counts_demo_sets_included(medqa, tmp_path):
+    from promptopt.testing import ScriptedServer, fill_fields
+
+    n = 10
+    known = medqa.examples("train") + medqa.examples("val", n) + medqa.examples("test", n)
+
+    def reply(prompt: str) -> str:  # right on every question, train included (bootstrap tries each once)
+        ex = next(ex for ex in known if ex.inputs["question"] in prompt)
+        return fill_fields(prompt, ex.gold) if "[[ ## " in prompt else f" {ex.gold}"
+
+    with ScriptedServer(reply) as server:
+        args = ["--model", "openai/scripted", "--api-base", server.base_url, "--limit", str(n), "--strategy",
+                "predict", "--optimizer", "none", "--optimizer", "bootstrap", "--demo-sets", "2",
+                "--out", str(tmp_path)]  # fmt: skip
+        dry = cli("search", *args, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert server.calls == 0  # a dry run calls nothing
+        estimated = int(re.search(r"Total: (\d+) LM calls", dry.stdout).group(1))
+        assert len(re.findall(r"predict/bootstrap", dry.stdout)) == 2  # seeds 0 and 1, each priced
+        done = cli("search", *args)
+        assert done.returncode == 0, done.stderr
+    assert 0 < server.calls <= estimated
