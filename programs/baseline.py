@@ -37,6 +37,8 @@ class Baseline(dspy.Module):
     def forward(self, **inputs):
         prompt = render(self.instructions, inputs)
         # One line is the whole answer; stopping there also keeps base models from rambling.
-        raw = dspy.settings.lm(prompt, max_tokens=self.max_tokens, stop=["\n"])[0]
+        # A prose answer may have paragraphs: it ends at a blank line instead.
+        stop = ["\n\n"] if getattr(self.answer_type, "multiline", False) else ["\n"]
+        raw = dspy.settings.lm(prompt, max_tokens=self.max_tokens, stop=stop)[0]
         raw = raw if isinstance(raw, str) else raw.get("text", "")
         return dspy.Prediction(answer=self.answer_type.parse(raw, inputs), raw=raw)

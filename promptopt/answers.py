@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from promptopt import metrics
+from promptopt.metrics import normalize_text
 from promptopt.registry import Registry
 
 
@@ -277,12 +279,6 @@ def _exact_form(value: str) -> bool:
     return bool(re.fullmatch(_DATE, value) or re.search(r"\d+\D+\d+\D*day", value))
 
 
-def normalize_text(text: str) -> str:
-    """Lower case, no punctuation, no articles, single spaces: "The Liver." == "liver"."""
-    text = re.sub(r"[^\w\s]", " ", text.lower())
-    return " ".join(w for w in text.split() if w not in {"a", "an", "the"})
-
-
 @answer_type("exact_text", max_answer_tokens=32, gold_form="a non-empty answer, or a JSON list of accepted answers")
 class ExactText:
     """A short free-text answer, right when it equals the gold after normalization.
@@ -335,10 +331,12 @@ class MedecAnswer:
     `flag` (1 = the note has an error), `sentence_id` and `correction`.
 
     Scored as the benchmark's error sentence detection accuracy: 1 when the flag is right and,
-    for a note with an error, the sentence id is right too. The correction is parsed and kept
-    in the record but not scored: MEDEC scores it with ROUGE-1, BERTScore and BLEURT, which
-    need reference models this tool does not run.
+    for a note with an error, the sentence id is right too. The correction is scored apart with
+    ROUGE-1 against the reference correction (`measure`); MEDEC's BERTScore and BLEURT need
+    reference models this tool does not run.
     """
+
+    primary_metric: ClassVar[str] = "detection"  # what `measure` calls the score
 
     def describe(self, inputs: dict[str, Any]) -> str:
         return (
@@ -371,6 +369,16 @@ class MedecAnswer:
             return 1.0
         return float(int(pred["sentence_id"]) == int(float(want["sentence_id"])))
 
+    def measure(self, prediction: str | None, gold: str) -> dict[str, float | None]:
+        """Detection (the score) and, on notes with an error, the correction's ROUGE-1 F against the
+        reference correction (an empty correction when the model gave none), as MEDEC reports it."""
+        want = json.loads(gold)
+        out: dict[str, float | None] = {"detection": self.score(prediction, gold), "correction_rouge1": None}
+        if int(float(want["flag"])) == 1 and want.get("correction"):
+            said = (json.loads(prediction).get("correction") if prediction else None) or ""
+            out["correction_rouge1"] = metrics.METRICS["rouge1"](said, str(want["correction"])) if said else 0.0
+        return out
+
     def gold_answer(self, gold: str, inputs: dict[str, Any]) -> str | None:
         try:
             want = json.loads(gold)
@@ -382,6 +390,71 @@ class MedecAnswer:
             return None
         correction = want.get("correction") if flag else None
         return json.dumps({"flag": flag, "sentence_id": sentence, "correction": correction})
+
+
+@answer_type("free_text", max_answer_tokens=256, gold_form="a non-empty reference answer")
+class FreeText:
+    """An open-ended answer in prose, scored against a reference text by the task's metrics.
+
+    `metrics` names what is reported per item (promptopt.metrics: exact, token_f1, rouge1,
+    rouge2, rougeL, chrf, bleu, judge); `primary` is the one ceilings and searches use (the first
+    when not given). When the primary is `judge`, the judge's verdict is the record's score and
+    the first other metric (exact match when there is none) is what an optimizer compiles on and
+    what the gold check uses, since neither may call a judge.
+    """
+
+    metrics: tuple[str, ...] = ("rougeL", "token_f1")
+    primary: str | None = None
+    multiline: ClassVar[bool] = True  # a reply may span lines: strategies must not cut it at the first
+
+    def __post_init__(self) -> None:
+        names = (self.metrics,) if isinstance(self.metrics, str) else tuple(self.metrics)
+        object.__setattr__(self, "metrics", names)
+        metrics.check(names, self.primary)
+
+    @property
+    def primary_metric(self) -> str:
+        return self.primary or self.metrics[0]
+
+    @property
+    def local_metric(self) -> str:
+        """The primary metric when no judge is needed for it, else the first metric that is not the judge's."""
+        return next((m for m in (self.primary_metric, *self.metrics) if m != metrics.JUDGE), "exact")
+
+    @property
+    def judged(self) -> bool:
+        return metrics.JUDGE in self.metrics
+
+    def describe(self, inputs: dict[str, Any]) -> str:
+        return "the answer in plain prose: complete, accurate and concise"
+
+    def parse(self, raw: str | None, inputs: dict[str, Any]) -> str | None:
+        if not raw:
+            return None
+        text = re.sub(r"^\s*(?:\*\*)?answer(?:\*\*)?\s*:\s*", "", raw.strip(), flags=re.IGNORECASE)
+        return text.strip() or None
+
+    def measure(self, prediction: str | None, gold: str) -> dict[str, float | None]:
+        """Every metric but the judge's, for this item."""
+        return metrics.compute(self.metrics, prediction, gold)
+
+    def score(self, prediction: str | None, gold: str) -> float:
+        if not prediction:
+            return 0.0
+        return metrics.METRICS[self.local_metric](prediction, gold)
+
+    def gold_answer(self, gold: str, inputs: dict[str, Any]) -> str | None:
+        return gold.strip() or None
+
+    def aggregate(self, answers: list[str | None]) -> str | None:
+        """Self-consistency for prose: the sample most like the others (highest mean ROUGE-L F to
+        the rest, the earliest on a tie), since free answers rarely repeat word for word."""
+        valid = [a for a in answers if a]
+        if len(valid) <= 2:
+            return valid[0] if valid else None
+        rouge = metrics.METRICS["rougeL"]
+        centrality = [sum(rouge(a, b) for j, b in enumerate(valid) if j != i) for i, a in enumerate(valid)]
+        return valid[max(range(len(valid)), key=lambda i: (centrality[i], -i))]
 
 
 def answer_types(extra_dirs: list[Path] | None = None) -> dict[str, AnswerType]:

@@ -49,6 +49,9 @@ def plan(
     expect_accuracy: float = 0.5,
     allow_overlap: bool = False,
     references: bool = True,
+    judge_models: list[str] | None = None,
+    judge_api_base: str | None = None,
+    min_judge_kappa: float | None = None,
 ):
     """A RunPlan from options and a sweep file (an option given here wins over the file's value).
 
@@ -59,6 +62,7 @@ def plan(
     rungs need them), then scores its choice on test, so `splits` is refused there.
     """
     from promptopt.engine import DEFAULT_STRATEGIES, RunPlan
+    from promptopt.judge import DEFAULT_MIN_KAPPA
     from promptopt.sweep import Sweep, load_sweep
 
     if mode not in ("run", "search"):
@@ -98,6 +102,9 @@ def plan(
         allow_overlap=allow_overlap,
         references=references,
         mode=mode,
+        judge_models=list(judge_models or file.judge_models or []),
+        judge_api_base=pick(judge_api_base, file.judge_api_base, None),
+        min_judge_kappa=pick(min_judge_kappa, file.min_judge_kappa, DEFAULT_MIN_KAPPA),
     )
 
 

@@ -65,6 +65,15 @@ ExpectAccuracy = Annotated[
 AllowOverlap = Annotated[
     bool, typer.Option(help="Run even if train/val examples duplicate test ones; the report warns.")
 ]
+JudgeModels = Annotated[
+    list[str] | None,
+    typer.Option("--judge-model", help="LLM judge for free-text tasks (repeatable; default the task's, else local)."),
+]
+JudgeApiBase = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the judges (default --api-base).")]
+MinJudgeKappa = Annotated[
+    float | None,
+    typer.Option(min=-1, max=1, help="Trust a judge at this Cohen's kappa on its validation or above (default 0.6)."),
+]
 
 app = typer.Typer(
     add_completion=False,
@@ -133,6 +142,8 @@ SHARED = {
     "max_cost": (MaxCost, None, "max_cost"), "max_error_rate": (ErrorRate, None, "max_error_rate"),
     "rpm": (Rpm, None, "rpm"), "expect_accuracy": (ExpectAccuracy, 0.5, "expect_accuracy"),
     "allow_overlap": (AllowOverlap, False, "allow_overlap"), "api_key_file": (ApiKeyFile, None, None),
+    "judge_model": (JudgeModels, None, "judge_models"), "judge_api_base": (JudgeApiBase, None, "judge_api_base"),
+    "min_judge_kappa": (MinJudgeKappa, None, "min_judge_kappa"),
 }
 # fmt: on
 
@@ -194,6 +205,8 @@ def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool, *
 
         the_plan = promptopt.plan(mode, **options)
         use_api_key_file(str(api_key_file), the_plan.models, the_plan.api_base)
+        if the_plan.judge_models:
+            use_api_key_file(str(api_key_file), the_plan.judge_models, the_plan.judge_api_base or the_plan.api_base)
     if dry_run:
         _print_dry_run(promptopt.estimate(mode, demo_sets=search_settings.get("demo_sets", 1), **options))
         return

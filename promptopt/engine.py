@@ -18,6 +18,7 @@ from promptopt import __version__
 from promptopt.compiler import dev_split
 from promptopt.config import parse_config
 from promptopt.errors import UserError
+from promptopt.judge import DEFAULT_MIN_KAPPA
 from promptopt.models import Model, build_lm, check_credentials, redact_url, resolve_model
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy
@@ -57,6 +58,9 @@ class RunPlan:
     references: bool = True  # also score the fixed baseline and each compiled strategy zero-shot
     mode: str = "run"  # "search": an Optuna search over the configs instead of scoring them all
     allow_overlap: bool = False  # run even when demo pools overlap the test set (the report warns)
+    judge_models: list[str] = field(default_factory=list)  # LLM judges (none: the task's, else the embedded model)
+    judge_api_base: str | None = None  # the judges' OpenAI-compatible endpoint (none: --api-base)
+    min_judge_kappa: float = DEFAULT_MIN_KAPPA  # a judge below this kappa on its validation is not trusted
 
     def describe(self) -> dict:
         """What identifies the run; endpoints without credentials. Only what was asked: what
@@ -70,7 +74,19 @@ class RunPlan:
             "limit": self.limit,
             "splits": list(self.splits),
             "seed": self.seed,
-        } | ({"mode": self.mode} if self.mode != "run" else {})
+        } | ({"mode": self.mode} if self.mode != "run" else {}) | self._judging()
+
+    def _judging(self) -> dict:
+        """Judges change judged scores, so they are part of the id; left out when not given, so
+        runs of tasks without a judge keep the ids they had."""
+        out: dict = {}
+        if self.judge_models:
+            out["judges"] = self.judge_models
+        if self.judge_api_base:
+            out["judge_api_base"] = redact_url(self.judge_api_base)
+        if self.min_judge_kappa != DEFAULT_MIN_KAPPA:
+            out["min_judge_kappa"] = self.min_judge_kappa
+        return out
 
     @property
     def run_id(self) -> str:
@@ -116,6 +132,10 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
     models = [resolve_model(m, plan.api_base, **({"rpm": plan.rpm} if plan.rpm else {})) for m in plan.models]
     for model in models if credentials else ():  # a dry run calls nothing, so needs no key
         check_credentials(model)
+    for task in tasks:
+        for judge in judge_models(plan, task):
+            if credentials:
+                check_credentials(judge)
     configs = plan_configs(plan) if configs is None else configs
     for cfg in configs:
         strat = get_strategy(cfg.strategy, plan.programs_dirs)
@@ -135,6 +155,58 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
 
     overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
     return tasks, models, configs, overlap
+
+
+def judge_models(plan: RunPlan, task) -> list[Model]:
+    """The judges of a judged task (none for others): --judge-model, else the task's own, else
+    the embedded model (local and free; its validation says whether to trust it)."""
+    if not getattr(task.answer_type, "judged", False):
+        return []
+    names = plan.judge_models or (task.spec.judge.models if task.spec.judge else []) or [DEFAULT_MODEL]
+    base = plan.judge_api_base or plan.api_base
+    return [resolve_model(n, None if n.startswith("local/") else base) for n in names]
+
+
+def open_judges(plan: RunPlan, tasks, store, run_dir: Path, stack: contextlib.ExitStack, lives: dict,
+                on_progress=None) -> dict:  # fmt: skip
+    """task name -> its promptopt.judge.Panel, every judge validated on the task first: a judge
+    whose kappa is below --min-judge-kappa stops the run (before any task call) when the judge is
+    the task's primary metric, and is left out (its scores withheld) when it is not. `lives`
+    collects the endpoints opened, so a task model that is also a judge reuses its server."""
+    from promptopt.judge import Judge, Panel, refusal, rubric_for, validate
+    from promptopt.tasks import JudgeSpec
+
+    panels = {}
+    for task in tasks:
+        chosen = judge_models(plan, task)
+        if not chosen:
+            continue
+        spec = task.spec.judge or JudgeSpec()
+        primary = task.answer_type.primary_metric == "judge"
+        trusted = []
+        for judge_model in chosen:
+            threads = threads_for(plan.threads, judge_model)
+            if judge_model.name not in lives:
+                lives[judge_model.name] = stack.enter_context(
+                    endpoint(judge_model, log=run_dir / "server.log", parallel=threads)
+                )
+            judge = Judge(lives[judge_model.name], rubric_for(spec), store)
+            note(on_progress, f"Validating judge {judge_model.name} on {task.name}: it grades {spec.checks} val "
+                              "items' own references (should pass) and other items' references (should fail) ...")  # fmt: skip
+            check = validate(judge, task, plan.min_judge_kappa, spec.checks, threads)
+            store.add_judge_check(plan.run_id, check.as_row())
+            verdict = "trusted" if check.trusted else "NOT trusted"
+            note(on_progress, f"Judge {judge_model.name} on {task.name}: agreement {100 * check.agreement:.0f}% on "
+                              f"{check.n} planted verdicts, kappa {check.kappa:.2f} (threshold {check.min_kappa:g}): "
+                              f"{verdict}; {check.usage['lm_calls']} judge calls.")  # fmt: skip
+            if check.trusted:
+                trusted.append(judge)
+            elif primary:
+                raise UserError(refusal(check, judge_model.name))
+            else:
+                note(on_progress, f"Its scores on {task.name} are withheld: the judge metric is not the primary one.")
+        panels[task.name] = Panel(trusted, primary=primary)
+    return panels
 
 
 def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) -> RunResult:
@@ -194,13 +266,23 @@ def _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress) 
         from promptopt.study import optuna_storage
 
         storage = optuna_storage(store.url)
+    with contextlib.ExitStack() as judges_open:
+        lives: dict = {}
+        panels = open_judges(plan, tasks, store, run_dir, judges_open, lives, on_progress)
+        _run_models(plan, models, tasks, configs, run_dir, store, budget, on_progress, storage, panels, lives)
+
+
+def _run_models(plan, models, tasks, configs, run_dir, store, budget, on_progress, storage, panels, lives) -> None:
     for model in models:
         model_plan = replace(plan, threads=threads_for(plan.threads, model))
-        with endpoint(model, log=run_dir / "server.log", parallel=model_plan.threads) as live:
+        opened = lives.get(model.name) if model.is_local else None  # the embedded model judging too: one server
+        with (contextlib.nullcontext(opened) if opened else
+              endpoint(model, log=run_dir / "server.log", parallel=model_plan.threads)) as live:  # fmt: skip
             lm = build_lm(live)
             adapter = adapter_for(live)
             for task in tasks:
-                common = dict(task=task, model=live, lm=lm, adapter=adapter, store=store, budget=budget)
+                common = dict(task=task, model=live, lm=lm, adapter=adapter, store=store, budget=budget,
+                              judges=panels.get(task.name))  # fmt: skip
 
                 def score(cfg, common=common, model_plan=model_plan) -> None:
                     _score_config(model_plan, cfg, run_dir, on_progress, **common)
@@ -221,7 +303,7 @@ def _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress) 
                 share_out(shared, {c.id: c for c in configs}, score, say=lambda line: note(on_progress, line))
 
 
-def _score_config(plan, cfg, run_dir, on_progress, *, task, model, lm, adapter, store, budget) -> None:
+def _score_config(plan, cfg, run_dir, on_progress, *, task, model, lm, adapter, store, budget, judges=None) -> None:
     """One config: its pool prepared, compiled (once), scored on every split, saved as a program."""
     program = get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
     prepare(
@@ -236,7 +318,7 @@ def _score_config(plan, cfg, run_dir, on_progress, *, task, model, lm, adapter, 
         evaluate(
             program, task.examples(split, plan.limit), task=task, model=model, lm=lm, adapter=adapter,
             config=cfg, split=split, run_id=plan.run_id, store=store, threads=plan.threads,
-            on_progress=on_progress, budget=budget,
+            on_progress=on_progress, budget=budget, judges=judges,
         )  # fmt: skip
     save_program(program, run_dir, plan, task=task, model=model, config=cfg, store=store)
 
@@ -333,7 +415,8 @@ def compile_once(
 
 def program_dir(run_dir: Path, model: Model, task, config) -> Path:
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
-    return run_dir / "programs" / f"{slug}--{task.name}--{config.id}"
+    task_slug = task.name.replace(":", "_")  # an open-ended twin (medqa:open): no colon in a path
+    return run_dir / "programs" / f"{slug}--{task_slug}--{config.id}"
 
 
 def save_program(program, run_dir: Path, plan: RunPlan, *, task, model, config, store) -> Path:

@@ -67,6 +67,7 @@ def build(
     seed: int = 0,
     local_usd_per_mtok: float = 0.0,
     runs: list[dict] | None = None,
+    judge_checks: pd.DataFrame | None = None,
 ) -> Report:
     """Every section of the report from records (and compile costs, and the runs' statuses):
     pure, no I/O. Every statistic is per run; several runs are shown apart, never pooled.
@@ -104,6 +105,10 @@ def build(
         "consistency": stats.consistency(records),
         "costs": stats.costs(records, compiles),
         "pareto": stats.pareto(summary, still_free),
+        "metrics": stats.metric_scores(records, b=b, seed=seed),
+        "judges": stats.judges(records, judge_checks),
+        "judge_agreement": stats.judge_agreement(records),
+        "open_ended": stats.open_gaps(records, b=b, seed=seed),
     }
     report = {
         "rows": _clean(summary[ROW_FIELDS].to_dict(orient="records")),
@@ -458,6 +463,65 @@ def _pareto_sections(report: Report) -> list[Section]:
     )
 
 
+def _metrics_sections(report: Report) -> list[Section]:
+    return _tabulate(
+        report.metrics,
+        "Metrics of free-text answers",
+        ["model", "task", "config", "split", "metric", "items", "score [95% CI]", "primary"],
+        lambda r: [
+            _display(r.model), r.task + _run_label(report, r.run_id), r.config_id, r.split, r.metric, str(r.n),
+            _ci(r.score, r.ci_low, r.ci_high), "★" if r.primary else "",
+        ],
+        "Each metric is a mean over the answered items it was measured on (0-100): exact and token_f1 on "
+        "normalized words, rouge1/rouge2/rougeL F-measure (rouge-score, stemmed), chrf and bleu (sacrebleu, "
+        "per sentence), judge = the first trusted judge's verdict. ★ = the primary metric, the score every "
+        "other table shows. Intervals: Wilson for 0/1 scores, else the bootstrap over items.",
+    )
+
+
+def _judges_sections(report: Report) -> list[Section]:
+    out = _tabulate(
+        report.judges,
+        "LLM judges: validation before trust, and their cost",
+        ["task", "judge", "planted verdicts", "agreement % [95% CI]", "kappa", "trusted", "own passed",
+         "wrong failed", "no verdict", "answers graded (cached)", "judge calls", "judge tokens", "judge $"],
+        lambda r: [
+            r.task + _run_label(report, r.run_id), _display(r.judge), str(r.checks),
+            _ci(r.agreement, r.agreement_ci_low, r.agreement_ci_high), f"{r.kappa:.2f}",
+            ("yes" if r.trusted else f"NO (kappa < {r.min_kappa:g}): scores withheld"),
+            f"{r.passed_own}/{r.own}", f"{r.failed_other}/{r.other}", str(r.unreadable),
+            f"{r.graded} ({r.cached})", str(r.validation_calls + r.grading_calls), str(r.grading_tokens),
+            _money(r.validation_usd + r.grading_usd),
+        ],
+        "Before grading, each judge graded val items' own references (should pass) and another item's "
+        "reference (should fail); agreement and Cohen's kappa are against those planted verdicts. Judge "
+        "calls, tokens and dollars (validation + grading) are the judge's, apart from the task model's.",
+    )
+    return out + _tabulate(
+        report.judge_agreement,
+        "Agreement between judges",
+        ["task", "judge A", "judge B", "answers", "agreement %", "kappa"],
+        lambda r: [r.task + _run_label(report, r.run_id), _display(r.judge_a), _display(r.judge_b), str(r.n),
+                   _pct(r.agreement), f"{r.kappa:.2f}"],  # fmt: skip
+        "Pass/fail of two judges on the same answers.",
+    )
+
+
+def _open_ended_sections(report: Report) -> list[Section]:
+    return _tabulate(
+        report.open_ended,
+        "Multiple choice vs open-ended: the same model, config and test items",
+        ["model", "task", "config", "metric", "items", "multiple choice %", "open-ended", "open − MC [95% CI]", "p"],
+        lambda r: [
+            _display(r.model), f"{r.task} vs {r.open_task}" + _run_label(report, r.run_id), r.config_id, r.metric,
+            str(r.n), _pct(r.multiple_choice_score), _pct(r.open_score), _ci(r.diff, r.ci_low, r.ci_high, _pts),
+            "" if r.p is None else f"{r.p:.3g}",
+        ],
+        "Paired by item: each open-ended metric against the multiple-choice accuracy on the items both "
+        "answered; the interval is the bootstrap over those items.",
+    )
+
+
 # fmt: on
 
 
@@ -468,7 +532,8 @@ def _rows_sections(report: Report) -> list[Section]:
 # The report's sections in the one order every format renders them (the plot follows Pareto).
 SECTION_BUILDERS = (
     _rows_sections, _runs_sections, _leaderboards_sections, _head_to_head_sections, _flips_sections,
-    _sensitivity_sections, _consistency_sections, _costs_sections, _pareto_sections,
+    _metrics_sections, _judges_sections, _open_ended_sections, _sensitivity_sections, _consistency_sections,
+    _costs_sections, _pareto_sections,
 )  # fmt: skip
 
 
@@ -714,7 +779,10 @@ def report(
     """The typed report of a run folder or storage URL (every run in it, or `run_id`'s), with the
     store's own warnings (overlap, early stops) first."""
     records, compiles, warnings, runs = load(source, run_id)
-    built = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs)
+    store, found = open_source(source)
+    checks = store.judge_checks(run_id or found)
+    built = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs,
+                  judge_checks=checks)  # fmt: skip
     built.warnings = warnings + built.warnings
     return built
 

@@ -219,6 +219,74 @@ class Cost(_Config, _RunModelTask):
     prep_tokens: int
     prep_usd: float
     one_off_usd: float
+    judge_calls_per_example: float = 0.0  # an LLM judge's, apart from the task model's
+    judge_usd_per_example: float = 0.0
+
+
+class MetricScore(_Config, _RunModelTask):
+    """One metric of a free-text (or MEDEC) config on one split."""
+
+    metric: str
+    score: float | None
+    ci_low: float | None
+    ci_high: float | None
+    primary: bool  # the metric that is the records' score (ceilings and searches use it)
+
+
+class JudgeValidation(_Row):
+    """How a judge did on the planted verdicts of a task before it graded, and what grading cost."""
+
+    run_id: str
+    task: str
+    judge: str
+    checks: int
+    agreement: float
+    agreement_ci_low: float
+    agreement_ci_high: float
+    kappa: float
+    min_kappa: float
+    trusted: bool
+    unreadable: int
+    passed_own: int
+    own: int
+    failed_other: int
+    other: int
+    validation_calls: int
+    validation_usd: float
+    graded: int
+    cached: int
+    grading_calls: int
+    grading_tokens: int
+    grading_usd: float
+
+
+class JudgeAgreement(_Row):
+    run_id: str
+    task: str
+    judge_a: str
+    judge_b: str
+    n: int
+    agreement: float
+    kappa: float
+
+
+class OpenGap(_Row):
+    """A multiple-choice task beside its open-ended twin: same run, model, config and test items."""
+
+    run_id: str
+    model: str
+    task: str
+    open_task: str
+    config_id: str
+    strategy: str
+    metric: str
+    n: int
+    multiple_choice_score: float | None
+    open_score: float | None
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None
 
 
 class ParetoPoint(_Config, _RunTaskModel):
@@ -263,6 +331,10 @@ class Report(_Row):
     consistency: list[Consistency]
     costs: list[Cost]
     pareto: list[ParetoPoint]
+    metrics: list[MetricScore] = []
+    judges: list[JudgeValidation] = []
+    judge_agreement: list[JudgeAgreement] = []
+    open_ended: list[OpenGap] = []
     runs: list[RunStatus]
     settings: Settings
     warnings: list[str]
@@ -279,6 +351,9 @@ class Extras(_Row):
     votes: list[str | None] | None = None  # answers sampled and voted on
     order_votes: list[str | None] | None = None  # answers under shuffled option orders (consistency)
     retrieved: list[str] | None = None  # ids of passages a retrieval strategy read
+    metrics: dict[str, float | None] | None = None  # free text: each metric of the task (None: not measured)
+    primary: str | None = None  # which of `metrics` is the record's score
+    judges: list[dict[str, Any]] | None = None  # each judge's verdict: judge, score, reply, cached, its calls
 
     @classmethod
     def of(cls, prediction: Any, declared: Any, knobs: dict[str, Any]) -> Extras:

@@ -134,11 +134,34 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
+def measured(task: Task, answer: str | None, example: Example, panel=None) -> tuple[float, dict]:
+    """The record's score and its metrics: the answer type's own measures (free text: every
+    metric of the task) and, when the task is judged, the first trusted judge's verdict (asked
+    here, its calls counted apart from the task model's). A judge that failed validation leaves
+    `judge` unmeasured (None)."""
+    kind = task.answer_type
+    score = kind.score(answer, example.gold)
+    metrics = dict(kind.measure(answer, example.gold)) if hasattr(kind, "measure") else {}
+    verdicts = []
+    if panel is not None:
+        if panel.judges and answer is not None:
+            verdicts = panel.grade(example.inputs, example.gold, answer)
+        judged = (verdicts[0].score or 0.0) if verdicts else 0.0 if answer is None else None
+        metrics["judge"] = judged if panel.judges else None
+        if panel.primary:
+            score = judged or 0.0
+    extras = {"metrics": metrics, "primary": getattr(kind, "primary_metric", None) or "score"} if metrics else {}
+    if verdicts:
+        extras["judges"] = [v.to_extras() for v in verdicts]
+    return score, extras
+
+
 def score_example(
-    program, example: Example, task: Task, lm, adapter, model: Model, knobs: dict | None = None
+    program, example: Example, task: Task, lm, adapter, model: Model, knobs: dict | None = None, judges=None
 ) -> tuple[dict, CallLog]:
     """Run one example in the calling thread; returns the record fields and the call log.
-    `knobs`: the config's, so the record's extras say whether this strategy reasoned."""
+    `knobs`: the config's, so the record's extras say whether this strategy reasoned; `judges`:
+    the task's promptopt.judge.Panel when it is judged."""
     import dspy
     from dspy.utils.exceptions import AdapterParseError
 
@@ -150,17 +173,23 @@ def score_example(
             pred = program(**example.inputs)
         raw = getattr(pred, "raw", None)
         answer = getattr(pred, "answer", None)
+        score, more = measured(task, answer, example, judges)
+        extras = Extras.of(pred, getattr(type(program), "declared", None), knobs or {}).model_copy(update=more)
         fields = dict(
             prediction=answer,
-            score=task.answer_type.score(answer, example.gold),
+            score=score,
             parse_ok=answer is not None,
             error=None,
             raw_output=raw if raw is not None else "\n---\n".join(log.outputs),
-            extras=Extras.of(pred, getattr(type(program), "declared", None), knobs or {}).to_json(),
+            extras=extras.to_json(),
         )
     except AdapterParseError as exc:  # an empty or unreadable completion is a parse failure, not an error
         raw = exc.lm_response or "\n---\n".join(log.outputs)
-        fields = dict(prediction=None, score=0.0, parse_ok=False, error=None, raw_output=raw)
+        score, more = measured(task, None, example, judges)
+        fields = dict(prediction=None, score=score, parse_ok=False, error=None, raw_output=raw,
+                      extras=Extras(**more).to_json())  # fmt: skip
+    except UserError:
+        raise  # a judge that cannot be called (bad key): stop in its one sentence
     except Exception as exc:
         reason = fatal_reason(exc, model)
         if reason:
@@ -190,6 +219,7 @@ def evaluate(
     on_progress: Callable[[Progress], None] | None = None,
     batch_size: int = 1,  # every record committed as it finishes: a kill -9 loses no paid call
     budget: Budget | None = None,
+    judges=None,  # the task's promptopt.judge.Panel, when it is judged
 ) -> None:
     done = store.done_keys(run_id, model.identity, task.name, config.id, split)
     todo = [ex for ex in examples if ex.id not in done]
@@ -229,7 +259,7 @@ def evaluate(
             for ex in todo:
                 if budget:
                     budget.check()
-                finish(ex, *score_example(program, ex, task, lm, adapter, model, config.knobs))
+                finish(ex, *score_example(program, ex, task, lm, adapter, model, config.knobs, judges))
         else:
             stopped: BudgetReached | None = None
 
@@ -249,7 +279,7 @@ def evaluate(
                 queue = iter(todo)
                 running = {}
                 while len(running) < threads * 2 and (ex := next_example()) is not None:
-                    running[pool.submit(score_example, program, ex, task, lm, adapter, model, config.knobs)] = ex
+                    running[pool.submit(score_example, program, ex, task, lm, adapter, model, config.knobs, judges)] = ex
                 while running:
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in finished:
@@ -258,7 +288,7 @@ def evaluate(
                         nxt = next_example()
                         if nxt is not None:
                             running[
-                                pool.submit(score_example, program, nxt, task, lm, adapter, model, config.knobs)
+                                pool.submit(score_example, program, nxt, task, lm, adapter, model, config.knobs, judges)
                             ] = nxt
             if stopped:
                 raise stopped

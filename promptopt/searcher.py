@@ -94,6 +94,12 @@ def search(
     space = search_space(plan, settings.demo_sets)
     baseline = parse_config("baseline", "none", plan.programs_dirs)
     tasks, models, _, overlap = validate_plan(plan, configs=[baseline])
+    for task in tasks:
+        if getattr(task.answer_type, "primary_metric", None) == "judge":
+            raise UserError(
+                f"Task {task.name}'s primary metric is the judge, which a search does not call yet; use "
+                "`promptopt run` (it validates and calls the judge), or a task whose primary metric is computed."
+            )
     by_id = {c.id: c for c in space}
     spaces = {task.name: {cid: c for cid, c in by_id.items() if serves(c, task, plan)} for task in tasks}
     for task in tasks:

@@ -680,6 +680,7 @@ def costs(records: pd.DataFrame, compiles: pd.DataFrame | None = None) -> pd.Dat
     scored = records[records["split"].isin(["val", "test"])]
     keys = ["run_id", "model", "task", "strategy", "optimizer", "config_id"]
     ident_keys = ["run_id", "model", "task", "config_id"]
+    scored = scored.join(judge_usage(scored))
     prep = records[records["split"] == "train"].groupby(ident_keys)[cols].sum()
     comp = (
         compiles.groupby(ident_keys)[cols].sum()
@@ -708,6 +709,8 @@ def costs(records: pd.DataFrame, compiles: pd.DataFrame | None = None) -> pd.Dat
                 "prep_calls": int(p.lm_calls), "prep_tokens": int(p.prompt_tokens + p.completion_tokens),
                 "prep_usd": float(p.cost_usd),
                 "one_off_usd": float(c.cost_usd + p.cost_usd),
+                "judge_calls_per_example": float(g["judge_lm_calls"].sum() / n),
+                "judge_usd_per_example": float(g["judge_cost_usd"].sum() / n),
             }
         )  # fmt: skip
     return pd.DataFrame(rows)
@@ -778,3 +781,141 @@ def clearly_worse(candidate: pd.Series, other: pd.Series, alpha: float) -> bool:
         return bool(diff.mean() < 0)
     z = -diff.mean() / se
     return bool(0.5 * math.erfc(z / math.sqrt(2)) < alpha)
+
+
+# ------------------------------------------------------------------ free text: metrics and judges
+
+
+def _measured(records: pd.DataFrame) -> pd.DataFrame:
+    """Answered records that carry metrics (free-text and MEDEC tasks), with their extras parsed."""
+    part = answered(with_extras(records))
+    part = part[part["extras"].map(lambda e: isinstance(e, str) and '"metrics"' in e)]
+    return part.assign(parsed=part["extras"].map(extras_of))
+
+
+def metric_scores(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Per (run, model, task, config, split) and metric: the mean over the answered items the
+    metric was measured on, with its 95% interval (Wilson for 0/1 scores, else the bootstrap over
+    items); `primary` marks the metric that is the record's score."""
+    part = _measured(records)
+    rows = []
+    for key, g in part.groupby(GROUP, sort=True):
+        per_item = pd.DataFrame([e.get("metrics") or {} for e in g["parsed"]], index=g["example_id"].to_numpy())
+        primary = {e.get("primary") for e in g["parsed"]} - {None}
+        for metric in per_item.columns:
+            values = per_item[metric].dropna().to_numpy(dtype=float)
+            if not len(values):
+                rows.append(dict(zip(GROUP, key, strict=True)) | {"metric": metric, "n": 0, "score": None,
+                            "ci_low": None, "ci_high": None, "primary": metric in primary})  # fmt: skip
+                continue
+            low, high = score_ci(values, b=b, seed=seed)
+            rows.append(
+                dict(zip(GROUP, key, strict=True))
+                | {"metric": metric, "n": len(values), "score": float(values.mean()), "ci_low": low,
+                   "ci_high": high, "primary": metric in primary}  # fmt: skip
+            )
+    cols = [*GROUP, "metric", "n", "score", "ci_low", "ci_high", "primary"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+USAGE = ("lm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
+
+
+def judge_usage(records: pd.DataFrame) -> pd.DataFrame:
+    """Per record: the judge calls, tokens and cost its verdicts cost (0 for cached verdicts and
+    records without a judge), apart from the task model's columns."""
+    frame = with_extras(records)
+    out = pd.DataFrame(0.0, index=frame.index, columns=[f"judge_{k}" for k in USAGE])
+    has = frame["extras"].map(lambda e: isinstance(e, str) and '"judges"' in e)
+    for idx, extras in frame.loc[has, "extras"].items():
+        for verdict in extras_of(extras).get("judges") or []:
+            for k in USAGE:
+                out.at[idx, f"judge_{k}"] += float(verdict.get(k) or 0)
+    return out
+
+
+def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
+    """Per (run, task, judge): its validation (agreement and kappa on planted verdicts, trusted or
+    not) and what grading the answers cost, calls and dollars apart from the task model's."""
+    part = _measured(records)
+    graded: dict[tuple, dict] = {}
+    for r in part.itertuples():
+        for v in r.parsed.get("judges") or []:
+            slot = graded.setdefault((r.run_id, r.task, v.get("judge")), {"graded": 0, "cached": 0} | dict.fromkeys(USAGE, 0))
+            slot["graded"] += 1
+            slot["cached"] += bool(v.get("cached"))
+            for k in USAGE:
+                slot[k] += v.get(k) or 0
+    rows = []
+    for c in (checks.to_dict(orient="records") if checks is not None and len(checks) else []):
+        g = graded.get((c["run_id"], c["task"], c["judge"]), {"graded": 0, "cached": 0} | dict.fromkeys(USAGE, 0))
+        low, high = wilson(c["agreement"] * c["n"], c["n"])
+        rows.append({
+            "run_id": c["run_id"], "task": c["task"], "judge": c["judge"], "checks": c["n"],
+            "agreement": c["agreement"], "agreement_ci_low": low, "agreement_ci_high": high, "kappa": c["kappa"],
+            "min_kappa": c["min_kappa"], "trusted": bool(c["trusted"]), "unreadable": c["unreadable"],
+            "passed_own": c["passed_own"], "own": c["own"], "failed_other": c["failed_other"], "other": c["other"],
+            "validation_calls": int(c.get("lm_calls", 0)), "validation_usd": float(c.get("cost_usd", 0.0)),
+            "graded": g["graded"], "cached": g["cached"], "grading_calls": int(g["lm_calls"]),
+            "grading_tokens": int(g["prompt_tokens"] + g["completion_tokens"]), "grading_usd": float(g["cost_usd"]),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def judge_agreement(records: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, task) and pair of judges that graded the same answers: how often their pass/fail
+    agrees and Cohen's kappa between them."""
+    from promptopt.judge import kappa
+
+    part = _measured(records)
+    pairs: dict[tuple, list[tuple[bool, bool]]] = {}
+    for r in part.itertuples():
+        verdicts = [v for v in r.parsed.get("judges") or [] if v.get("judge")]
+        for i, a in enumerate(verdicts):
+            for b_ in verdicts[i + 1 :]:
+                said = (a.get("score") is not None and a["score"] >= 0.5, b_.get("score") is not None and b_["score"] >= 0.5)
+                pairs.setdefault((r.run_id, r.task, a["judge"], b_["judge"]), []).append(said)
+    rows = []
+    for (run_id, task, ja, jb), said in sorted(pairs.items()):
+        a, b_ = [s[0] for s in said], [s[1] for s in said]
+        rows.append({"run_id": run_id, "task": task, "judge_a": ja, "judge_b": jb, "n": len(said),
+                     "agreement": sum(x == y for x, y in said) / len(said), "kappa": kappa(a, b_)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+OPEN = ":open"
+
+
+def open_gaps(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Each multiple-choice task beside its open-ended twin (TASK and TASK:open), for the same
+    run, model and config on the same test items: the multiple-choice accuracy, each metric of
+    the open-ended answers, and their paired difference (open − multiple choice) with its 95%
+    interval — the gap CUPCase reports."""
+    tasks = set(records["task"])
+    twins = [t for t in tasks if t.endswith(OPEN) and t.removesuffix(OPEN) in tasks]
+    if not twins:
+        return pd.DataFrame()
+    part = answered(with_extras(records[records["split"] == "test"]))
+    rows = []
+    for twin in sorted(twins):
+        base = twin.removesuffix(OPEN)
+        mc = part[part["task"] == base]
+        op = part[part["task"] == twin]
+        for (run_id, model, config_id), g in op.groupby(["run_id", "model", "config_id"], sort=True):
+            m = mc[(mc["run_id"] == run_id) & (mc["model"] == model) & (mc["config_id"] == config_id)]
+            if m.empty:
+                continue
+            mc_scores = m.set_index("example_id")["score"].astype(float)
+            per_item = pd.DataFrame([extras_of(e).get("metrics") or {} for e in g["extras"]],
+                                    index=g["example_id"].to_numpy())  # fmt: skip
+            for metric in per_item.columns:
+                scores = per_item[metric].dropna().astype(float)
+                found = paired(scores, mc_scores, b=b, seed=seed)
+                rows.append({
+                    "run_id": run_id, "model": model, "task": base, "open_task": twin, "config_id": config_id,
+                    "strategy": g["strategy"].iloc[0], "metric": metric, "n": found["n"],
+                    "multiple_choice_score": found["score_b"], "open_score": found["score_a"], "diff": found["diff"],
+                    "ci_low": found["ci_low"] if found["n"] else None, "ci_high": found["ci_high"] if found["n"] else None,
+                    "p": found["p"],
+                })  # fmt: skip
+    return pd.DataFrame(rows)

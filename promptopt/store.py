@@ -12,6 +12,9 @@ never block the writer). Schema (documented in README.md):
   or interrupted, so a report of an unfinished run says so.
 - ``compiles``: one row per compiled (run, model, task, config): the optimizer's LM calls,
   tokens, cost and seconds.
+- ``judgments``: every LLM judge verdict, keyed by a hash of (judge, scale, prompt), with the
+  judge's reply, score and what the call cost: a cache shared by all runs in the store.
+- ``judge_checks``: one row per (run, task, judge): its validation on planted verdicts.
 """
 
 from __future__ import annotations
@@ -100,6 +103,31 @@ compiles = Table(
     Column("config_id", String(100), primary_key=True),
     *usage_columns(),
     Column("seconds", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
+# LLM judges' verdicts, keyed by a hash of (judge identity, scale, prompt): a verdict is asked once.
+judgments = Table(
+    "judgments",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("judge", String(300), nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("reply", Text),
+    Column("score", Float),  # None: the reply held no verdict
+    *usage_columns(),
+    Column("created_at", Float, nullable=False),
+)
+
+# One row per (run, task, judge): how the judge did on the planted verdicts before it scored.
+judge_checks = Table(
+    "judge_checks",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("task", String(100), primary_key=True),
+    Column("judge", String(300), primary_key=True),
+    Column("result", Text, nullable=False),  # JSON of promptopt.judge.Check.as_row()
     Column("created_at", Float, nullable=False),
 )
 
@@ -292,6 +320,35 @@ class Store:
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(q).fetchall(), columns=[c.name for c in compiles.columns])
 
+    def judgment(self, key: str) -> dict | None:
+        """A cached verdict ({score, reply}) or None."""
+        q = select(judgments.c.score, judgments.c.reply).where(judgments.c.key == key)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else {"score": row[0], "reply": row[1]}
+
+    def add_judgment(self, key: str, judge: str, prompt: str, reply: str, score: float | None, usage: dict) -> None:
+        row = dict(key=key, judge=judge, prompt=prompt, reply=reply, score=score, **usage, created_at=time.time())
+        with self.engine.begin() as conn:
+            conn.execute(_insert_ignoring_duplicates(self.engine, judgments), [row])
+
+    def add_judge_check(self, run_id: str, check: dict) -> None:
+        where = [judge_checks.c.run_id == run_id, judge_checks.c.task == check["task"],
+                 judge_checks.c.judge == check["judge"]]  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.execute(judge_checks.delete().where(*where))
+            conn.execute(judge_checks.insert().values(run_id=run_id, task=check["task"], judge=check["judge"],
+                                                      result=json.dumps(check), created_at=time.time()))  # fmt: skip
+
+    def judge_checks(self, run_id: str | None = None) -> pd.DataFrame:
+        """One row per (run, task, judge) validation, its result's fields as columns."""
+        q = select(judge_checks.c.run_id, judge_checks.c.result)
+        if run_id:
+            q = q.where(judge_checks.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            rows = [{"run_id": rid, **json.loads(result)} for rid, result in conn.execute(q)]
+        return pd.DataFrame(rows)
+
     def add(self, batch: Iterable[Record]) -> None:
         rows = [asdict(r) | {"created_at": r.created_at or time.time()} for r in batch]
         if not rows:
@@ -380,17 +437,17 @@ def schema_lock(engine: Engine) -> Iterator[None]:
             conn.commit()
 
 
-def _insert_ignoring_duplicates(engine: Engine):
+def _insert_ignoring_duplicates(engine: Engine, table: Table = records):
+    """An insert that skips rows whose key is already there (another worker wrote them first)."""
     name = engine.dialect.name
     if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     elif name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        return records.insert().prefix_with("IGNORE") if name == "mysql" else records.insert()
-    return insert(records).on_conflict_do_nothing(
-        index_elements=["run_id", "model", "task", "config_id", "split", "example_id"]
-    )
+        return table.insert().prefix_with("IGNORE") if name == "mysql" else table.insert()
+    keys = ["run_id", "model", "task", "config_id", "split", "example_id"] if table is records else ["key"]
+    return insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

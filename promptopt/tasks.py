@@ -104,6 +104,10 @@ class AnswerSpec(_Spec):
         if unknown:
             valid = ", ".join(sorted(answer_options(known[self.type]))) or "none"
             raise FieldError("options", f"answer type {self.type} has no option {sorted(unknown)[0]!r}; valid: {valid}")
+        try:
+            with_options(known[self.type], self.options)
+        except (ValueError, TypeError) as exc:
+            raise FieldError("options", str(exc)) from None
         return self
 
 
@@ -135,6 +139,27 @@ class BaselineSpec(_Spec):
     instructions: str
 
 
+class JudgeSpec(_Spec):
+    """How an LLM judge grades this task's free-text answers (when `judge` is one of its metrics)."""
+
+    rubric: str | None = None  # a prompt with {question}, {reference} and {answer}; default: promptopt.judge's
+    scale: Literal["yes_no", "1-5"] = "yes_no"
+    models: list[str] = []  # the task's judges when the run names none (--judge-model)
+    checks: int = 20  # val items the judge is validated on (each with its own and another reference)
+
+    @model_validator(mode="after")
+    def _rubric_reads(self) -> JudgeSpec:
+        from promptopt.judge import rubric_for
+
+        try:
+            rubric_for(self)
+        except ValueError as exc:
+            raise FieldError("rubric", str(exc)) from None
+        if self.checks < 2:
+            raise FieldError("checks", "must be at least 2 (each item is graded against its own and another reference)")
+        return self
+
+
 class TaskSpec(_Spec):
     name: str
     description: str
@@ -147,6 +172,7 @@ class TaskSpec(_Spec):
     rows: RowsSpec = RowsSpec()
     split: SplitSpec
     baseline: BaselineSpec
+    judge: JudgeSpec | None = None
 
     @model_validator(mode="after")
     def _split_fits_source(self) -> TaskSpec:
@@ -186,6 +212,7 @@ class Task:
     _parts: dict[str, list[Example]] | None = field(default=None, repr=False)
     dropped: dict[str, int] = field(default_factory=dict)  # clean-up name -> rows removed
     answer_types: dict[str, AnswerType] = field(default_factory=dict, repr=False)  # what its answer type is found in
+    twin_of: Task | None = field(default=None, repr=False)  # the multiple-choice task an open-ended twin withholds options of
 
     @property
     def name(self) -> str:
@@ -202,7 +229,9 @@ class Task:
     def parts(self) -> dict[str, list[Example]]:
         """Rows per source split ("pool" when the source is one set of files)."""
         if self._parts is None:
-            self._parts = _load_parts(self)
+            self._parts = _load_parts(self) if self.twin_of is None else _open_parts(self.twin_of)
+            if self.twin_of is not None:
+                self.dropped = self.twin_of.dropped
         return self._parts
 
     def rows(self) -> list[Example]:
@@ -717,11 +746,56 @@ def available_tasks(extra: list[Path] | None = None) -> dict[str, Path]:
     return found
 
 
+OPEN_SUFFIX = ":open"
+OPEN_METRICS = ("token_f1", "rougeL", "exact", "judge")
+OPEN_INSTRUCTIONS = (
+    "Answer the following question. No answer options are given: reply with the answer itself in a few "
+    "words (for example the diagnosis, the drug or the next step), without explanation."
+)
+
+
+def open_twin(base: Task) -> Task:
+    """The multiple-choice task `base` with its options withheld: the same items and splits, the
+    gold option's text as the reference answer, scored as free text (token F1 first, with ROUGE-L,
+    exact match and the judge beside it)."""
+    if base.spec.answer.type != "multiple_choice":
+        raise UserError(
+            f"Task {base.name} has answer type {base.spec.answer.type}; only a multiple_choice task has an "
+            f"open-ended twin ({base.name}{OPEN_SUFFIX} withholds its options)."
+        )
+    answer = AnswerSpec.model_construct(type="free_text", gold=base.spec.answer.gold, gold_is=None, gold_after=None,
+                                        options={"metrics": list(OPEN_METRICS), "primary": OPEN_METRICS[0]})  # fmt: skip
+    spec = base.spec.model_copy(update={
+        "name": base.name + OPEN_SUFFIX,
+        "description": f"{base.spec.description.strip()} Open-ended twin: the options are withheld and the "
+                       "answer is scored against the gold option's text.",
+        "inputs": {k: v for k, v in base.spec.inputs.items() if k != "options"},
+        "answer": answer,
+        "baseline": BaselineSpec(instructions=OPEN_INSTRUCTIONS),
+        "judge": base.spec.judge,
+    })  # fmt: skip
+    return Task(spec=spec, path=base.path, answer_types=base.answer_types, twin_of=base)
+
+
+def _open_parts(base: Task) -> dict[str, list[Example]]:
+    out = {}
+    for part, rows in base.parts().items():
+        out[part] = [
+            Example(id=ex.id, inputs={k: v for k, v in ex.inputs.items() if k != "options"},
+                    gold=parse_options(ex.inputs.get("options")).get(ex.gold, ex.gold))
+            for ex in rows
+        ]  # fmt: skip
+    return out
+
+
 def load_task(name: str, extra: list[Path] | None = None, programs_dirs: list[Path] | None = None) -> Task:
-    """A task by name (bundled or from a user folder) or by path to its YAML file.
+    """A task by name (bundled or from a user folder) or by path to its YAML file; NAME:open is
+    the open-ended twin of a multiple-choice task.
 
     A task is found by its file name and identified by its `name:` field; the two must agree,
     or results stored under one name would be looked up under the other."""
+    if name.endswith(OPEN_SUFFIX):
+        return open_twin(load_task(name.removesuffix(OPEN_SUFFIX), extra, programs_dirs))
     if name.endswith((".yaml", ".yml")):
         return load_task_file(Path(name), programs_dirs)
     known = available_tasks(extra)
