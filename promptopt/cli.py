@@ -69,7 +69,7 @@ JudgeModels = Annotated[
     list[str] | None,
     typer.Option("--judge-model", help="LLM judge for free-text tasks (repeatable; default the task's, else local)."),
 ]
-JudgeApiBase = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the judges (default --api-base).")]
+JudgeApiBase = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the judges (not --api-base, which is the models').")]
 MinJudgeKappa = Annotated[
     float | None,
     typer.Option(min=-1, max=1, help="Trust a judge at this Cohen's kappa on its validation or above (default 0.6)."),
@@ -206,7 +206,7 @@ def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool, *
         the_plan = promptopt.plan(mode, **options)
         use_api_key_file(str(api_key_file), the_plan.models, the_plan.api_base)
         if the_plan.judge_models:
-            use_api_key_file(str(api_key_file), the_plan.judge_models, the_plan.judge_api_base or the_plan.api_base)
+            use_api_key_file(str(api_key_file), the_plan.judge_models, the_plan.judge_api_base)
     if dry_run:
         _print_dry_run(promptopt.estimate(mode, demo_sets=search_settings.get("demo_sets", 1), **options))
         return

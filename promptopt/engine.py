@@ -59,7 +59,7 @@ class RunPlan:
     mode: str = "run"  # "search": an Optuna search over the configs instead of scoring them all
     allow_overlap: bool = False  # run even when demo pools overlap the test set (the report warns)
     judge_models: list[str] = field(default_factory=list)  # LLM judges (none: the task's, else the embedded model)
-    judge_api_base: str | None = None  # the judges' OpenAI-compatible endpoint (none: --api-base)
+    judge_api_base: str | None = None  # the judges' OpenAI-compatible endpoint (none: their provider's)
     min_judge_kappa: float = DEFAULT_MIN_KAPPA  # a judge below this kappa on its validation is not trusted
 
     def describe(self) -> dict:
@@ -163,8 +163,8 @@ def judge_models(plan: RunPlan, task) -> list[Model]:
     if not getattr(task.answer_type, "judged", False):
         return []
     names = plan.judge_models or (task.spec.judge.models if task.spec.judge else []) or [DEFAULT_MODEL]
-    base = plan.judge_api_base or plan.api_base
-    return [resolve_model(n, None if n.startswith("local/") else base) for n in names]
+    # --api-base is the task models' endpoint; a judge is often a hosted model, so it has its own
+    return [resolve_model(n, None if n.startswith("local/") else plan.judge_api_base) for n in names]
 
 
 def open_judges(plan: RunPlan, tasks, store, run_dir: Path, stack: contextlib.ExitStack, lives: dict,
