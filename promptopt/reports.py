@@ -54,9 +54,9 @@ def open_source(source: str) -> tuple[Store, str | None]:
         storage = info["storage"]
         if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
             storage = f"sqlite:///{(path / 'results.sqlite').resolve()}"  # folder moved since the run
-        return Store(storage), info["run_id"]
+        return Store(storage, create=False), info["run_id"]
     if "://" in source:
-        return Store(source), None
+        return Store(source, create=False), None
     raise UserError(f"{source} is neither a run folder nor a storage URL (e.g. sqlite:///results.sqlite).")
 
 

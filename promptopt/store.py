@@ -181,7 +181,10 @@ def default_url(run_dir: Path) -> str:
 
 
 class Store:
-    def __init__(self, url: str):
+    def __init__(self, url: str, create: bool = True):
+        """Open (and create) the store at `url`. With create=False (reports, viewers) a store that
+        already holds records is left exactly as it is: tables added by later versions are read as
+        empty instead of being created."""
         self.url = url
         try:
             self.engine: Engine = create_engine(url, future=True)
@@ -195,7 +198,8 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            _create_tables(self.engine)
+            if create or not self._has("records"):
+                _create_tables(self.engine)
         except Exception as exc:
             raise UserError(
                 f"Could not open the results store at {self.engine.url.render_as_string(hide_password=True)} "
@@ -340,8 +344,16 @@ class Store:
             conn.execute(judge_checks.insert().values(run_id=run_id, task=check["task"], judge=check["judge"],
                                                       result=json.dumps(check), created_at=time.time()))  # fmt: skip
 
+    def _has(self, table: str) -> bool:
+        from sqlalchemy import inspect
+
+        return inspect(self.engine).has_table(table)
+
     def judge_checks(self, run_id: str | None = None) -> pd.DataFrame:
-        """One row per (run, task, judge) validation, its result's fields as columns."""
+        """One row per (run, task, judge) validation, its result's fields as columns (none in a
+        store written before judges existed)."""
+        if not self._has("judge_checks"):
+            return pd.DataFrame()
         q = select(judge_checks.c.run_id, judge_checks.c.result)
         if run_id:
             q = q.where(judge_checks.c.run_id == run_id)
