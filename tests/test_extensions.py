@@ -182,7 +182,7 @@ def test_user_entries_are_seen_only_by_the_calls_that_name_their_folder(tmp_path
     assert "roman_numeral" in api.available_answer_types([ext]) and "roman_numeral" not in api.available_answer_types()
     without = cli("tasks", "validate", str(tmp_path / "sums.yaml"))
     assert without.returncode == 1
-    assert "unknown answer type 'roman_numeral'; valid: exact_text, medec, multiple_choice" in without.stderr
+    assert "unknown answer type 'roman_numeral'; valid: exact_text, free_text, medec, multiple_choice" in without.stderr
     with_folder = cli("tasks", "validate", str(tmp_path / "sums.yaml"), "--programs-dir", str(ext))
     assert with_folder.returncode == 0, with_folder.stderr
     unknown = cli("run", "--task", str(tmp_path / "sums.yaml"), "--programs-dir", str(ext), "--optimizer", "last_j",
