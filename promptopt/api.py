@@ -52,6 +52,7 @@ def plan(
     judge_models: list[str] | None = None,
     judge_api_base: str | None = None,
     min_judge_kappa: float | None = None,
+    probes: list[str] | None = None,
 ):
     """A RunPlan from options and a sweep file (an option given here wins over the file's value).
 
@@ -105,6 +106,7 @@ def plan(
         judge_models=list(judge_models or file.judge_models or []),
         judge_api_base=pick(judge_api_base, file.judge_api_base, None),
         min_judge_kappa=pick(min_judge_kappa, file.min_judge_kappa, DEFAULT_MIN_KAPPA),
+        probes=list(probes or file.probes or []),
     )
 
 
@@ -321,7 +323,7 @@ def check_model(model: str, api_base: str | None = None) -> tuple[str, float]:
     import dspy
 
     from promptopt.models import build_lm, resolve_model
-    from promptopt.scoring import fatal_reason
+    from promptopt.models import fatal_reason
     from promptopt.session import endpoint
 
     spec = resolve_model(model, api_base)

@@ -70,6 +70,10 @@ JudgeModels = Annotated[
     typer.Option("--judge-model", help="LLM judge for free-text tasks (repeatable; default the task's, else local)."),
 ]
 JudgeApiBase = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the judges (not --api-base, which is the models').")]
+Probes = Annotated[
+    list[str] | None,
+    typer.Option("--probe", help="Robustness probe: negation, partial[:k=20+50], none_of_the_above, shuffle[:m=3], language (repeatable)."),
+]
 MinJudgeKappa = Annotated[
     float | None,
     typer.Option(min=-1, max=1, help="Trust a judge at this Cohen's kappa on its validation or above (default 0.6)."),
@@ -143,7 +147,7 @@ SHARED = {
     "rpm": (Rpm, None, "rpm"), "expect_accuracy": (ExpectAccuracy, 0.5, "expect_accuracy"),
     "allow_overlap": (AllowOverlap, False, "allow_overlap"), "api_key_file": (ApiKeyFile, None, None),
     "judge_model": (JudgeModels, None, "judge_models"), "judge_api_base": (JudgeApiBase, None, "judge_api_base"),
-    "min_judge_kappa": (MinJudgeKappa, None, "min_judge_kappa"),
+    "min_judge_kappa": (MinJudgeKappa, None, "min_judge_kappa"), "probe": (Probes, None, "probes"),
 }
 # fmt: on
 

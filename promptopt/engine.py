@@ -61,6 +61,7 @@ class RunPlan:
     judge_models: list[str] = field(default_factory=list)  # LLM judges (none: the task's, else the embedded model)
     judge_api_base: str | None = None  # the judges' OpenAI-compatible endpoint (none: their provider's)
     min_judge_kappa: float = DEFAULT_MIN_KAPPA  # a judge below this kappa on its validation is not trusted
+    probes: list[str] = field(default_factory=list)  # robustness probes (promptopt.probes), beside the tasks' own
 
     def describe(self) -> dict:
         """What identifies the run; endpoints without credentials. Only what was asked: what
@@ -86,6 +87,8 @@ class RunPlan:
             out["judge_api_base"] = redact_url(self.judge_api_base)
         if self.min_judge_kappa != DEFAULT_MIN_KAPPA:
             out["min_judge_kappa"] = self.min_judge_kappa
+        if self.probes:
+            out["probes"] = self.probes
         return out
 
     @property
@@ -128,7 +131,7 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
     for split in plan.splits:
         if split not in ("val", "test"):
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
-    tasks = [load_task(t, plan.tasks_dirs, plan.programs_dirs) for t in plan.tasks]
+    tasks = plan_tasks(plan)
     models = [resolve_model(m, plan.api_base, **({"rpm": plan.rpm} if plan.rpm else {})) for m in plan.models]
     for model in models if credentials else ():  # a dry run calls nothing, so needs no key
         check_credentials(model)
@@ -155,6 +158,48 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
 
     overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
     return tasks, models, configs, overlap
+
+
+def plan_tasks(plan: RunPlan) -> list:
+    """The plan's tasks, each followed by the probe tasks its probes make (--probe, and the ones
+    its YAML declares): medqa with negation adds medqa~negation. The language probe adds no task;
+    it needs another language of the task's group among the plan's tasks."""
+    from promptopt.probes import parse_probe
+    from promptopt.tasks import available_tasks, load_task_file, probe_task
+
+    asked = [parse_probe(p) for p in plan.probes]
+    out, names = [], set()
+    given = [load_task(t, plan.tasks_dirs, plan.programs_dirs) for t in plan.tasks]
+    for task in given:
+        for t in [task, *_probed(task, asked + [parse_probe(p) for p in task.spec.probes], probe_task)]:
+            if t.name not in names:
+                names.add(t.name)
+                out.append(t)
+    for task in given:
+        if not any(p.name == "language" for p in asked + [parse_probe(p) for p in task.spec.probes]):
+            continue
+        lang = task.spec.language
+        if lang is None:
+            raise UserError(
+                f"The language probe pairs a task with the same items in another language, and task {task.name} "
+                "declares no language (language: {group: G, code: C} in its YAML)."
+            )
+        siblings = [t.name for t in given if t.spec.language and t.spec.language.group == lang.group and t is not task]
+        if not siblings:
+            known = sorted(
+                n for n, path in available_tasks(plan.tasks_dirs).items()
+                if n != task.name and (spec := load_task_file(path, plan.programs_dirs).spec).language
+                and spec.language.group == lang.group
+            )  # fmt: skip
+            raise UserError(
+                f"The language probe needs task {task.name} beside another language of group {lang.group}; add "
+                f"one of {', '.join(known) or '(none found)'} with --task."
+            )
+    return out
+
+
+def _probed(task, probes, probe_task) -> list:
+    return [probe_task(task, suffix) for p in probes if p.name != "language" for suffix in p.task_suffixes]
 
 
 def judge_models(plan: RunPlan, task) -> list[Model]:

@@ -178,7 +178,7 @@ class Judge:
         try:
             outputs = self.lm(messages=[{"role": "user", "content": prompt}])
         except Exception as exc:
-            from promptopt.scoring import fatal_reason
+            from promptopt.models import fatal_reason
 
             reason = fatal_reason(exc, self.model)
             if reason:

@@ -359,3 +359,19 @@ def build_lm(model: Model, **overrides: Any):
 
 def with_endpoint(model: Model, api_base: str) -> Model:
     return replace(model, api_base=api_base)
+
+
+def fatal_reason(exc: BaseException, model: Model) -> str | None:
+    """One sentence when an LM error cannot be fixed by retrying, else None."""
+    from dspy.clients import errors as lm_errors
+
+    where = f" at {redact_url(model.api_base)}" if model.api_base else ""
+    if isinstance(exc, lm_errors.LMAuthError | lm_errors.LMNotConfiguredError):
+        return f"Model {model.name}{where} rejected the credentials; set the provider's API key in the environment."
+    if isinstance(exc, lm_errors.LMUnsupportedModelError):
+        return f"Model {model.name}{where} does not exist or is not served there."
+    if isinstance(exc, lm_errors.LMBillingError):
+        return f"Model {model.name}{where} refused the call for billing reasons."
+    if isinstance(exc, lm_errors.LMTransportError) and model.api_base:
+        return f"Could not connect to {redact_url(model.api_base)} for model {model.name}; check --api-base."
+    return None

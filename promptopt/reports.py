@@ -109,6 +109,8 @@ def build(
         "judges": stats.judges(records, judge_checks),
         "judge_agreement": stats.judge_agreement(records),
         "open_ended": stats.open_gaps(records, b=b, seed=seed),
+        "robustness": stats.robustness(records, b=b, seed=seed),
+        "robust": stats.robust_ceilings(records, summary),
     }
     report = {
         "rows": _clean(summary[ROW_FIELDS].to_dict(orient="records")),
@@ -314,13 +316,14 @@ def _leaderboards_sections(report: Report) -> list[Section]:
             key=lambda r: (r.rank_ceiling or 1e9, r.model),
         )
         comparisons = max((r.comparisons or 0 for r in board), default=0)
+        robust = {r.model: r for r in report.robust if r.task == task and r.run_id == run_id}
         out.append(
             Section(
                 f"Leaderboard — {task}{_run_label(report, run_id)}",
                 [
                     "model", "baseline % [95% CI]", "ceiling % [95% CI]", "ceiling config (chosen on)",
                     "optimistic max %", "uplift pts [95% CI] n", "verdict (Holm)", "rank baseline", "rank ceiling",
-                ],
+                ] + (["robust ceiling % [95% CI] n", "robust choice % (config)"] if robust else []),
                 [
                     [
                         _display(r.model), _ci(r.baseline_score, r.baseline_ci_low, r.baseline_ci_high),
@@ -328,10 +331,12 @@ def _leaderboards_sections(report: Report) -> list[Section]:
                         f"{r.selected_config_id} ({_chosen_on(r.selected_on)})", _pct(r.optimistic_max_score),
                         _uplift(r), _verdict(r.verdict, r.uplift_n, r.baseline_score is not None),
                         str(r.rank_baseline or "—"), str(r.rank_ceiling or "—"),
-                    ]
+                    ] + (_robust_cells(robust.get(r.model)) if robust else [])
                     for r in board
                 ],
-                "Ceiling = test score of the config chosen on val among the configs scored on all of val (on test "
+                ("Robust ceiling = the ceiling config's test items counted only when also right on every probe "
+                 "that ran (partial aside); robust choice = the config the robust score picks on val, and its "
+                 "robust test score. " if robust else "") + "Ceiling = test score of the config chosen on val among the configs scored on all of val (on test "
                 "only when no val was scored: then it is optimistic too). Optimistic max = best test score over "
                 "all configs, biased upward. Scores leave out items whose LM call failed. Uplift = ceiling − "
                 "baseline on the test items both answered (n), paired bootstrap interval; verdicts are corrected "
@@ -340,6 +345,13 @@ def _leaderboards_sections(report: Report) -> list[Section]:
             )
         )
     return out
+
+
+def _robust_cells(r) -> list[str]:
+    if r is None:
+        return ["—", "—"]
+    return [f"{_ci(r.robust_score, r.robust_ci_low, r.robust_ci_high)} n={r.robust_n}",
+            f"{_pct(r.robust_choice_score)} ({r.robust_config_id or '—'})"]  # fmt: skip
 
 
 def _head_to_head_sections(report: Report) -> list[Section]:
@@ -522,6 +534,34 @@ def _open_ended_sections(report: Report) -> list[Section]:
     )
 
 
+def _robustness_sections(report: Report) -> list[Section]:
+    def extra(r) -> str:
+        if r.probe == "negation":
+            return f"yes-half {_pct(r.yes_score)}, no-half {_pct(r.no_score)}; pair = both right"
+        if r.probe.startswith("partial"):
+            return f"{_pct(r.retained)}% of the full-case score retained"
+        if r.consistency is not None:
+            what = "same option text under all orders" if r.probe.startswith("shuffle") else "same letter in both languages"
+            return f"{_ci(r.consistency, r.consistency_ci_low, r.consistency_ci_high)} {what} ({r.orders} versions)"
+        return ""
+
+    return _tabulate(
+        report.robustness,
+        "Robustness probes (paired with their source items)",
+        ["model", "task", "config", "split", "probe", "items", "unprobed %", "probed %", "probed − unprobed [95% CI]",
+         "what else"],
+        lambda r: [
+            _display(r.model), r.task + _run_label(report, r.run_id), r.config_id, r.split, r.probe, str(r.n),
+            _pct(r.source_score), _pct(r.probe_score), _ci(r.diff, r.ci_low, r.ci_high, _pts), extra(r),
+        ],
+        "negation: two yes/no questions per item (is the correct option the answer? is a distractor?), the "
+        "probed score counts a pair only when both are right; partialK: the stem cut to its first K% of words; "
+        "nota: the correct option replaced by 'None of the other options'; shuffle: mean score under the "
+        "shuffled orders, consistency with the original order included; language:C: the same cases in "
+        "language C against the first language of the group. Paired bootstrap over the source items.",
+    )
+
+
 # fmt: on
 
 
@@ -532,7 +572,8 @@ def _rows_sections(report: Report) -> list[Section]:
 # The report's sections in the one order every format renders them (the plot follows Pareto).
 SECTION_BUILDERS = (
     _rows_sections, _runs_sections, _leaderboards_sections, _head_to_head_sections, _flips_sections,
-    _metrics_sections, _judges_sections, _open_ended_sections, _sensitivity_sections, _consistency_sections,
+    _metrics_sections, _judges_sections, _open_ended_sections, _robustness_sections, _sensitivity_sections,
+    _consistency_sections,
     _costs_sections, _pareto_sections,
 )  # fmt: skip
 

@@ -270,6 +270,49 @@ class JudgeAgreement(_Row):
     kappa: float
 
 
+class Robustness(_Row):
+    """One probe of one config against its source items (promptopt.probes)."""
+
+    run_id: str
+    model: str
+    task: str  # the source task (for language: the group's first language)
+    strategy: str
+    config_id: str
+    split: str
+    probe: str  # negation, partialK, nota, shuffle[...], language:CODE
+    n: int  # source items paired
+    source_score: float | None
+    probe_score: float | None
+    diff: float | None  # probe − source, paired by item
+    ci_low: float | None
+    ci_high: float | None
+    yes_score: float | None = None  # negation: the "is the correct option the answer?" half
+    no_score: float | None = None  # negation: the "is a distractor the answer?" half
+    retained: float | None = None  # partial: probe score / full score
+    consistency: float | None = None  # shuffle: same option text under every order; language: same letter
+    consistency_ci_low: float | None = None
+    consistency_ci_high: float | None = None
+    orders: int | None = None  # versions compared for consistency, the original included
+
+
+class RobustCeiling(_Row):
+    """Per model and task with probes: the ceiling config's robust score, and the robust choice."""
+
+    run_id: str
+    model: str
+    task: str
+    config_id: str  # chosen on val by the plain score
+    ceiling_score: float | None
+    robust_score: float | None  # its test items right on the item and on every probe that ran
+    robust_ci_low: float | None
+    robust_ci_high: float | None
+    robust_n: int
+    robust_config_id: str | None  # chosen on val by the robust score
+    robust_choice_score: float | None
+    robust_choice_ci_low: float | None
+    robust_choice_ci_high: float | None
+
+
 class OpenGap(_Row):
     """A multiple-choice task beside its open-ended twin: same run, model, config and test items."""
 
@@ -335,6 +378,8 @@ class Report(_Row):
     judges: list[JudgeValidation] = []
     judge_agreement: list[JudgeAgreement] = []
     open_ended: list[OpenGap] = []
+    robustness: list[Robustness] = []
+    robust: list[RobustCeiling] = []
     runs: list[RunStatus]
     settings: Settings
     warnings: list[str]
@@ -353,6 +398,8 @@ class Extras(_Row):
     retrieved: list[str] | None = None  # ids of passages a retrieval strategy read
     metrics: dict[str, float | None] | None = None  # free text: each metric of the task (None: not measured)
     primary: str | None = None  # which of `metrics` is the record's score
+    answer_text: str | None = None  # multiple choice: the chosen option's text (consistency across orders)
+    language: dict[str, str] | None = None  # the task's language group and code, for the language probe
     judges: list[dict[str, Any]] | None = None  # each judge's verdict: judge, score, reply, cached, its calls
 
     @classmethod

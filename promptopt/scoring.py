@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from promptopt.config import Config
 from promptopt.errors import UserError
-from promptopt.models import CallLog, Model, current_log, redact_url
+from promptopt.models import CallLog, Model, current_log, fatal_reason, redact_url
 from promptopt.results import Extras
 from promptopt.store import Record, Store
 from promptopt.tasks import Example, Task
@@ -109,22 +109,6 @@ class Budget:
             )
 
 
-def fatal_reason(exc: BaseException, model: Model) -> str | None:
-    """One sentence when an LM error cannot be fixed by retrying, else None."""
-    from dspy.clients import errors as lm_errors
-
-    where = f" at {redact_url(model.api_base)}" if model.api_base else ""
-    if isinstance(exc, lm_errors.LMAuthError | lm_errors.LMNotConfiguredError):
-        return f"Model {model.name}{where} rejected the credentials; set the provider's API key in the environment."
-    if isinstance(exc, lm_errors.LMUnsupportedModelError):
-        return f"Model {model.name}{where} does not exist or is not served there."
-    if isinstance(exc, lm_errors.LMBillingError):
-        return f"Model {model.name}{where} refused the call for billing reasons."
-    if isinstance(exc, lm_errors.LMTransportError) and model.api_base:
-        return f"Could not connect to {redact_url(model.api_base)} for model {model.name}; check --api-base."
-    return None
-
-
 def _short(exc: BaseException) -> str:
     """First line of an error, with URLs stripped of credentials and query strings."""
     import re
@@ -151,6 +135,11 @@ def measured(task: Task, answer: str | None, example: Example, panel=None) -> tu
         if panel.primary:
             score = judged or 0.0
     extras = {"metrics": metrics, "primary": getattr(kind, "primary_metric", None) or "score"} if metrics else {}
+    options = example.inputs.get("options")
+    if isinstance(options, dict) and answer in options:
+        extras["answer_text"] = options[answer]  # what was chosen, whatever its letter (shuffle consistency)
+    if task.spec.language is not None:
+        extras["language"] = {"group": task.spec.language.group, "code": task.spec.language.code}
     if verdicts:
         extras["judges"] = [v.to_extras() for v in verdicts]
     return score, extras

@@ -789,7 +789,7 @@ def clearly_worse(candidate: pd.Series, other: pd.Series, alpha: float) -> bool:
 def _measured(records: pd.DataFrame) -> pd.DataFrame:
     """Answered records that carry metrics (free-text and MEDEC tasks), with their extras parsed."""
     part = answered(with_extras(records))
-    part = part[part["extras"].map(lambda e: isinstance(e, str) and '"metrics"' in e)]
+    part = part[part["extras"].map(lambda e: isinstance(e, str) and '"metrics"' in e).astype(bool)]
     return part.assign(parsed=part["extras"].map(extras_of))
 
 
@@ -826,7 +826,7 @@ def judge_usage(records: pd.DataFrame) -> pd.DataFrame:
     records without a judge), apart from the task model's columns."""
     frame = with_extras(records)
     out = pd.DataFrame(0.0, index=frame.index, columns=[f"judge_{k}" for k in USAGE])
-    has = frame["extras"].map(lambda e: isinstance(e, str) and '"judges"' in e)
+    has = frame["extras"].map(lambda e: isinstance(e, str) and '"judges"' in e).astype(bool)
     for idx, extras in frame.loc[has, "extras"].items():
         for verdict in extras_of(extras).get("judges") or []:
             for k in USAGE:
@@ -918,4 +918,198 @@ def open_gaps(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataF
                     "ci_low": found["ci_low"] if found["n"] else None, "ci_high": found["ci_high"] if found["n"] else None,
                     "p": found["p"],
                 })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ robustness probes
+
+
+def _probe_parts(task: str) -> tuple[str, str | None]:
+    """(source task, probe suffix) of a task name: medqa~negation -> (medqa, negation)."""
+    base, sep, suffix = task.rpartition("~")
+    return (base, suffix) if sep else (task, None)
+
+
+def _per_source(frame: pd.DataFrame) -> pd.DataFrame:
+    """Answered probe records with their source item's id."""
+    from promptopt.probes import source_id
+
+    return frame.assign(source=frame["example_id"].map(source_id))
+
+
+def _language_groups(records: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """task -> (group, language code) for records whose extras name a language (tasks that declare one)."""
+    out = {}
+    part = with_extras(records)
+    for task, g in part.groupby("task", sort=True):
+        sample = next((e for e in g["extras"] if isinstance(e, str) and '"language"' in e), None)
+        lang = extras_of(sample).get("language") if sample else None
+        if lang:
+            out[task] = (lang["group"], lang["code"])
+    return out
+
+
+def robustness(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Per (run, model, source task, config, split) and probe: the probe's score on the items whose
+    source was answered, the source items' own score there, the paired difference (probe − source,
+    bootstrap over source items) and, per probe, what it adds: negation's two halves, partial's
+    share of the score retained, shuffle's consistency, the language pair's answer agreement."""
+    part = answered(with_extras(records))
+    if part.empty:
+        return pd.DataFrame()
+    part = _per_source(part)
+    keys = ["run_id", "model", "config_id", "split"]
+    rows = []
+    tasks = set(part["task"])
+    for task in sorted(tasks):
+        base, suffix = _probe_parts(task)
+        if suffix is None or base not in tasks:
+            continue
+        probe = part[part["task"] == task]
+        source = part[part["task"] == base]
+        for key, g in probe.groupby(keys, sort=True):
+            s = source[(source[keys] == pd.Series(key, index=keys)).all(axis=1)]
+            if s.empty:
+                continue
+            src = s.set_index("example_id")["score"].astype(float)
+            row = _probe_row(suffix, g, s, src, b, seed)
+            if row:
+                rows.append(dict(zip(keys, key, strict=True)) | {"task": base, "strategy": g["strategy"].iloc[0]} | row)
+    rows += _language_rows(part, b, seed)
+    cols = ["run_id", "model", "task", "strategy", "config_id", "split", "probe", "n", "source_score", "probe_score",
+            "diff", "ci_low", "ci_high", "yes_score", "no_score", "retained", "consistency", "consistency_ci_low",
+            "consistency_ci_high", "orders"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _probe_row(suffix: str, g: pd.DataFrame, s: pd.DataFrame, src: pd.Series, b: int, seed: int) -> dict | None:
+    by_source = g.groupby("source")
+    if suffix == "negation":
+        halves = g.assign(half=g["example_id"].str.rsplit("~", n=1).str[-1])
+        pair = halves.groupby("source").filter(lambda x: len(x) == 2).groupby("source")["score"].min()
+        common = pair.index.intersection(src.index)
+        yes = halves[(halves["half"] == "yes") & halves["source"].isin(common)]["score"].mean()
+        no = halves[(halves["half"] == "no") & halves["source"].isin(common)]["score"].mean()
+        found = paired(pair.loc[common].astype(float), src, b=b, seed=seed)
+        extra = {"yes_score": float(yes) if len(common) else None, "no_score": float(no) if len(common) else None}
+    elif suffix.startswith("shuffle"):
+        every = by_source["score"].min()  # right under every shuffled order
+        common = every.index.intersection(src.index)
+        found = paired(by_source["score"].mean().loc[common].astype(float), src, b=b, seed=seed)
+        texts = by_source["extras"].apply(lambda es: [extras_of(e).get("answer_text") for e in es])
+        orig = s.set_index("example_id")["extras"].map(lambda e: extras_of(e).get("answer_text"))
+        same = [t[0] is not None and all(x == t[0] for x in t) for t in ([orig.get(i), *texts.loc[i]] for i in common)]
+        low, high = wilson(sum(same), len(same))
+        orders = 1 + int(by_source.size().max()) if len(g) else None
+        extra = {"consistency": sum(same) / len(same) if same else None, "consistency_ci_low": low,
+                 "consistency_ci_high": high, "orders": orders}  # fmt: skip
+    else:  # partialK, nota: one probe item per source item
+        one = by_source["score"].mean()
+        common = one.index.intersection(src.index)
+        found = paired(one.loc[common].astype(float), src, b=b, seed=seed)
+        extra = {}
+        if suffix.startswith("partial") and found["n"]:
+            extra["retained"] = found["score_a"] / found["score_b"] if found["score_b"] else None
+    if not found["n"]:
+        return None
+    return {"probe": suffix, "n": found["n"], "source_score": found["score_b"], "probe_score": found["score_a"],
+            "diff": found["diff"], "ci_low": found["ci_low"], "ci_high": found["ci_high"], **extra}  # fmt: skip
+
+
+def _language_rows(part: pd.DataFrame, b: int, seed: int) -> list[dict]:
+    """Each language task against the first-named language of its group (by code order: en first),
+    same model, config and items: the other language's score, the gap and how often the same letter was given."""
+    groups = _language_groups(part)
+    rows = []
+    by_group: dict[str, list[tuple[str, str]]] = {}
+    for task, (group, code) in groups.items():
+        by_group.setdefault(group, []).append((code, task))
+    for members in by_group.values():
+        members.sort(key=lambda m: (m[0] != "en", m[0]))
+        (_, ref_task), others = members[0], members[1:]
+        ref = part[part["task"] == ref_task]
+        for code, task in others:
+            other = part[part["task"] == task]
+            for (run_id, model, config_id, split), g in other.groupby(["run_id", "model", "config_id", "split"], sort=True):
+                r = ref[(ref.run_id == run_id) & (ref.model == model) & (ref.config_id == config_id) & (ref.split == split)]
+                if r.empty:
+                    continue
+                a, c = g.set_index("example_id"), r.set_index("example_id")
+                found = paired(a["score"].astype(float), c["score"].astype(float), b=b, seed=seed)
+                common = a.index.intersection(c.index)
+                same = [a.at[i, "prediction"] is not None and a.at[i, "prediction"] == c.at[i, "prediction"] for i in common]
+                low, high = wilson(sum(same), len(same))
+                rows.append({"run_id": run_id, "model": model, "task": ref_task, "strategy": g["strategy"].iloc[0],
+                             "config_id": config_id, "split": split, "probe": f"language:{code}", "n": found["n"],
+                             "source_score": found["score_b"], "probe_score": found["score_a"], "diff": found["diff"],
+                             "ci_low": found["ci_low"], "ci_high": found["ci_high"],
+                             "consistency": sum(same) / len(same) if same else None, "consistency_ci_low": low,
+                             "consistency_ci_high": high, "orders": 2})  # fmt: skip
+    return rows
+
+
+def robust_items(records: pd.DataFrame) -> dict[tuple, pd.Series]:
+    """(run, model, source task, config_id, split) -> per source item, 1.0 when the model is right on
+    the item and on each of its probes that ran (partial aside), else 0.0; items with a probe
+    record missing or failed are left out."""
+    part = _per_source(with_extras(records))
+    groups = _language_groups(part)
+    tasks = set(part["task"])
+    out: dict[tuple, pd.Series] = {}
+    keys = ["run_id", "model", "config_id", "split"]
+    for base in sorted(t for t in tasks if "~" not in t):
+        linked = [t for t in tasks if t != base and _probe_parts(t)[0] == base
+                  and not str(_probe_parts(t)[1]).startswith("partial")]  # fmt: skip
+        lang = groups.get(base)
+        siblings = [t for t, gc in groups.items() if lang and gc[0] == lang[0] and t != base]
+        if not linked and not siblings:
+            continue
+        src = part[part["task"] == base]
+        for key, g in src.groupby(keys, sort=True):
+            ok = g.set_index("example_id")
+            right = ok["score"].where(ok["error"].isna())
+            for t in [*linked, *siblings]:
+                p = part[(part["task"] == t) & (part[keys] == pd.Series(key, index=keys)).all(axis=1)]
+                if p.empty:
+                    right = right.where(pd.Series(False, index=right.index))
+                    continue
+                failed = set(p.loc[p["error"].notna(), "source"])
+                worst = p.groupby("source")["score"].min()
+                worst = worst.reindex(right.index)
+                worst[worst.index.isin(failed)] = float("nan")
+                right = pd.concat([right, worst], axis=1).min(axis=1, skipna=False)
+            right = right.dropna()
+            out[(key[0], key[1], base, key[2], key[3])] = (right >= 1.0).astype(float)
+    return out
+
+
+def robust_ceilings(records: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, model, task) with probes: the chosen config's robust test score beside its plain
+    ceiling, and the config that the robust score chooses on val with its robust test score."""
+    robust = robust_items(records)
+    if not robust:
+        return pd.DataFrame()
+    chosen = select_configs(summary)
+    rows = []
+    for c in chosen.itertuples():
+        mine = {k: v for k, v in robust.items() if k[:3] == (c.run_id, c.model, c.task)}
+        if not mine:
+            continue
+        test = mine.get((c.run_id, c.model, c.task, c.config_id, "test"))
+        plain = summary[(summary.run_id == c.run_id) & (summary.model == c.model) & (summary.task == c.task)
+                        & (summary.config_id == c.config_id) & (summary.split == "test")]  # fmt: skip
+        val = {k[3]: v for k, v in mine.items() if k[4] == "val" and len(v)}
+        pick = max(sorted(val), key=lambda cid: val[cid].mean()) if val else None
+        pick_test = mine.get((c.run_id, c.model, c.task, pick, "test")) if pick else None
+        low, high = wilson(float(test.sum()), len(test)) if test is not None and len(test) else (None, None)
+        plow, phigh = wilson(float(pick_test.sum()), len(pick_test)) if pick_test is not None and len(pick_test) else (None, None)
+        rows.append({
+            "run_id": c.run_id, "model": c.model, "task": c.task, "config_id": c.config_id,
+            "ceiling_score": float(plain["score"].iloc[0]) if len(plain) and plain["score"].iloc[0] is not None else None,
+            "robust_score": float(test.mean()) if test is not None and len(test) else None,
+            "robust_ci_low": low, "robust_ci_high": high, "robust_n": len(test) if test is not None else 0,
+            "robust_config_id": pick,
+            "robust_choice_score": float(pick_test.mean()) if pick_test is not None and len(pick_test) else None,
+            "robust_choice_ci_low": plow, "robust_choice_ci_high": phigh,
+        })  # fmt: skip
     return pd.DataFrame(rows)

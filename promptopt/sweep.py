@@ -7,7 +7,7 @@ strategies: [baseline, cot, "self_consistency:n=5"]
 optimizers: [none, bootstrap]
 limit: 50            # and: splits, seed, threads, api_base, storage, out,
 max_calls: 5000      #      max_cost, max_error_rate, rpm, tasks_dirs, programs_dirs,
-                     #      judge_models, judge_api_base, min_judge_kappa
+                     #      judge_models, judge_api_base, min_judge_kappa, probes
 ```
 
 A flag given on the command line wins over the file's value for the same setting (a repeatable
@@ -48,6 +48,7 @@ class Sweep(BaseModel):
     judge_models: list[str] | None = Field(default=None, min_length=1)
     judge_api_base: str | None = None
     min_judge_kappa: float | None = Field(default=None, ge=-1, le=1)
+    probes: list[str] | None = Field(default=None, min_length=1)
 
 
 def load_sweep(path: Path) -> Sweep:

@@ -160,6 +160,13 @@ class JudgeSpec(_Spec):
         return self
 
 
+class LanguageSpec(_Spec):
+    """This task is one language of a group of tasks holding the same items (same ids and gold)."""
+
+    group: str
+    code: str
+
+
 class TaskSpec(_Spec):
     name: str
     description: str
@@ -173,6 +180,19 @@ class TaskSpec(_Spec):
     split: SplitSpec
     baseline: BaselineSpec
     judge: JudgeSpec | None = None
+    language: LanguageSpec | None = None
+    probes: list[str] = []  # robustness probes every run of this task also scores (promptopt.probes)
+
+    @model_validator(mode="after")
+    def _probes_known(self) -> TaskSpec:
+        from promptopt.probes import parse_probe
+
+        for text in self.probes:
+            try:
+                parse_probe(text)
+            except UserError as exc:
+                raise FieldError("probes", str(exc).rstrip(".")) from None
+        return self
 
     @model_validator(mode="after")
     def _split_fits_source(self) -> TaskSpec:
@@ -212,7 +232,10 @@ class Task:
     _parts: dict[str, list[Example]] | None = field(default=None, repr=False)
     dropped: dict[str, int] = field(default_factory=dict)  # clean-up name -> rows removed
     answer_types: dict[str, AnswerType] = field(default_factory=dict, repr=False)  # what its answer type is found in
-    twin_of: Task | None = field(default=None, repr=False)  # the multiple-choice task an open-ended twin withholds options of
+    # A derived task (an open-ended twin, a probe) is its source task's items transformed one by
+    # one, each keeping its source item's split: `derive` maps a source example to its own.
+    derived_from: Task | None = field(default=None, repr=False)
+    derive: Any = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -229,9 +252,12 @@ class Task:
     def parts(self) -> dict[str, list[Example]]:
         """Rows per source split ("pool" when the source is one set of files)."""
         if self._parts is None:
-            self._parts = _load_parts(self) if self.twin_of is None else _open_parts(self.twin_of)
-            if self.twin_of is not None:
-                self.dropped = self.twin_of.dropped
+            if self.derived_from is None:
+                self._parts = _load_parts(self)
+            else:
+                base = self.derived_from
+                self._parts = {part: [d for ex in rows for d in self.derive(ex)] for part, rows in base.parts().items()}
+                self.dropped = base.dropped
         return self._parts
 
     def rows(self) -> list[Example]:
@@ -244,6 +270,8 @@ class Task:
     def examples(self, split: str, limit: int | None = None) -> list[Example]:
         if split not in SPLITS:
             raise UserError(f"Unknown split {split!r}; valid splits are {', '.join(SPLITS)}.")
+        if self.derived_from is not None and limit is not None:  # the limit counts source items
+            return [d for ex in self.derived_from.examples(split, limit) for d in self.derive(ex)]
         chosen = self.splits[split]
         return chosen if limit is None else chosen[:limit]
 
@@ -370,6 +398,9 @@ def _shown(gold: str) -> str:
 
 
 def _make_splits(task: Task) -> dict[str, list[Example]]:
+    if task.derived_from is not None:  # each item keeps its source item's split: nothing is carved again
+        base = task.derived_from.splits
+        return {s: [d for ex in base[s] for d in task.derive(ex)] for s in SPLITS}
     spec, parts = task.spec, task.parts()
     rule = spec.split
     if "pool" in parts and not rule.test_ids:
@@ -774,18 +805,36 @@ def open_twin(base: Task) -> Task:
         "baseline": BaselineSpec(instructions=OPEN_INSTRUCTIONS),
         "judge": base.spec.judge,
     })  # fmt: skip
-    return Task(spec=spec, path=base.path, answer_types=base.answer_types, twin_of=base)
+    return Task(spec=spec, path=base.path, answer_types=base.answer_types, derived_from=base, derive=_withhold_options)
 
 
-def _open_parts(base: Task) -> dict[str, list[Example]]:
-    out = {}
-    for part, rows in base.parts().items():
-        out[part] = [
-            Example(id=ex.id, inputs={k: v for k, v in ex.inputs.items() if k != "options"},
-                    gold=parse_options(ex.inputs.get("options")).get(ex.gold, ex.gold))
-            for ex in rows
-        ]  # fmt: skip
-    return out
+def _withhold_options(ex: Example) -> list[Example]:
+    inputs = {k: v for k, v in ex.inputs.items() if k != "options"}
+    return [Example(id=ex.id, inputs=inputs, gold=parse_options(ex.inputs.get("options")).get(ex.gold, ex.gold))]
+
+
+def probe_task(base: Task, suffix: str) -> Task:
+    """TASK~SUFFIX: the probe that SUFFIX names (promptopt.probes) applied to a multiple-choice task."""
+    from promptopt import probes
+
+    probe = probes.probe_of_suffix(suffix)
+    if base.spec.answer.type != "multiple_choice":
+        raise UserError(
+            f"Task {base.name} has answer type {base.spec.answer.type}; the {probe.name} probe transforms "
+            "multiple-choice tasks only."
+        )
+    update: dict[str, Any] = {"name": f"{base.name}{probes.SEP}{suffix}", "probes": [], "language": None,
+                              "description": f"{base.spec.description.strip()} Probe: {probe.name}."}  # fmt: skip
+    if probe.name == "negation":
+        update |= {
+            "inputs": {"question": "question", "proposed_answer": "proposed_answer"},
+            "answer": AnswerSpec.model_construct(type="yes_no_maybe", gold="gold", gold_is=None, gold_after=None,
+                                                 options={}),  # fmt: skip
+            "baseline": BaselineSpec(instructions=probes.NEGATION_INSTRUCTIONS),
+        }
+    spec = base.spec.model_copy(update=update)
+    return Task(spec=spec, path=base.path, answer_types=base.answer_types, derived_from=base,
+                derive=probes.transform(probe, suffix))  # fmt: skip
 
 
 def load_task(name: str, extra: list[Path] | None = None, programs_dirs: list[Path] | None = None) -> Task:
@@ -796,6 +845,9 @@ def load_task(name: str, extra: list[Path] | None = None, programs_dirs: list[Pa
     or results stored under one name would be looked up under the other."""
     if name.endswith(OPEN_SUFFIX):
         return open_twin(load_task(name.removesuffix(OPEN_SUFFIX), extra, programs_dirs))
+    if "~" in name and not name.endswith((".yaml", ".yml")):
+        base, _, suffix = name.rpartition("~")
+        return probe_task(load_task(base, extra, programs_dirs), suffix)
     if name.endswith((".yaml", ".yml")):
         return load_task_file(Path(name), programs_dirs)
     known = available_tasks(extra)
