@@ -596,7 +596,7 @@ def rows_section(report: Report) -> Section:
             "optimizer",
             "split",
             "n",
-            "accuracy % [95% CI]",
+            "score % [95% CI]",
             "parse fail %",
             "errors % (count)",
             "LM calls",
@@ -623,8 +623,9 @@ def rows_section(report: Report) -> Section:
             ]  # fmt: skip
             for r in report.rows
         ],
-        "n = items answered; items whose LM call failed after retries are errors, left out of the accuracy "
-        "(not counted as wrong). sel (*) = config chosen on val; its test score is the ceiling.",
+        "score = accuracy, or a free-text task's primary metric (see Metrics). n = items answered; items whose "
+        "LM call failed after retries are errors, left out of the score (not counted as wrong). sel (*) = config "
+        "chosen on val; its test score is the ceiling.",
     )
 
 

@@ -72,7 +72,7 @@ def no_shared_server(tmp_path, monkeypatch):
 def test_the_embedded_model_answers_medqa_under_both_strategies_and_stops_its_server(tmp_path):
     done = cli("run", "--limit", "3", "--out", str(tmp_path), env={"PROMPTOPT_HOME": str(tmp_path / "home")})
     assert done.returncode == 0, done.stderr
-    assert "accuracy % [95% CI]" in done.stdout
+    assert "score % [95% CI]" in done.stdout
     run_dir = done.stdout.strip().splitlines()[-1].removeprefix("Run folder: ")
     rows = json.loads(cli("report", run_dir, "--format", "json").stdout)["rows"]
     by = {(r["strategy"], r["split"]): r for r in rows}
@@ -131,7 +131,7 @@ def test_a_run_reuses_the_server_that_promptopt_serve_keeps_running(tmp_path):
         assert run.returncode == 0, err
         assert kept and seen - before == set(kept)  # no server of its own: only the one serve keeps
         assert [p for p in llama_servers() if p not in before] == kept  # which still runs
-        assert "accuracy % [95% CI]" in out
+        assert "score % [95% CI]" in out
     finally:
         serve.send_signal(signal.SIGINT)
         try:
@@ -200,4 +200,4 @@ def test_threads_4_keeps_4_requests_in_flight_at_the_embedded_server(tmp_path):
     assert run.returncode == 0, err
     assert url and max(busy) == 4  # four questions decoded together, never more than asked for
     assert busy.count(4) >= 3  # and not only for an instant
-    assert "accuracy % [95% CI]" in out
+    assert "score % [95% CI]" in out
