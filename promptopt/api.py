@@ -322,8 +322,7 @@ def check_model(model: str, api_base: str | None = None) -> tuple[str, float]:
 
     import dspy
 
-    from promptopt.models import build_lm, resolve_model
-    from promptopt.models import fatal_reason
+    from promptopt.models import build_lm, fatal_reason, resolve_model
     from promptopt.session import endpoint
 
     spec = resolve_model(model, api_base)

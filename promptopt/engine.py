@@ -132,6 +132,11 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
         if split not in ("val", "test"):
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
     tasks = plan_tasks(plan)
+    if plan.mode == "search" and any("~" in t.name for t in tasks):
+        raise UserError(
+            "A search does not score probes yet (each probe task would be searched on its own, so no robust "
+            "ceiling could be read); use `promptopt run` with --probe, or drop the probes."
+        )
     models = [resolve_model(m, plan.api_base, **({"rpm": plan.rpm} if plan.rpm else {})) for m in plan.models]
     for model in models if credentials else ():  # a dry run calls nothing, so needs no key
         check_credentials(model)
@@ -171,10 +176,17 @@ def plan_tasks(plan: RunPlan) -> list:
     out, names = [], set()
     given = [load_task(t, plan.tasks_dirs, plan.programs_dirs) for t in plan.tasks]
     for task in given:
-        for t in [task, *_probed(task, asked + [parse_probe(p) for p in task.spec.probes], probe_task)]:
+        own = [parse_probe(p) for p in task.spec.probes]
+        for t in [task, *_probed(task, asked + own, probe_task, own)]:
             if t.name not in names:
                 names.add(t.name)
                 out.append(t)
+    transformable = [p for p in asked if p.name != "language"]
+    if transformable and not any(t.spec.answer.type == "multiple_choice" for t in given):
+        raise UserError(
+            f"The {transformable[0].name} probe transforms multiple-choice tasks, and none of the tasks given is one "
+            f"({', '.join(t.name for t in given)})."
+        )
     for task in given:
         if not any(p.name == "language" for p in asked + [parse_probe(p) for p in task.spec.probes]):
             continue
@@ -198,8 +210,15 @@ def plan_tasks(plan: RunPlan) -> list:
     return out
 
 
-def _probed(task, probes, probe_task) -> list:
-    return [probe_task(task, suffix) for p in probes if p.name != "language" for suffix in p.task_suffixes]
+def _probed(task, probes, probe_task, declared=()) -> list:
+    """The probe tasks of `task`: a --probe skips a task it cannot transform (not multiple choice),
+    a probe the task's own YAML declares never does."""
+    out = []
+    for p in probes:
+        if p.name == "language" or (task.spec.answer.type != "multiple_choice" and p not in declared):
+            continue
+        out += [probe_task(task, suffix) for suffix in p.task_suffixes]
+    return out
 
 
 def judge_models(plan: RunPlan, task) -> list[Model]:
@@ -213,7 +232,7 @@ def judge_models(plan: RunPlan, task) -> list[Model]:
 
 
 def open_judges(plan: RunPlan, tasks, store, run_dir: Path, stack: contextlib.ExitStack, lives: dict,
-                on_progress=None) -> dict:  # fmt: skip
+                on_progress=None, budget=None) -> dict:  # fmt: skip
     """task name -> its promptopt.judge.Panel, every judge validated on the task first: a judge
     whose kappa is below --min-judge-kappa stops the run (before any task call) when the judge is
     the task's primary metric, and is left out (its scores withheld) when it is not. `lives`
@@ -238,8 +257,20 @@ def open_judges(plan: RunPlan, tasks, store, run_dir: Path, stack: contextlib.Ex
             judge = Judge(lives[judge_model.name], rubric_for(spec), store)
             note(on_progress, f"Validating judge {judge_model.name} on {task.name}: it grades {spec.checks} val "
                               "items' own references (should pass) and other items' references (should fail) ...")  # fmt: skip
+            earlier = store.judge_checks(plan.run_id)
+            if len(earlier):
+                mine = earlier[earlier["task"] == task.name]
+                other = sorted(set(mine["judge"]) - {j.identity for j in chosen})
+                if other or (len(mine) and "rubric" in mine and (mine["rubric"].dropna() != judge.rubric.digest).any()):
+                    raise UserError(
+                        f"Run {plan.run_id} judged task {task.name} with {', '.join(other) or 'another rubric'}; "
+                        "its verdicts and this judge's would be mixed in one score. Give the run's judges again "
+                        "(--judge-model) or start a new run (another --out)."
+                    )
             check = validate(judge, task, plan.min_judge_kappa, spec.checks, threads)
-            store.add_judge_check(plan.run_id, check.as_row())
+            if budget:
+                budget.charge_judge(check.usage)
+            store.add_judge_check(plan.run_id, check.as_row() | {"rubric": judge.rubric.digest})
             verdict = "trusted" if check.trusted else "NOT trusted"
             note(on_progress, f"Judge {judge_model.name} on {task.name}: agreement {100 * check.agreement:.0f}% on "
                               f"{check.n} planted verdicts, kappa {check.kappa:.2f} (threshold {check.min_kappa:g}): "
@@ -313,7 +344,7 @@ def _run_all(plan, models, tasks, configs, run_dir, store, budget, on_progress) 
         storage = optuna_storage(store.url)
     with contextlib.ExitStack() as judges_open:
         lives: dict = {}
-        panels = open_judges(plan, tasks, store, run_dir, judges_open, lives, on_progress)
+        panels = open_judges(plan, tasks, store, run_dir, judges_open, lives, on_progress, budget)
         _run_models(plan, models, tasks, configs, run_dir, store, budget, on_progress, storage, panels, lives)
 
 
@@ -511,7 +542,7 @@ def prepare(
     """
     if not hasattr(program, "fit_pool"):  # the strategy's `prepares` trait
         return
-    train = task.examples("train", program.pool_size)
+    train = task.examples("train")[: program.pool_size]  # items, also for a probe task (several per source)
     teacher = program.teacher()
     explanations = None
     if teacher is not None:

@@ -68,7 +68,7 @@ answer. Reply with one digit from 1 to 5.
 Score:"""
 
 PLACEHOLDERS = ("question", "reference", "answer")
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_TOKEN = re.compile(r"\{\{|\}\}|\{(\w+)\}")  # a literal brace written twice, or a placeholder
 
 
 def quote(name: str, text: str) -> str:
@@ -83,7 +83,7 @@ class Rubric:
     scale: Literal["yes_no", "1-5"] = "yes_no"
 
     def __post_init__(self) -> None:
-        found = set(_PLACEHOLDER.findall(self.text))
+        found = {m.group(1) for m in _TOKEN.finditer(self.text) if m.group(1)}
         if "answer" not in found:
             raise ValueError(
                 "the rubric has no {answer} placeholder, so the judge would never see the answer; put {answer} "
@@ -94,21 +94,29 @@ class Rubric:
             raise ValueError(f"the rubric has an unknown placeholder {{{unknown[0]}}}; valid: {{question}}, "
                              "{reference}, {answer} (write a literal brace as {{ or }})")  # fmt: skip
 
+    @property
+    def digest(self) -> str:
+        """What identifies the rubric, so that a run is never judged by two rubrics."""
+        return hashlib.sha256(json.dumps([self.text, self.scale]).encode()).hexdigest()[:16]
+
     def render(self, question: str, reference: str, answer: str) -> str:
         values = {"question": question, "reference": reference, "answer": answer}
 
-        def fill(m: re.Match) -> str:
-            return quote(m.group(1), values[m.group(1)]) if m.group(1) in values else m.group(0)
+        def fill(m: re.Match) -> str:  # one pass: what is filled in is never read again
+            if m.group(1) is None:
+                return m.group(0)[0]
+            return quote(m.group(1), values[m.group(1)])
 
-        return _PLACEHOLDER.sub(fill, self.text).replace("{{", "{").replace("}}", "}")
+        return _TOKEN.sub(fill, self.text)
 
     def read(self, reply: str | None) -> float | None:
         """The verdict in [0, 1], or None when the reply holds none."""
+        # the verdict opens the reply: a word found later ("... is not correct") may be negated
         text = (reply or "").strip().lower()
         if self.scale == "1-5":
-            digit = re.search(r"(?<!\d)([1-5])(?!\d)", text)
+            digit = re.match(r"^\W*([1-5])(?!\d)", text)
             return (int(digit.group(1)) - 1) / 4 if digit else None
-        word = re.search(r"\b(yes|no|correct|incorrect)\b", text)
+        word = re.match(r"^\W*(yes|no|correct|incorrect)\b", text)
         return None if not word else 1.0 if word.group(1) in ("yes", "correct") else 0.0
 
 
@@ -183,7 +191,9 @@ class Judge:
             reason = fatal_reason(exc, self.model)
             if reason:
                 raise UserError(f"Judge: {reason}") from exc
-            raise JudgeFailed(f"judge {self.model.name}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+            from promptopt.models import short_error
+
+            raise JudgeFailed(f"judge {self.model.name}: {short_error(exc)}") from exc
         finally:
             current_log.reset(token)
         first = outputs[0] if outputs else ""
@@ -232,6 +242,12 @@ def validation_pairs(task, n: int = DEFAULT_CHECKS, seed: int = 0) -> list[tuple
         others = [o for o in chosen[i + 1 :] + chosen[:i] if normalize_text(o.gold) != normalize_text(ex.gold)]
         if others:
             pairs.append((ex, others[0].gold, False))
+    wrong = sum(1 for _, _, want in pairs if not want)
+    if wrong < min(5, len(chosen)):
+        raise UserError(
+            f"Task {task.name}: only {wrong} of {len(chosen)} sampled val items have a reference that differs from "
+            "another's, too few to check that the judge fails a wrong answer; give the task more varied references."
+        )
     return pairs
 
 
@@ -272,8 +288,14 @@ def validate(judge: Judge, task, min_kappa: float, n: int = DEFAULT_CHECKS, thre
         ex, answer, _ = pair
         return judge.grade(question_text(ex.inputs), ex.gold, answer)
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        verdicts = list(pool.map(one, pairs))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            verdicts = list(pool.map(one, pairs))
+    except JudgeFailed as exc:
+        raise UserError(
+            f"Could not validate the judge on task {task.name}: a call still failed after retries ({exc}); the "
+            "verdicts so far are cached, and the same command goes on from them."
+        ) from None
     said = [v.passed for v in verdicts]
     expected = [want for _, _, want in pairs]
     usage = {"lm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}

@@ -375,3 +375,12 @@ def fatal_reason(exc: BaseException, model: Model) -> str | None:
     if isinstance(exc, lm_errors.LMTransportError) and model.api_base:
         return f"Could not connect to {redact_url(model.api_base)} for model {model.name}; check --api-base."
     return None
+
+
+def short_error(exc: BaseException) -> str:
+    """First line of an error, with URLs stripped of credentials and query strings."""
+    import re
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = re.sub(r"https?://[^\s'\"<>]+", lambda m: redact_url(m.group(0)), text)
+    return f"{type(exc).__name__}: {text[:300]}"

@@ -401,6 +401,7 @@ class Extras(_Row):
     answer_text: str | None = None  # multiple choice: the chosen option's text (consistency across orders)
     language: dict[str, str] | None = None  # the task's language group and code, for the language probe
     judges: list[dict[str, Any]] | None = None  # each judge's verdict: judge, score, reply, cached, its calls
+    judge_error: str | None = None  # the judge call failed after retries: `judge` is unmeasured
 
     @classmethod
     def of(cls, prediction: Any, declared: Any, knobs: dict[str, Any]) -> Extras:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from promptopt.config import Config
 from promptopt.errors import UserError
-from promptopt.models import CallLog, Model, current_log, fatal_reason, redact_url
+from promptopt.models import CallLog, Model, current_log, fatal_reason
+from promptopt.models import short_error as _short
 from promptopt.results import Extras
 from promptopt.store import Record, Store
 from promptopt.tasks import Example, Task
@@ -75,6 +76,11 @@ class Budget:
         self.calls += log.calls
         self.cost_usd += log.cost_usd
 
+    def charge_judge(self, usage: dict) -> None:
+        """A judge's calls count against the same --max-calls and --max-cost as the task model's."""
+        self.calls += int(usage.get("lm_calls") or 0)
+        self.cost_usd += float(usage.get("cost_usd") or 0.0)
+
     def count(self, error: str | None) -> None:
         """One more example scored (with its error, if it failed); stop if too many failed."""
         self.examples += 1
@@ -109,32 +115,31 @@ class Budget:
             )
 
 
-def _short(exc: BaseException) -> str:
-    """First line of an error, with URLs stripped of credentials and query strings."""
-    import re
-
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = re.sub(r"https?://[^\s'\"<>]+", lambda m: redact_url(m.group(0)), text)
-    return f"{type(exc).__name__}: {text[:300]}"
-
-
 def measured(task: Task, answer: str | None, example: Example, panel=None) -> tuple[float, dict]:
     """The record's score and its metrics: the answer type's own measures (free text: every
     metric of the task) and, when the task is judged, the first trusted judge's verdict (asked
     here, its calls counted apart from the task model's). A judge that failed validation leaves
-    `judge` unmeasured (None)."""
+    `judge` unmeasured (None); so does a judge call that failed after its retries, and then
+    `judge_error` says why (as the primary metric, the caller records the example as an error)."""
+    from promptopt.judge import JudgeFailed
+
     kind = task.answer_type
     score = kind.score(answer, example.gold)
     metrics = dict(kind.measure(answer, example.gold)) if hasattr(kind, "measure") else {}
-    verdicts = []
+    verdicts, failed = [], None
     if panel is not None:
         if panel.judges and answer is not None:
-            verdicts = panel.grade(example.inputs, example.gold, answer)
-        judged = (verdicts[0].score or 0.0) if verdicts else 0.0 if answer is None else None
+            try:
+                verdicts = panel.grade(example.inputs, example.gold, answer)
+            except JudgeFailed as exc:
+                failed = str(exc)
+        judged = (verdicts[0].score or 0.0) if verdicts else 0.0 if answer is None and not failed else None
         metrics["judge"] = judged if panel.judges else None
         if panel.primary:
             score = judged or 0.0
     extras = {"metrics": metrics, "primary": getattr(kind, "primary_metric", None) or "score"} if metrics else {}
+    if failed:
+        extras["judge_error"] = failed
     options = example.inputs.get("options")
     if isinstance(options, dict) and answer in options:
         extras["answer_text"] = options[answer]  # what was chosen, whatever its letter (shuffle consistency)
@@ -168,7 +173,8 @@ def score_example(
             prediction=answer,
             score=score,
             parse_ok=answer is not None,
-            error=None,
+            # the answer is kept: a later pass asks the judge again, not the task model (`evaluate`)
+            error=more["judge_error"] if more.get("judge_error") and judges.primary else None,
             raw_output=raw if raw is not None else "\n---\n".join(log.outputs),
             extras=extras.to_json(),
         )
@@ -212,8 +218,21 @@ def evaluate(
 ) -> None:
     done = store.done_keys(run_id, model.identity, task.name, config.id, split)
     todo = [ex for ex in examples if ex.id not in done]
+    # an answer whose judge call failed is kept and judged again here: its task call is not repeated
+    kept = store.judge_failures(run_id, model.identity, task.name, config.id, split) if judges else {}
     # examples that failed last time are tried again: their error records make way for the new ones
     store.drop_errors(run_id, model.identity, task.name, config.id, split, [ex.id for ex in todo])
+    if kept:
+        rejudged = []
+        for ex in todo:
+            if ex.id in kept:
+                old = kept[ex.id]
+                score, more = measured(task, old["prediction"], ex, judges)
+                extras = Extras.model_validate_json(old["extras"] or "{}").model_copy(update=more | {"judge_error": more.get("judge_error")})
+                rejudged.append(Record(**{**old, "score": score, "error": more.get("judge_error") if judges.primary else None,
+                                          "extras": extras.to_json(), "created_at": time.time()}))  # fmt: skip
+        store.add(rejudged)
+        todo = [ex for ex in todo if ex.id not in kept]
     label = f"{model.name} · {task.name} · {config.strategy}/{config.optimizer} · {split}"
     started = time.monotonic()
     state = Progress(label, len(examples) - len(todo), len(examples), 0.0, 0, 0.0, 0)
@@ -228,6 +247,8 @@ def evaluate(
         state.done += 1
         if budget:
             budget.charge(log)
+            for verdict in (Extras.model_validate_json(fields["extras"]).judges or []) if fields.get("extras") else []:
+                budget.charge_judge(verdict)
         state.lm_calls += log.calls
         state.cost_usd += log.cost_usd
         state.errors += fields["error"] is not None

@@ -1048,6 +1048,17 @@ def _language_rows(part: pd.DataFrame, b: int, seed: int) -> list[dict]:
     return rows
 
 
+def _items_per_source(task: str) -> int:
+    """How many probe items each source item has in this (probe or language) task."""
+    from promptopt.probes import probe_of_suffix
+
+    suffix = _probe_parts(task)[1]
+    if suffix is None:
+        return 1
+    probe = probe_of_suffix(suffix)
+    return 2 if probe.name == "negation" else probe.m if probe.name == "shuffle" else 1
+
+
 def robust_items(records: pd.DataFrame) -> dict[tuple, pd.Series]:
     """(run, model, source task, config_id, split) -> per source item, 1.0 when the model is right on
     the item and on each of its probes that ran (partial aside), else 0.0; items with a probe
@@ -1074,6 +1085,9 @@ def robust_items(records: pd.DataFrame) -> dict[tuple, pd.Series]:
                     right = right.where(pd.Series(False, index=right.index))
                     continue
                 failed = set(p.loc[p["error"].notna(), "source"])
+                # every probe item of a source must be there: one missing (a stopped run) is not a pass
+                short = p.groupby("source").size() < _items_per_source(t)
+                failed |= set(short[short].index)
                 worst = p.groupby("source")["score"].min()
                 worst = worst.reindex(right.index)
                 worst[worst.index.isin(failed)] = float("nan")
@@ -1099,7 +1113,9 @@ def robust_ceilings(records: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFram
         plain = summary[(summary.run_id == c.run_id) & (summary.model == c.model) & (summary.task == c.task)
                         & (summary.config_id == c.config_id) & (summary.split == "test")]  # fmt: skip
         val = {k[3]: v for k, v in mine.items() if k[4] == "val" and len(v)}
-        pick = max(sorted(val), key=lambda cid: val[cid].mean()) if val else None
+        most = max((len(v) for v in val.values()), default=0)
+        val = {cid: v for cid, v in val.items() if len(v) == most}  # as select_configs: fully scored configs only
+        pick = max(sorted(val), key=lambda cid: val[cid].mean()) if val else None  # ties: the first config id
         pick_test = mine.get((c.run_id, c.model, c.task, pick, "test")) if pick else None
         low, high = wilson(float(test.sum()), len(test)) if test is not None and len(test) else (None, None)
         plow, phigh = wilson(float(pick_test.sum()), len(pick_test)) if pick_test is not None and len(pick_test) else (None, None)

@@ -249,6 +249,16 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(q)
 
+    def judge_failures(self, run_id: str, model: str, task: str, config_id: str, split: str) -> dict[str, dict]:
+        """example id -> its record, for records whose answer is kept but whose judge call failed."""
+        q = select(*[records.c[c] for c in RECORD_COLUMNS]).where(
+            records.c.run_id == run_id, records.c.model == model, records.c.task == task,
+            records.c.config_id == config_id, records.c.split == split, records.c.error.like("judge %"),
+            records.c.prediction.is_not(None),
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            return {row.example_id: dict(row._mapping) for row in conn.execute(q)}
+
     def set_stop(self, run_id: str, reason: str | None) -> None:
         """Why the run's last invocation stopped early (budget, errors); None once it finished."""
         with self.engine.begin() as conn:

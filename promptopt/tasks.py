@@ -804,6 +804,8 @@ def open_twin(base: Task) -> Task:
         "answer": answer,
         "baseline": BaselineSpec(instructions=OPEN_INSTRUCTIONS),
         "judge": base.spec.judge,
+        "language": None,  # its records are free text: never a language sibling of a multiple-choice task
+        "probes": [],
     })  # fmt: skip
     return Task(spec=spec, path=base.path, answer_types=base.answer_types, derived_from=base, derive=_withhold_options)
 
@@ -822,6 +824,11 @@ def probe_task(base: Task, suffix: str) -> Task:
         raise UserError(
             f"Task {base.name} has answer type {base.spec.answer.type}; the {probe.name} probe transforms "
             "multiple-choice tasks only."
+        )
+    if probe.name in ("negation", "partial") and "question" not in base.spec.inputs:
+        raise UserError(
+            f"Task {base.name} has no input named question (its inputs: {', '.join(base.spec.inputs)}); the "
+            f"{probe.name} probe rewrites the question stem, so it needs one."
         )
     update: dict[str, Any] = {"name": f"{base.name}{probes.SEP}{suffix}", "probes": [], "language": None,
                               "description": f"{base.spec.description.strip()} Probe: {probe.name}."}  # fmt: skip

@@ -313,3 +313,62 @@ def test_bad_judge_and_metric_input_is_one_sentence_before_any_call(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1 and model.calls == 0
     done = cli("run", "--task", "pubmedqa:open", "--dry-run")
     assert done.returncode != 0 and "only a multiple_choice task has an open-ended twin" in done.stderr
+
+
+def test_two_judges_grade_every_answer_and_their_agreement_is_reported(tmp_path):
+    n = 10
+    twin = load_task("medqa:open")
+    ids = [e.id for e in twin.examples("test", n)]
+    right = set(ids[:6])
+    with ScriptedServer(open_model(twin, right, n), replies={"judge": honest_judge, "lenient": lambda p: "yes"}) as server:
+        data = report_of(run(server, tmp_path, "--task", "medqa:open", "--strategy", "predict", "--limit", str(n),
+                             "--split", "test", "--judge-model", "openai/judge", "--judge-model", "openai/lenient",
+                             "--min-judge-kappa", "-1"))  # fmt: skip
+    checks = {c["judge"].split("@")[0]: c for c in data["judges"]}
+    assert checks["openai/lenient"]["kappa"] == 0.0 and checks["openai/lenient"]["agreement"] == 0.5
+    (pair,) = data["judge_agreement"]
+    # the lenient judge passes everything: the two agree exactly on the 6 right answers of each config
+    assert pair["n"] == 2 * n and pair["agreement"] == 6 / 10 and pair["kappa"] == 0.0
+    judged = [m for m in data["metrics"] if m["metric"] == "judge" and m["split"] == "test"]
+    assert judged and all(m["score"] == 6 / 10 for m in judged)  # the first judge's verdict is the metric
+
+
+def test_a_verdict_is_read_from_the_start_of_the_reply_and_literal_braces_stay_literal():
+    rubric = Rubric()
+    assert rubric.read("Yes, it says the same.") == 1.0 and rubric.read("No.") == 0.0
+    assert rubric.read("The answer is not correct") is None  # a later "correct" may be negated: no verdict
+    assert Rubric(scale="1-5", text="{answer} 1-5?").read("4 - mostly right") == 0.75
+    literal = Rubric(text="Write {{answer}} here: {answer}")
+    assert literal.render("q", "r", "x") == "Write {answer} here: <answer>\nx\n</answer>"
+    assert "}}" in literal.render("q", "r", "an answer with }} inside")  # an answer is never rewritten
+
+
+def test_an_answer_whose_judge_call_failed_is_judged_again_without_asking_the_model_again(tmp_path):
+    from promptopt.testing import ScriptedHTTPError
+
+    rows = _judged_task(tmp_path)
+    gold = {r["question"]: r["answer"] for r in rows}
+    model = Counted(lambda p: fill_fields(p, gold[next(q for q in gold if q in p)]) if "[[ ## " in p
+                    else " " + gold[next(q for q in gold if q in p)])  # fmt: skip
+    grading = {"down": False}
+
+    def judge(prompt):
+        if grading["down"]:
+            raise ScriptedHTTPError(500, "judge overloaded")
+        return honest_judge(prompt)
+
+    args = ("--tasks-dir", str(tmp_path), "--task", "organs", "--judge-model", "openai/judge", "--split", "test",
+            "--strategy", "predict", "--max-error-rate", "1")  # fmt: skip
+    with ScriptedServer(model, replies={"judge": judge}) as server:
+        first = run(server, tmp_path / "out", *args, "--max-calls", "1")  # validation only: stops at the budget
+        assert first.returncode == 0, first.stderr
+        grading["down"] = True
+        failed = run(server, tmp_path / "out", *args)
+        assert failed.returncode == 0, failed.stderr
+        asked = model.calls
+        assert asked > 0
+        grading["down"] = False
+        data = report_of(run(server, tmp_path / "out", *args))
+        assert model.calls == asked  # every answer was kept: only the judge was asked again
+    for row in data["rows"]:
+        assert row["errors"] == 0 and row["score"] == 1.0

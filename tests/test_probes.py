@@ -197,7 +197,7 @@ def test_bad_probe_input_is_one_sentence_before_any_call():
     cases = [
         (["--task", "medqa", "--probe", "negations"], "Unknown probe 'negations'; valid probes are negation, partial"),
         (["--task", "medqa", "--probe", "partial:k=120"], "Probe partial: 'k=120' is not a valid value"),
-        (["--task", "pubmedqa", "--probe", "negation"], "the negation probe transforms multiple-choice tasks only"),
+        (["--task", "pubmedqa", "--probe", "negation"], "The negation probe transforms multiple-choice tasks, and none"),
         (["--task", "medqa", "--probe", "language"], "task medqa declares no language"),
         (["--task", "casimedicos_en", "--probe", "language"], "add one of casimedicos_es, casimedicos_fr, casimedicos_it"),
     ]
@@ -205,3 +205,14 @@ def test_bad_probe_input_is_one_sentence_before_any_call():
         done = cli("run", *args, "--dry-run")
         assert done.returncode != 0 and sentence in done.stderr, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_probes_declared_in_a_task_yaml_are_scored_with_every_run_of_it(tmp_path, medqa):
+    spec = (medqa.path).read_text().replace("files: data/medqa/test.jsonl", f"files: {medqa.path.parent / 'data/medqa/test.jsonl'}")
+    (tmp_path / "medqa_probed.yaml").write_text(spec.replace("name: medqa", "name: medqa_probed") + "probes: [negation, partial:k=30]\n")
+    done = cli("run", "--tasks-dir", str(tmp_path), "--task", "medqa_probed", "--dry-run", "--limit", "5")
+    assert done.returncode == 0, done.stderr
+    for name in ("medqa_probed~negation", "medqa_probed~partial30"):
+        assert name in done.stdout
+    done = cli("search", "--tasks-dir", str(tmp_path), "--task", "medqa_probed", "--dry-run")
+    assert done.returncode != 0 and "search does not score probes" in done.stderr
