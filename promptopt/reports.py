@@ -502,7 +502,8 @@ def _judges_sections(report: Report) -> list[Section]:
             _ci(r.agreement, r.agreement_ci_low, r.agreement_ci_high), f"{r.kappa:.2f}",
             ("yes" if r.trusted else f"NO (kappa < {r.min_kappa:g}): scores withheld"),
             f"{r.passed_own}/{r.own}", f"{r.failed_other}/{r.other}", str(r.unreadable),
-            f"{r.graded} ({r.cached})", str(r.validation_calls + r.grading_calls), str(r.grading_tokens),
+            f"{r.graded} ({r.cached})", str(r.validation_calls + r.grading_calls),
+            str(r.validation_tokens + r.grading_tokens),
             _money(r.validation_usd + r.grading_usd),
         ],
         "Before grading, each judge graded val items' own references (should pass) and another item's "

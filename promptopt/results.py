@@ -253,6 +253,7 @@ class JudgeValidation(_Row):
     other: int
     validation_calls: int
     validation_usd: float
+    validation_tokens: int = 0
     graded: int
     cached: int
     grading_calls: int

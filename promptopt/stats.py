@@ -856,6 +856,7 @@ def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
             "min_kappa": c["min_kappa"], "trusted": bool(c["trusted"]), "unreadable": c["unreadable"],
             "passed_own": c["passed_own"], "own": c["own"], "failed_other": c["failed_other"], "other": c["other"],
             "validation_calls": int(c.get("lm_calls", 0)), "validation_usd": float(c.get("cost_usd", 0.0)),
+            "validation_tokens": int(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0)),
             "graded": g["graded"], "cached": g["cached"], "grading_calls": int(g["lm_calls"]),
             "grading_tokens": int(g["prompt_tokens"] + g["completion_tokens"]), "grading_usd": float(g["cost_usd"]),
         })  # fmt: skip
