@@ -132,7 +132,7 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
         if split not in ("val", "test"):
             raise UserError(f"Cannot score split {split!r}; valid splits are val and test (train feeds optimizers).")
     tasks = plan_tasks(plan)
-    if plan.mode == "search" and any("~" in t.name for t in tasks):
+    if plan.mode == "search" and (plan.probes or any("~" in t.name for t in tasks)):
         raise UserError(
             "A search does not score probes yet (each probe task would be searched on its own, so no robust "
             "ceiling could be read); use `promptopt run` with --probe, or drop the probes."
@@ -258,19 +258,23 @@ def open_judges(plan: RunPlan, tasks, store, run_dir: Path, stack: contextlib.Ex
             note(on_progress, f"Validating judge {judge_model.name} on {task.name}: it grades {spec.checks} val "
                               "items' own references (should pass) and other items' references (should fail) ...")  # fmt: skip
             earlier = store.judge_checks(plan.run_id)
-            if len(earlier):
-                mine = earlier[earlier["task"] == task.name]
+            mine = earlier[(earlier["task"] == task.name) & earlier["trusted"].astype(bool)] if len(earlier) else earlier
+            if len(mine):  # only judges that were trusted have scored anything
                 other = sorted(set(mine["judge"]) - {j.identity for j in chosen})
-                if other or (len(mine) and "rubric" in mine and (mine["rubric"].dropna() != judge.rubric.digest).any()):
+                first = mine[mine["order"] == 0]["judge"].tolist() if "order" in mine else []
+                rubric = "rubric" in mine and (mine["rubric"].dropna() != judge.rubric.digest).any()
+                if other or rubric or (first and first[0] != chosen[0].identity):
                     raise UserError(
-                        f"Run {plan.run_id} judged task {task.name} with {', '.join(other) or 'another rubric'}; "
-                        "its verdicts and this judge's would be mixed in one score. Give the run's judges again "
-                        "(--judge-model) or start a new run (another --out)."
+                        f"Run {plan.run_id} judged task {task.name} with "
+                        f"{', '.join(other or first) if other or first else 'another rubric'}; its verdicts and this "
+                        "judge's would be mixed in one score. Restore the task's judge settings, or start a new run "
+                        "(another --out)."
                     )
             check = validate(judge, task, plan.min_judge_kappa, spec.checks, threads)
             if budget:
                 budget.charge_judge(check.usage)
-            store.add_judge_check(plan.run_id, check.as_row() | {"rubric": judge.rubric.digest})
+            store.add_judge_check(plan.run_id, check.as_row() | {"rubric": judge.rubric.digest,
+                                                                 "order": chosen.index(judge_model)})  # fmt: skip
             verdict = "trusted" if check.trusted else "NOT trusted"
             note(on_progress, f"Judge {judge_model.name} on {task.name}: agreement {100 * check.agreement:.0f}% on "
                               f"{check.n} planted verdicts, kappa {check.kappa:.2f} (threshold {check.min_kappa:g}): "

@@ -68,6 +68,7 @@ answer. Reply with one digit from 1 to 5.
 Score:"""
 
 PLACEHOLDERS = ("question", "reference", "answer")
+_LABEL = r"\W*(?:(?:verdict|score|answer|grade)\s*[:=-]?\s*)?\W*"  # a judge may echo the rubric's last word
 _TOKEN = re.compile(r"\{\{|\}\}|\{(\w+)\}")  # a literal brace written twice, or a placeholder
 
 
@@ -114,9 +115,9 @@ class Rubric:
         # the verdict opens the reply: a word found later ("... is not correct") may be negated
         text = (reply or "").strip().lower()
         if self.scale == "1-5":
-            digit = re.match(r"^\W*([1-5])(?!\d)", text)
+            digit = re.match(rf"^{_LABEL}([1-5])(?!\d)", text)
             return (int(digit.group(1)) - 1) / 4 if digit else None
-        word = re.match(r"^\W*(yes|no|correct|incorrect)\b", text)
+        word = re.match(rf"^{_LABEL}(yes|no|correct|incorrect)\b", text)
         return None if not word else 1.0 if word.group(1) in ("yes", "correct") else 0.0
 
 
@@ -333,5 +334,13 @@ class Panel:
     primary: bool  # the judge's verdict is the task's primary score
 
     def grade(self, inputs: dict[str, Any], reference: str, answer: str) -> list[Verdict]:
+        """Every judge's verdict; the first judge's failure raises (its verdict is the metric), a
+        later judge's failure only leaves its verdict out (it is graded for agreement)."""
         question = question_text(inputs)
-        return [judge.grade(question, reference, answer) for judge in self.judges]
+        out = [self.judges[0].grade(question, reference, answer)]
+        for judge in self.judges[1:]:
+            try:
+                out.append(judge.grade(question, reference, answer))
+            except JudgeFailed:
+                continue
+        return out

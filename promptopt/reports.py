@@ -496,7 +496,7 @@ def _judges_sections(report: Report) -> list[Section]:
         report.judges,
         "LLM judges: validation before trust, and their cost",
         ["task", "judge", "planted verdicts", "agreement % [95% CI]", "kappa", "trusted", "own passed",
-         "wrong failed", "no verdict", "answers graded (cached)", "judge calls", "judge tokens", "judge $"],
+         "wrong failed", "no verdict (validation)", "answers graded (cached)", "judge calls", "judge tokens", "judge $"],
         lambda r: [
             r.task + _run_label(report, r.run_id), _display(r.judge), str(r.checks),
             _ci(r.agreement, r.agreement_ci_low, r.agreement_ci_high), f"{r.kappa:.2f}",

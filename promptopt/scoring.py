@@ -221,18 +221,21 @@ def evaluate(
     # an answer whose judge call failed is kept and judged again here: its task call is not repeated
     kept = store.judge_failures(run_id, model.identity, task.name, config.id, split) if judges else {}
     # examples that failed last time are tried again: their error records make way for the new ones
-    store.drop_errors(run_id, model.identity, task.name, config.id, split, [ex.id for ex in todo])
-    if kept:
-        rejudged = []
-        for ex in todo:
-            if ex.id in kept:
-                old = kept[ex.id]
-                score, more = measured(task, old["prediction"], ex, judges)
-                extras = Extras.model_validate_json(old["extras"] or "{}").model_copy(update=more | {"judge_error": more.get("judge_error")})
-                rejudged.append(Record(**{**old, "score": score, "error": more.get("judge_error") if judges.primary else None,
-                                          "extras": extras.to_json(), "created_at": time.time()}))  # fmt: skip
-        store.add(rejudged)
-        todo = [ex for ex in todo if ex.id not in kept]
+    store.drop_errors(run_id, model.identity, task.name, config.id, split, [ex.id for ex in todo if ex.id not in kept])
+    for ex in [ex for ex in todo if ex.id in kept]:
+        # one at a time, each record replaced in one transaction: a stop keeps every answer
+        if budget:
+            budget.check()
+        old = kept[ex.id]
+        score, more = measured(task, old["prediction"], ex, judges)
+        extras = Extras.model_validate_json(old["extras"] or "{}").model_copy(update=more | {"judge_error": more.get("judge_error")})
+        error = more.get("judge_error") if judges.primary else None
+        store.replace(Record(**{**old, "score": score, "error": error, "extras": extras.to_json(), "created_at": time.time()}))
+        if budget:
+            for verdict in extras.judges or []:
+                budget.charge_judge(verdict)
+            budget.count(error)
+    todo = [ex for ex in todo if ex.id not in kept]
     label = f"{model.name} · {task.name} · {config.strategy}/{config.optimizer} · {split}"
     started = time.monotonic()
     state = Progress(label, len(examples) - len(todo), len(examples), 0.0, 0, 0.0, 0)

@@ -1114,8 +1114,10 @@ def robust_ceilings(records: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFram
         plain = summary[(summary.run_id == c.run_id) & (summary.model == c.model) & (summary.task == c.task)
                         & (summary.config_id == c.config_id) & (summary.split == "test")]  # fmt: skip
         val = {k[3]: v for k, v in mine.items() if k[4] == "val" and len(v)}
-        most = max((len(v) for v in val.values()), default=0)
-        val = {cid: v for cid, v in val.items() if len(v) == most}  # as select_configs: fully scored configs only
+        scored = summary[(summary.run_id == c.run_id) & (summary.model == c.model) & (summary.task == c.task)
+                         & (summary.split == "val")]  # fmt: skip
+        full = set(scored.loc[scored["n_items"] == scored["n_items"].max(), "config_id"]) if len(scored) else set()
+        val = {cid: v for cid, v in val.items() if cid in full}  # as select_configs: configs scored on all of val
         pick = max(sorted(val), key=lambda cid: val[cid].mean()) if val else None  # ties: the first config id
         pick_test = mine.get((c.run_id, c.model, c.task, pick, "test")) if pick else None
         low, high = wilson(float(test.sum()), len(test)) if test is not None and len(test) else (None, None)

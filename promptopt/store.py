@@ -249,6 +249,14 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(q)
 
+    def replace(self, record: Record) -> None:
+        """Put `record` in place of the stored record of the same example, in one transaction."""
+        row = asdict(record)
+        key = ("run_id", "model", "task", "config_id", "split", "example_id")
+        with self.engine.begin() as conn:
+            conn.execute(records.delete().where(*[records.c[k] == row[k] for k in key]))
+            conn.execute(records.insert().values(**row))
+
     def judge_failures(self, run_id: str, model: str, task: str, config_id: str, split: str) -> dict[str, dict]:
         """example id -> its record, for records whose answer is kept but whose judge call failed."""
         q = select(*[records.c[c] for c in RECORD_COLUMNS]).where(

@@ -337,6 +337,7 @@ def test_a_verdict_is_read_from_the_start_of_the_reply_and_literal_braces_stay_l
     rubric = Rubric()
     assert rubric.read("Yes, it says the same.") == 1.0 and rubric.read("No.") == 0.0
     assert rubric.read("The answer is not correct") is None  # a later "correct" may be negated: no verdict
+    assert rubric.read("Verdict: yes") == 1.0 and rubric.read("**Answer:** no") == 0.0  # an echoed label
     assert Rubric(scale="1-5", text="{answer} 1-5?").read("4 - mostly right") == 0.75
     literal = Rubric(text="Write {{answer}} here: {answer}")
     assert literal.render("q", "r", "x") == "Write {answer} here: <answer>\nx\n</answer>"
