@@ -168,8 +168,8 @@ class Judge:
         prompt = self.rubric.render(question, reference, answer)
         key = self.key(prompt)
         hit = self.store.judgment(key)
-        if hit is not None:
-            return Verdict(self.model.identity, hit["score"], hit["reply"] or "", cached=True)
+        if hit is not None:  # the stored reply is read again, so the verdict follows this version's reading
+            return Verdict(self.model.identity, self.rubric.read(hit["reply"]), hit["reply"] or "", cached=True)
         log = CallLog()
         token = current_log.set(log)
         try:
