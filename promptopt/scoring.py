@@ -250,8 +250,9 @@ def evaluate(
         state.done += 1
         if budget:
             budget.charge(log)
-            for verdict in (Extras.model_validate_json(fields["extras"]).judges or []) if fields.get("extras") else []:
-                budget.charge_judge(verdict)
+            if judges is not None and fields.get("extras"):  # only a judged task's records carry verdicts
+                for verdict in Extras.model_validate_json(fields["extras"]).judges or []:
+                    budget.charge_judge(verdict)
         state.lm_calls += log.calls
         state.cost_usd += log.cost_usd
         state.errors += fields["error"] is not None

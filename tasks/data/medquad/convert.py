@@ -1,4 +1,4 @@
-"""Convert MedQuAD's XML (three collections, see SOURCE.md) into medquad.jsonl, once.
+"""Convert MedQuAD's XML (three collections, see SOURCE.md) into medquad.jsonl (zipped), once.
 
     python tasks/data/medquad/convert.py PATH/TO/MedQuAD  # the folder holding 3_GHR_QA/ etc.
 
@@ -19,6 +19,7 @@ import json
 import re
 import sys
 import xml.etree.ElementTree as ET
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -74,10 +75,9 @@ def main() -> None:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[4] / "shared/data/medquad"
     rows, dropped = read(root)
     kept = clean(rows, dropped)
-    out = Path(__file__).with_name("medquad.jsonl")
-    with out.open("w", encoding="utf-8") as f:
-        for r in kept:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    out = Path(__file__).with_name("medquad.jsonl.zip")  # zipped: 1.7 MB instead of 6.6 MB
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("medquad.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     print(f"read {len(rows) + dropped['no answer'] + dropped['GHR treatment (link lists)'] + dropped['other link lists']} "
           f"pairs, kept {len(kept)}")
     for reason, n in dropped.most_common():
