@@ -6,19 +6,8 @@ demos, nothing optimized. It is the reference the ceiling's uplift is measured a
 
 import dspy
 
-from promptopt.answers import format_options
 from promptopt.registry import ANY, strategy
-
-
-def render(instructions: str, inputs: dict) -> str:
-    lines = [instructions.strip(), ""]
-    for name, value in inputs.items():
-        if name == "options":
-            lines.append(format_options(value) if isinstance(value, dict) else str(value))
-        else:
-            lines.append(f"{name.replace('_', ' ').capitalize()}: {value}")
-    lines.append("Answer:")
-    return "\n".join(lines)
+from promptopt.signatures import plain_prompt as render
 
 
 @strategy("baseline", answer_types={ANY}, calls=lambda knobs, n_options: 1, knobs={"max_tokens": None}, reasons=False)

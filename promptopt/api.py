@@ -53,6 +53,7 @@ def plan(
     judge_api_base: str | None = None,
     min_judge_kappa: float | None = None,
     probes: list[str] | None = None,
+    corpus: str | Path | None = None,
 ):
     """A RunPlan from options and a sweep file (an option given here wins over the file's value).
 
@@ -107,6 +108,7 @@ def plan(
         judge_api_base=pick(judge_api_base, file.judge_api_base, None),
         min_judge_kappa=pick(min_judge_kappa, file.min_judge_kappa, DEFAULT_MIN_KAPPA),
         probes=list(probes or file.probes or []),
+        corpus=Path(corpus) if corpus is not None else file.corpus,
     )
 
 

@@ -70,6 +70,11 @@ JudgeModels = Annotated[
     typer.Option("--judge-model", help="LLM judge for free-text tasks (repeatable; default the task's, else local)."),
 ]
 JudgeApiBase = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the judges (not --api-base, which is the models').")]
+Corpus = Annotated[
+    Path | None,
+    typer.Option(help="Passages for retrieve: a JSONL file (id, text per line) or a folder of .txt files; "
+                 "replaces the task's own corpus."),
+]
 Probes = Annotated[
     list[str] | None,
     typer.Option("--probe", help="Robustness probe: negation, partial[:k=20+50], none_of_the_above, shuffle[:m=3], language (repeatable)."),
@@ -148,6 +153,7 @@ SHARED = {
     "allow_overlap": (AllowOverlap, False, "allow_overlap"), "api_key_file": (ApiKeyFile, None, None),
     "judge_model": (JudgeModels, None, "judge_models"), "judge_api_base": (JudgeApiBase, None, "judge_api_base"),
     "min_judge_kappa": (MinJudgeKappa, None, "min_judge_kappa"), "probe": (Probes, None, "probes"),
+    "corpus": (Corpus, None, "corpus"),
 }
 # fmt: on
 

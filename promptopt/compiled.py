@@ -70,11 +70,26 @@ def save(
         },
         **facts,
     }
+    corpus = getattr(program, "corpus", None)
+    if corpus is not None:  # a retrieval program carries its passages: the folder is all an app needs
+        manifest["corpus"] = {"file": "corpus.jsonl", "passages": len(corpus.passages), "digest": corpus.digest}
+        if not (out / "corpus.jsonl").exists() or _corpus_digest(out) != corpus.digest:
+            with open(out / "corpus.jsonl.tmp", "w", encoding="utf-8") as fh:
+                for pid, text in corpus.passages:
+                    fh.write(json.dumps({"id": pid, "text": text}) + "\n")
+            (out / "corpus.jsonl.tmp").replace(out / "corpus.jsonl")
     tmp = out / "program.json.tmp"
     tmp.write_text(json.dumps(program.dump_state(), indent=1))
     tmp.replace(out / "program.json")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
+
+
+def _corpus_digest(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("corpus", {}).get("digest")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 class LoadedProgram:
@@ -95,9 +110,11 @@ class LoadedProgram:
                 from promptopt.server import local_server
 
                 live = with_endpoint(live, self._stack.enter_context(local_server()))
+            from promptopt.models import lm_for
             from promptopt.session import adapter_for
 
-            self.lm, self.adapter, self._live = build_lm(live), adapter_for(live), live
+            lm = lm_for(build_lm(live), self.manifest.get("knobs") or {})
+            self.lm, self.adapter, self._live = lm, adapter_for(live), live
         return self._live
 
     def __call__(self, **inputs: Any):
@@ -173,6 +190,10 @@ def load(
         module = get_strategy(manifest["strategy"], dirs).build(task, **manifest["knobs"])
         _check_state(module, state, folder)
         module.load_state(state)
+        if hasattr(module, "use_corpus"):  # its passages were saved beside it
+            from promptopt.corpus import load_corpus
+
+            module.use_corpus(load_corpus(folder / "corpus.jsonl", what=f"{folder}: corpus"), folder / "indexes")
         saved = manifest["model"]
         same = (model or saved["name"]) == saved["name"]
         settings = {"temperature": saved["temperature"], "max_tokens": saved["max_tokens"]} if same else {}

@@ -62,6 +62,7 @@ class RunPlan:
     judge_api_base: str | None = None  # the judges' OpenAI-compatible endpoint (none: their provider's)
     min_judge_kappa: float = DEFAULT_MIN_KAPPA  # a judge below this kappa on its validation is not trusted
     probes: list[str] = field(default_factory=list)  # robustness probes (promptopt.probes), beside the tasks' own
+    corpus: Path | None = None  # passages for retrieval strategies, instead of each task's own corpus
 
     def describe(self) -> dict:
         """What identifies the run; endpoints without credentials. Only what was asked: what
@@ -89,6 +90,10 @@ class RunPlan:
             out["min_judge_kappa"] = self.min_judge_kappa
         if self.probes:
             out["probes"] = self.probes
+        if self.corpus is not None:  # another corpus retrieves other passages: another run
+            from promptopt.corpus import task_corpus
+
+            out["corpus"] = task_corpus(None, self.corpus).digest
         return out
 
     @property
@@ -145,10 +150,18 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
             if credentials:
                 check_credentials(judge)
     configs = plan_configs(plan) if configs is None else configs
+    from promptopt.logprobs import check_model, check_reasoning_effort
+
     for cfg in configs:
         strat = get_strategy(cfg.strategy, plan.programs_dirs)
         for task in tasks:
             strat.build(task, **cfg.knobs)  # refuses answer types it cannot serve
+            if strat.uses_corpus:
+                corpus_for(plan, task, strat.name)  # a corpus is named and readable
+        for model in models:  # what the endpoint must return, and knobs the model must take
+            check_model(model, strat.needs, strat.name)
+            if cfg.knobs.get("reasoning_effort"):
+                check_reasoning_effort(model, cfg.id)
     from promptopt.hygiene import enforce
 
     for task in tasks:
@@ -163,6 +176,39 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
 
     overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
     return tasks, models, configs, overlap
+
+
+def corpus_for(plan: RunPlan, task, strategy: str):
+    """The passages `strategy` retrieves from on `task`: --corpus, else the task's own; none is one sentence.
+    A corpus passage that holds a test item's answer text stops the run like a demo-pool overlap."""
+    from promptopt.corpus import leaks, task_corpus
+
+    corpus = task_corpus(task, plan.corpus)
+    if corpus is None:
+        raise UserError(
+            f"Strategy {strategy!r} needs passages to retrieve from, and task {task.name} names no corpus; give "
+            "--corpus PATH (a JSONL file with id and text per line, or a folder of .txt files) or add corpus: "
+            "to the task's YAML."
+        )
+    found = leaks(task, corpus)
+    if found and not plan.allow_overlap:
+        item, passage = found[0]
+        raise UserError(
+            f"Task {task.name}: {len(found)} corpus passages hold a test item's answer text (e.g. test item {item} "
+            f"in passage {passage}), so retrieval could read the answer; remove them from the corpus or pass "
+            "--allow-overlap."
+        )
+    return corpus
+
+
+def check_endpoint(model: Model, configs, plan: RunPlan) -> None:
+    """What a config needs from a live endpoint that only asking it can tell (cloze on an
+    --api-base server: one tiny request), before any of the configs' calls."""
+    from promptopt.logprobs import protocol
+
+    for cfg in configs:
+        if "prompt_logprobs" in get_strategy(cfg.strategy, plan.programs_dirs).needs and not model.is_local:
+            protocol(model)
 
 
 def plan_tasks(plan: RunPlan) -> list:
@@ -360,6 +406,7 @@ def _run_models(plan, models, tasks, configs, run_dir, store, budget, on_progres
               endpoint(model, log=run_dir / "server.log", parallel=model_plan.threads)) as live:  # fmt: skip
             lm = build_lm(live)
             adapter = adapter_for(live)
+            check_endpoint(live, configs, plan)
             for task in tasks:
                 common = dict(task=task, model=live, lm=lm, adapter=adapter, store=store, budget=budget,
                               judges=panels.get(task.name))  # fmt: skip
@@ -386,6 +433,7 @@ def _run_models(plan, models, tasks, configs, run_dir, store, budget, on_progres
 def _score_config(plan, cfg, run_dir, on_progress, *, task, model, lm, adapter, store, budget, judges=None) -> None:
     """One config: its pool prepared, compiled (once), scored on every split, saved as a program."""
     program = get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
+    give_corpus(program, plan, task, run_dir)
     prepare(
         program, task=task, model=model, lm=lm, adapter=adapter, config=cfg, run_id=plan.run_id,
         store=store, threads=plan.threads, on_progress=on_progress, budget=budget,
@@ -450,6 +498,10 @@ def compile_once(
         return program
     import contextlib
     import time
+
+    from promptopt.models import lm_for
+
+    lm = lm_for(lm, config.knobs)
 
     import dspy
 
@@ -532,6 +584,12 @@ def task_digest(task) -> str:
         for ex in task.examples(split):
             h.update(f"{split}\t{ex.id}\t{ex.gold}\n".encode())
     return h.hexdigest()
+
+
+def give_corpus(program, plan: RunPlan, task, run_dir: Path) -> None:
+    """A retrieval program's passages, with its index stored beside the run (built once, reused)."""
+    if hasattr(program, "use_corpus"):  # the strategy's `uses_corpus` trait
+        program.use_corpus(corpus_for(plan, task, program.strategy_name), run_dir / "indexes")
 
 
 def prepare(

@@ -133,6 +133,10 @@ def resolve_model(name: str, api_base: str | None = None, **settings: Any) -> Mo
             f"Model {name!r} names a provider LiteLLM does not know; use provider/model, e.g. "
             "openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest or local/gemma-3-270m."
         ) from None
+    from dspy.clients.lm import _is_openai_reasoning_model
+
+    if _is_openai_reasoning_model(name):  # o-series and GPT-5 take no temperature but 1 and think in their tokens
+        settings = {"temperature": 1.0, "max_tokens": 16000, **settings}
     return Model(name=name, litellm_model=name, api_base=api_base, **settings)
 
 
@@ -354,7 +358,28 @@ def build_lm(model: Model, **overrides: Any):
     if model.stop:
         kwargs["stop"] = list(model.stop)
     kwargs.update(overrides)
-    return CountingLM(**kwargs)
+    lm = CountingLM(**kwargs)
+    lm.promptopt_model = model  # what strategies that call the endpoint directly (cloze) need to know
+    return lm
+
+
+_effort_lms: dict[tuple[int, str], Any] = {}
+_effort_lock = threading.Lock()
+
+
+def lm_for(lm, knobs: dict[str, Any]):
+    """`lm` with the config's LM-level knobs applied (a reasoning model's `reasoning_effort`);
+    one copy per (LM, effort), so its calls are counted like the original's."""
+    effort = (knobs or {}).get("reasoning_effort")
+    if not effort:
+        return lm
+    with _effort_lock:
+        key = (id(lm), effort)
+        if key not in _effort_lms:
+            copy = lm.copy(reasoning_effort=effort)
+            copy.promptopt_model = getattr(lm, "promptopt_model", None)
+            _effort_lms[key] = copy
+        return _effort_lms[key]
 
 
 def with_endpoint(model: Model, api_base: str) -> Model:

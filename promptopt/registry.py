@@ -101,9 +101,20 @@ class Strategy:
     prepares: bool = False  # learns from a training pool before scoring (`fit_pool`, maybe `teacher`)
     shuffles_options: bool = False  # its `votes` were cast under shuffled option orders (a consistency probe)
     prep_calls: Callable[[dict[str, Any], int], int] | None = None  # (knobs, train size) -> calls to prepare
+    # what the model's endpoint must return: "logprobs" (top log-probabilities of the next token),
+    # "prompt_logprobs" (log-probabilities of given text), checked before any task call
+    needs: frozenset[str] = frozenset()
+    uses_corpus: bool = False  # reads passages from the task's corpus (or --corpus)
 
     def check_knobs(self, knobs: dict[str, Any]) -> None:
-        check_knob_values(f"Strategy {self.name!r}", self.knobs, knobs)
+        own = {k: v for k, v in knobs.items() if k not in COMMON_KNOBS}
+        check_knob_values(f"Strategy {self.name!r}", self.knobs, own)
+        effort = knobs.get("reasoning_effort")
+        if "reasoning_effort" in knobs and effort not in REASONING_EFFORTS:
+            raise UserError(
+                f"Strategy {self.name!r}: knob 'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}, "
+                f"not {effort!r}."
+            )
 
     def reasons_with(self, knobs: dict[str, Any]) -> bool | None:
         """Whether this strategy, with these knobs, writes a reasoning step before its answer
@@ -119,8 +130,9 @@ class Strategy:
                 f"Strategy {self.name!r} cannot serve task {task.name!r}: it supports answer types "
                 f"{', '.join(sorted(self.answer_types))}, the task's is {task.spec.answer.type}."
             )
+        own = {k: v for k, v in knobs.items() if k not in COMMON_KNOBS}  # the engine applies those to the LM
         try:
-            return self.module(task, **(self.knobs | knobs))
+            return self.module(task, **(self.knobs | own))
         except ValueError as exc:  # a strategy refusing a knob value says why
             raise UserError(f"Strategy {self.name!r} refused its knobs: {exc}.") from None
 
@@ -141,6 +153,11 @@ def check_knob_values(what: str, defaults: dict[str, Any], knobs: dict[str, Any]
             raise UserError(f"{what}: knob {key!r} must be {want.__name__} (like {default!r}), not {value!r}.")
 
 
+# Knobs every strategy takes, applied to its LM calls rather than to the module: the reasoning
+# effort of a reasoning model (LiteLLM's `reasoning_effort`, for models it lists as reasoning).
+COMMON_KNOBS = ("reasoning_effort",)
+REASONING_EFFORTS = ("low", "medium", "high")
+
 ANY = "any"  # in `answer_types`: the strategy serves every answer type (it only uses the task's parser)
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", "strategies", lambda: [bundled_dir("programs")])
@@ -155,6 +172,7 @@ def strategy(
     demos_knob: str | None = None,
     shuffles_options: bool = False,
     prep_calls: Callable[[dict[str, Any], int], int] | None = None,
+    needs: set[str] | frozenset[str] = frozenset(),
 ):
     """Class decorator that registers a dspy.Module as a named strategy.
 
@@ -163,7 +181,9 @@ def strategy(
     per prompt), `compilable` (class attribute, default True: it has predictors an optimizer can
     tune), `prepares` (the class has `fit_pool`: it learns from a training pool first) and
     `shuffles_options` (its votes were cast under shuffled option orders) and `prep_calls`
-    (knobs, train size -> LM calls its preparation makes, for estimates). What a prediction
+    (knobs, train size -> LM calls its preparation makes, for estimates), `needs` (what the
+    endpoint must return: "logprobs", "prompt_logprobs") and `uses_corpus` (class attribute: it
+    retrieves from the task's corpus, given to it by `use_corpus`). What a prediction
     carries beyond its answer (reasoning, votes, retrieved ids) is stored as the record's extras
     (promptopt.results.Extras).
     """
@@ -179,6 +199,7 @@ def strategy(
                 reasons=reasons,
                 compilable=getattr(cls, "compilable", True), demos_knob=demos_knob,
                 prepares=hasattr(cls, "fit_pool"), shuffles_options=shuffles_options, prep_calls=prep_calls,
+                needs=frozenset(needs), uses_corpus=hasattr(cls, "use_corpus"),
             ),
             cls.__module__,
         )  # fmt: skip

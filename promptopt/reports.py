@@ -111,6 +111,9 @@ def build(
         "open_ended": stats.open_gaps(records, b=b, seed=seed),
         "robustness": stats.robustness(records, b=b, seed=seed),
         "robust": stats.robust_ceilings(records, summary),
+        "calibration": stats.calibration(records),
+        "cloze": stats.cloze_scores(records),
+        "retrieval": stats.retrieval(records),
     }
     report = {
         "rows": _clean(summary[ROW_FIELDS].to_dict(orient="records")),
@@ -246,6 +249,10 @@ def _pts(x) -> str:
 
 def _ci(score, low, high, fmt=_pct) -> str:
     return f"{fmt(score)} [{fmt(low)}, {fmt(high)}]"
+
+
+def _num(x) -> str:
+    return "—" if x is None else f"{x:.3f}"
 
 
 def _money(x) -> str:
@@ -563,6 +570,46 @@ def _robustness_sections(report: Report) -> list[Section]:
     )
 
 
+def _probability_sections(report: Report) -> list[Section]:
+    calibration = _tabulate(
+        report.calibration,
+        "Calibration of option-letter probabilities (letter_logprob)",
+        ["model", "task", "config", "split", "items", "accuracy %", "mean confidence %", "Brier", "ECE",
+         "letter mass %", "no letter"],
+        lambda r: [
+            _display(r.model), r.task + _run_label(report, r.run_id), r.config_id, r.split, str(r.n),
+            _pct(r.accuracy), _pct(r.mean_confidence), _num(r.brier), _num(r.ece), _pct(r.letter_mass),
+            str(r.unread),
+        ],
+        "Brier: mean over items of the sum over letters of (probability - 1 if gold else 0)^2 (0 is perfect, "
+        "a uniform guess over 4 letters scores 0.75); ECE: 10 equal-width confidence bins, the item-weighted "
+        "gap between accuracy and mean confidence; letter mass: how much of the next token's probability the "
+        "letters had before being normalized over them.",
+    )
+    cloze = _tabulate(
+        report.cloze,
+        "Cloze scoring: acc and acc_norm",
+        ["model", "task", "config", "split", "items", "acc % [95% CI]", "acc_norm % [95% CI]"],
+        lambda r: [
+            _display(r.model), r.task + _run_label(report, r.run_id), r.config_id, r.split, str(r.n),
+            _ci(r.acc, r.acc_ci_low, r.acc_ci_high), _ci(r.acc_norm, r.acc_norm_ci_low, r.acc_norm_ci_high),
+        ],
+        "Each option's text scored as the continuation of the question: acc by summed log-probability, "
+        "acc_norm by log-probability per byte; the config's score is the one its length_norm knob names.",
+    )
+    retrieved = _tabulate(
+        report.retrieval,
+        "Retrieval: passages read and recall@k",
+        ["model", "task", "config", "split", "items", "k", "recall@k % [95% CI]"],
+        lambda r: [
+            _display(r.model), r.task + _run_label(report, r.run_id), r.config_id, r.split, str(r.n), str(r.k),
+            _ci(r.recall, r.recall_ci_low, r.recall_ci_high) if r.recall is not None else "no gold passages",
+        ],
+        "recall@k: share of items whose gold passage (named by the task's corpus) was among the k retrieved.",
+    )
+    return calibration + cloze + retrieved
+
+
 # fmt: on
 
 
@@ -573,7 +620,8 @@ def _rows_sections(report: Report) -> list[Section]:
 # The report's sections in the one order every format renders them (the plot follows Pareto).
 SECTION_BUILDERS = (
     _rows_sections, _runs_sections, _leaderboards_sections, _head_to_head_sections, _flips_sections,
-    _metrics_sections, _judges_sections, _open_ended_sections, _robustness_sections, _sensitivity_sections,
+    _metrics_sections, _judges_sections, _open_ended_sections, _robustness_sections, _probability_sections,
+    _sensitivity_sections,
     _consistency_sections,
     _costs_sections, _pareto_sections,
 )  # fmt: skip

@@ -271,6 +271,62 @@ class JudgeAgreement(_Row):
     kappa: float
 
 
+class Calibration(_Row):
+    """How well a config's option-letter probabilities (letter_logprob) are calibrated on one split."""
+
+    run_id: str
+    model: str
+    task: str
+    strategy: str
+    optimizer: str
+    config_id: str
+    split: str
+    n: int  # items with a distribution over the letters
+    unread: int  # items whose top tokens held no option letter (no answer)
+    accuracy: float | None = None  # of the most probable letter, on those n items
+    mean_confidence: float | None = None  # mean probability of the most probable letter
+    brier: float | None = None  # mean over items of the sum over letters of (p - [letter is gold])^2; 0 is perfect
+    ece: float | None = None  # expected calibration error, 10 equal-width confidence bins
+    letter_mass: float | None = None  # mean probability the letters had among the top tokens, before normalizing
+
+
+class ClozeScore(_Row):
+    """`cloze` accuracy by summed log-probability (acc) and per byte (acc_norm), lm-eval's two figures."""
+
+    run_id: str
+    model: str
+    task: str
+    strategy: str
+    optimizer: str
+    config_id: str
+    split: str
+    n: int
+    acc: float
+    acc_ci_low: float
+    acc_ci_high: float
+    acc_norm: float
+    acc_norm_ci_low: float
+    acc_norm_ci_high: float
+
+
+class RetrievalScore(_Row):
+    """What a retrieval config read: passages per item and, where gold passages are known, recall@k."""
+
+    run_id: str
+    model: str
+    task: str
+    strategy: str
+    optimizer: str
+    config_id: str
+    split: str
+    n: int
+    k: int  # passages retrieved per item (the most any item got)
+    recall_n: int  # items with a known gold passage
+    recall: float | None = None  # share of those items whose gold passage was among the k
+    recall_ci_low: float | None = None
+    recall_ci_high: float | None = None
+
+
 class Robustness(_Row):
     """One probe of one config against its source items (promptopt.probes)."""
 
@@ -381,6 +437,9 @@ class Report(_Row):
     open_ended: list[OpenGap] = []
     robustness: list[Robustness] = []
     robust: list[RobustCeiling] = []
+    calibration: list[Calibration] = []
+    cloze: list[ClozeScore] = []
+    retrieval: list[RetrievalScore] = []
     runs: list[RunStatus]
     settings: Settings
     warnings: list[str]
@@ -403,6 +462,12 @@ class Extras(_Row):
     language: dict[str, str] | None = None  # the task's language group and code, for the language probe
     judges: list[dict[str, Any]] | None = None  # each judge's verdict: judge, score, reply, cached, its calls
     judge_error: str | None = None  # the judge call failed after retries: `judge` is unmeasured
+    letter_probs: dict[str, float] | None = None  # letter_logprob: each letter's probability (normalized over letters)
+    letter_mass: float | None = None  # letter_logprob: the probability the letters had among the top tokens
+    cloze: dict[str, Any] | None = None  # cloze: per letter logprob and bytes; the acc and acc_norm answers
+    stages: list[dict[str, Any]] | None = None  # multi_agent: every stage's output, in order
+    recall: float | None = None  # retrieve: share of the item's gold passages among the retrieved ones
+    reasoning_effort: str | None = None  # the config's reasoning effort, for reasoning models
 
     @classmethod
     def of(cls, prediction: Any, declared: Any, knobs: dict[str, Any]) -> Extras:
@@ -411,7 +476,19 @@ class Extras(_Row):
         shuffled = bool(declared and declared.shuffles_options)
         retrieved = getattr(prediction, "retrieved", None)
         reasoning = getattr(prediction, "reasoning", None)
+
+        def carried(name: str, kind: type | tuple[type, ...]):
+            value = getattr(prediction, name, None)
+            return value if isinstance(value, kind) else None
+
+        mass = carried("letter_mass", (int, float))
         return cls(
+            letter_probs=carried("letter_probs", dict),
+            letter_mass=float(mass) if mass is not None else None,
+            cloze=carried("cloze", dict),
+            stages=carried("stages", list),
+            recall=carried("recall", (int, float)),
+            reasoning_effort=knobs.get("reasoning_effort"),
             reasons=declared.reasons_with(knobs) if declared else None,
             reasoning=reasoning if isinstance(reasoning, str) else None,
             votes=list(votes) if votes is not None and not shuffled else None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from promptopt.config import Config
 from promptopt.errors import UserError
-from promptopt.models import CallLog, Model, current_log, fatal_reason
+from promptopt.models import CallLog, Model, current_log, fatal_reason, lm_for
 from promptopt.models import short_error as _short
 from promptopt.results import Extras
 from promptopt.store import Record, Store
@@ -169,6 +169,9 @@ def score_example(
         answer = getattr(pred, "answer", None)
         score, more = measured(task, answer, example, judges)
         extras = Extras.of(pred, getattr(type(program), "declared", None), knobs or {}).model_copy(update=more)
+        corpus = getattr(getattr(program, "corpus", None), "gold", None)
+        if extras.retrieved is not None and corpus == "item_id":  # the item's own passage is its gold one
+            extras = extras.model_copy(update={"recall": float(example.id in extras.retrieved)})
         fields = dict(
             prediction=answer,
             score=score,
@@ -216,6 +219,7 @@ def evaluate(
     budget: Budget | None = None,
     judges=None,  # the task's promptopt.judge.Panel, when it is judged
 ) -> None:
+    lm = lm_for(lm, config.knobs)  # a reasoning model's effort, when the config sets one
     done = store.done_keys(run_id, model.identity, task.name, config.id, split)
     todo = [ex for ex in examples if ex.id not in done]
     # an answer whose judge call failed is kept and judged again here: its task call is not repeated

@@ -37,7 +37,9 @@ from promptopt.engine import (
     RunPlan,
     RunResult,
     budget_for,
+    check_endpoint,
     compile_once,
+    give_corpus,
     open_run,
     prepare,
     save_program,
@@ -101,6 +103,13 @@ def search(
                 "`promptopt run` (it validates and calls the judge), or a task whose primary metric is computed."
             )
     by_id = {c.id: c for c in space}
+    from promptopt.logprobs import check_model, check_reasoning_effort
+
+    for cfg in space:  # what each config needs of each model, before any call
+        for model in models:
+            check_model(model, get_strategy(cfg.strategy, plan.programs_dirs).needs, cfg.strategy)
+            if cfg.knobs.get("reasoning_effort"):
+                check_reasoning_effort(model, cfg.id)
     spaces = {task.name: {cid: c for cid, c in by_id.items() if serves(c, task, plan)} for task in tasks}
     for task in tasks:
         if not spaces[task.name]:
@@ -119,7 +128,9 @@ def search(
             plan = replace(plan, threads=threads_for(asked, model))
             with endpoint(model, log=run_dir / "server.log", parallel=plan.threads) as live:
                 lm, adapter = build_lm(live), adapter_for(live)
+                check_endpoint(live, list(by_id.values()), plan)
                 for task in tasks:
+                    space_of = with_efforts(spaces[task.name], live, plan)
                     study = optuna.create_study(
                         study_name=f"{plan.run_id}|{live.identity}|{task.name}",
                         storage=storage,
@@ -130,7 +141,7 @@ def search(
                     share = functools.partial(
                         _study_loop,
                         study,
-                        spaces[task.name],
+                        space_of,
                         plan,
                         settings,
                         run_dir,
@@ -140,10 +151,10 @@ def search(
                         **common,
                     )
                     until_finished(study, share, say=say)
-                    chosen = choose(study, spaces[task.name])
+                    chosen = choose(study, space_of)
                     if chosen is None:
                         raise UserError(f"No config finished on all of val for {model.name} on {task.name}.")
-                    pick = spaces[task.name][chosen]
+                    pick = space_of[chosen]
                     say(f"Chosen on val for {model.name} on {task.name}: {pick.strategy}/{pick.optimizer} ({chosen}).")
                     # Scoring on test is shared out the same way: one trial per config in a second study.
                     tested = optuna.create_study(
@@ -165,8 +176,25 @@ def search(
     )
 
 
+def with_efforts(space: dict, model, plan: RunPlan) -> dict:
+    """For a reasoning model, each config also at every reasoning effort (low, medium, high),
+    unless the configs already name efforts; other models search the space as it is."""
+    from promptopt.logprobs import supports_reasoning
+    from promptopt.registry import REASONING_EFFORTS
+
+    if not supports_reasoning(model) or any("reasoning_effort" in c.knobs for c in space.values()):
+        return space
+    out = dict(space)
+    for cfg in space.values():
+        for effort in REASONING_EFFORTS:
+            variant = replace(cfg, knobs=cfg.knobs | {"reasoning_effort": effort})
+            out[variant.id] = variant
+    return out
+
+
 def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):
     program = get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
+    give_corpus(program, plan, task, run_dir)
     prepare(
         program, task=task, model=model, lm=lm, adapter=adapter, config=cfg, run_id=plan.run_id, store=store,
         threads=plan.threads, on_progress=on_progress, budget=budget,

@@ -20,6 +20,21 @@ def signature_for(task, instructions: str | None = None) -> type[dspy.Signature]
     return dspy.Signature(fields, (instructions or task.spec.baseline.instructions).strip())
 
 
+def plain_prompt(instructions: str, inputs: dict, cue: str = "Answer:", skip: tuple[str, ...] = ()) -> str:
+    """The fixed HELM-style prompt: instructions, each input as "Name: value" (options as
+    lettered lines), then the cue. `skip` leaves inputs out (a cloze prompt shows no options)."""
+    lines = [instructions.strip(), ""] if instructions.strip() else []
+    for name, value in inputs.items():
+        if name in skip:
+            continue
+        if name == "options":
+            lines.append(format_options(value) if isinstance(value, dict) else str(value))
+        else:
+            lines.append(f"{name.replace('_', ' ').capitalize()}: {value}")
+    lines.append(cue)
+    return "\n".join(lines)
+
+
 def as_text(inputs: dict) -> dict:
     """Inputs as DSPy sees them: options rendered as lettered lines."""
     return {k: format_options(v) if k == "options" and isinstance(v, dict) else v for k, v in inputs.items()}

@@ -1132,3 +1132,86 @@ def robust_ceilings(records: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFram
             "robust_choice_ci_low": plow, "robust_choice_ci_high": phigh,
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ scoring by probability, retrieval
+
+
+def _carrying(records: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Answered or not, the records (without errors) whose extras carry `key`, extras parsed."""
+    frame = with_extras(records)
+    frame = frame[frame["error"].isna()] if "error" in frame else frame
+    part = frame[frame["extras"].map(lambda e: isinstance(e, str) and f'"{key}"' in e).astype(bool)]
+    return part.assign(parsed=part["extras"].map(extras_of))
+
+
+def brier_ece(probs: list[dict[str, float]], gold: list[str], bins: int = 10) -> tuple[float, float, float, float]:
+    """Multi-class Brier score (sum over letters of (p - y)^2, mean over items), expected
+    calibration error over `bins` equal-width confidence bins (weighted |accuracy - confidence|),
+    mean confidence and accuracy of the most probable letter."""
+    brier, conf, right = [], [], []
+    for p, g in zip(probs, gold, strict=True):
+        brier.append(sum((q - (letter == g)) ** 2 for letter, q in p.items()) + (0.0 if g in p else 1.0))
+        top = max(p, key=lambda k: (p[k], -list(p).index(k)))
+        conf.append(p[top])
+        right.append(float(top == g))
+    conf_a, right_a = np.array(conf), np.array(right)
+    which = np.minimum((conf_a * bins).astype(int), bins - 1)
+    ece = sum(abs(right_a[which == i].mean() - conf_a[which == i].mean()) * (which == i).sum()
+              for i in range(bins) if (which == i).any()) / len(conf_a)  # fmt: skip
+    return float(np.mean(brier)), float(ece), float(conf_a.mean()), float(right_a.mean())
+
+
+def calibration(records: pd.DataFrame) -> pd.DataFrame:
+    """Per config and split, for strategies that store a distribution over option letters
+    (letter_logprob): Brier score, ECE (10 bins), mean confidence and accuracy, over the items
+    with a distribution (`unread`: items whose top tokens held no letter)."""
+    part = _carrying(records, "letter_mass")
+    rows = []
+    for key, g in part.groupby(GROUP, sort=True):
+        has = [(e.get("letter_probs"), gold) for e, gold in zip(g["parsed"], g["gold"], strict=True)]
+        probs = [(p, gold) for p, gold in has if p]
+        row = dict(zip(GROUP, key, strict=True)) | {"n": len(probs), "unread": len(has) - len(probs)}
+        if probs:
+            brier, ece, confidence, accuracy = brier_ece([p for p, _ in probs], [gold for _, gold in probs])
+            mass = float(np.mean([e.get("letter_mass") or 0.0 for e in g["parsed"]]))
+            row |= {"brier": brier, "ece": ece, "mean_confidence": confidence, "accuracy": accuracy,
+                    "letter_mass": mass}  # fmt: skip
+        rows.append(row)
+    cols = [*GROUP, "n", "unread", "accuracy", "mean_confidence", "brier", "ece", "letter_mass"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def cloze_scores(records: pd.DataFrame) -> pd.DataFrame:
+    """Per config and split, for `cloze`: accuracy by summed log-probability (acc) and by
+    log-probability per byte (acc_norm), as lm-evaluation-harness reports them, with Wilson CIs."""
+    part = _carrying(records, "cloze")
+    rows = []
+    for key, g in part.groupby(GROUP, sort=True):
+        n = len(g)
+        acc = sum(e["cloze"].get("acc") == gold for e, gold in zip(g["parsed"], g["gold"], strict=True))
+        norm = sum(e["cloze"].get("acc_norm") == gold for e, gold in zip(g["parsed"], g["gold"], strict=True))
+        (al, ah), (nl, nh) = wilson(acc, n), wilson(norm, n)
+        rows.append(dict(zip(GROUP, key, strict=True)) | {
+            "n": n, "acc": acc / n, "acc_ci_low": al, "acc_ci_high": ah,
+            "acc_norm": norm / n, "acc_norm_ci_low": nl, "acc_norm_ci_high": nh})  # fmt: skip
+    cols = [*GROUP, "n", "acc", "acc_ci_low", "acc_ci_high", "acc_norm", "acc_norm_ci_low", "acc_norm_ci_high"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def retrieval(records: pd.DataFrame) -> pd.DataFrame:
+    """Per config and split, for retrieval strategies: passages read per item and, where the
+    task names each item's gold passage, recall@k (share of items whose gold passage was
+    retrieved) with its Wilson interval."""
+    part = _carrying(records, "retrieved")
+    rows = []
+    for key, g in part.groupby(GROUP, sort=True):
+        k = max((len(e.get("retrieved") or []) for e in g["parsed"]), default=0)
+        recalls = [e["recall"] for e in g["parsed"] if e.get("recall") is not None]
+        row = dict(zip(GROUP, key, strict=True)) | {"n": len(g), "k": k, "recall_n": len(recalls)}
+        if recalls:
+            hits = float(np.sum(recalls))
+            low, high = wilson(hits, len(recalls))
+            row |= {"recall": hits / len(recalls), "recall_ci_low": low, "recall_ci_high": high}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*GROUP, "n", "k", "recall_n", "recall", "recall_ci_low", "recall_ci_high"])

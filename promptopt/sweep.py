@@ -49,6 +49,7 @@ class Sweep(BaseModel):
     judge_api_base: str | None = None
     min_judge_kappa: float | None = Field(default=None, ge=-1, le=1)
     probes: list[str] | None = Field(default=None, min_length=1)
+    corpus: Path | None = None  # passages for retrieve (relative to the file)
 
 
 def load_sweep(path: Path) -> Sweep:
@@ -68,5 +69,7 @@ def load_sweep(path: Path) -> Sweep:
         raise UserError(f"Sweep file {path}: setting {field}: {err['msg']}.") from None
     base = path.parent
     sweep.tasks_dirs = [base / d for d in sweep.tasks_dirs]
+    if sweep.corpus is not None:
+        sweep.corpus = base / sweep.corpus
     sweep.programs_dirs = [base / d for d in sweep.programs_dirs]
     return sweep

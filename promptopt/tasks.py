@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, mod
 
 from promptopt import _env  # noqa: F401  (offline settings before `datasets` is imported)
 from promptopt.answers import AnswerType, answer_options, answer_types, parse_options, with_options
+from promptopt.corpus import CorpusSpec
 from promptopt.errors import UserError
 from promptopt.paths import bundled_dir
 
@@ -182,6 +183,7 @@ class TaskSpec(_Spec):
     judge: JudgeSpec | None = None
     language: LanguageSpec | None = None
     probes: list[str] = []  # robustness probes every run of this task also scores (promptopt.probes)
+    corpus: CorpusSpec | None = None  # passages a retrieval strategy reads (promptopt.corpus)
 
     @model_validator(mode="after")
     def _probes_known(self) -> TaskSpec:

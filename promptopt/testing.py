@@ -85,6 +85,12 @@ class ScriptedServer:
     faults: dict[str, int] = field(default_factory=dict)  # faults injected, by kind
     auth: list[str | None] = field(default_factory=list)  # each request's Authorization header
     replies: dict[str, Callable[[str], str]] = field(default_factory=dict)  # per model name, several behind one URL
+    # prompt -> {token: logprob}: the top log-probabilities a chat call asking for them gets
+    # (None: the server returns none, as a chat model without logprobs support does)
+    top_logprobs: Callable[[str], dict[str, float]] | None = None
+    # text -> [(token, logprob)] covering the text: what the completions API echoes for it with
+    # echo=true (None: echo is refused, as on a chat-only endpoint)
+    echo: Callable[[str], list[tuple[str, float]]] | None = None
     _httpd: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -124,6 +130,9 @@ class ScriptedServer:
                     server.calls += 1
                     server.requests.append(body)
                     server.auth.append(self.headers.get("Authorization"))
+                if "messages" not in body and body.get("echo"):
+                    self._echo(body, prompt)
+                    return
                 try:
                     text = server.replies.get(str(body.get("model")), server.reply)(prompt)
                 except ScriptedHTTPError as exc:
@@ -155,10 +164,34 @@ class ScriptedServer:
                 }
                 if "messages" in body:
                     choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                    if body.get("logprobs") and server.top_logprobs is not None:
+                        tops = sorted(server.top_logprobs(prompt).items(), key=lambda kv: -kv[1])
+                        tops = tops[: int(body.get("top_logprobs") or 1)]
+                        entries = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in tops]
+                        first = {**entries[0], "top_logprobs": entries} if entries else None
+                        choice["logprobs"] = {"content": [first] if first else [], "refusal": None}
+                        if entries:
+                            choice["message"]["content"] = entries[0]["token"]
                     self._send(200, base | {"object": "chat.completion", "choices": [choice]})
                 else:
                     choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
                     self._send(200, base | {"object": "text_completion", "choices": [choice]})
+
+            def _echo(self, body: dict, prompt: str) -> None:
+                if server.echo is None:
+                    self._send(400, {"error": {"message": "echo is not supported", "type": "invalid_request_error"}})
+                    return
+                tokens, logprobs, offsets, at = [], [], [], 0
+                for i, (token, logprob) in enumerate(server.echo(prompt)):
+                    tokens.append(token)
+                    logprobs.append(None if i == 0 else logprob)  # the first token has no context
+                    offsets.append(at)
+                    at += len(token)
+                usage = {"prompt_tokens": len(tokens), "completion_tokens": 1, "total_tokens": len(tokens) + 1}
+                lp = {"tokens": tokens, "token_logprobs": logprobs, "text_offset": offsets, "top_logprobs": None}
+                choice = {"index": 0, "finish_reason": "length", "text": prompt, "logprobs": lp}
+                self._send(200, {"id": f"x{time.time_ns()}", "object": "text_completion", "created": int(time.time()),
+                                 "model": body.get("model"), "usage": usage, "choices": [choice]})  # fmt: skip
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 1024  # socketserver's 5 drops connections when many calls are in flight
