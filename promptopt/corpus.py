@@ -26,22 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from promptopt.errors import UserError
-
-
-class CorpusSpec(BaseModel):
-    """`corpus:` in a task YAML (paths relative to the YAML file)."""
-
-    model_config = ConfigDict(extra="forbid")
-    path: str
-    records: str | None = None  # a JSON document: where its rows are ("*" walks an object, keys -> _key)
-    id: str = "id"
-    text: str | list[str] = "text"
-    title: str | None = None
-    gold: str | None = None  # "item_id": an item's gold passage has the item's id (recall@k)
-    leak: str | None = None  # an item column no passage may contain for a test item
+from promptopt.tasks import CorpusSpec, _walk
 
 
 @dataclass
@@ -125,8 +111,6 @@ def load_corpus(path: Path, spec: CorpusSpec | None = None, what: str = "--corpu
     else:
         try:
             if spec.records is not None:
-                from promptopt.tasks import _walk
-
                 doc = json.loads(path.read_text(encoding="utf-8"))
                 rows = [{**row, "_key": "/".join(keys)} for keys, row in _walk(doc, [s for s in spec.records.split(".") if s])]
             else:

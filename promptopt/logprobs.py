@@ -143,20 +143,25 @@ def protocol(model: Model) -> str:
     with _protocols_lock:
         if base in _protocols:
             return _protocols[base]
-    found = None
+    found, answered = None, False
     try:
         with urllib.request.urlopen(f"{_root(base)}/props", timeout=model.timeout_s) as resp:
+            answered = True
             if "default_generation_settings" in json.loads(resp.read()):
                 found = "llama.cpp"
+    except urllib.error.HTTPError:
+        answered = True
     except Exception:
         pass
     if found is None:
         try:
-            logprobs = _echo(model, "Yes", probe=True)
-            if logprobs:
+            if _echo(model, "Yes", probe=True):
                 found = "echo"
-        except Exception:
-            pass
+            answered = True
+        except Exception as exc:
+            answered = answered or getattr(exc, "status_code", None) is not None
+    if found is None and not answered:
+        raise UserError(f"Could not connect to {redact_url(base)} for model {model.name}; check --api-base.")
     if found is None:
         raise UserError(
             f"Strategy 'cloze' needs the log-probabilities of given text, which the endpoint "

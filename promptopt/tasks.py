@@ -31,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, mod
 
 from promptopt import _env  # noqa: F401  (offline settings before `datasets` is imported)
 from promptopt.answers import AnswerType, answer_options, answer_types, parse_options, with_options
-from promptopt.corpus import CorpusSpec
 from promptopt.errors import UserError
 from promptopt.paths import bundled_dir
 
@@ -166,6 +165,18 @@ class LanguageSpec(_Spec):
 
     group: str
     code: str
+
+
+class CorpusSpec(_Spec):
+    """`corpus:` in a task YAML (paths relative to the YAML file)."""
+
+    path: str
+    records: str | None = None  # a JSON document: where its rows are ("*" walks an object, keys -> _key)
+    id: str = "id"
+    text: str | list[str] = "text"
+    title: str | None = None
+    gold: Literal["item_id"] | None = None  # an item's gold passage has the item's id (recall@k)
+    leak: str | None = None  # an item column no passage may contain for a test item
 
 
 class TaskSpec(_Spec):

@@ -67,6 +67,18 @@ def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path):
             ["--model", "openai/x", "--api-base", REFUSED, "--storage", "sqlite:////no/such/folder/x.sqlite"],
             "Could not open the results store at sqlite:////no/such/folder/x.sqlite",
         ),
+        "retrieve with no corpus": (
+            ["--model", "openai/x", "--api-base", REFUSED, "--strategy", "retrieve"],
+            "Strategy 'retrieve' needs passages to retrieve from, and task medqa names no corpus",
+        ),
+        "a corpus that does not exist": (
+            ["--model", "openai/x", "--api-base", REFUSED, "--strategy", "retrieve", "--corpus", str(tmp_path / "nope.jsonl")],
+            f"--corpus {tmp_path / 'nope.jsonl'} does not exist",
+        ),
+        "reasoning_effort on a model that does not take it": (
+            ["--model", "openai/x", "--api-base", REFUSED, "--strategy", "cot:reasoning_effort=high"],
+            "sets reasoning_effort, which model openai/x does not take",
+        ),
         "storage URL that is not a URL": (
             ["--model", "openai/x", "--api-base", REFUSED, "--storage", "results.db"],
             "The storage URL is not a valid SQLAlchemy URL",

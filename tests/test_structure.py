@@ -107,4 +107,4 @@ def test_bundled_entries_stay_bundled_whichever_registry_is_read_first():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["7", "True", "True"]
+    assert done.stdout.split() == ["11", "True", "True"]

@@ -23,6 +23,7 @@ EXPECTED = {
     "medqa": (200, 300, 1273 - 500),
     "medmcqa": (300 - 2, 300 - 3, 4183 - 600),  # 5 pool copies of test questions dropped
     "pubmedqa": (500 - 100, 100, 500),  # official 500 test PMIDs; the other 500 labelled are the pool
+    "pubmedqa_open_book": (500 - 100, 100, 500),  # the same questions without their abstracts
     "mmlu_medical": (30 - 5, 123 - 2 - 14, 1089 - 78),  # cross-subject duplicates; dev/val copies of test
     "medcalc_bench": (100 - 11, 100 - 7, 1047 - 200),
     "medec": (574 - 150, 150, 925 - 328),  # the test file's 328 empty rows
