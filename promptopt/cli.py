@@ -344,6 +344,33 @@ def evaluate_cmd(
     )
 
 
+@app.command("view")
+def view_cmd(
+    source: Annotated[str, typer.Argument(help="Run folder or SQLAlchemy storage URL.")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8765,
+) -> None:
+    """A local web viewer of a store: leaderboard and plots, every example, two configs side by side."""
+    from promptopt.reports import open_source
+    from promptopt.viewer import serve
+
+    open_source(source)  # a bad source is one sentence before the server starts
+    serve(source, port=port, on_ready=lambda line: typer.echo(line, err=True))
+
+
+@app.command("import")
+def import_cmd(
+    logs: Annotated[list[Path], typer.Argument(help="Inspect eval logs (.eval/.json, or folders of them) or "
+                                                     "lm-evaluation-harness output folders / samples_*.jsonl files.")],
+    out: Annotated[Path, typer.Option(help="Folder for the run folder.")] = Path("results"),
+    storage: Annotated[str | None, typer.Option(help="SQLAlchemy URL instead of the run folder's SQLite file.")] = None,
+) -> None:
+    """Read other tools' per-sample logs into a store as one run, so reports and the viewer apply."""
+    from promptopt.importers import import_logs
+
+    run_dir = import_logs(logs, out=out, storage=storage, on_event=lambda line: typer.echo(line, err=True))
+    typer.echo(f"Run folder: {run_dir}")
+
+
 @app.command("report")
 def report_cmd(
     source: Annotated[str, typer.Argument(help="Run folder or SQLAlchemy storage URL.")],

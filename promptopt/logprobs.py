@@ -173,9 +173,11 @@ def protocol(model: Model) -> str:
     return found
 
 
-def _count(calls: int, prompt_tokens: int, completion_tokens: int) -> None:
+def _count(calls: int, prompt_tokens: int, completion_tokens: int, sent: dict | None = None) -> None:
     log = current_log.get()
     if log is not None:
+        if sent is not None:
+            log.sent.append(sent)
         log.calls += calls
         log.prompt_tokens += prompt_tokens
         log.completion_tokens += completion_tokens
@@ -202,7 +204,8 @@ def _echo(model: Model, text: str, probe: bool = False) -> dict | None:
         lp = lp.model_dump() if hasattr(lp, "model_dump") else dict(lp)
     if not probe:
         usage = getattr(resp, "usage", None)
-        _count(1, int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0))
+        _count(1, int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0),
+               {"prompt": text, "echo": True})  # fmt: skip
     return lp if lp and lp.get("token_logprobs") else None
 
 
@@ -253,5 +256,6 @@ def _llama_cpp(model: Model, context: str, continuation: str) -> tuple[float, in
     got = [int(p.get("id", -1)) for p in probs]
     if got != [int(t) for t in tokens]:
         raise RuntimeError(f"llama.cpp forced {got} instead of the option's tokens {tokens}")
-    _count(1, int(out.get("tokens_evaluated") or 0), int(out.get("tokens_predicted") or len(tokens)))
+    _count(1, int(out.get("tokens_evaluated") or 0), int(out.get("tokens_predicted") or len(tokens)),
+           {"prompt": context, "forced": continuation})  # fmt: skip
     return float(sum(float(p["logprob"]) for p in probs)), len(tokens)

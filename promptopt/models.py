@@ -202,6 +202,7 @@ class CallLog:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     outputs: list[str] = field(default_factory=list)
+    sent: list[dict] = field(default_factory=list)  # each call's request as sent: {"messages": [...]} or {"prompt": ...}
 
     def usage(self) -> dict[str, int | float]:
         """What the calls cost, as the store's columns name it."""
@@ -334,6 +335,7 @@ def build_lm(model: Model, **overrides: Any):
                     log.cost_usd += _price(model, usage, entry.get("cost"))
                     for out in entry.get("outputs") or []:
                         log.outputs.append(out if isinstance(out, str) else str(out.get("text", out)))
+                    log.sent.append(sent_request(entry))
             # DSPy keeps a history per LM; cap ours so long runs do not grow without bound.
             if len(self.history) > 200:
                 del self.history[:100]
@@ -380,6 +382,23 @@ def lm_for(lm, knobs: dict[str, Any]):
             copy.promptopt_model = getattr(lm, "promptopt_model", None)
             _effort_lms[key] = copy
         return _effort_lms[key]
+
+
+def sent_request(entry: dict) -> dict:
+    """One call from DSPy's history entry: the messages (roles and texts) or the prompt it sent,
+    and the reply's text as the model wrote it."""
+    outputs = entry.get("outputs") or []
+    reply = [o if isinstance(o, str) else str(o.get("text", "")) for o in outputs]
+    messages = entry.get("messages")
+    if messages:
+        out = []
+        for m in messages:
+            content = m.get("content")
+            if isinstance(content, list):  # multi-part content: its text parts
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            out.append({"role": m.get("role"), "content": content})
+        return {"messages": out, "reply": reply[0] if len(reply) == 1 else reply}
+    return {"prompt": entry.get("prompt"), "reply": reply[0] if len(reply) == 1 else reply}
 
 
 def with_endpoint(model: Model, api_base: str) -> Model:

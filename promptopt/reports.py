@@ -720,6 +720,12 @@ def pareto_figure(report: Report, fmt: str = "svg") -> bytes | None:
             pts = points[(points["task"] == task) & (points["run_id"] == run_id)].sort_values("cost")
             for model, g in pts.groupby("model"):
                 ax.scatter(g["cost"], 100 * g["score"], color=colours[model], label=_short(model), s=28, zorder=3)
+                has = g["ci_low"].notna() & g["ci_high"].notna()  # every point with its 95% interval
+                if has.any():
+                    h = g[has]
+                    ax.errorbar(h["cost"], 100 * h["score"], yerr=[100 * (h["score"] - h["ci_low"]),
+                                100 * (h["ci_high"] - h["score"])], fmt="none", ecolor=colours[model],
+                                alpha=0.55, lw=1, capsize=2, zorder=2)  # fmt: skip
             front = pts[pts["frontier"]]
             ax.step(front["cost"], 100 * front["score"], where="post", color="black", lw=1, zorder=2, label="frontier")
             ax.scatter(front["cost"], 100 * front["score"], s=110, facecolors="none", edgecolors="black", zorder=4)
@@ -741,6 +747,49 @@ def pareto_figure(report: Report, fmt: str = "svg") -> bytes | None:
             low, high = ax.get_xlim()
             ax.set_xlim(max(low, -0.03 * high), high)  # no negative costs on the axis
             ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def forest_figure(report: Report, fmt: str = "svg") -> bytes | None:
+    """The leaderboard as a forest plot: per task, each model's baseline and ceiling test score
+    with its 95% interval on one axis; None without a leaderboard."""
+    rows = [r for r in report.leaderboard if r.ceiling_score is not None or r.baseline_score is not None]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r.run_id, r.task) for r in rows})
+    several = len({run for run, _ in panels}) > 1
+    height = max(2.2, 0.9 + 0.55 * max(sum((r.run_id, r.task) == p for r in rows) for p in panels))
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "promptopt", "font.size": 8}):
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), height), squeeze=False)
+        for ax, (run_id, task) in zip(axes[0], panels, strict=True):
+            mine = [r for r in rows if (r.run_id, r.task) == (run_id, task)]
+            for y, r in enumerate(mine):
+                for score, low, high, dy, colour, label in (
+                    (r.baseline_score, r.baseline_ci_low, r.baseline_ci_high, 0.15, "#888888", "baseline"),
+                    (r.ceiling_score, r.ceiling_ci_low, r.ceiling_ci_high, -0.15, "#1f5fa8", "ceiling"),
+                ):
+                    if score is None:
+                        continue
+                    ax.plot([100 * (low if low is not None else score), 100 * (high if high is not None else score)],
+                            [y + dy, y + dy], color=colour, lw=1.6)  # fmt: skip
+                    ax.scatter([100 * score], [y + dy], color=colour, s=26, zorder=3, label=label if y == 0 else None)
+            ax.set_yticks(range(len(mine)), [_short(r.model) for r in mine])
+            ax.set_ylim(-0.6, len(mine) - 0.4)
+            ax.invert_yaxis()
+            ax.set_xlim(0, 100)
+            ax.set_xlabel("test score % (95% interval)")
+            ax.set_title(f"{task} ({run_id})" if several else task)
+            ax.grid(axis="x", alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
@@ -817,11 +866,15 @@ def render_html(report: Report, title: str = "promptopt report") -> str:
         f"({settings.bootstrap_resamples} resamples, seed {settings.seed}). Built from the "
         "results store alone; per-example drill-down: <code>promptopt report RUN --format examples</code>.</p>"
     )
-    figure = pareto_figure(report, "svg")
+    figure, forest = pareto_figure(report, "svg"), forest_figure(report, "svg")
+    shown_forest = False
     for section in sections(report):
         parts.append(_html_table(section))
         if figure and section.title.startswith("Pareto"):
             parts.append(f"<figure>{inline_svg(figure)}</figure>")
+        if forest and section.title.startswith("Leaderboard") and not shown_forest:
+            parts.append(f"<figure>{inline_svg(forest)}</figure>")  # every task's panel, after the first table
+            shown_forest = True
     parts.append(f"<script>{_JS}</script></body></html>\n")
     return "\n".join(parts)
 

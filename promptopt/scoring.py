@@ -8,6 +8,7 @@ that no retry can fix (bad key, unknown model, unreachable endpoint) stop the ru
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -250,7 +251,9 @@ def evaluate(
                  optimizer=config.optimizer, config_id=config.id, config=config.to_json(), split=split)  # fmt: skip
 
     def finish(ex: Example, fields: dict, log: CallLog) -> None:
-        pending.append(Record(**where, example_id=ex.id, gold=ex.gold, **log.usage(), created_at=time.time(), **fields))
+        sent = json.dumps(log.sent) if log.sent else None  # what the model saw, for viewers
+        pending.append(Record(**where, example_id=ex.id, gold=ex.gold, **log.usage(), created_at=time.time(),
+                              sent=sent, **fields))  # fmt: skip
         state.done += 1
         if budget:
             budget.charge(log)

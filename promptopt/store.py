@@ -90,6 +90,7 @@ records = Table(
     Column("raw_output", Text),
     Column("created_at", Float, nullable=False),
     Column("extras", Text),  # JSON of promptopt.results.Extras: what the prediction carried beyond its answer
+    Column("sent", Text),  # JSON list: each LM call's request as sent (messages or prompt), for viewers
     UniqueConstraint("run_id", "model", "task", "config_id", "split", "example_id", name="one_record"),
 )
 
@@ -171,9 +172,12 @@ class Record:
     raw_output: str | None
     created_at: float = 0.0
     extras: str | None = None  # JSON (promptopt.results.Extras); None in stores written before it existed
+    sent: str | None = None  # JSON list of each call's request as sent; None in stores written before it existed
 
 
 RECORD_COLUMNS = [f.name for f in fields(Record)]
+# what reports read: the requests as sent are for viewers, which read them one record at a time
+REPORT_COLUMNS = [c for c in RECORD_COLUMNS if c != "sent"]
 
 
 def default_url(run_dir: Path) -> str:
@@ -390,12 +394,12 @@ class Store:
         """Every record (of `run_id`), one row each; a store written before a column existed reads
         None there, and reading never changes the store."""
         have = self._record_columns()
-        q = select(*[records.c[c] for c in RECORD_COLUMNS if c in have])
+        q = select(*[records.c[c] for c in REPORT_COLUMNS if c in have])
         if run_id:
             q = q.where(records.c.run_id == run_id)
         with self.engine.connect() as conn:
-            df = pd.DataFrame(conn.execute(q).fetchall(), columns=[c for c in RECORD_COLUMNS if c in have])
-        return df.reindex(columns=RECORD_COLUMNS)
+            df = pd.DataFrame(conn.execute(q).fetchall(), columns=[c for c in REPORT_COLUMNS if c in have])
+        return df.reindex(columns=REPORT_COLUMNS)
 
     def _record_columns(self) -> set[str]:
         """The columns `records` has in this database (asked until it has them all: they are only added)."""
