@@ -19,6 +19,7 @@ Everything a model wrote is escaped before it is shown.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import threading
@@ -392,10 +393,8 @@ def make_app(source: str, warm_up: bool = True):
 
     def warm() -> None:  # each run's report is computed once at start, so its first page is quick
         for r in view.runs():
-            try:
+            with contextlib.suppress(Exception):  # a page asked for later says what is wrong; warming up must not
                 view.report(r["run_id"])
-            except Exception:  # a page asked for later says what is wrong; warming up must not
-                pass
 
     if warm_up:
         threading.Thread(target=warm, daemon=True, name="promptopt-view-warm").start()
