@@ -226,9 +226,7 @@ def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool, *
             log = promptopt.search(_ProgressPrinter(), **search_settings, **options)
         else:
             log = promptopt.run(_ProgressPrinter(), **options)
-    from promptopt.reports import render_report
-
-    typer.echo(render_report(log.report, "text"), nl=False)
+    show_report(log.report)
     if log.stopped:
         typer.echo(log.stopped, err=True)
     typer.echo(f"Run folder: {log.run_dir}")
@@ -412,8 +410,41 @@ def report_cmd(
             output.write_text(text)
         for path in paths:
             typer.echo(f"Wrote {path}")
+    elif format == "text":
+        show_report(built)
     else:
         typer.echo(text if format == "examples" else reports.render_report(built, format), nl=False)
+
+
+def show_report(report) -> None:
+    """The text report: as rich tables on a terminal, as plain aligned text otherwise (pipes and
+    files get exactly `promptopt report --format text`)."""
+    from promptopt.reports import _table, render_report, sections
+
+    if not sys.stdout.isatty():
+        typer.echo(render_report(report, "text"), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    for section in sections(report):
+        table = Table(title=section.title, title_justify="left", caption=section.note or None,
+                      caption_justify="left", header_style="bold", show_lines=False)  # fmt: skip
+        for header in section.headers:
+            table.add_column(header, overflow="fold")
+        for row in section.body:
+            table.add_row(*[escape_markup(cell) for cell in row])
+        if console.measure(table).maximum <= console.width:
+            console.print(table)
+        else:  # folded into a narrow terminal a wide table would be unreadable: plain text instead
+            console.print(escape_markup(_table(section, markdown=False)) + "\n", soft_wrap=True)
+
+
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 _TASKS_DIR_HELP = "Folder of user task YAMLs (repeatable; also $PROMPTOPT_TASKS_DIR)."

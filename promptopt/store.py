@@ -6,7 +6,8 @@ never block the writer). Schema (documented in README.md):
 - ``runs``: one row per run: ``run_id``, ``created_at``, ``plan`` (JSON of what was asked,
   never credentials), ``version``.
 - ``records``: one row per (run, model, task, config, split, example): prediction, gold, score,
-  parse status, error, LM calls, tokens, latency, cost and the raw model output. The unique key
+  parse status, error, LM calls, tokens, latency, cost, the raw model output, the strategy's extras
+  and each call's request and reply as sent. The unique key
   makes re-running a command skip finished work instead of repeating LM calls.
 - ``run_status``: one row per run: whether its last pass is in progress, complete, stopped
   or interrupted, so a report of an unfinished run says so.
