@@ -3,7 +3,7 @@
 The prompt is the question alone ("Question: ...", any other inputs, then "Answer:"), as
 lm-evaluation-harness scores multiple choice: the answer is the option whose text, after it,
 the model finds most likely. `acc` compares summed log-probabilities, `acc_norm` divides each by
-the option's length in bytes (longer options are not penalized for their length); both are
+the option's length in characters (longer options are not penalized for their length); both are
 kept in the record's extras and reported, and `length_norm` says which one is the answer. One
 call per option; needs an endpoint that returns log-probabilities of given text (llama.cpp's
 server, vLLM), see promptopt.logprobs.
@@ -43,13 +43,13 @@ class Cloze(dspy.Module):
         options = parse_options(inputs["options"])
         model = dspy.settings.lm.promptopt_model
         context = plain_prompt("", inputs, skip=("options",))
-        logprob, n_bytes = {}, {}
+        logprob, chars = {}, {}
         for letter, text in options.items():
             continuation = " " + " ".join(text.split())
             logprob[letter], _ = continuation_logprob(model, context, continuation)
-            n_bytes[letter] = len(continuation.encode())
+            chars[letter] = len(continuation) - 1  # the option's own characters, as lm-eval's acc_norm counts
         letters = list(options)
-        per_byte = {k: logprob[k] / max(1, n_bytes[k]) for k in letters}
-        acc, acc_norm = best(logprob, letters), best(per_byte, letters)
-        cloze = {"logprob": logprob, "bytes": n_bytes, "acc": acc, "acc_norm": acc_norm}
+        per_char = {k: logprob[k] / max(1, chars[k]) for k in letters}
+        acc, acc_norm = best(logprob, letters), best(per_char, letters)
+        cloze = {"logprob": logprob, "chars": chars, "acc": acc, "acc_norm": acc_norm}
         return dspy.Prediction(answer=acc_norm if self.length_norm else acc, cloze=cloze, raw=str(cloze))

@@ -39,9 +39,12 @@ def _clip(text: object, n: int = 20_000) -> str | None:
 # ---------------------------------------------------------------- Inspect AI
 
 
+NOT_LOGS = ("logs.json", "eval-set.json")  # an eval set's listing files, beside its logs
+
+
 def inspect_files(path: Path) -> list[Path]:
     if path.is_dir():
-        return sorted([*path.glob("*.eval"), *path.glob("*.json")])
+        return sorted([*path.glob("*.eval"), *(p for p in path.glob("*.json") if p.name not in NOT_LOGS)])
     return [path]
 
 
@@ -49,7 +52,7 @@ def _message_text(m) -> dict:
     return {"role": getattr(m, "role", None), "content": getattr(m, "text", None) or str(getattr(m, "content", ""))}
 
 
-def from_inspect(path: Path, run_id: str) -> list[Record]:
+def from_inspect(path: Path, run_id: str, sha: str = "") -> list[Record]:
     try:
         from inspect_ai.log import read_eval_log
         from inspect_ai.scorer import value_to_float
@@ -67,12 +70,14 @@ def from_inspect(path: Path, run_id: str) -> list[Record]:
     config = {"source": "inspect", "plan": steps, "generate": log.plan.config.model_dump(exclude_none=True) if log.plan else {},
               "task_args": spec.task_args}  # fmt: skip
     strategy = "inspect:" + "+".join(s["solver"] for s in steps) if steps else "inspect"
-    config_id = f"{strategy.replace('/', '_')}-none-{_digest(config)}"
+    config_id = f"{strategy.replace('/', '_')}-none-{_digest([config, sha])}"  # a re-run log is its own config
     to_float = value_to_float()
     out = []
     for sample in log.samples or []:
         if sample.epoch != 1:
             continue
+        if not sample.scores and not sample.error:
+            continue  # not scored (no scorer ran): neither right nor wrong
         score, answer = 0.0, None
         if sample.scores:
             first = next(iter(sample.scores.values()))
@@ -129,8 +134,11 @@ def _prediction(filtered) -> str | None:
     return str(filtered[0])
 
 
-def from_lm_eval(path: Path, run_id: str) -> list[Record]:
-    results = _results_for(path)
+def from_lm_eval(path: Path, run_id: str, sha: str = "") -> list[Record]:
+    try:
+        results = _results_for(path)
+    except ValueError:
+        raise UserError(f"The results_*.json beside {path} is not valid JSON.") from None
     task = path.stem.removeprefix("samples_").rsplit("_", 1)[0]
     cfg = results.get("config") or {}
     model = str(cfg.get("model") or results.get("model_name") or "lm-eval")
@@ -139,8 +147,6 @@ def from_lm_eval(path: Path, run_id: str) -> list[Record]:
     task_config = (results.get("configs") or {}).get(task, {})
     fewshot = (results.get("n-shot") or {}).get(task, task_config.get("num_fewshot", 0))
     config = {"source": "lm-eval", "num_fewshot": fewshot, "task_config": task_config, "gen_kwargs": cfg.get("gen_kwargs")}
-    strategy = f"lm_eval:fewshot={fewshot}"
-    config_id = f"lm_eval-fewshot{fewshot}-{_digest(config)}"
     out = []
     try:
         lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -150,6 +156,14 @@ def from_lm_eval(path: Path, run_id: str) -> list[Record]:
         metric = (s.get("metrics") or [None])[0]
         if metric is None or metric not in s:
             raise UserError(f"{path}: sample {s.get('doc_id')} names no metric value; lm-eval writes e.g. 'acc'.")
+        if not isinstance(s[metric], int | float):
+            raise UserError(
+                f"{path}: metric {metric!r} is not a per-sample number (corpus metrics such as bleu are computed over "
+                "all samples); import a task scored per sample, e.g. by acc or exact_match."
+            )
+        filt = s.get("filter") or "none"  # lm-eval writes one line per document and filter: one config each
+        strategy = f"lm_eval:fewshot={fewshot}" + ("" if filt == "none" else f",filter={filt}")
+        config_id = f"lm_eval-fewshot{fewshot}{'' if filt == 'none' else '-' + filt}-{_digest([config, filt, sha])}"
         args = s.get("arguments") or {}
         first = next(iter(args.values()), {}) if isinstance(args, dict) else (args[0] if args else {})
         context = first.get("arg_0") if isinstance(first, dict) else (first[0] if isinstance(first, list) and first else None)
@@ -199,8 +213,10 @@ def import_logs(paths: list[Path], out: Path = Path("results"), storage: str | N
     ident = [(kind, f.name, hashlib.sha1(f.read_bytes()).hexdigest()) for kind, f in files]
     run_id = "import-" + hashlib.sha1(json.dumps(sorted(ident)).encode()).hexdigest()[:10]
     batch: list[Record] = []
-    for kind, f in files:
-        got = from_inspect(f, run_id) if kind == "inspect" else from_lm_eval(f, run_id)
+    for (kind, f), (_, _, sha) in zip(files, ident, strict=True):
+        got = from_inspect(f, run_id, sha) if kind == "inspect" else from_lm_eval(f, run_id, sha)
+        if not got:
+            raise UserError(f"{f} holds no scored sample.")
         if on_event:
             on_event(f"{f}: {len(got)} samples of {got[0].model} on {got[0].task} ({got[0].config_id})")
         batch += got
@@ -238,6 +254,9 @@ def paired_lines(batch: list[Record]) -> list[str]:
         by = {c: s.set_index("example_id")["score"] for c, s in g.groupby("config_id")}
         for a, b in itertools.combinations(sorted(by), 2):
             got = paired(by[a], by[b], b=10_000, seed=0)
+            if not got["n"]:
+                lines.append(f"{model} on {task}: {a} and {b} share no item, so they are not compared.")
+                continue
             lines.append(
                 f"{model} on {task}: {a} − {b} = {100 * got['diff']:+.1f} points "
                 f"[{100 * got['ci_low']:+.1f}, {100 * got['ci_high']:+.1f}] on {got['n']} paired items (p = {got['p']:.3g})"

@@ -159,7 +159,10 @@ def protocol(model: Model) -> str:
                 found = "echo"
             answered = True
         except Exception as exc:
-            answered = answered or getattr(exc, "status_code", None) is not None
+            import litellm
+
+            reached = not isinstance(exc, litellm.APIConnectionError | litellm.Timeout)
+            answered = answered or (reached and getattr(exc, "status_code", None) is not None)
     if found is None and not answered:
         raise UserError(f"Could not connect to {redact_url(base)} for model {model.name}; check --api-base.")
     if found is None:
@@ -234,8 +237,8 @@ def continuation_logprob(model: Model, context: str, continuation: str) -> tuple
             "strategy 'cloze' needs a server that echoes them (vLLM, llama.cpp's server)."
         )
     offsets, logprobs = lp.get("text_offset") or [], lp.get("token_logprobs") or []
-    start = len(context)
-    picked = [p for off, p in zip(offsets, logprobs, strict=False) if off >= start and p is not None]
+    start, end = len(context), len(context) + len(continuation)  # not the one token generated after it
+    picked = [p for off, p in zip(offsets, logprobs, strict=False) if start <= off < end and p is not None]
     if not picked:
         raise UserError(f"The endpoint for model {model.name} echoed no tokens for the option text {continuation!r}.")
     return float(sum(picked)), len(picked)

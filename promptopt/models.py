@@ -365,23 +365,25 @@ def build_lm(model: Model, **overrides: Any):
     return lm
 
 
-_effort_lms: dict[tuple[int, str], Any] = {}
 _effort_lock = threading.Lock()
 
 
 def lm_for(lm, knobs: dict[str, Any]):
-    """`lm` with the config's LM-level knobs applied (a reasoning model's `reasoning_effort`);
-    one copy per (LM, effort), so its calls are counted like the original's."""
+    """`lm` with the config's LM-level knobs applied (a reasoning model's `reasoning_effort`,
+    with room to think: temperature 1 and at least 16,000 completion tokens, which reasoning APIs
+    require or else drop the effort); one copy per effort, kept on the LM itself."""
     effort = (knobs or {}).get("reasoning_effort")
     if not effort:
         return lm
     with _effort_lock:
-        key = (id(lm), effort)
-        if key not in _effort_lms:
-            copy = lm.copy(reasoning_effort=effort)
+        copies = lm.__dict__.setdefault("_effort_copies", {})
+        if effort not in copies:
+            room = max(int(lm.kwargs.get("max_tokens") or 0), 16000)
+            copy = lm.copy(reasoning_effort=effort, temperature=1.0, max_tokens=room)
             copy.promptopt_model = getattr(lm, "promptopt_model", None)
-            _effort_lms[key] = copy
-        return _effort_lms[key]
+            copy.__dict__.pop("_effort_copies", None)
+            copies[effort] = copy
+        return copies[effort]
 
 
 def sent_request(entry: dict) -> dict:

@@ -595,7 +595,7 @@ def _probability_sections(report: Report) -> list[Section]:
             _ci(r.acc, r.acc_ci_low, r.acc_ci_high), _ci(r.acc_norm, r.acc_norm_ci_low, r.acc_norm_ci_high),
         ],
         "Each option's text scored as the continuation of the question: acc by summed log-probability, "
-        "acc_norm by log-probability per byte; the config's score is the one its length_norm knob names.",
+        "acc_norm by log-probability per character of the option; the config's score is the one its length_norm knob names.",
     )
     retrieved = _tabulate(
         report.retrieval,
@@ -723,8 +723,9 @@ def pareto_figure(report: Report, fmt: str = "svg") -> bytes | None:
                 has = g["ci_low"].notna() & g["ci_high"].notna()  # every point with its 95% interval
                 if has.any():
                     h = g[has]
-                    ax.errorbar(h["cost"], 100 * h["score"], yerr=[100 * (h["score"] - h["ci_low"]),
-                                100 * (h["ci_high"] - h["score"])], fmt="none", ecolor=colours[model],
+                    below = (100 * (h["score"] - h["ci_low"])).clip(lower=0)  # rounding must not make a bar negative
+                    above = (100 * (h["ci_high"] - h["score"])).clip(lower=0)
+                    ax.errorbar(h["cost"], 100 * h["score"], yerr=[below, above], fmt="none", ecolor=colours[model],
                                 alpha=0.55, lw=1, capsize=2, zorder=2)  # fmt: skip
             front = pts[pts["frontier"]]
             ax.step(front["cost"], 100 * front["score"], where="post", color="black", lw=1, zorder=2, label="frontier")

@@ -291,7 +291,7 @@ class Calibration(_Row):
 
 
 class ClozeScore(_Row):
-    """`cloze` accuracy by summed log-probability (acc) and per byte (acc_norm), lm-eval's two figures."""
+    """`cloze` accuracy by summed log-probability (acc) and per character of the option (acc_norm), lm-eval's two figures."""
 
     run_id: str
     model: str
@@ -464,7 +464,7 @@ class Extras(_Row):
     judge_error: str | None = None  # the judge call failed after retries: `judge` is unmeasured
     letter_probs: dict[str, float] | None = None  # letter_logprob: each letter's probability (normalized over letters)
     letter_mass: float | None = None  # letter_logprob: the probability the letters had among the top tokens
-    cloze: dict[str, Any] | None = None  # cloze: per letter logprob and bytes; the acc and acc_norm answers
+    cloze: dict[str, Any] | None = None  # cloze: per letter logprob and characters; the acc and acc_norm answers
     stages: list[dict[str, Any]] | None = None  # multi_agent: every stage's output, in order
     recall: float | None = None  # retrieve: share of the item's gold passages among the retrieved ones
     reasoning_effort: str | None = None  # the config's reasoning effort, for reasoning models

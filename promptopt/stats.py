@@ -1184,7 +1184,7 @@ def calibration(records: pd.DataFrame) -> pd.DataFrame:
 
 def cloze_scores(records: pd.DataFrame) -> pd.DataFrame:
     """Per config and split, for `cloze`: accuracy by summed log-probability (acc) and by
-    log-probability per byte (acc_norm), as lm-evaluation-harness reports them, with Wilson CIs."""
+    log-probability per character of the option (acc_norm), as lm-evaluation-harness reports them, with Wilson CIs."""
     part = _carrying(records, "cloze")
     rows = []
     for key, g in part.groupby(GROUP, sort=True):

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 
+from promptopt.errors import UserError
 from promptopt.store import records
 
 PER_PAGE = 50
@@ -146,7 +147,8 @@ class View:
             q = q.where(r.error.is_not(None))
         if text:
             like = f"%{text}%"
-            q = q.where(or_(r.example_id.like(like), r.prediction.like(like), r.gold.like(like), r.raw_output.like(like)))
+            q = q.where(or_(r.example_id.ilike(like), r.prediction.ilike(like), r.gold.ilike(like),
+                            r.raw_output.ilike(like)))  # fmt: skip
         return q
 
     def examples(self, run_id, model, task, config, split, show="all", text="", page_no=1) -> tuple[list[dict], int]:
@@ -354,8 +356,8 @@ def example_page(view: View, run_id: str, record_id: int) -> str | None:
 
 
 def compare_page(view: View, run_id: str, on: str, a: str, b: str, page_no: int) -> str:
-    task, _, split = on.partition("|")
-    (ma, _, ca), (mb, _, cb) = a.partition("|"), b.partition("|")
+    task, _, split = on.rpartition("|")
+    (ma, _, ca), (mb, _, cb) = a.rpartition("|"), b.rpartition("|")  # a model name may hold "|", a config id not
     rows, pairs = view.compare(run_id, task, split, (ma, ca), (mb, cb), page_no)
     figures = _paired(pairs)
     base = f"/run/{urllib.parse.quote(run_id)}"
@@ -413,7 +415,10 @@ def make_app(source: str, warm_up: bool = True):
     @app.get("/run/{run_id}", response_class=HTMLResponse)
     def run(run_id: str):
         known(run_id)
-        return run_page(view, run_id)
+        try:
+            return run_page(view, run_id)
+        except UserError as exc:  # e.g. a store a later promptopt wrote: its one sentence, not a traceback
+            return HTMLResponse(page("This run cannot be shown", f"<p class='warn'>{esc(exc)}</p>"), status_code=400)
 
     @app.get("/run/{run_id}/examples", response_class=HTMLResponse)
     def examples(run_id: str, model: str, task: str, config: str, split: str = "test", show: str = "all",

@@ -119,7 +119,7 @@ def test_cloze_ranks_options_by_the_servers_prompt_logprobs_as_acc_and_acc_norm(
     def echo(text):
         """-1 per token of the question; an option's tokens score by a planted per-item rule: the
         gold option -0.4 per token, the others -0.5, so a long gold option can lose on the sum
-        (acc) and still win per byte (acc_norm)."""
+        (acc) and still win per character (acc_norm)."""
         ex = next((e for e in by_text.values() if e.inputs["question"][:80] in text), None)
         if ex is None:  # promptopt's one probe of the endpoint
             return [(t, -1.0) for t in words(text)]
@@ -139,7 +139,7 @@ def test_cloze_ranks_options_by_the_servers_prompt_logprobs_as_acc_and_acc_norm(
     acc = acc_norm = 0
     for ex in exs:
         sums = {k: (-0.4 if k == ex.gold else -0.5) * len(words(" " + " ".join(v.split()))) for k, v in ex.inputs["options"].items()}
-        norm = {k: s / len((" " + " ".join(ex.inputs["options"][k].split())).encode()) for k, s in sums.items()}
+        norm = {k: s / len(" ".join(ex.inputs["options"][k].split())) for k, s in sums.items()}
         acc += max(sums, key=sums.get) == ex.gold
         acc_norm += max(norm, key=norm.get) == ex.gold
     cloze = log.report.cloze[0]
