@@ -30,11 +30,8 @@ CONFIGS = [
 ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records-dir", type=Path, help="Where to build the run folder (default: a temp dir).")
-    args = parser.parse_args()
-    root = args.records_dir or Path(tempfile.mkdtemp(prefix="report-speed-"))
+def simulated_records() -> pd.DataFrame:
+    """~100k records: 4 models x 2 tasks x 6 configs x 2,100 val+test examples, reasoning-sized outputs."""
     frames = []
     for t, task in enumerate(["medqa", "gsm8k"]):
         models = {
@@ -45,6 +42,15 @@ def main() -> None:
     recs = pd.concat(frames, ignore_index=True)
     filler = "Let's think step by step. " * 16  # ~400 characters, like a short reasoning trace
     recs["raw_output"] = recs["raw_output"].fillna(filler)
+    return recs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records-dir", type=Path, help="Where to build the run folder (default: a temp dir).")
+    args = parser.parse_args()
+    root = args.records_dir or Path(tempfile.mkdtemp(prefix="report-speed-"))
+    recs = simulated_records()
     started = time.perf_counter()
     run = write_run(recs, root / "run")
     print(f"built {len(recs):,} records in {run} ({time.perf_counter() - started:.1f} s)")

@@ -20,24 +20,15 @@ import urllib.parse
 from pathlib import Path
 
 import httpx
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report_speed import CONFIGS, MODELS  # noqa: E402
+from report_speed import MODELS, simulated_records  # noqa: E402
 
-from promptopt.simulate import SimConfig, simulate, write_run  # noqa: E402
+from promptopt.simulate import write_run  # noqa: E402
 
 
 def build(root: Path) -> Path:
-    frames = []
-    for t, task in enumerate(["medqa", "gsm8k"]):
-        models = {
-            m: [SimConfig(**{**c.__dict__, "accuracy": c.accuracy + 0.05 * i - 0.02 * t}) for c in CONFIGS]
-            for i, m in enumerate(MODELS)
-        }
-        frames.append(simulate(models, task=task, n={"val": 800, "test": 1300}, seed=t))
-    recs = pd.concat(frames, ignore_index=True)
-    recs["raw_output"] = recs["raw_output"].fillna("Let's think step by step. " * 16)
+    recs = simulated_records()
     prompt = json.dumps([{"messages": [{"role": "user", "content": "A 45-year-old woman presents with ... " * 40}],
                           "reply": "B"}])  # fmt: skip
     recs["sent"] = prompt

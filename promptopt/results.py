@@ -271,8 +271,8 @@ class JudgeAgreement(_Row):
     kappa: float
 
 
-class Calibration(_Row):
-    """How well a config's option-letter probabilities (letter_logprob) are calibrated on one split."""
+class _ConfigSplit(_Row):
+    """One config of one model on one task and split (the key of per-config sections)."""
 
     run_id: str
     model: str
@@ -281,6 +281,11 @@ class Calibration(_Row):
     optimizer: str
     config_id: str
     split: str
+
+
+class Calibration(_ConfigSplit):
+    """How well a config's option-letter probabilities (letter_logprob) are calibrated on one split."""
+
     n: int  # items with a distribution over the letters
     unread: int  # items whose top tokens held no option letter (no answer)
     accuracy: float | None = None  # of the most probable letter, on those n items
@@ -290,16 +295,9 @@ class Calibration(_Row):
     letter_mass: float | None = None  # mean probability the letters had among the top tokens, before normalizing
 
 
-class ClozeScore(_Row):
+class ClozeScore(_ConfigSplit):
     """`cloze` accuracy by summed log-probability (acc) and per character of the option (acc_norm), lm-eval's two figures."""
 
-    run_id: str
-    model: str
-    task: str
-    strategy: str
-    optimizer: str
-    config_id: str
-    split: str
     n: int
     acc: float
     acc_ci_low: float
@@ -309,16 +307,9 @@ class ClozeScore(_Row):
     acc_norm_ci_high: float
 
 
-class RetrievalScore(_Row):
+class RetrievalScore(_ConfigSplit):
     """What a retrieval config read: passages per item and, where gold passages are known, recall@k."""
 
-    run_id: str
-    model: str
-    task: str
-    strategy: str
-    optimizer: str
-    config_id: str
-    split: str
     n: int
     k: int  # passages retrieved per item (the most any item got)
     recall_n: int  # items with a known gold passage
