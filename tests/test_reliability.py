@@ -288,5 +288,9 @@ def test_rpm_spaces_the_requests_to_an_endpoint_even_with_many_threads(medqa, tm
     # carry the client's own jitter on top of the spaced starts (a run measured 14 in 1.23 s), so
     # the bound is 12 a second: without the limit the eight threads send far faster (last assert)
     assert (len(paced) - 6) / (paced[-1] - paced[5]) <= 12.0
-    assert paced[-1] - paced[0] >= 1.5
+    # the starts from the sixth on are 14 intervals of 0.1 s; arrivals, with the client's jitter,
+    # must still take a second (unpaced, eight threads send all 20 in a fraction of that). Measured
+    # from the sixth because the first arrival can come late: the client's first call warms up
+    # while the limiter keeps the later starts on schedule (a CI run saw 1.41 s from the first)
+    assert paced[-1] - paced[5] >= 1.0
     assert bursts[-1] - bursts[0] < 0.5 * (paced[-1] - paced[0])  # without it, eight at a time
