@@ -115,7 +115,7 @@ def _bare(server, k: int, calls: int) -> float:
 
 
 def _plan(server, out: Path, k: int, calls: int, **extra):
-    from promptopt.engine import RunPlan
+    from promptopt.runplan import RunPlan
 
     return RunPlan(
         models=["openai/scripted"], tasks=["medqa"], api_base=server.base_url, out=out, threads=k,

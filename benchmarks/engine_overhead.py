@@ -129,7 +129,8 @@ def main() -> None:
 def repeat_cost(server, out: Path) -> None:
     """A second identical run and a report make zero LM calls."""
     from promptopt import reports
-    from promptopt.engine import RunPlan, run
+    from promptopt.engine import run
+    from promptopt.runplan import RunPlan
 
     plan = dict(models=["openai/scripted"], tasks=["medqa"], strategies=["predict"], api_base=server.base_url,
                 limit=50, out=out)  # fmt: skip

@@ -302,7 +302,7 @@ def config_truth(world: World, strategy: str, optimizer: str, knobs: dict) -> fl
 
 
 def promptopt_search(world: World, task, server, limit: int | None, out: Path, log) -> dict:
-    from promptopt.engine import RunPlan
+    from promptopt.runplan import RunPlan
     from promptopt.searcher import DEFAULT_OPTIMIZERS, DEFAULT_SPACE, SearchSettings, search
     from promptopt.store import Store
 

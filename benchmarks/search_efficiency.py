@@ -54,11 +54,13 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rung0", type=int, default=20)
-    ap.add_argument("--alpha", type=float, default=0.02)
+    ap.add_argument("--epsilon", type=float, default=1.0, help="indifference zone, points")
+    ap.add_argument("--delta", type=float, default=0.05)
     args = ap.parse_args()
 
-    from promptopt.engine import RunPlan
+    from promptopt.runplan import RunPlan
     from promptopt.searcher import SearchSettings, search
+    from promptopt.selection import Rule
     from promptopt.store import Store
     from promptopt.tasks import load_task
     from promptopt.testing import ScriptedServer
@@ -97,7 +99,7 @@ def main() -> None:
             mode="search",
         )  # fmt: skip
         started = time.perf_counter()
-        result = search(plan, SearchSettings(rung0=args.rung0, seed=args.seed, alpha=args.alpha))
+        result = search(plan, SearchSettings(rung0=args.rung0, seed=args.seed, rule=Rule(args.epsilon / 100, args.delta)))
         seconds = time.perf_counter() - started
         recs = Store(result.storage).records(result.run_id)
 
@@ -108,7 +110,7 @@ def main() -> None:
     best = max(truth.values())
     spent = int(val.lm_calls.sum())
     full = sum(n_val * calls[i] for i in truth)
-    print(f"configs: {args.configs}, val examples: {n_val}, first rung: {args.rung0}, alpha: {args.alpha}")
+    print(f"configs: {args.configs}, val examples: {n_val}, first rung: {args.rung0}, epsilon: {args.epsilon}, delta: {args.delta}")
     print(f"chosen: level {level} ({calls[level]} calls/question), true accuracy {100 * truth[level]:.1f}%")
     print(f"best true accuracy: {100 * best:.1f}% (gap {100 * (best - truth[level]):.1f} points)")
     # what scoring every config on all of val would choose (computed from the same draws, no calls)

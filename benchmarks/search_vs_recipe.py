@@ -112,8 +112,8 @@ def recipe(seed: int, truth: dict, n_train: int, n_test: int) -> dict:
 
 def promptopt_search(seed: int, truth: dict, n_train: int, task, by_question, tmp: Path) -> dict:
     from promptopt.compiler import estimate_compile_calls
-    from promptopt.engine import RunPlan
     from promptopt.optimizers import get_optimizer
+    from promptopt.runplan import RunPlan
     from promptopt.searcher import SearchSettings, search
     from promptopt.store import Store
     from promptopt.testing import ScriptedServer

@@ -200,7 +200,7 @@ def replay_search(val: np.ndarray, calls: np.ndarray, order: np.ndarray, alpha: 
     Returns the items scored per config and the chosen one (best on all of val, ties to cheaper).
     """
     configs, n = val.shape
-    rungs = _rungs(n, SearchSettings(rung0=RUNG0, growth=GROWTH, alpha=alpha))
+    rungs = _rungs(n, SearchSettings(rung0=RUNG0, growth=GROWTH))
     index = pd.Index([f"val-{i}" for i in range(n)])
     series = [pd.Series(val[c], index=index) for c in range(configs)]
     # wins[size][c, f]: items of the first `size` that c got right and f wrong

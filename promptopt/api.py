@@ -16,105 +16,54 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from promptopt import __version__, engine
+from promptopt import __version__
 from promptopt.errors import UserError
 from promptopt.results import ChosenConfig, ConfigSummary, Report, RunLog
 
-# Examples per split when none is given: run takes a first look (engine.DEFAULT_LIMIT, 20); search
-# needs all of val for its pruning to have rungs, and compile scores its program on all of val.
-DEFAULT_LIMIT = {"run": engine.DEFAULT_LIMIT, "search": None}
 
+def plan(mode: str = "run", *, sweep: str | Path | None = None, references: bool = True, **options: Any):
+    """A RunPlan from options (promptopt.options.OPTIONS: the same names as a sweep file's keys)
+    and a sweep file; an option given here wins over the file's value.
 
-def plan(
-    mode: str = "run",
-    *,
-    sweep: str | Path | None = None,
-    models: list[str] | None = None,
-    tasks: list[str] | None = None,
-    strategies: list[str] | None = None,
-    optimizers: list[str] | None = None,
-    api_base: str | None = None,
-    limit: int | None = None,
-    splits: list[str] | tuple[str, ...] | None = None,
-    seed: int | None = None,
-    threads: int | None = None,
-    out: str | Path | None = None,
-    storage: str | None = None,
-    tasks_dirs: list[Path] | None = None,
-    programs_dirs: list[Path] | None = None,
-    max_calls: int | None = None,
-    max_cost: float | None = None,
-    max_error_rate: float | None = None,
-    rpm: float | None = None,
-    expect_accuracy: float = 0.5,
-    allow_overlap: bool = False,
-    references: bool = True,
-    judge_models: list[str] | None = None,
-    judge_api_base: str | None = None,
-    min_judge_kappa: float | None = None,
-    probes: list[str] | None = None,
-    corpus: str | Path | None = None,
-):
-    """A RunPlan from options and a sweep file (an option given here wins over the file's value).
-
-    Defaults, for run and search alike: the embedded model, MedQA, seed 0, results/ for run
-    folders, at most half of the examples failing. What differs is what the two mean by them:
-    run scores baseline and cot zero-shot on 20 examples per split; search explores
-    promptopt.searcher.DEFAULT_SPACE with the optimizers none and bootstrap on all of val (its
-    rungs need them), then scores its choice on test, so `splits` is refused there.
+    Defaults are the options' own, for run and search alike — the embedded model, MedQA, seed 0,
+    results/ for run folders, at most half of the examples failing — except where a search means
+    something else by them: run scores baseline and cot zero-shot on 20 examples per split;
+    search explores promptopt.options.DEFAULT_SPACE with the optimizers none and bootstrap on all
+    of val, then scores its choice on test, so options for run only (splits) are refused there.
     """
-    from promptopt.engine import DEFAULT_STRATEGIES, RunPlan
-    from promptopt.judge import DEFAULT_MIN_KAPPA
-    from promptopt.sweep import Sweep, load_sweep
+    from pydantic import ValidationError
+
+    from promptopt.options import BY_NAME, OPTIONS
+    from promptopt.runplan import RunPlan
+    from promptopt.sweep import Sweep, load_sweep, sentence
 
     if mode not in ("run", "search"):
         raise UserError(f"Unknown mode {mode!r}; valid modes are run and search.")
+    unknown = sorted(set(options) - set(BY_NAME))
+    if unknown:
+        raise TypeError(f"plan() got an unknown option {unknown[0]!r}; options are {', '.join(BY_NAME)}.")
+    try:
+        given = Sweep.model_validate({k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        raise UserError("O" + sentence(exc, "option")[1:]) from None
     file = load_sweep(Path(sweep)) if sweep else Sweep()
-    if mode == "search" and (splits or file.splits):
-        raise UserError("search chooses on val and scores its choice on test; drop splits (it is for run).")
-
-    def pick(given, from_file, default):
-        return given if given is not None else from_file if from_file is not None else default
-
-    if mode == "search":
-        from promptopt.searcher import DEFAULT_OPTIMIZERS, DEFAULT_SPACE
-
-        space, opts = list(DEFAULT_SPACE), list(DEFAULT_OPTIMIZERS)
-    else:
-        space, opts = list(DEFAULT_STRATEGIES), ["none"]
-    return RunPlan(
-        models=list(models or file.models or [engine.DEFAULT_MODEL]),
-        tasks=list(tasks or file.tasks or [engine.DEFAULT_TASK]),
-        strategies=list(strategies or file.strategies or space),
-        optimizers=list(optimizers or file.optimizers or opts),
-        api_base=pick(api_base, file.api_base, None),
-        limit=pick(limit, file.limit, DEFAULT_LIMIT[mode]),
-        splits=tuple(splits or file.splits or ("val", "test")),
-        seed=pick(seed, file.seed, 0),
-        threads=pick(threads, file.threads, None),
-        out=Path(pick(out, file.out, Path("results"))),
-        storage=pick(storage, file.storage, None),
-        tasks_dirs=[Path(d) for d in (tasks_dirs or file.tasks_dirs)],
-        programs_dirs=[Path(d) for d in (programs_dirs or file.programs_dirs)],
-        max_calls=pick(max_calls, file.max_calls, None),
-        max_cost=pick(max_cost, file.max_cost, None),
-        max_error_rate=pick(max_error_rate, file.max_error_rate, 0.5),
-        rpm=pick(rpm, file.rpm, None),
-        expect_accuracy=expect_accuracy,
-        allow_overlap=allow_overlap,
-        references=references,
-        mode=mode,
-        judge_models=list(judge_models or file.judge_models or []),
-        judge_api_base=pick(judge_api_base, file.judge_api_base, None),
-        min_judge_kappa=pick(min_judge_kappa, file.min_judge_kappa, DEFAULT_MIN_KAPPA),
-        probes=list(probes or file.probes or []),
-        corpus=Path(corpus) if corpus is not None else file.corpus,
-    )
+    values = {}
+    for option in OPTIONS:
+        mine = getattr(given, option.name)
+        if mine is None or mine == []:  # a repeatable flag not given arrives as an empty list
+            mine = getattr(file, option.name)
+        if mine is not None and mode not in option.modes:
+            raise UserError(
+                f"{option.name} is an option of {' and '.join(option.modes)} only; drop it for {mode}"
+                + (" (search chooses on val and scores its choice on test)." if option.name == "splits" else ".")
+            )
+        values[option.name] = option.default_for(mode) if mine is None else mine
+    return RunPlan(**values, references=references, mode=mode)
 
 
 def _log(result, the_plan, chosen=()) -> RunLog:
     from promptopt import reports
-    from promptopt.engine import safe_url
+    from promptopt.runplan import safe_url
 
     return RunLog(
         version=__version__,
@@ -138,33 +87,25 @@ def run(on_event: Callable | None = None, **options: Any) -> RunLog:
     return _log(run_plan(the_plan, on_progress=on_event), the_plan)
 
 
-def search(
-    on_event: Callable | None = None,
-    *,
-    trials: int | None = None,
-    rung0: int = 20,
-    prune_alpha: float = 0.02,
-    demo_sets: int = 1,
-    **options: Any,
-) -> RunLog:
-    """Search each model's ceiling config on val (paired successive halving), then score the
-    choice and the baseline on test; `RunLog.chosen` names each choice. Options: see `plan`."""
+def search(on_event: Callable | None = None, **options: Any) -> RunLog:
+    """Search each model's ceiling config on val (ε-optimal, cost-aware successive elimination),
+    then score the choice and the baseline on test; `RunLog.chosen` names each choice. Options:
+    see `plan` (epsilon, delta, objective, max_cost_per_example and the search's other options)."""
     from promptopt.searcher import SearchSettings
     from promptopt.searcher import search as run_search
 
     the_plan = plan("search", **options)
-    settings = SearchSettings(trials=trials, rung0=rung0, seed=the_plan.seed, demo_sets=demo_sets, alpha=prune_alpha)
-    result = run_search(the_plan, settings, on_progress=on_event)
+    result = run_search(the_plan, SearchSettings.of(the_plan), on_progress=on_event)
     return _log(result, the_plan, result.chosen)
 
 
-def estimate(mode: str = "run", *, demo_sets: int = 1, **options: Any) -> list[dict]:
+def estimate(mode: str = "run", **options: Any) -> list[dict]:
     """What a run would cost, per model, task and config, before any call (a dry run); for search,
-    the most it can cost (every config of its space, `demo_sets` demo sets per bootstrap config,
-    on all of val, as if none were pruned)."""
-    from promptopt.engine import dry_run
+    the most it can cost (every config of its space within the caps, `demo_sets` demo sets per
+    bootstrap config, on all of val, as if none were dropped)."""
+    from promptopt.dryrun import dry_run
 
-    return dry_run(plan(mode, **options), demo_sets)
+    return dry_run(plan(mode, **options))
 
 
 def compile(
@@ -174,41 +115,32 @@ def compile(
     out: str | Path,
     optimizer: str = "bootstrap",
     *,
-    api_base: str | None = None,
     limit: int | None = None,
     runs: str | Path = "results",
-    threads: int | None = None,
-    tasks_dirs: list[Path] | None = None,
-    programs_dirs: list[Path] | None = None,
     on_event: Callable | None = None,
+    **options: Any,
 ) -> ConfigSummary | None:
     """Compile one config for one model and task, score it on val, and save it as a program folder
-    at `out` (load it with promptopt.load). Returns its val summary (None if nothing was answered)."""
+    at `out` (load it with promptopt.load). Returns its val summary (None if nothing was answered).
+    `limit`: val examples (default all); other options as in `plan` (api_base, threads, judges, budgets)."""
     import shutil
     from dataclasses import replace
 
-    from promptopt.config import parse_config
-    from promptopt.engine import program_dir
     from promptopt.engine import run as run_plan
-    from promptopt.models import resolve_model
     from promptopt.store import Store
-    from promptopt.tasks import load_task
 
     the_plan = plan(
-        "run", models=[model], tasks=[task], strategies=[strategy], optimizers=[optimizer], api_base=api_base,
-        limit=limit, splits=["val"], out=runs, threads=threads, tasks_dirs=tasks_dirs, programs_dirs=programs_dirs,
-        references=False,
+        "run", models=[model], tasks=[task], strategies=[strategy], optimizers=[optimizer], splits=["val"], out=runs,
+        references=False, **options,
     )  # fmt: skip
     the_plan = replace(the_plan, limit=limit)  # None: all of val
     result = run_plan(the_plan, on_progress=on_event)
     if result.stopped:
         raise UserError(result.stopped)
-    cfg = parse_config(strategy, optimizer, the_plan.programs_dirs)
-    the_task = load_task(task, the_plan.tasks_dirs, the_plan.programs_dirs)
-    made = program_dir(result.run_dir, resolve_model(model, api_base), the_task, cfg)
+    ((_, _, config_id), made), *_ = result.programs.items()
     shutil.copytree(made, Path(out), dirs_exist_ok=True)
     records = Store(result.storage).records(result.run_id)
-    return _summary(records[(records.config_id == cfg.id) & (records.split == "val")])
+    return _summary(records[(records.config_id == config_id) & (records.split == "val")])
 
 
 def evaluate(
@@ -218,20 +150,25 @@ def evaluate(
     *,
     model: str | None = None,
     api_base: str | None = None,
-    threads: int | None = None,
-    tasks_dirs: list[Path] | None = None,
     programs_dir: str | Path | None = None,
     on_event: Callable | None = None,
+    **options: Any,
 ) -> ConfigSummary:
     """Score a saved program on a split of its task: accuracy with its 95% CI over the answered
-    items, errors apart (never counted as wrong). Re-running resumes."""
-    from promptopt.compiled import evaluate_program
+    items, errors apart (never counted as wrong). A judged task is graded by its judge, validated
+    first; `max_calls`/`max_cost` stop it cleanly (the stop is sent to `on_event` as a Note, and
+    the summary is of what was scored). Re-running resumes. Options: threads, tasks_dirs,
+    max_calls, max_cost, max_error_rate, judge_models, judge_api_base, min_judge_kappa."""
+    from promptopt.evaluation import evaluate_program
+    from promptopt.scoring import note
 
-    records = evaluate_program(
-        program, split, limit, on_progress=on_event, model=model, api_base=api_base, threads=threads,
-        tasks_dirs=tasks_dirs, programs_dir=programs_dir,
+    result, records = evaluate_program(
+        program, split, limit, on_progress=on_event, model=model, api_base=api_base, programs_dir=programs_dir,
+        **{k: v for k, v in options.items() if v is not None},
     )  # fmt: skip
-    summary = _summary(records)
+    if result.stopped:
+        note(on_event, result.stopped)
+    summary = _summary(records[records.split == split] if len(records) else records)
     if summary is None:
         raise UserError(f"{program} on {split}: no example was answered ({len(records)} failed after retries).")
     return summary

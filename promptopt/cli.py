@@ -11,79 +11,24 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from promptopt import _env  # noqa: F401
 from promptopt.errors import UserError
 
-# Options shared by several commands.
-TasksDir = Annotated[list[Path] | None, typer.Option("--tasks-dir", help="Folder of user task YAMLs.")]
+# Options of several commands beside run's and search's (those are declared in promptopt.options).
 ProgramsDir = Annotated[
     list[Path] | None,
     typer.Option("--programs-dir", help="Folder of user strategies, optimizers and answer types (Python files)."),
 ]
-MaxCalls = Annotated[int | None, typer.Option(min=1, help="Stop cleanly after this many LM calls.")]
-MaxCost = Annotated[float | None, typer.Option(min=0, help="Stop cleanly after spending this many USD.")]
-ApiKeyFile = Annotated[
-    Path | None, typer.Option(help="File holding the provider's API key (read into its env variable, never stored).")
-]
-Threads = Annotated[
-    int | None,
-    typer.Option(
-        min=1,
-        help="Examples scored at once per endpoint (default: 4 on the embedded model, which decodes 4 at once; else 1).",
-    ),
-]
-Rpm = Annotated[
-    float | None,
-    typer.Option(
-        "--rpm", min=0.001, help="Requests per minute per endpoint (a provider's rate limit; $PROMPTOPT_RPM)."
-    ),
-]
-
-# Options run and search share: the same names, meanings and defaults (promptopt.api.plan).
 SweepArg = Annotated[
     Path | None, typer.Argument(help="Sweep YAML: models, tasks, strategies, optimizers and settings (flags win).")
 ]
-Models = Annotated[list[str] | None, typer.Option("--model", help="LiteLLM model string (repeatable).")]
-Tasks = Annotated[list[str] | None, typer.Option("--task", help="Task name or YAML path (repeatable).")]
-ApiBase = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the models.")]
-Out = Annotated[Path | None, typer.Option(help="Folder that holds run folders (default results).")]
-Storage = Annotated[str | None, typer.Option(help="SQLAlchemy URL of the results store (and a search's study).")]
-Seed = Annotated[
-    int | None, typer.Option(help="Run seed (default 0): another seed is a separate repeat, in its own folder.")
+ApiKeyFile = Annotated[
+    Path | None, typer.Option(help="File holding the provider's API key (read into its env variable, never stored).")
 ]
-ErrorRate = Annotated[
-    float | None,
-    typer.Option(min=0, max=1, help="Stop when more than this share of examples fail (judged after 20; 0.5)."),
-]
-ExpectAccuracy = Annotated[
-    float, typer.Option(min=0.01, max=1.0, help="Expected accuracy on train, for bootstrap call estimates.")
-]
-AllowOverlap = Annotated[
-    bool, typer.Option(help="Run even if train/val examples duplicate test ones; the report warns.")
-]
-JudgeModels = Annotated[
-    list[str] | None,
-    typer.Option("--judge-model", help="LLM judge for free-text tasks (repeatable; default the task's, else local)."),
-]
-JudgeApiBase = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the judges (not --api-base, which is the models').")]
-Corpus = Annotated[
-    Path | None,
-    typer.Option(help="Passages for retrieve: a JSONL file (id, text per line) or a folder of .txt files; "
-                 "replaces the task's own corpus."),
-]
-Probes = Annotated[
-    list[str] | None,
-    typer.Option("--probe", help="Robustness probe: negation, partial[:k=20+50], none_of_the_above, shuffle[:m=3], language (repeatable)."),
-]
-MinJudgeKappa = Annotated[
-    float | None,
-    typer.Option(min=-1, max=1, help="Trust a judge at this Cohen's kappa on its validation or above (default 0.6)."),
-]
-
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -141,72 +86,64 @@ class _ProgressPrinter:
         sys.stderr.flush()
 
 
-# name -> (annotation, default, the promptopt.api.plan option it sets), for run and search alike
-# fmt: off
-SHARED = {
-    "model": (Models, None, "models"), "task": (Tasks, None, "tasks"), "api_base": (ApiBase, None, "api_base"),
-    "out": (Out, None, "out"), "storage": (Storage, None, "storage"), "seed": (Seed, None, "seed"),
-    "threads": (Threads, None, "threads"), "tasks_dir": (TasksDir, None, "tasks_dirs"),
-    "programs_dir": (ProgramsDir, None, "programs_dirs"), "max_calls": (MaxCalls, None, "max_calls"),
-    "max_cost": (MaxCost, None, "max_cost"), "max_error_rate": (ErrorRate, None, "max_error_rate"),
-    "rpm": (Rpm, None, "rpm"), "expect_accuracy": (ExpectAccuracy, 0.5, "expect_accuracy"),
-    "allow_overlap": (AllowOverlap, False, "allow_overlap"), "api_key_file": (ApiKeyFile, None, None),
-    "judge_model": (JudgeModels, None, "judge_models"), "judge_api_base": (JudgeApiBase, None, "judge_api_base"),
-    "min_judge_kappa": (MinJudgeKappa, None, "min_judge_kappa"), "probe": (Probes, None, "probes"),
-    "corpus": (Corpus, None, "corpus"),
-}
-# fmt: on
+def _annotation(option, mode: str):
+    """A promptopt.options.Option as a typer parameter: its flag, bounds and help; None when not
+    given, so that a sweep file's value or the mode's default applies."""
+    kind = option.kind
+    inner = getattr(kind, "__args__", (None,))[0] if option.repeatable else kind
+    extra: dict = {}
+    if getattr(inner, "__origin__", None) is Literal:  # a choice: checked by the plan, in one sentence
+        kind = list[str] if option.repeatable else str
+    if option.ge is not None or option.gt is not None:  # a strict bound is checked by the plan, in one sentence
+        extra["min"] = option.ge if option.ge is not None else option.gt
+    if option.le is not None:
+        extra["max"] = option.le
+    flag = option.cli_flag
+    if kind is bool:
+        flag = f"{flag}/--no-{flag.removeprefix('--')}"
+    help_text = option.help + option.described_default(mode)
+    return Annotated[kind | None, typer.Option(flag, help=help_text, **extra)]
 
 
-def with_shared_options(command):
-    """Declare SHARED's options on `command` (which takes them as **shared), so run and search
-    list one set of options, declared once."""
+def with_options(mode: str, only: tuple[str, ...] | None = None):
+    """Declare every promptopt.options option of `mode` (or the `only` ones) on a command, which
+    takes them as **options, beside its own parameters: run and search list one set, declared once."""
     import inspect
 
-    sig = inspect.signature(command, eval_str=True)
-    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
-        for name, (annotation, default, _) in SHARED.items()
-    ]
-    command.__signature__ = sig.replace(parameters=[*own, *extra])
-    command.__annotations__ = {**command.__annotations__, **{p.name: p.annotation for p in extra}}
-    return command
+    from promptopt.options import BY_NAME, for_mode
 
+    def decorate(command):
+        sig = inspect.signature(command, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        extra = [
+            inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=_annotation(o, mode), default=None)
+            for o in ([BY_NAME[n] for n in only] if only else for_mode(mode))
+        ]
+        command.__signature__ = sig.replace(parameters=[*own, *extra])
+        command.__annotations__ = {**command.__annotations__, **{p.name: p.annotation for p in extra}}
+        return command
 
-def plan_options(shared: dict, **own) -> dict:
-    """The promptopt.api.plan options of a command's shared and own flags."""
-    return {SHARED[name][2]: value for name, value in shared.items() if SHARED[name][2]} | own
-
-
-Strategies = Annotated[list[str] | None, typer.Option("--strategy", help="Strategy name (repeatable).")]
-Optimizers = Annotated[list[str] | None, typer.Option("--optimizer", help="Optimizer name (repeatable).")]
+    return decorate
 
 
 @app.command()
-@with_shared_options
+@with_options("run")
 def run(
     sweep: SweepArg = None,
-    strategy: Strategies = None,
-    optimizer: Optimizers = None,
-    split: Annotated[
-        list[str] | None, typer.Option("--split", help="Split to score: val, test (repeatable; default both).")
-    ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Examples per split (default 20).")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and its estimated cost; call nothing.")
     ] = False,
-    **shared,
+    api_key_file: ApiKeyFile = None,
+    **options,
 ) -> None:
     """Evaluate models × tasks × strategies (× optimizers) on val and test, store records, print the table.
 
     Optimizers compile on train (selecting on val); the fixed baseline and each compiled
     strategy's zero-shot version are always scored too, as references."""
-    options = plan_options(shared, sweep=sweep, strategies=strategy, optimizers=optimizer, splits=split, limit=limit)
-    _start("run", options, shared["api_key_file"], dry_run)
+    _start("run", options | {"sweep": sweep}, api_key_file, dry_run)
 
 
-def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool, **search_settings) -> None:
+def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool) -> None:
     """run and search alike: the key file read, the plan estimated or executed, its report printed."""
     import promptopt
 
@@ -218,12 +155,12 @@ def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool, *
         if the_plan.judge_models:
             use_api_key_file(str(api_key_file), the_plan.judge_models, the_plan.judge_api_base)
     if dry_run:
-        _print_dry_run(promptopt.estimate(mode, demo_sets=search_settings.get("demo_sets", 1), **options))
+        _print_dry_run(promptopt.estimate(mode, **options))
         return
     _quiet_dspy()
     with _resumable():
         if mode == "search":
-            log = promptopt.search(_ProgressPrinter(), **search_settings, **options)
+            log = promptopt.search(_ProgressPrinter(), **options)
         else:
             log = promptopt.run(_ProgressPrinter(), **options)
     show_report(log.report)
@@ -249,42 +186,28 @@ def _print_dry_run(estimates: list[dict]) -> None:
 
 
 @app.command()
-@with_shared_options
+@with_options("search")
 def search(
     sweep: SweepArg = None,
-    strategy: Annotated[
-        list[str] | None,
-        typer.Option("--strategy", help="Strategy in the space (repeatable; default: a built-in space)."),
-    ] = None,
-    optimizer: Annotated[
-        list[str] | None,
-        typer.Option("--optimizer", help="Optimizer in the space (repeatable; default none, bootstrap)."),
-    ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Val and test examples (default: all).")] = None,
-    trials: Annotated[
-        int | None, typer.Option(min=1, help="Configs to finish per model and task (default: all).")
-    ] = None,
-    rung0: Annotated[int, typer.Option(min=1, help="Val examples every config is first scored on.")] = 20,
-    prune_alpha: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0, help="Chance of stopping a config that is not worse, per rung (0: never)."),
-    ] = 0.02,
-    demo_sets: Annotated[
-        int, typer.Option(min=1, help="Demo sets tried per bootstrap config (seeds 0..N-1; pruned on val).")
-    ] = 1,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the most the search can cost (nothing pruned); call nothing.")
+        bool, typer.Option("--dry-run", help="Print the most the search can cost (nothing dropped); call nothing.")
     ] = False,
-    **shared,
+    api_key_file: ApiKeyFile = None,
+    **options,
 ) -> None:
-    """Search each model's ceiling config: an Optuna study on val, then the chosen config and the
-    baseline on test. Run the same command again to resume; point workers at one --storage to share."""
-    options = plan_options(shared, sweep=sweep, strategies=strategy, optimizers=optimizer, limit=limit)
-    settings = dict(trials=trials, rung0=rung0, prune_alpha=prune_alpha, demo_sets=demo_sets)
-    _start("search", options, shared["api_key_file"], dry_run, **settings)
+    """Search each model's ceiling config: an Optuna study on val whose choice is within --epsilon
+    of the best (probability 1 - --delta) and the cheapest such, then the choice and the baseline
+    on test. Run the same command again to resume; point workers at one --storage to share."""
+    _start("search", options | {"sweep": sweep}, api_key_file, dry_run)
+
+
+# Options of a run that compile and evaluate take too (declared once, in promptopt.options).
+_BENCH_OPTIONS = ("threads", "tasks_dirs", "max_calls", "max_cost", "max_error_rate", "judge_models", "judge_api_base",
+                  "min_judge_kappa")  # fmt: skip
 
 
 @app.command("compile")
+@with_options("run", only=_BENCH_OPTIONS)
 def compile_cmd(
     model: Annotated[str, typer.Option(help="LiteLLM model string.")],
     task: Annotated[str, typer.Option(help="Task name or YAML path.")],
@@ -294,9 +217,8 @@ def compile_cmd(
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the model.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Val examples to score the compiled program on.")] = None,
     runs: Annotated[Path, typer.Option(help="Folder that holds run folders.")] = Path("results"),
-    threads: Threads = None,
-    tasks_dir: TasksDir = None,
     programs_dir: ProgramsDir = None,
+    **options,
 ) -> None:
     """Compile one config for one model and task, score it on val, and save it as a program folder."""
     import promptopt
@@ -304,35 +226,36 @@ def compile_cmd(
     _quiet_dspy()
     with _resumable():
         val = promptopt.compile(
-            model, task, strategy, out, optimizer, api_base=api_base, limit=limit, runs=runs, threads=threads,
-            tasks_dirs=tasks_dir, programs_dirs=programs_dir, on_event=_ProgressPrinter(),
+            model, task, strategy, out, optimizer, api_base=api_base, limit=limit, runs=runs,
+            programs_dirs=programs_dir, on_event=_ProgressPrinter(), **options,
         )  # fmt: skip
     accuracy = "—" if val is None else f"{100 * val.score:.1f}%"
     typer.echo(f"Saved program to {out} (val accuracy {accuracy} on {val.n if val else 0} answered).")
 
 
 @app.command("evaluate")
+@with_options("run", only=_BENCH_OPTIONS)
 def evaluate_cmd(
     program: Annotated[Path, typer.Argument(help="Program folder (from compile or a run's programs/).")],
     split: Annotated[str, typer.Option(help="val or test.")] = "test",
     limit: Annotated[int | None, typer.Option(min=1, help="Examples to score.")] = None,
     model: Annotated[str | None, typer.Option(help="Model to bind instead of the compiled one.")] = None,
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for the model.")] = None,
-    threads: Threads = None,
-    tasks_dir: TasksDir = None,
     programs_dir: Annotated[
         Path | None,
         typer.Option("--programs-dir", help="Folder of the user strategy the program was built from (its code runs)."),
     ] = None,
+    **options,
 ) -> None:
-    """Score a saved program on a split of its task and print its accuracy with a 95% CI."""
+    """Score a saved program on a split of its task and print its score with a 95% CI (a judged
+    task is graded by its judge, validated first; --max-calls and --max-cost stop it cleanly)."""
     import promptopt
 
     _quiet_dspy()
     with _resumable():
         row = promptopt.evaluate(
-            program, split, limit, model=model, api_base=api_base, threads=threads, tasks_dirs=tasks_dir,
-            programs_dir=programs_dir, on_event=_ProgressPrinter(),
+            program, split, limit, model=model, api_base=api_base, programs_dir=programs_dir,
+            on_event=_ProgressPrinter(), **options,
         )  # fmt: skip
     typer.echo(
         f"{program} on {split}: accuracy {100 * row.score:.1f}% [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}] "

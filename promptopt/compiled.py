@@ -231,47 +231,4 @@ def _check_state(module, state: dict, folder: Path) -> None:
             )
 
 
-def evaluate_program(folder: str | Path, split: str, limit: int | None, *, on_progress=None, **options: Any):
-    """Score a program folder on one split of its task; records go to the folder's own store.
-    `options`: model, api_base, threads, tasks_dirs, programs_dir (see promptopt.api.evaluate).
-
-    Returns the records (a DataFrame). Re-running with the same arguments resumes.
-    """
-    model, api_base, threads = options.get("model"), options.get("api_base"), options.get("threads")
-    tasks_dirs, programs_dir = options.get("tasks_dirs"), options.get("programs_dir")
-    import hashlib
-
-    from promptopt.config import Config
-    from promptopt.scoring import evaluate
-    from promptopt.store import Store
-    from promptopt.tasks import check_gold, load_task
-
-    if split not in ("val", "test"):
-        raise UserError(f"Cannot evaluate on split {split!r}; valid splits are val and test.")
-    prog = load(folder, model=model, api_base=api_base, programs_dir=programs_dir)
-    man = prog.manifest
-    task = load_task(man["task"]["name"], tasks_dirs, [Path(programs_dir)] if programs_dir else [])
-    if task.spec.model_dump(mode="json") != man["task"]:
-        raise UserError(
-            f"Task {task.name!r} differs from the one {folder} was compiled for; evaluate with the same task spec."
-        )
-    check_gold(task)  # a program compiled before the check existed must not score bad gold silently
-    config = Config(man["strategy"], man["optimizer"], man["knobs"], man.get("optimizer_knobs") or {})
-    with prog:
-        from promptopt.session import threads_for
-
-        threads = threads_for(threads, prog.model)  # before the endpoint is bound: the embedded default
-        live = prog.bind()
-        state = hashlib.sha1((Path(folder) / "program.json").read_bytes()).hexdigest()
-        key = json.dumps([live.identity, split, limit, man["config_id"], state]).encode()
-        run_id = "eval-" + hashlib.sha1(key).hexdigest()[:10]
-        store = Store(f"sqlite:///{(Path(folder) / 'evaluations.sqlite').resolve()}")
-        store.start_run(run_id, {"program": str(folder), "split": split, "limit": limit}, __version__)
-        evaluate(
-            prog.module, task.examples(split, limit), task=task, model=live, lm=prog.lm, adapter=prog.adapter,
-            config=config, split=split, run_id=run_id, store=store, threads=threads, on_progress=on_progress,
-        )  # fmt: skip
-        return store.records(run_id)
-
-
-__all__ = ["Config", "LoadedProgram", "evaluate_program", "load", "save"]
+__all__ = ["Config", "LoadedProgram", "load", "save"]

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +22,7 @@ from promptopt.errors import UserError
 from promptopt.results import LeaderboardRow, Report
 from promptopt.stats import MIN_PAIRED
 from promptopt.store import Store
+from promptopt.tables import Section
 
 ROW_FIELDS = [
     "model", "task", "strategy", "optimizer", "config_id", "split", "n", "score", "ci_low", "ci_high",
@@ -68,6 +68,7 @@ def build(
     local_usd_per_mtok: float = 0.0,
     runs: list[dict] | None = None,
     judge_checks: pd.DataFrame | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
 ) -> Report:
     """Every section of the report from records (and compile costs, and the runs' statuses):
     pure, no I/O. Every statistic is per run; several runs are shown apart, never pooled.
@@ -75,7 +76,12 @@ def build(
     Models whose calls carry no price (embedded or self-hosted: $0 in total) are charged
     `local_usd_per_mtok` dollars per million tokens; tokens are always shown beside dollars.
     `warnings` holds one sentence per thing a reader must know before trusting a number.
+    `tables`: the store's other tables by name (a search's `choices`, which the report's choice
+    follows, and what sections of their own files read, e.g. `anytime`).
     """
+    from promptopt.sections import Inputs, registered
+
+    tables = tables or {}
     unpriced = sorted(stats.unpriced_models(records)) if len(records) else []
     unknown = sorted(stats.price_unknown(set(unpriced)))
     settings = {"bootstrap_resamples": b, "seed": seed, "local_usd_per_mtok": local_usd_per_mtok,
@@ -90,13 +96,14 @@ def build(
     if compiles is not None and len(compiles):
         compiles = stats.price_unpriced(compiles, set(unpriced), local_usd_per_mtok)
     summary = stats.summarize(records, b=b, seed=seed)
-    chosen = stats.select_configs(summary)
+    chosen = stats.select_configs(summary, tables.get("choices"))
     picked = {(r.run_id, r.model, r.task, r.config_id) for r in chosen.itertuples()}
     summary["selected"] = [(r.run_id, r.model, r.task, r.config_id) in picked for r in summary.itertuples()]
     chosen_on = {(r.run_id, r.model, r.task): r.selected_on for r in chosen.itertuples()}
     summary["selected_on"] = [chosen_on.get((r.run_id, r.model, r.task)) for r in summary.itertuples()]
     ceil, h2h, flips = stats.compare(records, summary, b=b, seed=seed)
     still_free = set() if local_usd_per_mtok else set(unpriced)
+    own = Inputs(records, summary, tables)
     tables = {
         "leaderboard": ceil[LEADERBOARD_FIELDS] if len(ceil) else ceil,
         "head_to_head": h2h,
@@ -115,15 +122,26 @@ def build(
         "cloze": stats.cloze_scores(records),
         "retrieval": stats.retrieval(records),
     }
+    tables["pareto"] = _mark_chosen(tables["pareto"], own.tables.get("choices"))
     report = {
         "rows": _clean(summary[ROW_FIELDS].to_dict(orient="records")),
         "ceilings": _clean(ceil[CEILING_FIELDS].to_dict(orient="records")) if len(ceil) else [],
         **{key: _clean(t.to_dict(orient="records")) for key, t in tables.items()},
+        **{plugin.key: plugin.compute(own) for plugin in registered()},
         "runs": runs,
         "settings": settings,
     }
     report["warnings"] = run_warnings(runs) + measurement_warnings(report, summary, unknown, still_free)
     return Report.model_validate(report)
+
+
+def _mark_chosen(pareto: pd.DataFrame, choices: pd.DataFrame | None) -> pd.DataFrame:
+    """Pareto points a search chose (with --objective pareto, every config of its front)."""
+    if pareto.empty:
+        return pareto
+    picked = set() if choices is None else set(zip(choices.run_id, choices.model, choices.task, choices.config_id, strict=True))
+    keys = zip(pareto.run_id, pareto.model, pareto.task, pareto.config_id, strict=True)
+    return pareto.assign(search_chose=[k in picked for k in keys])
 
 
 SECTIONS = ("leaderboard", "head_to_head", "flips", "sensitivity", "consistency", "costs", "pareto")
@@ -259,12 +277,6 @@ def _money(x) -> str:
     return "—" if x is None else f"{x:.6f}" if x < 0.01 else f"{x:.4f}"
 
 
-@dataclass
-class Section:
-    title: str
-    headers: list[str]
-    body: list[list[str]]
-    note: str = ""
 
 
 def _chosen_on(on: str | None) -> str:
@@ -474,9 +486,11 @@ def _pareto_sections(report: Report) -> list[Section]:
         lambda r: [
             r.task + _run_label(report, r.run_id), _display(r.model), r.strategy, r.optimizer,
             r.config_id, r.split, _ci(r.score, r.ci_low, r.ci_high), _money(r.usd_per_example),
-            f"{r.tokens_per_example:.0f}", "★" if r.frontier else "",
+            f"{r.tokens_per_example:.0f}", ("★" if r.frontier else "") + (" chosen" if r.search_chose else ""),
         ],
-        "★ = no other (model, config) scores at least as well for no more cost. Cost axis: dollars, or "
+        "★ = no other (model, config) scores at least as well for no more cost"
+        + ("; chosen = what a search chose on val" if any(r.search_chose for r in report.pareto) else "")
+        + ". Cost axis: dollars, or "
         "tokens per example where every point of a task costs $0 or priced and unpriced models are mixed "
         "(a $0 model would otherwise be on the frontier for free).",
     )
@@ -627,9 +641,27 @@ SECTION_BUILDERS = (
 )  # fmt: skip
 
 
+# The key of each builder's section, where a section of its own file (promptopt.sections) may follow.
+_KEYS = {_leaderboards_sections: "leaderboard", _head_to_head_sections: "head_to_head", _flips_sections: "flips",
+         _metrics_sections: "metrics", _judges_sections: "judges", _open_ended_sections: "open_ended",
+         _robustness_sections: "robustness", _probability_sections: "calibration",
+         _sensitivity_sections: "sensitivity", _consistency_sections: "consistency", _costs_sections: "costs",
+         _pareto_sections: "pareto", _rows_sections: "rows", _runs_sections: "runs"}  # fmt: skip
+
+
 def sections(report: Report) -> list[Section]:
     """The report as titled tables of text cells: what text, markdown and HTML all render, in one order."""
-    return [section for build in SECTION_BUILDERS for section in build(report)]
+    from promptopt.sections import registered
+
+    after: dict[str, list] = {}
+    for plugin in registered():
+        after.setdefault(plugin.after, []).append(plugin.render)
+    out = []
+    for build in SECTION_BUILDERS:
+        out += build(report)
+        for render in after.get(_KEYS[build], []):
+            out += render(report)
+    return out
 
 
 def rows_section(report: Report) -> Section:
@@ -925,9 +957,13 @@ def report(
     store's own warnings (overlap, early stops) first."""
     records, compiles, warnings, runs = load(source, run_id)
     store, found = open_source(source)
+    from promptopt.sections import registered
+
     checks = store.judge_checks(run_id or found)
+    names = {"choices", *(name for plugin in registered() for name in plugin.reads)}
+    tables = {name: store.table(name, run_id or found) for name in sorted(names)}
     built = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs,
-                  judge_checks=checks)  # fmt: skip
+                  judge_checks=checks, tables=tables)  # fmt: skip
     built.warnings = warnings + built.warnings
     return built
 

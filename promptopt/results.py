@@ -16,19 +16,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
+
+from promptopt.tables import Row as _Row
 
 Split = Literal["train", "val", "test"]
-
-
-class _Row(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    def __getitem__(self, key: str) -> Any:
-        """`row["score"]` as well as `row.score`: code written against the JSON reads either way."""
-        if key not in type(self).model_fields:
-            raise KeyError(key)
-        return getattr(self, key)
 
 
 class _ModelTask(_Row):
@@ -389,6 +381,7 @@ class ParetoPoint(_Config, _RunTaskModel):
     cost_axis: Literal["usd", "tokens", "tokens (mixed)"]
     cost: float
     frontier: bool
+    search_chose: bool = False  # a search chose this config on val (--objective pareto: each of its front)
 
 
 class RunStatus(_Row):
@@ -410,8 +403,9 @@ class Settings(_Row):
     correction: str
 
 
-class Report(_Row):
-    """Every section of a report, in the order the JSON holds them."""
+class _CoreReport(_Row):
+    """Every section of a report, in the order the JSON holds them; the sections that live in
+    their own files (promptopt.sections) follow, added by `Report` below."""
 
     rows: list[ConfigSummary]
     ceilings: list[Ceiling]
@@ -437,6 +431,16 @@ class Report(_Row):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
+
+
+def _with_sections():
+    from promptopt.sections import registered
+
+    fields = {s.key: (list[s.row], []) for s in registered()}
+    return create_model("Report", __base__=_CoreReport, __module__=__name__, __doc__=_CoreReport.__doc__, **fields)
+
+
+Report = _with_sections()
 
 
 class Extras(_Row):

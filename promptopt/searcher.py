@@ -1,27 +1,27 @@
-"""Search: one Optuna study per (model, task) over configs, with successive halving on val.
+"""`promptopt search`: one Optuna study per (model, task) over configs, an ε-optimal, cost-aware
+choice on val, then the choice and the baseline on test.
 
-Every trial is one config: compiled once (train), then scored on a prefix of val. A config
-scored on the first `rung0` val examples goes on to the next rung (three times as many, then
-all of val) only while it might still be on the cost-accuracy front: it is stopped when a
-config already scored on all of val, at least as cheap, is better beyond doubt on the same
-items — a one-sided paired test (`stats.clearly_worse`) at level `alpha` divided among the
-configs it is compared with (Bonferroni). So a config whose true val score is at least every
-cheaper finished config's is stopped at a rung with probability at most `alpha`, and over its
-three rungs at most 3 `alpha` (the rungs are nested prefixes, so in practice far less:
-`benchmarks/validity.py` measures 0.1–3.2% for the truly best config at alpha 0.02). Testing
-only against the best-scoring finished config saves a few points of calls but, that config
-being the maximum of several on the same items, stops a tied-best config in up to 12%. Rungs are
-prefixes of one fixed order, so promotion only scores the examples not yet scored, and the
-store's records make every repeat free. Items whose LM call failed are left out of every score,
-as in reports.
+Every trial is one config, readied once (prepared, compiled on train). The configs are scored
+round by round on a growing prefix of val (`rung0` examples, then `growth` times as many, up to
+all of val), and after each round promptopt.selection's successive elimination drops those
+that cannot be chosen: worse than another beyond doubt, or unable to beat a cheaper config by
+more than ε. The search stops when one is left or all are within ε of each other; with
+probability at least 1 − δ (as far as the normal bounds hold; benchmarks/selection.py
+measures it) the choice is within ε of the best config, and the cheapest among those within ε.
+Rounds are prefixes of one fixed order, so a round only scores the examples not yet scored,
+and the store's records make every repeat free. Items whose LM call failed are left out of
+every score, as in reports. Each round adds a point to the anytime curve (store table
+`anytime`): the calls and dollars spent so far, compiles included, and the config the search
+would choose then, overall and per optimizer.
 
 The study lives in Optuna's own storage — by default the run's SQL database — with two
-objectives, val score (up) and cost per example (down; USD, or LM calls for free models), so
-its Pareto front is the frontier. Trials a killed process of this machine left running are
-failed on restart and their configs queued again; a second worker pointed at the same storage
-and run shares the study (a trial left running by a dead worker on another machine stays
-running until that machine restarts the search). After the search, the config chosen on val (best, ties to the cheaper) and the fixed
-baseline are scored on test: test is never seen before the choice.
+objectives, val score (up) and cost per example (down; USD, or LM calls for free models).
+Trials a killed process of this machine left running are failed on restart and their configs
+queued again; a second worker pointed at the same storage and run shares the study, each worker
+eliminating among the configs it holds (a trial left running by a dead worker on another
+machine stays running until that machine restarts the search). After the search, the chosen
+config (with `--objective pareto`, every config of the front) and the fixed baseline are scored
+on test: test is never seen before the choice.
 """
 
 from __future__ import annotations
@@ -29,54 +29,38 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from promptopt import stats
 from promptopt.config import parse_config
-from promptopt.engine import (
-    RunPlan,
-    RunResult,
-    budget_for,
-    check_endpoint,
-    compile_once,
-    give_corpus,
-    open_run,
-    prepare,
-    save_program,
-    search_space,
-    serves,
-    stop_noted,
-    validate_plan,
-)
 from promptopt.errors import UserError
-from promptopt.models import build_lm
+from promptopt.options import DEFAULT_OPTIMIZERS, DEFAULT_SPACE  # noqa: F401  (benchmarks read them here)
+from promptopt.pipeline import Bench, RunContext
 from promptopt.registry import get_strategy
-from promptopt.scoring import Note, Progress, evaluate, note
-from promptopt.session import adapter_for, endpoint, threads_for
+from promptopt.runplan import RunPlan, RunResult, search_space, serves, validate_plan
+from promptopt.scoring import Note, Progress
+from promptopt.selection import Arm, Elimination, Rule
 from promptopt.study import Heartbeat, fail_dead_trials, optuna_storage, queued_trials, tell, until_finished
-
-# What `promptopt search` tries when no --strategy is given (multiple-choice tasks).
-DEFAULT_SPACE = [
-    "predict",
-    "cot",
-    "self_consistency:n=3",
-    "self_consistency:n=5",
-    "choice_shuffle:n=3",
-    "choice_shuffle:n=5",
-    "verify_choices:batched=true",
-    "knn_fewshot:k=3",
-]
-DEFAULT_OPTIMIZERS = ["none", "bootstrap"]
 
 
 @dataclass
 class SearchSettings:
     trials: int | None = None  # configs to finish per (model, task); None: all of them
     rung0: int = 20  # val examples every config is first scored on
-    growth: int = 3  # each rung scores this many times more
-    alpha: float = 0.02  # chance of stopping a config that is not worse, per rung
+    growth: int = 3  # each round scores this many times more
     seed: int = 0
     demo_sets: int = 1  # each `bootstrap` without a seed is tried with seeds 0..demo_sets-1
+    rule: Rule = field(default_factory=Rule)  # ε, δ and the objective (promptopt.selection)
+    max_cost_per_example: float | None = None  # USD: configs estimated above it are never called
+    max_calls_per_example: float | None = None  # LM calls: the same cap, for free models
+
+    @classmethod
+    def of(cls, plan: RunPlan) -> SearchSettings:
+        """The settings a plan's search options give (ε in points there, a fraction here)."""
+        return cls(
+            trials=plan.trials, rung0=plan.rung0, growth=plan.growth, seed=plan.seed, demo_sets=plan.demo_sets,
+            rule=Rule(plan.epsilon / 100, plan.delta, plan.objective), max_cost_per_example=plan.max_cost_per_example,
+            max_calls_per_example=plan.max_calls_per_example,
+        )  # fmt: skip
 
 
 def search(
@@ -85,23 +69,20 @@ def search(
     on_progress: Callable[[Progress | Note], None] | None = None,
 ) -> RunResult:
     """The search's choice and test scores, per model and task; progress and messages go to
-    `on_progress` (Progress and Note events), nothing is printed."""
-
-    def say(line: str) -> None:
-        note(on_progress, line)
-
+    `on_progress` (Progress and Note events), nothing is printed. A judged task is judged as in a
+    run; a probe task is not searched on its own: the configs its source task scores on test (the
+    choice and the baseline) are scored on the probe's test items too, so its robust ceiling reads."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = search_space(plan, settings.demo_sets)
     baseline = parse_config("baseline", "none", plan.programs_dirs)
+    if any(p.partition(":")[0] == "language" for p in plan.probes):
+        raise UserError(
+            "A search chooses each task's config on its own, so the language probe (one config on two languages) "
+            "cannot pair them; use `promptopt run` with --probe language, or drop it."
+        )
     tasks, models, _, overlap = validate_plan(plan, configs=[baseline])
-    for task in tasks:
-        if getattr(task.answer_type, "primary_metric", None) == "judge":
-            raise UserError(
-                f"Task {task.name}'s primary metric is the judge, which a search does not call yet; use "
-                "`promptopt run` (it validates and calls the judge), or a task whose primary metric is computed."
-            )
     by_id = {c.id: c for c in space}
     from promptopt.logprobs import check_model, check_reasoning_effort
 
@@ -110,70 +91,108 @@ def search(
             check_model(model, get_strategy(cfg.strategy, plan.programs_dirs).needs, cfg.strategy)
             if cfg.knobs.get("reasoning_effort"):
                 check_reasoning_effort(model, cfg.id)
-    spaces = {task.name: {cid: c for cid, c in by_id.items() if serves(c, task, plan)} for task in tasks}
-    for task in tasks:
+    searched = [t for t in tasks if "~" not in t.name]
+    spaces = {task.name: {cid: c for cid, c in by_id.items() if serves(c, task, plan)} for task in searched}
+    for task in searched:
         if not spaces[task.name]:
             raise UserError(
-                f"No strategy in the search space serves task {task.name!r} (answer type "
+                f"No strategy in the space serves task {task.name!r} (answer type "
                 f"{task.spec.answer.type}); add one with --strategy, e.g. --strategy cot."
             )
-    run_dir, store, url = open_run(plan, overlap)
-    budget = budget_for(plan)
-    storage = optuna_storage(url)
+    ctx = RunContext.open(plan, on_progress, overlap)
+    storage = optuna_storage(ctx.url)
     # what a search scores depends on its pruning: no per-config expectation to list as missing
     chosen_configs: list[dict] = []
-    with stop_noted(store, plan.run_id, {"configs": [], "items": {}}) as stopped:
-        asked = plan.threads  # resolved per model: the embedded one and a hosted one differ
-        for model in models:
-            plan = replace(plan, threads=threads_for(asked, model))
-            with endpoint(model, log=run_dir / "server.log", parallel=plan.threads) as live:
-                lm, adapter = build_lm(live), adapter_for(live)
-                check_endpoint(live, list(by_id.values()), plan)
-                for task in tasks:
-                    space_of = with_efforts(spaces[task.name], live, plan)
-                    study = optuna.create_study(
-                        study_name=f"{plan.run_id}|{live.identity}|{task.name}",
-                        storage=storage,
-                        directions=["maximize", "minimize"],
-                        load_if_exists=True,
-                    )
-                    common = dict(task=task, model=live, lm=lm, adapter=adapter, store=store)
-                    share = functools.partial(
-                        _study_loop,
-                        study,
-                        space_of,
-                        plan,
-                        settings,
-                        run_dir,
-                        budget,
-                        on_progress,
-                        say,
-                        **common,
-                    )
-                    until_finished(study, share, say=say)
-                    chosen = choose(study, space_of)
-                    if chosen is None:
-                        raise UserError(f"No config finished on all of val for {model.name} on {task.name}.")
-                    pick = space_of[chosen]
-                    say(f"Chosen on val for {model.name} on {task.name}: {pick.strategy}/{pick.optimizer} ({chosen}).")
-                    # Scoring on test is shared out the same way: one trial per config in a second study.
-                    tested = optuna.create_study(
-                        study_name=f"{plan.run_id}|{live.identity}|{task.name}|test",
-                        storage=storage,
-                        direction="maximize",
-                        load_if_exists=True,
-                    )
-                    until_finished(  # and wait for the test scoring other workers still run
-                        tested,
-                        functools.partial(
-                            _test_loop, tested, [baseline, pick], plan, run_dir, budget, on_progress, **common
-                        ),
-                        say=say,
-                    )
-                    chosen_configs.append({"model": live.identity, "task": task.name, "config_id": chosen})
-    return RunResult(
-        run_id=plan.run_id, run_dir=run_dir, storage=url, stopped=stopped.get("reason"), chosen=chosen_configs
-    )
+    programs: dict = {}
+    with ctx.noted({"configs": [], "items": {}}) as stopped, ctx.models(models, tasks, by_id.values()) as each:
+        for benches in each:
+            for task in searched:
+                bench = benches[task.name]
+                space_of = with_efforts(spaces[task.name], bench.model, plan)
+                tested = _search_one(ctx, bench, space_of, settings, storage)
+                for probed in (b for name, b in benches.items() if name.partition("~")[0] == task.name):
+                    _test(ctx, probed, [c for c in tested if serves(c, probed.task, plan)], storage)
+                chosen_configs.append({"model": bench.model.identity, "task": task.name, "config_id": tested[1].id})
+            programs |= {(b.model.identity, b.task.name, cid): p for b in benches.values() for cid, p in b.saved.items()}
+    return RunResult(plan.run_id, ctx.run_dir, ctx.url, stopped=stopped.get("reason"), chosen=chosen_configs,
+                     programs=programs)  # fmt: skip
+
+
+def _search_one(ctx: RunContext, bench: Bench, space_of: dict, settings: SearchSettings, storage) -> list:
+    """One (model, task): the study over `space_of` on val, its choice (with the `pareto` objective,
+    its front), then those configs and the baseline on test; returns the configs chosen."""
+    import optuna
+
+    space_of = _within_cap(ctx, bench, space_of, settings)
+    study = optuna.create_study(
+        study_name=f"{ctx.run_id}|{bench.model.identity}|{bench.task.name}", storage=storage,
+        directions=["maximize", "minimize"], load_if_exists=True,
+    )  # fmt: skip
+    until_finished(study, functools.partial(_study_loop, study, space_of, settings, bench), say=ctx.say)
+    chosen = choose(study, space_of)
+    if chosen is None:
+        raise UserError(f"No config was left on val for {bench.model.name} on {bench.task.name}.")
+    picks = [chosen, *(c for c in front(study, space_of) if c != chosen)] if settings.rule.objective == "pareto" else [chosen]
+    rule = settings.rule
+    ctx.store.set_choice(ctx.run_id, bench.model.identity, bench.task.name, picks,
+                         {"epsilon": rule.epsilon, "delta": rule.delta, "objective": rule.objective})  # fmt: skip
+    pick = space_of[chosen]
+    ctx.say(f"Chosen on val for {bench.model.name} on {bench.task.name}: {pick.strategy}/{pick.optimizer} ({chosen})"
+            + (f"; its front: {', '.join(picks)}." if len(picks) > 1 else "."))  # fmt: skip
+    baseline = parse_config("baseline", "none", ctx.plan.programs_dirs)
+    tested = [baseline, *(space_of[c] for c in picks)]
+    _test(ctx, bench, tested, storage)
+    return tested
+
+
+def _within_cap(ctx: RunContext, bench: Bench, space_of: dict, settings: SearchSettings) -> dict:
+    """The configs whose estimated cost per example is within --max-cost-per-example (USD) and
+    --max-calls-per-example: the others are said and never called."""
+    if settings.max_cost_per_example is None and settings.max_calls_per_example is None:
+        return space_of
+    from promptopt.dryrun import per_example
+
+    kept = {}
+    if settings.max_cost_per_example is not None and _unpriced(ctx, bench, space_of):
+        ctx.say(f"{bench.model.name} has no known price, so --max-cost-per-example cannot apply to it; "
+                "--max-calls-per-example caps calls instead.")  # fmt: skip
+    for cid, cfg in space_of.items():
+        est = per_example(ctx.plan, bench.task, cfg, bench.model)
+        usd, calls = est["cost_usd"], est["calls"]
+        over = []
+        if settings.max_calls_per_example is not None and calls > settings.max_calls_per_example:
+            over.append(f"{calls:g} LM calls per example, above --max-calls-per-example {settings.max_calls_per_example:g}")
+        if settings.max_cost_per_example is not None and usd is not None and usd > settings.max_cost_per_example:
+            over.append(f"about ${usd:.6f} per example, above --max-cost-per-example {settings.max_cost_per_example:g}")
+        if over:
+            ctx.say(f"Not searched on {bench.task.name}: {cfg.strategy}/{cfg.optimizer} ({cid}): {'; '.join(over)}.")
+        else:
+            kept[cid] = cfg
+    if not kept:
+        raise UserError(
+            f"Every config of the space costs more per example than the cap allows for {bench.model.name} on "
+            f"{bench.task.name}; raise --max-cost-per-example / --max-calls-per-example, or add a cheaper strategy."
+        )
+    return kept
+
+
+def _unpriced(ctx: RunContext, bench: Bench, space_of: dict) -> bool:
+    from promptopt.dryrun import per_example
+
+    first = next(iter(space_of.values()))
+    return per_example(ctx.plan, bench.task, first, bench.model)["cost_usd"] is None
+
+
+def _test(ctx: RunContext, bench: Bench, configs: list, storage) -> None:
+    """Scoring on test, shared out the same way: one trial per config in a study of its own, and
+    waiting for the test scoring other workers still run."""
+    import optuna
+
+    tested = optuna.create_study(
+        study_name=f"{ctx.run_id}|{bench.model.identity}|{bench.task.name}|test", storage=storage,
+        direction="maximize", load_if_exists=True,
+    )  # fmt: skip
+    until_finished(tested, functools.partial(_test_loop, tested, configs, bench), say=ctx.say)
 
 
 def with_efforts(space: dict, model, plan: RunPlan) -> dict:
@@ -190,18 +209,6 @@ def with_efforts(space: dict, model, plan: RunPlan) -> dict:
             variant = replace(cfg, knobs=cfg.knobs | {"reasoning_effort": effort})
             out[variant.id] = variant
     return out
-
-
-def _ready_program(cfg, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):
-    program = get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
-    give_corpus(program, plan, task, run_dir)
-    prepare(
-        program, task=task, model=model, lm=lm, adapter=adapter, config=cfg, run_id=plan.run_id, store=store,
-        threads=plan.threads, on_progress=on_progress, budget=budget,
-    )  # fmt: skip
-    return compile_once(
-        program, run_dir, plan, task=task, model=model, lm=lm, adapter=adapter, config=cfg, store=store, budget=budget
-    )
 
 
 def _claim(study, trial, config_id: str) -> bool:
@@ -221,14 +228,13 @@ def _claim(study, trial, config_id: str) -> bool:
     return True
 
 
-def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, model, lm, adapter, store):
+def _test_loop(study, configs, bench: Bench):
     """Score each config on test in a trial of its own, so that workers share the work."""
     import optuna
     from optuna.trial import TrialState
 
     by_id = {c.id: c for c in configs}
     dist = optuna.distributions.CategoricalDistribution(sorted(by_id))
-    common = dict(task=task, model=model, lm=lm, adapter=adapter, store=store)
     fail_dead_trials(study)
     trials = study.get_trials(deepcopy=False)
     started = {t.params.get("config") for t in trials if t.state != TrialState.FAIL}
@@ -242,18 +248,16 @@ def _test_loop(study, configs, plan, run_dir, budget, on_progress, *, task, mode
                 if cfg is None:
                     study.tell(trial, state=TrialState.FAIL)
                 continue
-            program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
-            examples = task.examples("test", plan.limit)
-            evaluate(
-                program, examples, config=cfg, split="test", run_id=plan.run_id, threads=plan.threads,
-                on_progress=on_progress, budget=budget, **common,
-            )  # fmt: skip
-            save_program(program, run_dir, plan, config=cfg, task=task, model=model, store=store)
-            test = _records(store, plan.run_id, model, task, cfg.id, [e.id for e in examples], split="test")
-            tell(study, trial, stats.split_score(test)["score"] or 0.0)
+            program = bench.ready(cfg)
+            test = bench.score(program, cfg, "test")
+            bench.save(program, cfg)
+            tell(study, trial, test.score or 0.0)
 
 
-def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say, *, task, model, lm, adapter, store):
+def _study_loop(study, by_id, settings: SearchSettings, bench: Bench):
+    """This worker's configs of the study: every one readied, then scored round by round on a
+    growing prefix of val while promptopt.selection's elimination drops the ones that cannot be
+    chosen; each round ends with a point of the anytime curve."""
     import optuna
     from optuna.trial import TrialState
 
@@ -268,52 +272,88 @@ def _study_loop(study, by_id, plan, settings, run_dir, budget, on_progress, say,
     for cid in todo:
         study.enqueue_trial({"config": cid}, skip_if_exists=True)  # a second worker may queue the same
     dist = optuna.distributions.CategoricalDistribution(sorted(by_id))
-    val = task.examples("val", plan.limit)
+    val = bench.task.examples("val", bench.ctx.plan.limit)
     rungs = _rungs(len(val), settings)
-    common = dict(task=task, model=model, lm=lm, adapter=adapter, store=store)
-
-    def score(program, cfg, size):
-        evaluate(
-            program, val[:size], config=cfg, split="val", run_id=plan.run_id, threads=plan.threads,
-            on_progress=on_progress, budget=budget, **common,
-        )  # fmt: skip
-        return _measure(store, plan.run_id, model, task, cfg, val[:size])
-
     with Heartbeat(study) as beat:
-        # Breadth first: every queued config on the first rung, then the promising ones further,
-        # best first, so a strong config finishes early and weak ones are stopped at once.
-        active = []
+        active = {}
         for trial in queued_trials(study, dist, beat):
             cfg = by_id.get(trial.params["config"])
             if cfg is None:  # queued by a worker with another space
                 study.tell(trial, state=TrialState.FAIL)
                 continue
-            if not _claim(study, trial, cfg.id):
-                continue
-            program = _ready_program(cfg, plan, run_dir, budget, on_progress, **common)
-            first = score(program, cfg, rungs[0])
-            trial.set_user_attr("n", rungs[0])
-            active.append((trial, cfg, program, first))
-        active.sort(key=lambda a: (-a[3][0], a[3][1]))
-        for trial, cfg, program, (value, cost, items) in active:
-            size = rungs[0]
-            for nxt in rungs[1:]:
-                if not _promising(study, items, cost, settings.alpha, store, plan.run_id, model, task, val):
-                    break
-                size = nxt
-                value, cost, items = score(program, cfg, size)
+            if _claim(study, trial, cfg.id):
+                active[cfg.id] = (trial, cfg, bench.ready(cfg))
+        if not active:
+            return
+        elim = Elimination(settings.rule, configs=len(active), rounds=len(rungs), survivors=sorted(active))
+        arms: dict[str, Arm] = {}
+        for step, size in enumerate(rungs):
+            for cid in elim.survivors:
+                trial, cfg, program = active[cid]
+                scored = bench.score(program, cfg, "val", val[:size])
+                arms[cid] = Arm(cid, scored.cost, scored.items)
                 trial.set_user_attr("n", size)
-            label = f"{cfg.strategy}/{cfg.optimizer}"
-            if size == len(val):
-                tell(study, trial, [value, cost])
-                say(f"trial {trial.number}: {label} val {100 * value:.1f}% on {size}, {cost:.4g} per example")
-            else:
-                trial.set_user_attr("score_so_far", value)
-                tell(study, trial, state=TrialState.PRUNED)
-                say(
-                    f"trial {trial.number}: {label} stopped at {size} val examples ({100 * value:.1f}%): cannot reach the front"
-                )
-            save_program(program, run_dir, plan, task=task, model=model, config=cfg, store=store)
+            alive = {c: arms[c] for c in elim.survivors}
+            _checkpoint(bench, step, size, elim, alive, active)
+            before = set(elim.survivors)
+            elim.step(alive)
+            for cid in sorted(before - set(elim.survivors)):
+                _stopped(study, bench, active[cid], arms[cid], size, elim.dropped[cid])
+            if elim.settled({c: arms[c] for c in elim.survivors}):
+                break
+        chosen = elim.front(arms) if settings.rule.objective == "pareto" else [elim.choice(arms)]
+        for cid in elim.survivors:
+            trial, cfg, program = active[cid]
+            trial.set_user_attr("chosen", cid in chosen)
+            value = float(arms[cid].items.mean()) if len(arms[cid].items) else 0.0
+            tell(study, trial, [value, arms[cid].cost])
+            bench.ctx.say(f"trial {trial.number}: {cfg.strategy}/{cfg.optimizer} val {100 * value:.1f}% on "
+                          f"{len(arms[cid].items)}, {arms[cid].cost:.4g} per example"
+                          + (" (chosen)" if cid in chosen else ""))  # fmt: skip
+            bench.save(program, cfg)
+
+
+def _stopped(study, bench: Bench, held, arm: Arm, size: int, why: str) -> None:
+    from optuna.trial import TrialState
+
+    trial, cfg, program = held
+    value = float(arm.items.mean()) if len(arm.items) else 0.0
+    trial.set_user_attr("score_so_far", value)
+    trial.set_user_attr("why", why)
+    tell(study, trial, state=TrialState.PRUNED)
+    bench.ctx.say(f"trial {trial.number}: {cfg.strategy}/{cfg.optimizer} stopped at {size} val examples "
+                  f"({100 * value:.1f}%): {why}")  # fmt: skip
+    bench.save(program, cfg)
+
+
+def _checkpoint(bench: Bench, step: int, size: int, elim: Elimination, arms: dict[str, Arm], active: dict) -> None:
+    """One point of the anytime curve: what the search has spent on this (model, task) so far
+    (preparation, compiles and val, every config) and the config it would choose now, overall
+    and per optimizer; stored, and said."""
+    ctx = bench.ctx
+    recs = bench.records_all()
+    comp = ctx.store.compile_costs(ctx.run_id)
+    comp = comp[(comp.model == bench.model.identity) & (comp.task == bench.task.name)]
+    optimizer = {cid: held[1].optimizer for cid, held in active.items()}
+    points = []
+    for group in ["*", *sorted(set(optimizer.values()))]:
+        mine = {c: a for c, a in arms.items() if group in ("*", optimizer[c])}
+        if not mine:
+            continue
+        ids = set(active) if group == "*" else {c for c, o in optimizer.items() if o == group}
+        spent = recs[recs.config_id.isin(ids) & recs.split.isin(["train", "val"])]
+        paid = comp[comp.config_id.isin(ids)]
+        best = Elimination(elim.rule, elim.configs, elim.rounds, survivors=sorted(mine)).choice(mine)
+        points.append({
+            "model": bench.model.identity, "task": bench.task.name, "optimizer": group, "step": step, "n": size,
+            "lm_calls": int(spent.lm_calls.sum() + paid.lm_calls.sum()),
+            "cost_usd": float(spent.cost_usd.sum() + paid.cost_usd.sum()),
+            "config_id": best, "val_score": float(mine[best].items.mean()) if len(mine[best].items) else None,
+        })  # fmt: skip
+    ctx.store.add_anytime(ctx.run_id, points)
+    top = points[0]
+    ctx.say(f"After {top['lm_calls']} LM calls (${top['cost_usd']:.4f}) on {size} val examples, {len(arms)} configs "
+            f"left: best so far {top['config_id']} at {100 * (top['val_score'] or 0):.1f}%.")  # fmt: skip
 
 
 def _rungs(n: int, s: SearchSettings) -> list[int]:
@@ -324,58 +364,24 @@ def _rungs(n: int, s: SearchSettings) -> list[int]:
     return [*out, n]
 
 
-def _records(store, run_id, model, task, config_id, ids, split="val", recs=None):
-    """One config's records of `ids` (`recs`: the run's records, when the caller read them already)."""
-    recs = store.records(run_id) if recs is None else recs
-    return recs[
-        (recs.model == model.identity) & (recs.task == task.name) & (recs.config_id == config_id)
-        & (recs.split == split) & recs.example_id.isin(set(ids))
-    ]  # fmt: skip
-
-
-def _item_scores(store, run_id, model, task, config_id, ids, split="val", recs=None):
-    """Scores of the answered items (errors left out), indexed by example id."""
-    return stats.answered_scores(_records(store, run_id, model, task, config_id, ids, split, recs))
-
-
-def _measure(store, run_id, model, task, cfg, examples) -> tuple[float, float, object]:
-    """Val score over the answered items, cost per item attempted (USD, or LM calls for free
-    models; failed calls were paid for too) and the item scores, for the paired stopping rule."""
-    mine = _records(store, run_id, model, task, cfg.id, [e.id for e in examples])
-    n = max(len(mine), 1)
-    cost = mine.cost_usd.sum() / n if mine.cost_usd.sum() > 0 else mine.lm_calls.sum() / n
-    items = stats.answered_scores(mine)
-    score = stats.split_score(mine)["score"]
-    return 0.0 if score is None else score, float(cost), items
-
-
-def _promising(study, items, cost: float, alpha: float, store, run_id, model, task, val) -> bool:
-    """Could this config still be on the front: is no finished config that is at least as cheap
-    better than it beyond doubt on the items both answered? (alpha is shared among those compared.)"""
-    from optuna.trial import TrialState
-
-    cheaper = [
-        t.params["config"]
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.values[1] <= cost
-    ]
-    ids = [e.id for e in val]
-    recs = store.records(run_id) if cheaper else None  # read once for every comparison
-    for config_id in cheaper:
-        other = _item_scores(store, run_id, model, task, config_id, ids, recs=recs)
-        if stats.clearly_worse(items, other, alpha / len(cheaper)):
-            return False
-    return True
-
-
 def choose(study, space: dict) -> str | None:
-    """The config chosen on val among `space`: best score over all of val, ties to the cheaper."""
+    """The config chosen on val among `space`: each worker's choice among the configs it held
+    (promptopt.selection), and among those, the best on val, ties to the cheaper."""
     from optuna.trial import TrialState
 
     done = [
         t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.params.get("config") in space
     ]
-    if not done:
+    picked = [t for t in done if t.user_attrs.get("chosen", True)] or done
+    if not picked:
         return None
-    best = min(done, key=lambda t: (-t.values[0], t.values[1], t.params["config"]))
+    best = min(picked, key=lambda t: (-t.values[0], t.values[1], t.params["config"]))
     return best.params["config"]
+
+
+def front(study, space: dict) -> list[str]:
+    """The `pareto` objective's configs: every survivor a worker marked chosen."""
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(t.params["config"] for t in done if t.params.get("config") in space and t.user_attrs.get("chosen"))

@@ -205,8 +205,9 @@ def summarize(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataF
     return pd.DataFrame(rows, columns=cols)
 
 
-def select_configs(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per (run, model, task): the config chosen on val — best score, ties to the cheaper one.
+def select_configs(summary: pd.DataFrame, choices: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (run, model, task): the config chosen on val — best score, ties to the cheaper one, or
+    what a search recorded in `choices` (rank 0; its rule may prefer a cheaper config within ε).
 
     Candidates are the configs scored on every val item the run scored (a search stops weak
     configs early, an interrupted run leaves some short): `candidates` counts them and
@@ -226,9 +227,14 @@ def select_configs(summary: pd.DataFrame) -> pd.DataFrame:
         best = full.assign(_cost=cost, _calls=calls).sort_values(
             ["score", "_cost", "_calls", "config_id"], ascending=[False, True, True, True]
         )
+        pick = best.iloc[0]["config_id"]
+        if choices is not None and len(choices):
+            mine = choices[(choices.run_id == run_id) & (choices.model == model) & (choices.task == task)]
+            recorded = mine.sort_values("rank").config_id.tolist()
+            pick = recorded[0] if recorded and recorded[0] in set(full["config_id"]) and on == "val" else pick
         out.append(
             {
-                "run_id": run_id, "model": model, "task": task, "config_id": best.iloc[0]["config_id"],
+                "run_id": run_id, "model": model, "task": task, "config_id": pick,
                 "selected_on": on, "candidates": len(full), "not_candidates": short,
             }
         )  # fmt: skip

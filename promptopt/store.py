@@ -16,6 +16,10 @@ never block the writer). Schema (documented in README.md):
 - ``judgments``: every LLM judge verdict, keyed by a hash of (judge, scale, prompt), with the
   judge's reply, score and what the call cost: a cache shared by all runs in the store.
 - ``judge_checks``: one row per (run, task, judge): its validation on planted verdicts.
+- ``anytime``: a search's anytime curve: per (run, model, task, optimizer or ``*``) and round,
+  the LM calls and dollars spent so far and the config it would choose then, with its val score.
+- ``choices``: per (run, model, task), the config a search chose on val (and with the `pareto`
+  objective every config of its front), so that reports choose what the search chose.
 """
 
 from __future__ import annotations
@@ -130,6 +134,38 @@ judge_checks = Table(
     Column("task", String(100), primary_key=True),
     Column("judge", String(300), primary_key=True),
     Column("result", Text, nullable=False),  # JSON of promptopt.judge.Check.as_row()
+    Column("created_at", Float, nullable=False),
+)
+
+
+# A search's anytime curve: one row per (run, model, task, optimizer) and round.
+anytime = Table(
+    "anytime",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("model", String(300), primary_key=True),
+    Column("task", String(100), primary_key=True),
+    Column("optimizer", String(100), primary_key=True),  # "*": every config of the search
+    Column("step", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),  # val examples each surviving config had been scored on
+    Column("lm_calls", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("config_id", String(100), nullable=False),
+    Column("val_score", Float),
+    Column("created_at", Float, nullable=False),
+)
+
+# What a search chose on val per (run, model, task): `rank` 0 is the choice, further rows the
+# rest of a `pareto` front, cheapest first.
+choices = Table(
+    "choices",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("model", String(300), primary_key=True),
+    Column("task", String(100), primary_key=True),
+    Column("config_id", String(100), primary_key=True),
+    Column("rank", Integer, nullable=False),
+    Column("rule", Text, nullable=False),  # JSON: epsilon, delta, objective
     Column("created_at", Float, nullable=False),
 )
 
@@ -366,6 +402,52 @@ class Store:
             conn.execute(judge_checks.delete().where(*where))
             conn.execute(judge_checks.insert().values(run_id=run_id, task=check["task"], judge=check["judge"],
                                                       result=json.dumps(check), created_at=time.time()))  # fmt: skip
+
+    def add_anytime(self, run_id: str, points: list[dict]) -> None:
+        """Points of a search's anytime curve (a resumed search rewrites its rounds)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            for p in points:
+                keys = ("model", "task", "optimizer", "step")
+                conn.execute(anytime.delete().where(anytime.c.run_id == run_id, *[anytime.c[k] == p[k] for k in keys]))
+                conn.execute(anytime.insert().values(run_id=run_id, **p, created_at=now))
+
+    def anytime(self, run_id: str | None = None) -> pd.DataFrame:
+        cols = [c.name for c in anytime.columns if c.name != "created_at"]
+        if not self._has("anytime"):
+            return pd.DataFrame(columns=cols)
+        q = select(*[anytime.c[c] for c in cols]).order_by(anytime.c.run_id, anytime.c.model, anytime.c.task,
+                                                           anytime.c.optimizer, anytime.c.step)  # fmt: skip
+        if run_id:
+            q = q.where(anytime.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).fetchall(), columns=cols)
+
+    def set_choice(self, run_id: str, model: str, task: str, config_ids: list[str], rule: dict) -> None:
+        """What a search chose for (model, task): the first config, then the rest of its front."""
+        with self.engine.begin() as conn:
+            conn.execute(choices.delete().where(choices.c.run_id == run_id, choices.c.model == model,
+                                                choices.c.task == task))  # fmt: skip
+            for rank, cid in enumerate(config_ids):
+                conn.execute(choices.insert().values(run_id=run_id, model=model, task=task, config_id=cid, rank=rank,
+                                                     rule=json.dumps(rule, sort_keys=True), created_at=time.time()))  # fmt: skip
+
+    def choices(self, run_id: str | None = None) -> pd.DataFrame:
+        cols = ["run_id", "model", "task", "config_id", "rank", "rule"]
+        if not self._has("choices"):
+            return pd.DataFrame(columns=cols)
+        q = select(*[choices.c[c] for c in cols]).order_by(choices.c.rank)
+        if run_id:
+            q = q.where(choices.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).fetchall(), columns=cols)
+
+    def table(self, name: str, run_id: str | None = None) -> pd.DataFrame:
+        """One of the tables report sections may read, by name (anytime, choices)."""
+        readers = {"anytime": self.anytime, "choices": self.choices}
+        if name not in readers:
+            raise KeyError(f"report sections may read {', '.join(readers)}, not {name!r}")
+        return readers[name](run_id)
 
     def _has(self, table: str) -> bool:
         from sqlalchemy import inspect

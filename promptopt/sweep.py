@@ -5,51 +5,36 @@ models: [local/gemma-3-270m, openai/gpt-4o-mini]
 tasks: [medqa, pubmedqa]
 strategies: [baseline, cot, "self_consistency:n=5"]
 optimizers: [none, bootstrap]
-limit: 50            # and: splits, seed, threads, api_base, storage, out,
-max_calls: 5000      #      max_cost, max_error_rate, rpm, tasks_dirs, programs_dirs,
-                     #      judge_models, judge_api_base, min_judge_kappa, probes
+limit: 50            # and every other option of promptopt.options (run's or search's),
+max_calls: 5000      # by its plan name: splits, seed, threads, judge_models, epsilon, ...
 ```
 
 A flag given on the command line wins over the file's value for the same setting (a repeatable
-flag replaces the file's whole list). `tasks_dirs` and `programs_dirs` are relative to the file;
+flag replaces the file's whole list). Paths of folders and corpora are relative to the file;
 `out` and a SQLite `storage` path, like the flags, to where the command runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from promptopt.errors import UserError
+from promptopt.options import OPTIONS
 
 
-class Sweep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _setting(option):
+    bounds = {k: getattr(option, k) for k in ("ge", "gt", "le") if getattr(option, k) is not None}
+    if option.repeatable:
+        bounds["min_length"] = 1
+    return (option.kind | None, Field(default=None, **bounds))
 
-    models: list[str] | None = Field(default=None, min_length=1)
-    tasks: list[str] | None = Field(default=None, min_length=1)
-    strategies: list[str] | None = Field(default=None, min_length=1)
-    optimizers: list[str] | None = Field(default=None, min_length=1)
-    splits: list[Literal["val", "test"]] | None = Field(default=None, min_length=1)
-    api_base: str | None = None
-    limit: int | None = Field(default=None, ge=1)
-    seed: int | None = None
-    threads: int | None = Field(default=None, ge=1)
-    storage: str | None = None
-    out: Path | None = None
-    max_calls: int | None = Field(default=None, ge=1)
-    max_cost: float | None = Field(default=None, gt=0)
-    max_error_rate: float | None = Field(default=None, ge=0, le=1)
-    rpm: float | None = Field(default=None, gt=0)
-    tasks_dirs: list[Path] = []
-    programs_dirs: list[Path] = []
-    judge_models: list[str] | None = Field(default=None, min_length=1)
-    judge_api_base: str | None = None
-    min_judge_kappa: float | None = Field(default=None, ge=-1, le=1)
-    probes: list[str] | None = Field(default=None, min_length=1)
-    corpus: Path | None = None  # passages for retrieve (relative to the file)
+
+# Every option, None when the file does not set it.
+Sweep = create_model(
+    "Sweep", __config__=ConfigDict(extra="forbid"), **{o.name: _setting(o) for o in OPTIONS}
+)  # fmt: skip
 
 
 def load_sweep(path: Path) -> Sweep:
@@ -61,15 +46,18 @@ def load_sweep(path: Path) -> Sweep:
     try:
         sweep = Sweep.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            valid = ", ".join(Sweep.model_fields)
-            raise UserError(f"Sweep file {path}: unknown setting {field!r}; valid settings are {valid}.") from None
-        raise UserError(f"Sweep file {path}: setting {field}: {err['msg']}.") from None
-    base = path.parent
-    sweep.tasks_dirs = [base / d for d in sweep.tasks_dirs]
-    if sweep.corpus is not None:
-        sweep.corpus = base / sweep.corpus
-    sweep.programs_dirs = [base / d for d in sweep.programs_dirs]
+        raise UserError(f"Sweep file {path}: {sentence(exc)}") from None
+    for option in OPTIONS:
+        value = getattr(sweep, option.name)
+        if option.relative and value is not None:
+            setattr(sweep, option.name, [path.parent / v for v in value] if option.repeatable else path.parent / value)
     return sweep
+
+
+def sentence(exc: ValidationError, what: str = "setting") -> str:
+    """The first problem of a validation as a sentence's end: which setting, what is wrong."""
+    err = exc.errors()[0]
+    name = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown {what} {name!r}; valid {what}s are {', '.join(o.name for o in OPTIONS)}."
+    return f"{what} {name}: {err['msg']}."

@@ -10,9 +10,12 @@ import pytest
 from test_strategies import MODEL, scripted
 
 from promptopt.config import parse_config
-from promptopt.engine import RunPlan, dry_run, program_dir, run
+from promptopt.dryrun import dry_run
+from promptopt.engine import run
 from promptopt.errors import UserError
 from promptopt.models import resolve_model
+from promptopt.pipeline import program_dir
+from promptopt.runplan import RunPlan
 from promptopt.store import Store
 
 

@@ -256,8 +256,8 @@ def test_retrieve_without_a_corpus_and_reasoning_effort_on_a_model_without_it_ar
 
 def test_reasoning_effort_reaches_the_request_and_widens_the_search_space_of_reasoning_models(tmp_path):
     from promptopt.config import parse_config
-    from promptopt.engine import RunPlan
     from promptopt.models import resolve_model
+    from promptopt.runplan import RunPlan
     from promptopt.searcher import with_efforts
 
     with ScriptedServer(lambda p: fill_fields(p, "A")) as server:

@@ -18,9 +18,11 @@ import pytest
 
 from promptopt import stats
 from promptopt.config import parse_config
-from promptopt.engine import RunPlan, program_dir, run
+from promptopt.engine import run
 from promptopt.models import resolve_model
+from promptopt.pipeline import program_dir
 from promptopt.registry import get_strategy
+from promptopt.runplan import RunPlan
 from promptopt.signatures import vote
 from promptopt.testing import ScriptedServer, fill_fields, shown_options
 

@@ -1,0 +1,392 @@
+"""One pipeline that every driver runs: a run context, a bench per (model, task), ready → score → save.
+
+`run` (every config), `search` (an Optuna study over configs), `compile` (one config) and
+`evaluate` (a saved program) differ only in which configs they score on which items. Everything
+else — the run folder and store, the budget, judges validated before any task call, endpoints
+opened once per model (the embedded model judging too shares its server), programs prepared
+and compiled once, records written as examples finish — lives here, so the drivers behave the
+same: a search judges and probes as a run does, an evaluation keeps the budget and judges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from promptopt import __version__
+from promptopt.errors import UserError
+from promptopt.models import Model, build_lm, resolve_model
+from promptopt.paths import bundled_dir
+from promptopt.registry import get_strategy
+from promptopt.runplan import RunPlan, corpus_for, judge_models, safe_url
+from promptopt.scoring import Budget, BudgetReached, evaluate, note
+from promptopt.session import adapter_for, endpoint, threads_for
+from promptopt.store import Store, default_url
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every (model, task) of one invocation shares: its plan, folder, store, budget and the
+    callback that receives progress and notes. `run_id` is the plan's unless a driver names its own
+    (an evaluation of a saved program is keyed by the program)."""
+
+    plan: RunPlan
+    run_dir: Path
+    store: Store
+    url: str
+    budget: Budget
+    on_progress: Callable | None = None
+    run_id: str = ""
+
+    @classmethod
+    def open(cls, plan: RunPlan, on_progress=None, overlap: dict | None = None, *, run_dir: Path | None = None,
+             run_id: str | None = None, url: str | None = None, described: dict | None = None,
+             manifest: bool = True) -> RunContext:  # fmt: skip
+        """The run's folder and store, created on first use; the same plan always gets the same ones.
+        `overlap` (task -> overlap summary, from validate_plan) is stored with the plan for the report;
+        a driver with its own keying (evaluate) names the folder, run id, store and description."""
+        run_id = run_id or plan.run_id
+        run_dir = run_dir or plan.out / run_id
+        described = described or plan.describe()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            url = url or plan.storage or default_url(run_dir)
+            if manifest:  # a run folder says which store and run it holds; a program folder is not one
+                (run_dir / "run.json").write_text(
+                    json.dumps({"run_id": run_id, "storage": safe_url(url), "plan": described}, indent=2)
+                )
+        except OSError as exc:
+            raise UserError(
+                f"Cannot write to the output folder {run_dir.parent} ({exc.strerror}); choose another --out."
+            ) from None
+        store = Store(url)
+        store.start_run(run_id, described | ({"overlap": overlap} if overlap else {}), __version__)
+        budget = Budget(plan.max_calls, plan.max_cost, max_error_rate=plan.max_error_rate)
+        return cls(plan, run_dir, store, url, budget, on_progress, run_id)
+
+    def say(self, text: str) -> None:
+        note(self.on_progress, text)
+
+    @contextlib.contextmanager
+    def models(self, models: list[Model], tasks: list, configs=()) -> Iterator[Iterator[dict[str, Bench]]]:
+        """Judges opened and validated on every judged task first, then per model its endpoint
+        (started once), yielding {task name: Bench} for that model while its endpoint is open."""
+        with contextlib.ExitStack() as stack:
+            lives: dict = {}
+            panels = open_judges(self, tasks, stack, lives)
+
+            def each() -> Iterator[dict[str, Bench]]:
+                for model in models:
+                    threads = threads_for(self.plan.threads, model)
+                    opened = lives.get(model.name) if model.is_local else None  # the embedded model judging too
+                    with (contextlib.nullcontext(opened) if opened else
+                          endpoint(model, log=self.run_dir / "server.log", parallel=threads)) as live:  # fmt: skip
+                        check_endpoint(live, configs, self.plan)
+                        lm, adapter = build_lm(live), adapter_for(live)
+                        yield {t.name: Bench(self, t, live, lm, adapter, threads, panels.get(t.name)) for t in tasks}
+
+            yield each()
+
+    @contextlib.contextmanager
+    def noted(self, expected: dict | None = None) -> Iterator[dict]:
+        """Note in the store that this invocation is in progress, then why it stopped early (so the
+        report can say so), or that it finished. A budget stop is a clean end; too many errors is
+        re-raised for the CLI. A process killed outright leaves the run `in_progress`."""
+        from promptopt.scoring import TooManyErrors
+
+        store, run_id = self.store, self.run_id
+        outcome: dict = {}
+        store.set_status(run_id, "in_progress", expected)
+        try:
+            yield outcome
+        except BudgetReached as exc:
+            outcome["reason"] = str(exc)
+            store.set_stop(run_id, str(exc))
+            store.set_status(run_id, "stopped")
+            return
+        except TooManyErrors as exc:
+            store.set_stop(run_id, str(exc))
+            store.set_status(run_id, "stopped")
+            raise
+        except BaseException:  # Ctrl-C, a fatal LM error: the records so far are kept, the run is not done
+            with contextlib.suppress(Exception):
+                store.set_status(run_id, "interrupted")
+            raise
+        store.set_stop(run_id, None)
+        store.set_status(run_id, "complete")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One config's score on some items of a split: the answered items' mean, how many were
+    answered and failed, cost per item attempted (USD, or LM calls for free models; failed calls
+    were paid for too) and the item scores (errors left out), for paired comparisons."""
+
+    score: float | None
+    n: int
+    errors: int
+    cost: float
+    items: pd.Series
+
+
+@dataclass
+class Bench:
+    """One model on one task, endpoint open: everything a config needs to be readied and scored."""
+
+    ctx: RunContext
+    task: object  # promptopt.tasks.Task
+    model: Model  # live: its endpoint is open
+    lm: object
+    adapter: object
+    threads: int
+    judges: object = None  # the task's promptopt.judge.Panel when it is judged
+    saved: dict = field(default_factory=dict)  # config id -> program folder
+
+    def ready(self, cfg):
+        """The config's program: built, given its corpus, its pool prepared and compiled (once)."""
+        program = get_strategy(cfg.strategy, self.ctx.plan.programs_dirs).build(self.task, **cfg.knobs)
+        give_corpus(program, self.ctx.plan, self.task, self.ctx.run_dir)
+        prepare(program, self, cfg)
+        return compile_once(program, self, cfg)
+
+    def score(self, program, cfg, split: str, examples=None) -> Scored:
+        """Score `program` on `examples` (default: the split's items up to the plan's limit); only
+        what is not yet recorded is asked. Returns the config's score on exactly those items."""
+        examples = self.task.examples(split, self.ctx.plan.limit) if examples is None else examples
+        evaluate(
+            program, examples, task=self.task, model=self.model, lm=self.lm, adapter=self.adapter, config=cfg,
+            split=split, run_id=self.ctx.run_id, store=self.ctx.store, threads=self.threads,
+            on_progress=self.ctx.on_progress, budget=self.ctx.budget, judges=self.judges,
+        )  # fmt: skip
+        return self.measure(cfg, split, [e.id for e in examples])
+
+    def records(self, config_id: str, split: str | None = None, ids=None, recs=None) -> pd.DataFrame:
+        """This bench's records of one config (`recs`: the run's records, when read already)."""
+        recs = self.ctx.store.records(self.ctx.run_id) if recs is None else recs
+        keep = (recs.model == self.model.identity) & (recs.task == self.task.name) & (recs.config_id == config_id)
+        if split is not None:
+            keep &= recs.split == split
+        if ids is not None:
+            keep &= recs.example_id.isin(set(ids))
+        return recs[keep]
+
+    def records_all(self) -> pd.DataFrame:
+        """Every record of this model on this task in the run, all configs and splits."""
+        recs = self.ctx.store.records(self.ctx.run_id)
+        return recs[(recs.model == self.model.identity) & (recs.task == self.task.name)]
+
+    def measure(self, cfg, split: str, ids, recs=None) -> Scored:
+        from promptopt import stats
+
+        mine = self.records(cfg.id, split, ids, recs)
+        n = max(len(mine), 1)
+        cost = mine.cost_usd.sum() / n if mine.cost_usd.sum() > 0 else mine.lm_calls.sum() / n
+        scored = stats.split_score(mine) if len(mine) else {"score": None, "n": 0, "errors": 0}
+        return Scored(scored["score"], scored["n"], scored["errors"], float(cost), stats.answered_scores(mine))
+
+    def save(self, program, cfg) -> Path:
+        """Save what was scored as a loadable program, with its scores and preparation cost."""
+        self.saved[cfg.id] = folder = save_program(program, self, cfg)
+        return folder
+
+    def run_config(self, cfg) -> None:
+        """A grid run's unit of work: the config readied, scored on every split of the plan, saved."""
+        program = self.ready(cfg)
+        for split in self.ctx.plan.splits:
+            self.score(program, cfg, split)
+        self.save(program, cfg)
+
+
+def check_endpoint(model: Model, configs, plan: RunPlan) -> None:
+    """What a config needs from a live endpoint that only asking it can tell (cloze on an
+    --api-base server: one tiny request), before any of the configs' calls."""
+    from promptopt.logprobs import protocol
+
+    for cfg in configs:
+        if "prompt_logprobs" in get_strategy(cfg.strategy, plan.programs_dirs).needs and not model.is_local:
+            protocol(model)
+            return
+
+
+def open_judges(ctx: RunContext, tasks, stack: contextlib.ExitStack, lives: dict) -> dict:
+    """task name -> its promptopt.judge.Panel, every judge validated on the task first: a judge
+    whose kappa is below --min-judge-kappa stops the run (before any task call) when the judge is
+    the task's primary metric, and is left out (its scores withheld) when it is not. `lives`
+    collects the endpoints opened, so a task model that is also a judge reuses its server."""
+    from promptopt.judge import Judge, Panel, refusal, rubric_for, validate
+    from promptopt.tasks import JudgeSpec
+
+    plan, store, run_dir, on_progress, budget = ctx.plan, ctx.store, ctx.run_dir, ctx.on_progress, ctx.budget
+
+    panels = {}
+    for task in tasks:
+        chosen = judge_models(plan, task)
+        if not chosen:
+            continue
+        spec = task.spec.judge or JudgeSpec()
+        primary = task.answer_type.primary_metric == "judge"
+        trusted = []
+        for judge_model in chosen:
+            threads = threads_for(plan.threads, judge_model)
+            if judge_model.name not in lives:
+                lives[judge_model.name] = stack.enter_context(
+                    endpoint(judge_model, log=run_dir / "server.log", parallel=threads)
+                )
+            judge = Judge(lives[judge_model.name], rubric_for(spec), store)
+            note(on_progress, f"Validating judge {judge_model.name} on {task.name}: it grades {spec.checks} val "
+                              "items' own references (should pass) and other items' references (should fail) ...")  # fmt: skip
+            earlier = store.judge_checks(ctx.run_id)
+            mine = earlier[(earlier["task"] == task.name) & earlier["trusted"].astype(bool)] if len(earlier) else earlier
+            if len(mine):  # only judges that were trusted have scored anything
+                other = sorted(set(mine["judge"]) - {j.identity for j in chosen})
+                first = mine[mine["order"] == 0]["judge"].tolist() if "order" in mine else []
+                rubric = "rubric" in mine and (mine["rubric"].dropna() != judge.rubric.digest).any()
+                if other or rubric or (first and first[0] != chosen[0].identity):
+                    raise UserError(
+                        f"Run {ctx.run_id} judged task {task.name} with "
+                        f"{', '.join(other or first) if other or first else 'another rubric'}; its verdicts and this "
+                        "judge's would be mixed in one score. Restore the task's judge settings, or start a new run "
+                        "(another --out)."
+                    )
+            check = validate(judge, task, plan.min_judge_kappa, spec.checks, threads)
+            budget.charge_judge(check.usage)
+            store.add_judge_check(ctx.run_id, check.as_row() | {"rubric": judge.rubric.digest,
+                                                                 "order": chosen.index(judge_model)})  # fmt: skip
+            verdict = "trusted" if check.trusted else "NOT trusted"
+            note(on_progress, f"Judge {judge_model.name} on {task.name}: agreement {100 * check.agreement:.0f}% on "
+                              f"{check.n} planted verdicts, kappa {check.kappa:.2f} (threshold {check.min_kappa:g}): "
+                              f"{verdict}; {check.usage['lm_calls']} judge calls.")  # fmt: skip
+            if check.trusted:
+                trusted.append(judge)
+            elif primary:
+                raise UserError(refusal(check, judge_model.name))
+            else:
+                note(on_progress, f"Its scores on {task.name} are withheld: the judge metric is not the primary one.")
+        panels[task.name] = Panel(trusted, primary=primary)
+    return panels
+
+
+def compile_once(program, bench: Bench, config):
+    """The config's optimizer applied to `program`; a compile finished before is loaded, not redone."""
+    if config.optimizer == "none":
+        return program
+    import time
+
+    import dspy
+
+    from promptopt.compiler import compile_program, dev_split
+    from promptopt.dryrun import estimate_config
+    from promptopt.models import CallLog, counting_compile, lm_for
+
+    ctx, task, model = bench.ctx, bench.task, bench.model
+    lm = lm_for(bench.lm, config.knobs)
+    folder = program_dir(ctx.run_dir, model, task, config)
+    done = ctx.store.compile_costs(ctx.run_id)
+    finished = not done[(done.model == model.identity) & (done.task == task.name) & (done.config_id == config.id)].empty
+    if finished and (folder / "program.json").exists():
+        program.load_state(json.loads((folder / "program.json").read_text()))
+        return program
+    ctx.budget.check(next_calls=estimate_config(ctx.plan, task, config)["compile_calls"])
+    ctx.say(f"Compiling {config.strategy} with {config.optimizer} for {model.name} on {task.name} ...")
+    started = time.monotonic()
+    log = CallLog()
+    # Optimizers choose among their candidates on a dev split carved from train: the val items
+    # that choose among configs must not also have chosen inside one of them.
+    train, dev = dev_split(task.examples("train"), config.optimizer_knobs)
+    knobs = config.optimizer_knobs
+    prompt_model = knobs.get("prompt_model") or knobs.get("reflection_model")
+    prompt_lm = build_lm(resolve_model(prompt_model)) if prompt_model else None
+    with (
+        counting_compile(log, *filter(None, [lm, prompt_lm])),
+        dspy.context(lm=lm, adapter=bench.adapter),
+        open(ctx.run_dir / "compile.log", "a") as out,
+        contextlib.redirect_stdout(out),  # DSPy's optimizers print their progress
+    ):
+        try:
+            compiled = compile_program(
+                program, config, task, train, dev, threads=bench.threads, prompt_lm=prompt_lm,
+                extra_dirs=ctx.plan.programs_dirs,
+            )  # fmt: skip
+        finally:
+            ctx.budget.charge(log)
+    save_program(compiled, bench, config)
+    ctx.store.add_compile(ctx.run_id, model.identity, task.name, config.id, log, time.monotonic() - started)
+    ctx.say(f"Compiled in {time.monotonic() - started:.0f}s with {log.calls} LM calls (${log.cost_usd:.4f}).")
+    return compiled
+
+
+def program_dir(run_dir: Path, model: Model, task, config) -> Path:
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
+    task_slug = task.name.replace(":", "_")  # an open-ended twin (medqa:open): no colon in a path
+    return run_dir / "programs" / f"{slug}--{task_slug}--{config.id}"
+
+
+def save_program(program, bench: Bench, config) -> Path:
+    """Save what was evaluated as a loadable program, with its scores and preparation cost."""
+    from promptopt import compiled
+    from promptopt.stats import split_score
+
+    ctx, task, model = bench.ctx, bench.task, bench.model
+    mine = bench.records(config.id)
+    scores = {
+        split: {key: scored[key] for key in ("n", "score", "errors")}
+        for split, g in mine.groupby("split")
+        if (scored := split_score(g))
+    }
+    prep = mine[mine.split == "train"]
+    comp = ctx.store.compile_costs(ctx.run_id)
+    comp = comp[(comp.model == model.identity) & (comp.task == task.name) & (comp.config_id == config.id)]
+    source = Path(get_strategy(config.strategy, ctx.plan.programs_dirs).source).resolve().parent
+    strategy_dir = None if source == bundled_dir("programs").resolve() else source
+    return compiled.save(
+        program, program_dir(ctx.run_dir, model, task, config), task=task, model=model, config=config,
+        strategy_dir=strategy_dir, run_id=ctx.run_id, scores=scores,
+        preparation={"lm_calls": int(prep.lm_calls.sum()), "cost_usd": float(prep.cost_usd.sum())},
+        compile={"lm_calls": int(comp.lm_calls.sum()), "cost_usd": float(comp.cost_usd.sum())},
+        data_sha1=task_digest(task),
+    )  # fmt: skip
+
+
+def task_digest(task) -> str:
+    """What the program was compiled and scored on: every split's ids and gold answers."""
+    h = hashlib.sha1()
+    for split in ("train", "val", "test"):
+        for ex in task.examples(split):
+            h.update(f"{split}\t{ex.id}\t{ex.gold}\n".encode())
+    return h.hexdigest()
+
+
+def give_corpus(program, plan: RunPlan, task, run_dir: Path) -> None:
+    """A retrieval program's passages, with its index stored beside the run (built once, reused)."""
+    if hasattr(program, "use_corpus"):  # the strategy's `uses_corpus` trait
+        program.use_corpus(corpus_for(plan, task, program.strategy_name), run_dir / "indexes")
+
+
+def prepare(program, bench: Bench, config) -> None:
+    """Give a program that learns from training examples (it has `fit_pool`) its pool.
+
+    When the program needs the model's own explanations (`teacher()` is not None), the teacher
+    answers the training pool like any evaluation, split `train`: the records say what
+    preparation cost and an interrupted preparation resumes without repeating calls. The pool
+    keeps the examples the model explained correctly.
+    """
+    if not hasattr(program, "fit_pool"):  # the strategy's `prepares` trait
+        return
+    train = bench.task.examples("train")[: program.pool_size]  # items, also for a probe task (several per source)
+    teacher = program.teacher()
+    explanations = None
+    if teacher is not None:
+        ctx = bench.ctx
+        evaluate(
+            teacher, train, task=bench.task, model=bench.model, lm=bench.lm, adapter=bench.adapter, config=config,
+            split="train", run_id=ctx.run_id, store=ctx.store, threads=bench.threads, on_progress=ctx.on_progress,
+            budget=ctx.budget,
+        )  # fmt: skip
+        explanations = ctx.store.explanations(ctx.run_id, bench.model.identity, bench.task.name, config.id)
+    program.fit_pool(train, explanations)
