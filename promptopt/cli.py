@@ -82,7 +82,14 @@ class _ProgressPrinter:
             f"{p.label}: {p.done}/{p.total} · {p.elapsed_s:5.0f}s elapsed · ~{left:.0f}s left · "
             f"{p.lm_calls} LM calls · ${p.cost_usd:.4f}" + (f" · {p.errors} errors" if p.errors else "")
         )
-        sys.stderr.write(("\r" + line + ("\n" if final else "")) if self.tty else line + "\n")
+        if self.tty:  # one terminal row, rewritten in place: a wrapped line could not be
+            import shutil
+
+            width = shutil.get_terminal_size().columns - 1
+            line = line if len(line) <= width else line[: width - 1] + "…"
+            sys.stderr.write("\r\x1b[K" + line + ("\n" if final else ""))
+        else:
+            sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
 
@@ -166,6 +173,11 @@ def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool) -
     show_report(log.report)
     if log.stopped:
         typer.echo(log.stopped, err=True)
+    import shutil
+
+    width = shutil.get_terminal_size().columns if sys.stderr.isatty() else 10_000
+    for line in closing_summary(log):
+        typer.echo(_wrapped(line, width, "      ") if line.strip() else line, err=True)
     typer.echo(f"Run folder: {log.run_dir}")
 
 
@@ -340,9 +352,10 @@ def report_cmd(
 
 
 def show_report(report) -> None:
-    """The text report: as rich tables on a terminal, as plain aligned text otherwise (pipes and
-    files get exactly `promptopt report --format text`)."""
-    from promptopt.reports import _table, render_report, sections
+    """The text report: on a terminal, its warnings first and each table as a rich table when it
+    fits the terminal's width, else as stacked "header: value" lines (never folded a character a
+    column); pipes and files get exactly `promptopt report --format text`."""
+    from promptopt.reports import render_report, sections
 
     if not sys.stdout.isatty():
         typer.echo(render_report(report, "text"), nl=False)
@@ -351,17 +364,68 @@ def show_report(report) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
+    for warning in report.warnings:  # what a reader must know before trusting a number, first
+        console.print(_wrapped(f"WARNING: {warning}", console.width), style="bold", markup=False)
+    if report.warnings:
+        console.print()
     for section in sections(report):
-        table = Table(title=section.title, title_justify="left", caption=section.note or None,
-                      caption_justify="left", header_style="bold", show_lines=False)  # fmt: skip
-        for header in section.headers:
-            table.add_column(header, overflow="fold")
-        for row in section.body:
-            table.add_row(*[escape_markup(cell) for cell in row])
-        if console.measure(table).maximum <= console.width:
+        widths = [max([len(h), *(len(row[i]) for row in section.body)]) for i, h in enumerate(section.headers)]
+        if sum(widths) + 3 * len(widths) + 1 <= console.width:  # the cells, padding and borders
+            table = Table(title=section.title, title_justify="left", caption=section.note or None,
+                          caption_justify="left", header_style="bold", show_lines=False)  # fmt: skip
+            for header in section.headers:
+                table.add_column(header, no_wrap=True)
+            for row in section.body:
+                table.add_row(*[escape_markup(cell) for cell in row])
             console.print(table)
-        else:  # folded into a narrow terminal a wide table would be unreadable: plain text instead
-            console.print(escape_markup(_table(section, markdown=False)) + "\n", soft_wrap=True)
+        else:
+            console.print(_stacked(section, console.width) + "\n", markup=False, highlight=False)
+
+
+def _stacked(section, width: int) -> str:
+    """A table too wide for the terminal as one block per row: its first cells as the block's
+    heading, then one "header: value" line per other cell, every line within `width`."""
+    lines = [_wrapped(section.title, width), "=" * min(len(section.title), width)]
+    head = min(3, len(section.headers))
+    for row in section.body:
+        lines.append(_wrapped("· " + " · ".join(row[:head]), width))
+        lines += [_wrapped(f"    {h}: {cell}", width, "      ") for h, cell in zip(section.headers[head:], row[head:],
+                                                                          strict=True)]  # fmt: skip
+    if section.note:
+        lines += ["", _wrapped(section.note, width)]
+    return "\n".join(lines)
+
+
+def _wrapped(text: str, width: int, indent: str = "  ") -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width=width, subsequent_indent=indent, break_on_hyphens=False)) or text
+
+
+def closing_summary(log) -> list[str]:
+    """What a run or search ended with, in a few lines: each ceiling with its interval, what failed
+    and what to do about it, a budget stop, what it cost, and where to look next."""
+    report = log.report
+    lines = ["", f"Done: run {log.run_id} ({log.status})."]
+    for c in report.ceilings:
+        if c.ceiling_score is None:
+            continue
+        ci = f"[{100 * c.ceiling_ci_low:.1f}, {100 * c.ceiling_ci_high:.1f}]" if c.ceiling_ci_low is not None else ""
+        lines.append(f"  {c.task} · {c.model.split('#')[0]}: ceiling {100 * c.ceiling_score:.1f}% {ci} "
+                     f"(n={c.ceiling_n}, {c.selected_config_id}), baseline "
+                     + ("—" if c.baseline_score is None else f"{100 * c.baseline_score:.1f}%"))  # fmt: skip
+    failed = sum(r.errors for r in report.rows)
+    if failed:
+        lines.append(f"  {failed} examples failed after retries and are left out of the scores; run the same "
+                     "command again to retry them (PROMPTOPT_TIMEOUT_S sets the per-call timeout).")  # fmt: skip
+    if log.stopped:
+        lines.append(f"  {log.stopped}")
+    calls = sum(r.lm_calls for r in report.rows)
+    cost = sum(r.cost_usd for r in report.rows)
+    warned = f", {len(report.warnings)} warnings above" if report.warnings else ""
+    lines.append(f"  {calls:,} LM calls scored, ${cost:.4f}{warned}.")
+    lines.append(f"  Next: promptopt report {log.run_dir} · promptopt view {log.run_dir}")
+    return lines
 
 
 def escape_markup(text: str) -> str:
