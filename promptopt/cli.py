@@ -399,7 +399,7 @@ def _stacked(section, width: int) -> str:
 def _wrapped(text: str, width: int, indent: str = "  ") -> str:
     import textwrap
 
-    return "\n".join(textwrap.wrap(text, width=width, subsequent_indent=indent, break_on_hyphens=False)) or text
+    return "\n".join(textwrap.wrap(text, width=width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)) or text
 
 
 def closing_summary(log) -> list[str]:
