@@ -28,8 +28,11 @@ bench-tools: install
 demo: install
 	$(BIN)/promptopt run
 
+# Three workers on two cores: most tests wait on subprocesses and servers, not on a core. The
+# embedded model's tests run on one worker, one after another (xdist_group "real_model").
+TEST_WORKERS ?= 3
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,7 +2,7 @@
 
 The library API (promptopt.api) is importable from here: run, search, estimate, compile,
 evaluate, report, load, plan, task, available_tasks, validate_task, available_strategies,
-available_optimizers, available_answer_types and check_model. None of them prints; run,
+available_optimizers, available_answer_types, check_model and power. None of them prints; run,
 search, compile, evaluate and report return typed results (promptopt.results).
 """
 
@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 API = (
     "run", "search", "estimate", "compile", "evaluate", "report", "load", "plan", "task", "available_tasks",
     "validate_task", "available_strategies", "available_optimizers", "available_answer_types", "check_model",
+    "power",
 )  # fmt: skip
 __all__ = [*API, "__version__"]
 

@@ -255,6 +255,57 @@ def available_answer_types(programs_dirs: list[Path] | None = None) -> dict:
     return known(programs_dirs)
 
 
+def power(
+    items: int | None = None,
+    *,
+    task: str | None = None,
+    split: str = "test",
+    difference: float | None = None,
+    accuracy: float = 0.5,
+    discordance: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    tasks_dirs: list[Path] | None = None,
+):
+    """What a paired comparison on `items` (or on `task`'s `split`) can detect, and how many items
+    a `difference` needs, at `accuracy` with the configs disagreeing on a `discordance` share of
+    items (default: as if their errors were independent). Shares in 0-1. promptopt.detectable says how."""
+    from promptopt import detectable as pw
+    from promptopt.results import PowerAnalysis
+
+    if split not in ("train", "val", "test"):
+        raise UserError(f"power: split {split!r} is not one of train, val, test.")
+    for name, value, low_open in (("accuracy", accuracy, True), ("alpha", alpha, True), ("power", power, True),
+                                  ("discordance", discordance, False), ("difference", difference, True)):  # fmt: skip
+        if value is not None and not (0 < value < 1 if low_open else 0 <= value <= 1):
+            raise UserError(f"power: {name} must be a share between 0 and 1 (e.g. 0.05 for 5 points), not {value}.")
+    if task is not None:
+        if items is not None:
+            raise UserError("power: give the items or a task whose split gives them, not both.")
+        from promptopt.tasks import load_task
+
+        items = len(load_task(task, tasks_dirs).examples(split))
+    if items is None and difference is None:
+        raise UserError("power needs items (or a task) to say what they detect, or a difference to say what it needs.")
+    if items is not None and items < 1:
+        raise UserError(f"power: items must be at least 1, not {items}.")
+    given = discordance is not None
+    disc = discordance if given else pw.independent_discordance(accuracy, accuracy)
+    needed = None
+    if difference is not None:
+        other = min(accuracy + difference, 1.0)
+        at = discordance if given else max(pw.independent_discordance(accuracy, other), difference)
+        if at < difference:
+            raise UserError(f"power: a difference of {difference} needs a discordance of at least {difference}, not {at}.")
+        needed = pw.items_needed(difference, at, alpha, power)
+        disc = at
+    return PowerAnalysis(
+        task=task, split=split if task else None, items=items, accuracy=accuracy, discordance=disc,
+        assumed_independent=not given, alpha=alpha, power=power,
+        detectable=pw.mde(disc, items, alpha, power) if items else None, difference=difference, items_needed=needed,
+    )  # fmt: skip
+
+
 def check_model(model: str, api_base: str | None = None) -> tuple[str, float]:
     """Make one tiny call to a model: (its reply, seconds), or one sentence on why it failed."""
     import time

@@ -173,28 +173,51 @@ def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool) -
     show_report(log.report)
     if log.stopped:
         typer.echo(log.stopped, err=True)
-    import shutil
-
-    width = shutil.get_terminal_size().columns if sys.stderr.isatty() else 10_000
+    width = _width(sys.stderr)
     for line in closing_summary(log):
         typer.echo(_wrapped(line, width, "      ") if line.strip() else line, err=True)
     typer.echo(f"Run folder: {log.run_dir}")
 
 
 def _print_dry_run(estimates: list[dict]) -> None:
-    import pandas as pd
+    """The plan's rows as a table like the report's (knobs named, numbers with separators, the
+    wall time where the model declares its speed), then one line of totals."""
+    from promptopt.tables import Section
 
-    rows = pd.DataFrame(estimates)
-    total = rows[["compile_calls", "eval_calls", "calls", "prompt_tokens", "completion_tokens"]].sum()
-    known = rows.cost_usd.notna().all()
-    cost = f"${rows.cost_usd.sum():.4f}" if known else "unknown (no price for some model)"
-    show = rows.assign(cost_usd=rows.cost_usd.map(lambda c: "?" if pd.isna(c) else f"{c:.4f}"))
-    typer.echo(show.drop(columns=["config_id"]).to_string(index=False))
-    typer.echo(
-        f"Total: {int(total.calls)} LM calls ({int(total.compile_calls)} compiling, {int(total.eval_calls)} scoring), "
-        f"~{int(total.prompt_tokens)} prompt + ~{int(total.completion_tokens)} completion tokens, cost {cost}. "
-        "Nothing was called (--dry-run)."
-    )
+    def num(x) -> str:
+        return "?" if x is None else f"{x:,.0f}"
+
+    def usd(x) -> str:
+        return "?" if x is None else f"${x:.4f}"
+
+    def took(s) -> str:
+        return "?" if s is None else f"{s / 60:,.1f} min" if s >= 60 else f"{s:.0f} s"
+
+    phased = any("phase" in r for r in estimates)
+    headers = ["model", "task", *(["phase"] if phased else []), "config", "calls", "compile", "scoring",
+               "prompt tok", "completion tok", "cost", "time"]  # fmt: skip
+    body = [[r["model"].split("#")[0], r["task"], *([r["phase"]] if phased else []), r["config"], num(r["calls"]),
+             num(r["compile_calls"]), num(r["eval_calls"]), f"~{num(r['prompt_tokens'])}",
+             f"~{num(r['completion_tokens'])}", usd(r["cost_usd"]), took(r["seconds"])]
+            for r in estimates]  # fmt: skip
+    total = {k: sum(r[k] for r in estimates) for k in ("calls", "compile_calls", "eval_calls", "prompt_tokens",
+                                                        "completion_tokens")}  # fmt: skip
+    costs, times = [r["cost_usd"] for r in estimates], [r["seconds"] for r in estimates]
+    cost = usd(sum(costs)) if None not in costs else "unknown (no price for some model)"
+    wall = (f"about {took(sum(times))} at the models' measured speed" if None not in times
+            else "time unknown (no declared speed for some model)")  # fmt: skip
+    _show_sections([Section("Dry run: what the plan will spend", headers, body)], [])
+    line = (f"Total: {total['calls']:,} LM calls ({total['compile_calls']:,} compiling, {total['eval_calls']:,} "
+            f"scoring), ~{total['prompt_tokens']:,} prompt + ~{total['completion_tokens']:,} completion tokens, cost "
+            f"{cost}, {wall}. Nothing was called (--dry-run).")  # fmt: skip
+    typer.echo(_wrapped(line, _width(sys.stdout)))
+
+
+def _width(stream) -> int:
+    """The terminal's width for text wrapped to it; pipes and files get unwrapped lines."""
+    import shutil
+
+    return shutil.get_terminal_size().columns if stream.isatty() else 10_000
 
 
 @app.command()
@@ -360,15 +383,28 @@ def show_report(report) -> None:
     if not sys.stdout.isatty():
         typer.echo(render_report(report, "text"), nl=False)
         return
+    _show_sections(sections(report), report.warnings)
+
+
+def _show_sections(parts: list, warnings: list[str]) -> None:
+    """Warnings, then each table: on a terminal as a rich table when it fits, else stacked; on a
+    pipe as the plain text report's tables."""
+    if not sys.stdout.isatty():
+        from promptopt.reports import text_table
+
+        for warning in warnings:
+            typer.echo(f"WARNING: {warning}\n")
+        typer.echo("\n\n".join(text_table(section) for section in parts))
+        return
     from rich.console import Console
     from rich.table import Table
 
     console = Console(highlight=False)
-    for warning in report.warnings:  # what a reader must know before trusting a number, first
+    for warning in warnings:  # what a reader must know before trusting a number, first
         console.print(_wrapped(f"WARNING: {warning}", console.width), style="bold", markup=False)
-    if report.warnings:
+    if warnings:
         console.print()
-    for section in sections(report):
+    for section in parts:
         widths = [max([len(h), *(len(row[i]) for row in section.body)]) for i, h in enumerate(section.headers)]
         if sum(widths) + 3 * len(widths) + 1 <= console.width:  # the cells, padding and borders
             table = Table(title=section.title, title_justify="left", caption=section.note or None,
@@ -416,8 +452,11 @@ def closing_summary(log) -> list[str]:
                      + ("—" if c.baseline_score is None else f"{100 * c.baseline_score:.1f}%"))  # fmt: skip
     failed = sum(r.errors for r in report.rows)
     if failed:
-        lines.append(f"  {failed} examples failed after retries and are left out of the scores; run the same "
-                     "command again to retry them (PROMPTOPT_TIMEOUT_S sets the per-call timeout).")  # fmt: skip
+        timed_out = _timed_out(log)
+        why = (f"; {timed_out} of them timed out (PROMPTOPT_TIMEOUT_S sets the per-call timeout, 120 s for hosted "
+               "models and 600 s for the embedded one)") if timed_out else ""  # fmt: skip
+        lines.append(f"  {failed} examples failed after retries and are left out of the scores{why}; run the same "
+                     "command again to retry them.")  # fmt: skip
     if log.stopped:
         lines.append(f"  {log.stopped}")
     calls = sum(r.lm_calls for r in report.rows)
@@ -426,6 +465,14 @@ def closing_summary(log) -> list[str]:
     lines.append(f"  {calls:,} LM calls scored, ${cost:.4f}{warned}.")
     lines.append(f"  Next: promptopt report {log.run_dir} · promptopt view {log.run_dir}")
     return lines
+
+
+def _timed_out(log) -> int:
+    """How many of the run's error records are timeouts."""
+    from promptopt.store import Store
+
+    errors = Store(log.storage, create=False).records(log.run_id).error.dropna()
+    return int(errors.str.contains("Timeout", regex=False).sum())
 
 
 def escape_markup(text: str) -> str:
@@ -515,6 +562,44 @@ def models_check(model: str, api_base: Annotated[str | None, typer.Option()] = N
 
     reply, seconds = promptopt.check_model(model, api_base)
     typer.echo(f"{model} answered {reply!r} in {seconds:.1f}s.")
+
+
+@app.command("power")
+def power_cmd(
+    items: Annotated[int | None, typer.Option(help="Items each config is scored on.")] = None,
+    task: Annotated[str | None, typer.Option(help="Take the items from this task's split instead.")] = None,
+    split: Annotated[str, typer.Option(help="The task's split: train, val or test.")] = "test",
+    difference: Annotated[
+        float | None, typer.Option(help="Points of accuracy a comparison should find: say how many items that needs.")
+    ] = None,
+    accuracy: Annotated[float, typer.Option(help="Expected accuracy of the configs, in percent.")] = 50.0,
+    discordance: Annotated[
+        float | None, typer.Option(help="Percent of items the configs disagree on (default: as if independent).")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Two-sided test level.")] = 0.05,
+    power: Annotated[float, typer.Option(help="Chance of finding the difference when it is there.")] = 0.8,
+    tasks_dir: Annotated[list[Path] | None, typer.Option(help=_TASKS_DIR_HELP)] = None,
+) -> None:
+    """Before a run: what a paired comparison can detect on so many items, or how many items a difference needs."""
+    import promptopt
+
+    for name, value in (("--accuracy", accuracy), ("--difference", difference), ("--discordance", discordance)):
+        if value is not None and not 0 < value <= 100:
+            raise UserError(f"{name} is in percent (points), between 0 and 100, not {value:g}.")
+    found = promptopt.power(
+        items, task=task, split=split, difference=None if difference is None else difference / 100,
+        accuracy=accuracy / 100, discordance=None if discordance is None else discordance / 100, alpha=alpha,
+        power=power, tasks_dirs=tasks_dir,
+    )  # fmt: skip
+    disc = f"{100 * found.discordance:.1f}% of items" + (" (independent errors)" if found.assumed_independent else "")
+    at = f"at {100 * found.accuracy:.0f}% accuracy, configs disagreeing on {disc}, alpha {alpha:g}"
+    if found.items is not None:
+        where = f"{found.task} {found.split}: " if found.task else ""
+        seen = "no difference at all" if found.detectable is None else f"differences of {100 * found.detectable:.1f} points or more"
+        typer.echo(f"{where}{found.items:,} items detect {seen} {100 * power:.0f}% of the time ({at}).")
+    if found.items_needed is not None:
+        typer.echo(f"A difference of {100 * found.difference:.1f} points needs {found.items_needed:,} items per config to be "
+                   f"found {100 * power:.0f}% of the time ({at}).")  # fmt: skip
 
 
 @app.command()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.errors import UserError
-from promptopt.optimizers import optimizer_knobs
+from promptopt.optimizers import get_optimizer, optimizer_knobs
 from promptopt.registry import get_strategy
 
 
@@ -66,3 +66,17 @@ class Config:
     def id(self) -> str:
         digest = hashlib.sha1(self.to_json().encode()).hexdigest()[:8]
         return f"{self.strategy}-{self.optimizer}-{digest}"
+
+
+def config_label(config: Config, extra_dirs: list[Path] | None = None) -> str:
+    """`strategy[:knob=value,...]/optimizer[:knob=value,...]` naming only the knobs set away from
+    their defaults: two configs of one strategy read apart, and a default config stays short."""
+
+    def changed(knobs: dict[str, Any], defaults: dict[str, Any]) -> str:
+        diff = ",".join(f"{k}={v}" for k, v in sorted(knobs.items()) if defaults.get(k, object()) != v)
+        return f":{diff}" if diff else ""
+
+    strat = get_strategy(config.strategy, extra_dirs)
+    opt = get_optimizer(config.optimizer, extra_dirs)
+    return (f"{config.strategy}{changed(config.knobs, strat.knobs)}"
+            f"/{config.optimizer}{changed(config.optimizer_knobs, opt.knobs)}")  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from promptopt.compiler import dev_split
-from promptopt.config import parse_config
+from promptopt.config import config_label, parse_config
 from promptopt.models import Model
 from promptopt.registry import get_strategy
 from promptopt.runplan import RunPlan, search_space, serves, validate_plan
@@ -57,7 +57,7 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     calls = compile_calls + prep_calls + eval_calls
     prompt_tokens, completion_tokens = round(calls * prompt_per_call), round(calls * completion_per_call)
     return {
-        "config": f"{config.strategy}/{config.optimizer}",
+        "config": config_label(config, plan.programs_dirs),
         "config_id": config.id,
         "compile_calls": compile_calls + prep_calls,
         "eval_calls": eval_calls,
@@ -65,7 +65,17 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "cost_usd": price(model, prompt_tokens, completion_tokens) if model else None,
+        "seconds": seconds(model, prompt_tokens, completion_tokens) if model else None,
     }
+
+
+def seconds(model: Model, prompt_tokens: float, completion_tokens: float) -> float | None:
+    """Wall time for the tokens at the model's declared speed, one request at a time (batching at
+    the embedded server gains 1.3x at 4 requests, BENCHMARKS.md section 5); None when the model
+    declares no speed (hosted models: their time depends on the provider's load)."""
+    if not model.prompt_tok_s or not model.gen_tok_s:
+        return None
+    return prompt_tokens / model.prompt_tok_s + completion_tokens / model.gen_tok_s
 
 
 def per_example(plan: RunPlan, task, config, model: Model) -> dict:
@@ -130,7 +140,8 @@ def _search_worst_case(plan: RunPlan, task, model: Model, configs: list) -> list
         share = row["eval_calls"] / max(row["calls"], 1)  # compiled during the val phase: only scoring
         tokens = {k: round(row[k] * share) for k in ("prompt_tokens", "completion_tokens")}
         row |= {"compile_calls": 0, "calls": row["eval_calls"], **tokens,
-                "cost_usd": price(model, tokens["prompt_tokens"], tokens["completion_tokens"])}  # fmt: skip
+                "cost_usd": price(model, tokens["prompt_tokens"], tokens["completion_tokens"]),
+                "seconds": seconds(model, tokens["prompt_tokens"], tokens["completion_tokens"])}  # fmt: skip
         rows.append({"model": model.name, "task": task.name, "phase": "test", **row})
     return rows
 

@@ -41,6 +41,10 @@ class Model:
     backoff_s: float = 1.0  # first wait before a retry; doubles each time, at most 60 s
     digest: str | None = None  # for embedded models: the weights file, since the port changes
     rpm: float | None = None  # requests per minute this process may send to the endpoint; None: no limit
+    # measured tokens per second, prompt and generation, one request at a time; None: unknown.
+    # A dry run turns them into a wall-time estimate.
+    prompt_tok_s: float | None = None
+    gen_tok_s: float | None = None
 
     @property
     def identity(self) -> str:
@@ -77,6 +81,15 @@ LOCAL_MODELS = {
         price_out=0.0,
         max_tokens=256,
         stop=("[[ ## completed ## ]]",),
+        # llama-server on 2 cores, one sequence (BENCHMARKS.md section 5): about 520 prompt and
+        # 66 generated tokens per second
+        prompt_tok_s=520.0,
+        gen_tok_s=66.0,
+        # A local server queues what it cannot decode yet, so a slow call is waiting, not lost, and
+        # a retry only queues the same work again. A full reasoning step takes about 4 s alone, and
+        # 4 threads on a machine busy with other work took over 120 s (the hosted default): 600 s
+        # trips only on a server that has stopped answering.
+        timeout_s=600.0,
     ),
 }
 

@@ -266,6 +266,8 @@ def _pts(x) -> str:
 
 
 def _ci(score, low, high, fmt=_pct) -> str:
+    if score is not None and (low is None or high is None):
+        return f"{fmt(score)} (n<{MIN_PAIRED}: no interval)"
     return f"{fmt(score)} [{fmt(low)}, {fmt(high)}]"
 
 
@@ -379,17 +381,20 @@ def _head_to_head_sections(report: Report) -> list[Section]:
         "Head-to-head (paired, same test items)",
         [
             "task", "model A", "model B", "under", "chosen on", "n", "A − B pts [95% CI]", "p (Holm)",
-            "A's outcome",
+            "A's outcome", "detectable pts", "A only / B only / both / neither",
         ],
         lambda r: [
             r.task + _run_label(report, r.run_id), _display(r.model_a), _display(r.model_b), r.setting,
             _chosen_on(r.selected_on) if r.setting == "ceiling" else "—", str(r.n),
             _ci(r.diff, r.ci_low, r.ci_high, _pts), "—" if r.p_holm is None else f"{r.p_holm:.3g}",
-            r.outcome or f"none (n < {MIN_PAIRED})",
+            r.outcome or f"none (n < {MIN_PAIRED})", "—" if r.mde is None else f"±{100 * r.mde:.1f}",
+            "—" if r.only_a is None else f"{r.only_a} / {r.only_b} / {r.both} / {r.neither}",
         ],
         "Under baseline: both models with the fixed baseline prompt; under ceiling: each model with its "
         "own chosen config. n = test items both answered. Outcomes are Holm-corrected over every "
-        "comparison of the task; the interval is per comparison.",
+        "comparison of the task; the interval is per comparison. Detectable: the smallest difference "
+        "this comparison finds 80% of the time at alpha 0.05, from its items' discordance (a tie with a "
+        "large detectable difference says little); the last column splits the items by who got them right.",
     )
 
 
@@ -713,13 +718,13 @@ def rows_section(report: Report) -> Section:
 def render_text(report: Report, markdown: bool = False, figure: str | None = None) -> str:
     parts = []
     for section in sections(report):
-        parts.append(_table(section, markdown))
+        parts.append(text_table(section, markdown))
         if markdown and figure and section.title.startswith("Pareto"):
             parts.append(f"![Pareto frontier]({figure})")
     return "\n\n".join(parts) + "\n"
 
 
-def _table(section: Section, markdown: bool) -> str:
+def text_table(section: Section, markdown: bool = False) -> str:
     headers, body = section.headers, section.body
     if markdown:
         lines = [f"## {section.title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

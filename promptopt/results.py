@@ -93,6 +93,7 @@ class Ceiling(_Row):
     uplift_baseline_score: float | None
     uplift_ceiling_score: float | None
     uplift_p: float | None
+    uplift_mde: float | None = None  # smallest uplift this comparison detects at 80% power (promptopt.detectable)
     uplift_p_holm: float | None
     comparisons: int | None
     selected_config_id: str | None
@@ -125,6 +126,7 @@ class LeaderboardRow(_Row):
     uplift_baseline_score: float | None
     uplift_ceiling_score: float | None
     uplift_p: float | None
+    uplift_mde: float | None = None  # smallest uplift this comparison detects at 80% power (promptopt.detectable)
     uplift_p_holm: float | None
     comparisons: int | None
     verdict: str | None
@@ -153,6 +155,12 @@ class Comparison(_Row):
     p_holm: float | None
     comparisons: int | None
     outcome: str | None
+    mde: float | None = None  # smallest difference this comparison detects at 80% power (promptopt.detectable)
+    # 0/1 scores: items right under A only, under B only, under both, under neither
+    only_a: int | None = None
+    only_b: int | None = None
+    both: int | None = None
+    neither: int | None = None
 
 
 class Flip(_Row):
@@ -494,6 +502,23 @@ class Extras(_Row):
     def to_json(self) -> str | None:
         data = self.model_dump(exclude_none=True)
         return json.dumps(data) if data else None
+
+
+class PowerAnalysis(_Row):
+    """What a paired comparison of two configs can detect, or the items a difference needs
+    (promptopt.detectable; shares in 0-1, as every score of a report)."""
+
+    task: str | None  # the task whose split gave the items, if one did
+    split: str | None
+    items: int | None  # items each config is scored on
+    accuracy: float  # the expected accuracy of the configs compared
+    discordance: float  # share of items the two configs disagree on (assumed or given)
+    assumed_independent: bool  # the discordance is that of independent errors, not given
+    alpha: float
+    power: float
+    detectable: float | None  # on `items`: the smallest difference found with `power` at `alpha`
+    difference: float | None  # the difference asked about
+    items_needed: int | None  # items that difference needs
 
 
 class ChosenConfig(_Row):

@@ -25,6 +25,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from promptopt.detectable import mde
+
 Z95 = 1.959963984540054
 ALPHA = 0.05
 MIN_PAIRED = 10  # fewest common items a paired verdict is given on
@@ -251,17 +253,28 @@ def item_scores(records: pd.DataFrame, split: str = "test") -> dict[tuple[str, s
     }
 
 
-def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0) -> dict:
+def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: int = 1) -> dict:
     """a − b on the items both answered: n, the two scores there, the difference, its 95%
-    bootstrap interval and the two-sided p-value."""
+    bootstrap interval and the two-sided p-value; on fewer than `min_n` common items no interval
+    and no p (a bootstrap over 3 items reads as a claim it cannot carry)."""
     common = sa.index.intersection(sb.index)
     a, c = sa.loc[common].to_numpy(), sb.loc[common].to_numpy()
-    diff, low, high = paired_bootstrap(a, c, b=b, seed=seed)
     if not len(common):
         return {"n": 0, "score_a": None, "score_b": None, "diff": None, "ci_low": None, "ci_high": None, "p": None}
+    diff, low, high = paired_bootstrap(a, c, b=b, seed=seed)
+    few = len(common) < min_n
+    a, c = a.astype(float), c.astype(float)
+    binary = bool(np.isin(a, (0.0, 1.0)).all() and np.isin(c, (0.0, 1.0)).all())
+    flips = dict.fromkeys(("only_a", "only_b", "both", "neither"))
+    if binary:  # which items each config gets right that the other does not
+        flips = {"only_a": int(((a == 1) & (c == 0)).sum()), "only_b": int(((a == 0) & (c == 1)).sum()),
+                 "both": int(((a == 1) & (c == 1)).sum()), "neither": int(((a == 0) & (c == 0)).sum())}  # fmt: skip
     return {
         "n": len(common), "score_a": float(a.mean()), "score_b": float(c.mean()), "diff": diff,
-        "ci_low": low, "ci_high": high, "p": paired_p(a, c, b=b, seed=seed),
+        "ci_low": None if few else low, "ci_high": None if few else high,
+        "p": None if few else paired_p(a, c, b=b, seed=seed),
+        "mde": mde(float(np.mean((a - c) ** 2)), len(common), ALPHA),
+        **flips,
     }  # fmt: skip
 
 
@@ -307,6 +320,7 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
             "uplift_ceiling_score": None,
             "uplift_baseline_score": None,
             "uplift_p": None,
+            "uplift_mde": None,
         }
         if len(sel) and len(base):
             a = items[(pick.run_id, pick.model, pick.task, pick.config_id)]
@@ -315,7 +329,7 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
             row |= {
                 "uplift": pr["diff"], "uplift_ci_low": pr["ci_low"], "uplift_ci_high": pr["ci_high"],
                 "uplift_n": pr["n"], "uplift_ceiling_score": pr["score_a"], "uplift_baseline_score": pr["score_b"],
-                "uplift_p": pr["p"],
+                "uplift_p": pr["p"], "uplift_mde": pr["mde"],
             }  # fmt: skip
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -352,7 +366,8 @@ def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: i
                         "run_id": run_id, "task": task, "model_a": model_a, "model_b": model_b, "setting": setting,
                         "config_a": ca, "config_b": cb, "n": pr["n"], "score_a": pr["score_a"],
                         "score_b": pr["score_b"], "diff": pr["diff"], "ci_low": pr["ci_low"],
-                        "ci_high": pr["ci_high"], "p": pr["p"], "selected_on": on,
+                        "ci_high": pr["ci_high"], "p": pr["p"], "selected_on": on, "mde": pr["mde"],
+                        **{k: pr[k] for k in ("only_a", "only_b", "both", "neither")},
                     }
                 )  # fmt: skip
     return pd.DataFrame(rows)
@@ -917,7 +932,7 @@ def open_gaps(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataF
                                     index=g["example_id"].to_numpy())  # fmt: skip
             for metric in per_item.columns:
                 scores = per_item[metric].dropna().astype(float)
-                found = paired(scores, mc_scores, b=b, seed=seed)
+                found = paired(scores, mc_scores, b=b, seed=seed, min_n=MIN_PAIRED)
                 rows.append({
                     "run_id": run_id, "model": model, "task": base, "open_task": twin, "config_id": config_id,
                     "strategy": g["strategy"].iloc[0], "metric": metric, "n": found["n"],
@@ -997,12 +1012,12 @@ def _probe_row(suffix: str, g: pd.DataFrame, s: pd.DataFrame, src: pd.Series, b:
         common = pair.index.intersection(src.index)
         yes = halves[(halves["half"] == "yes") & halves["source"].isin(common)]["score"].mean()
         no = halves[(halves["half"] == "no") & halves["source"].isin(common)]["score"].mean()
-        found = paired(pair.loc[common].astype(float), src, b=b, seed=seed)
+        found = paired(pair.loc[common].astype(float), src, b=b, seed=seed, min_n=MIN_PAIRED)
         extra = {"yes_score": float(yes) if len(common) else None, "no_score": float(no) if len(common) else None}
     elif suffix.startswith("shuffle"):
         every = by_source["score"].min()  # right under every shuffled order
         common = every.index.intersection(src.index)
-        found = paired(by_source["score"].mean().loc[common].astype(float), src, b=b, seed=seed)
+        found = paired(by_source["score"].mean().loc[common].astype(float), src, b=b, seed=seed, min_n=MIN_PAIRED)
         texts = by_source["extras"].apply(lambda es: [extras_of(e).get("answer_text") for e in es])
         orig = s.set_index("example_id")["extras"].map(lambda e: extras_of(e).get("answer_text"))
         same = [t[0] is not None and all(x == t[0] for x in t) for t in ([orig.get(i), *texts.loc[i]] for i in common)]
@@ -1013,7 +1028,7 @@ def _probe_row(suffix: str, g: pd.DataFrame, s: pd.DataFrame, src: pd.Series, b:
     else:  # partialK, nota: one probe item per source item
         one = by_source["score"].mean()
         common = one.index.intersection(src.index)
-        found = paired(one.loc[common].astype(float), src, b=b, seed=seed)
+        found = paired(one.loc[common].astype(float), src, b=b, seed=seed, min_n=MIN_PAIRED)
         extra = {}
         if suffix.startswith("partial") and found["n"]:
             extra["retained"] = found["score_a"] / found["score_b"] if found["score_b"] else None
@@ -1042,7 +1057,7 @@ def _language_rows(part: pd.DataFrame, b: int, seed: int) -> list[dict]:
                 if r.empty:
                     continue
                 a, c = g.set_index("example_id"), r.set_index("example_id")
-                found = paired(a["score"].astype(float), c["score"].astype(float), b=b, seed=seed)
+                found = paired(a["score"].astype(float), c["score"].astype(float), b=b, seed=seed, min_n=MIN_PAIRED)
                 common = a.index.intersection(c.index)
                 same = [a.at[i, "prediction"] is not None and a.at[i, "prediction"] == c.at[i, "prediction"] for i in common]
                 low, high = wilson(sum(same), len(same))

@@ -68,7 +68,7 @@ def test_the_readme_examples_run_in_order_and_print_the_planted_truth(world, tmp
         )  # fmt: skip
         assert done.returncode == 0, f"{line}\n{done.stderr[-2000:]}"
         outputs.append(done.stdout.strip())
-    run, search, estimate, planned, compiled, evaluated, loaded, report, lists, task, check = outputs
+    run, search, estimate, planned, compiled, evaluated, loaded, report, lists, task, check, powered = outputs
     assert run == f"complete [{round(share['test'], 2)}]"  # every config is right on the planted share
     assert re.fullmatch(r"(predict|cot)-none-[0-9a-f]{8}", search)
     assert re.fullmatch(r"\d+ LM calls at most", estimate) and int(estimate.split()[0]) > 0
@@ -82,3 +82,6 @@ def test_the_readme_examples_run_in_order_and_print_the_planted_truth(world, tmp
     assert "'bootstrap'" in lists and "'roman_numeral'" not in lists and "'multiple_choice'" in lists
     assert task == "medqa 773"
     assert re.match(r"\('\s*OK', \d", check)
+    # MedQA's 773 test items at 50% accuracy with independent errors detect 7.1 points; 5 points at
+    # 20% discordance need Connor's (1.96 sqrt(.2) + 0.8416 sqrt(.2 - .05^2))^2 / .05^2 = 625.5 items
+    assert powered == "773 7.1 626"

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import cli
 
-pytestmark = pytest.mark.real_model
+# one worker runs them all in turn: they count the machine's llama.cpp servers, and each loads both cores
+pytestmark = [pytest.mark.real_model, pytest.mark.xdist_group("real_model")]
 
 
 def llama_servers() -> list[int]:

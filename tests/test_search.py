@@ -173,7 +173,7 @@ def test_search_dry_run_is_an_upper_bound_of_the_calls_the_server_counts_demo_se
         dry = cli("search", *args, "--dry-run")
         assert dry.returncode == 0, dry.stderr
         assert server.calls == 0  # a dry run calls nothing
-        estimated = int(re.search(r"Total: (\d+) LM calls", dry.stdout).group(1))
+        estimated = int(re.search(r"Total: ([\d,]+) LM calls", dry.stdout).group(1).replace(",", ""))
         assert len(re.findall(r"predict/bootstrap", dry.stdout)) == 2  # seeds 0 and 1, each priced
         done = cli("search", *args)
         assert done.returncode == 0, done.stderr

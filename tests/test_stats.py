@@ -261,3 +261,51 @@ def test_the_stopping_rule_rarely_stops_a_config_that_is_not_worse_and_stops_a_m
     assert stopped_worse / 500 >= 0.4  # after 20 items: the exact test needs 6 of 6 differing items
     assert stopped_worse_later / 500 >= 0.95  # after 60
     assert not stats.clearly_worse(pd.Series([0.0] * 5), pd.Series([1.0] * 5), 0.02)  # too few items to judge
+
+
+# --- what a comparison can detect, and who gets which items right ----------------------------
+
+
+def simulated_power(delta: float, psi: float, n: int, reps: int = 4000, seed: int = 0) -> float:
+    """The share of exact McNemar tests at 0.05 that find a planted difference `delta` when the
+    configs disagree on a `psi` share of `n` items."""
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, [(psi + delta) / 2, (psi - delta) / 2, 1 - psi], size=reps)
+    return float(np.mean([stats.sign_test_p(int(w), int(v)) < 0.05 for w, v, _ in counts]))
+
+
+def test_the_minimum_detectable_effect_is_found_about_80_percent_of_the_time_by_simulated_exact_tests():
+    from promptopt.detectable import items_needed, mde
+
+    for psi, n in [(0.3, 200), (0.5, 773), (0.15, 100)]:
+        found = simulated_power(mde(psi, n), psi, n)
+        assert 0.72 <= found <= 0.88, (psi, n, found)  # within 10% of the 80% it promises
+        assert simulated_power(mde(psi, n) / 2, psi, n) < 0.45  # half of it mostly goes unseen
+    # the items a difference needs, turned round, give that difference back as what they detect
+    n = items_needed(0.1, 0.3)
+    assert mde(0.3, n) <= 0.1 < mde(0.3, n - 5) and 0.72 <= simulated_power(0.1, 0.3, n) <= 0.88
+    # configs that never disagreed on 40 items still cannot show a difference below (z + z')^2 / 40
+    assert mde(0.0, 40) == pytest.approx(mde(mde(0.0, 40), 40), rel=1e-6) and mde(0.0, 40) > 0.15
+
+
+def test_head_to_head_splits_the_items_by_who_got_them_right_and_says_what_it_could_detect():
+    from promptopt.detectable import mde
+
+    a = ones(30, 60)  # right on items 0-29
+    b = [0.0] * 10 + [1.0] * 35 + [0.0] * 15  # right on 10-44
+    recs = exact({("m1", "baseline", "test"): a, ("m2", "baseline", "test"): b})
+    row = stats.head_to_head(recs, stats.ceilings(recs)).iloc[0]
+    assert (row.only_a, row.only_b, row.both, row.neither) == (10, 15, 20, 15)
+    assert row.mde == pytest.approx(mde(25 / 60, 60))  # 25 of 60 items discordant
+    # scores that are not 0/1 have no such split, and their spread sets what is detectable
+    half = exact({("m1", "baseline", "test"): [0.5] * 20, ("m2", "baseline", "test"): ones(10, 20)})
+    row = stats.head_to_head(half, stats.ceilings(half)).iloc[0]
+    assert row.only_a is None and row.mde == pytest.approx(mde(0.25, 20))  # every |d| is 0.5
+
+
+def test_a_probe_on_fewer_than_10_items_shows_its_difference_without_an_interval():
+    source = pd.Series([1.0, 1.0, 0.0], index=["a", "b", "c"])
+    probed = pd.Series([0.0, 1.0, 0.0], index=["a", "b", "c"])
+    few = stats.paired(probed, source, min_n=stats.MIN_PAIRED)
+    assert few["diff"] == pytest.approx(-1 / 3) and few["ci_low"] is None and few["p"] is None
+    assert stats.paired(probed, source)["ci_low"] is not None  # comparisons that give no verdict keep theirs
