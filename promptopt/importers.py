@@ -52,6 +52,22 @@ def _message_text(m) -> dict:
     return {"role": getattr(m, "role", None), "content": getattr(m, "text", None) or str(getattr(m, "content", ""))}
 
 
+def _check_inspect_json(path: Path) -> None:
+    """A .json file that is not an Inspect log, said in one sentence before Inspect's own parser
+    answers with a validation error."""
+    if path.suffix != ".json":
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise UserError(f"{path} is not JSON, so not an Inspect eval log; give a .eval or .json log Inspect wrote.") from None
+    if not isinstance(data, dict) or not {"eval", "status"} <= data.keys():
+        raise UserError(
+            f"{path} is JSON but not an Inspect eval log (it has no 'eval' and 'status' fields); give a log "
+            "Inspect wrote (its --log-dir, logs/ by default)."
+        )
+
+
 def from_inspect(path: Path, run_id: str, sha: str = "") -> list[Record]:
     try:
         from inspect_ai.log import read_eval_log
@@ -61,10 +77,13 @@ def from_inspect(path: Path, run_id: str, sha: str = "") -> list[Record]:
             f"Reading the Inspect log {path} needs inspect_ai, which is not installed; install promptopt[import]."
         ) from None
 
+    _check_inspect_json(path)
     try:
         log = read_eval_log(str(path))
     except Exception as exc:
-        raise UserError(f"{path} is not an Inspect eval log ({type(exc).__name__}: {str(exc)[:120]}).") from None
+        first = (str(exc).strip().splitlines() or [""])[0]
+        said = first if len(first) <= 120 else first[:120].rsplit(" ", 1)[0] + " …"
+        raise UserError(f"{path} is not an Inspect eval log that Inspect can read ({type(exc).__name__}: {said}).") from None
     spec = log.eval
     steps = [{"solver": s.solver, "params": s.params} for s in (log.plan.steps if log.plan else [])]
     config = {"source": "inspect", "plan": steps, "generate": log.plan.config.model_dump(exclude_none=True) if log.plan else {},

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class RunContext:
         run_id = run_id or plan.run_id
         run_dir = run_dir or plan.out / run_id
         described = described or plan.describe()
+        created = not run_dir.exists()
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             url = url or plan.storage or default_url(run_dir)
@@ -65,7 +67,12 @@ class RunContext:
             raise UserError(
                 f"Cannot write to the output folder {run_dir.parent} ({exc.strerror}); choose another --out."
             ) from None
-        store = Store(url)
+        try:
+            store = Store(url)
+        except BaseException:
+            if created:  # a store that cannot be opened leaves no run folder for a report to call interrupted
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         store.start_run(run_id, described | ({"overlap": overlap} if overlap else {}), __version__)
         budget = Budget(plan.max_calls, plan.max_cost, max_error_rate=plan.max_error_rate)
         return cls(plan, run_dir, store, url, budget, on_progress, run_id)

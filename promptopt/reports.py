@@ -49,6 +49,11 @@ def open_source(source: str) -> tuple[Store, str | None]:
     if path.is_dir():
         meta = path / "run.json"
         if not meta.exists():
+            inside = sorted(p.parent.name for p in path.glob("*/run.json"))
+            if inside:
+                shown = ", ".join(inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
+                raise UserError(f"{source} is a folder of run folders, not one: give one of them ({shown}), "
+                                f"e.g. {path / inside[-1]}.")  # fmt: skip
             raise UserError(f"{source} is not a run folder: it has no run.json (give a run folder or a storage URL).")
         info = json.loads(meta.read_text())
         storage = info["storage"]

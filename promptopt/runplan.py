@@ -16,7 +16,7 @@ from pathlib import Path
 from promptopt.config import parse_config
 from promptopt.errors import UserError
 from promptopt.judge import DEFAULT_MIN_KAPPA
-from promptopt.models import Model, check_credentials, redact_url, resolve_model
+from promptopt.models import Model, check_credentials, check_reachable, redact_url, resolve_model
 from promptopt.options import BY_NAME, DEFAULT_LIMIT, DEFAULT_MODEL, DEFAULT_STRATEGIES, DEFAULT_TASK, OPTIONS  # noqa: F401
 from promptopt.registry import get_strategy
 from promptopt.tasks import check_gold, load_task
@@ -111,10 +111,12 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
     models = [resolve_model(m, plan.api_base, **({"rpm": plan.rpm} if plan.rpm else {})) for m in plan.models]
     for model in models if credentials else ():  # a dry run calls nothing, so needs no key
         check_credentials(model)
+        check_reachable(model)
     for task in tasks:
         for judge in judge_models(plan, task):
             if credentials:
                 check_credentials(judge)
+                check_reachable(judge, "--judge-api-base")
     configs = plan_configs(plan) if configs is None else configs
     from promptopt.logprobs import check_model, check_reasoning_effort
 

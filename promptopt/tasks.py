@@ -66,6 +66,7 @@ class SourceSpec(_Spec):
     header: bool = True  # csv: False for files without a header row (then give `columns`)
     columns: list[str] | None = None
     records: str | None = None  # json: path to the rows inside one document, e.g. "exams.*.data"
+    encoding: str = "utf-8"  # csv, json, jsonl: the files' text encoding, e.g. latin-1 or cp1252
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
@@ -77,6 +78,12 @@ class SourceSpec(_Spec):
             raise FieldError("columns", "a csv without a header row needs 'columns' (one name per column)")
         if self.records is not None and self.format not in ("json", "jsonl"):
             raise FieldError("records", "'records' applies to json files only")
+        import codecs
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise FieldError("encoding", f"{self.encoding!r} is not a text encoding Python knows; e.g. utf-8, latin-1, cp1252") from None
         return self
 
 
@@ -507,21 +514,38 @@ def _walk(doc: Any, steps: list[str], keys: tuple[str, ...] = ()) -> list[tuple[
     return _walk(doc.get(step) if isinstance(doc, dict) else None, rest, keys)
 
 
+def _check_encoding(where: str, path: Path, encoding: str) -> None:
+    """A file that does not decode in the task's encoding, said in one sentence naming the byte
+    and the setting that fixes it (before `datasets` answers with a generation error)."""
+    try:
+        path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        line = exc.object[: exc.start].count(b"\n") + 1
+        hint = ("if it is Latin-1 or Windows-1252 (as spreadsheets often save CSV), add `encoding: cp1252` under "
+                "source:" if encoding.replace("-", "").lower() == "utf8" else "set source.encoding to the one it is in")  # fmt: skip
+        raise UserError(f"{where}: {path} is not {encoding} text (byte 0x{bad} on line {line}); {hint}.") from None
+    except OSError:
+        return  # a missing or unreadable file is said where it is read
+
+
 def _read_file(task: Task, path: Path) -> list[dict]:
     src = task.spec.source
     where = f"Task file {task.path}"
+    if src.format != "parquet":
+        _check_encoding(where, path, src.encoding)
     try:
         if src.records is not None:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = json.loads(path.read_text(encoding=src.encoding))
             steps = [s for s in src.records.split(".") if s]
             return [{**row, "_key": "/".join(keys)} for keys, row in _walk(doc, steps)]
         import datasets
 
         datasets.disable_progress_bars()
         fmt = "json" if src.format == "jsonl" else src.format
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {} if fmt == "parquet" else {"encoding": src.encoding}
         if fmt == "csv" and not src.header:
-            kwargs = {"header": None, "column_names": src.columns}
+            kwargs |= {"header": None, "column_names": src.columns}
         ds = datasets.load_dataset(fmt, data_files=[str(path)], split="train", **kwargs)
         return ds.to_list()
     except UserError:

@@ -446,11 +446,23 @@ def make_app(source: str, warm_up: bool = True):
 
 def serve(source: str, port: int = 8765, on_ready=None) -> None:
     """Serve the viewer on 127.0.0.1:port until Ctrl-C."""
+    import socket
+
     import uvicorn
 
     app = make_app(source)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:  # bound before any URL is printed: a busy port must not send the user to another program's page
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        from promptopt.server import free_port
+
+        raise UserError(
+            f"Port {port} on 127.0.0.1 is in use (another viewer or program); pass a free one, e.g. --port {free_port()}."
+        ) from None
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     if on_ready:
         on_ready(f"Viewing {source} at http://127.0.0.1:{port}/ (Ctrl-C to stop).")
-    server.run()
+    server.run(sockets=[sock])

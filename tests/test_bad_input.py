@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,21 @@ def _broken_tasks(root: Path) -> dict[str, Path]:
     return folders
 
 
-def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path):
+@pytest.fixture
+def listening():
+    """An endpoint that accepts connections and never answers: a run that got past its checks
+    would hang there, so each case below is refused before any call."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    sock.close()
+
+
+def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path, listening):
     tasks = _broken_tasks(tmp_path / "tasks")
     (tmp_path / "a-file").write_text("")
-    user = ["--model", "openai/x", "--api-base", REFUSED, "--strategy", "baseline", "--task", "capitals"]
+    user = ["--model", "openai/x", "--api-base", listening, "--strategy", "baseline", "--task", "capitals"]
     cases = {
         "malformed YAML": (
             ["--tasks-dir", str(tasks["yaml"]), *user],
@@ -52,7 +64,7 @@ def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path):
             "Task capitals: 1 examples in split train share an id with another (e.g. 'c0')",
         ),
         "strategy not valid for the answer type": (
-            ["--task", "gsm8k", "--strategy", "verify_choices", "--model", "openai/x", "--api-base", REFUSED],
+            ["--task", "gsm8k", "--strategy", "verify_choices", "--model", "openai/x", "--api-base", listening],
             "Strategy 'verify_choices' cannot serve task 'gsm8k'",
         ),
         "missing API key": (
@@ -60,27 +72,31 @@ def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path):
             "Model openai/gpt-4o-mini needs OPENAI_API_KEY in the environment",
         ),
         "unwritable output folder": (
-            ["--model", "openai/x", "--api-base", REFUSED, "--out", str(tmp_path / "a-file")],
+            ["--model", "openai/x", "--api-base", listening, "--out", str(tmp_path / "a-file")],
             f"Cannot write to the output folder {tmp_path / 'a-file'}",
         ),
         "storage URL that cannot be opened": (
-            ["--model", "openai/x", "--api-base", REFUSED, "--storage", "sqlite:////no/such/folder/x.sqlite"],
+            ["--model", "openai/x", "--api-base", listening, "--storage", "sqlite:////no/such/folder/x.sqlite"],
             "Could not open the results store at sqlite:////no/such/folder/x.sqlite",
         ),
         "retrieve with no corpus": (
-            ["--model", "openai/x", "--api-base", REFUSED, "--strategy", "retrieve"],
+            ["--model", "openai/x", "--api-base", listening, "--strategy", "retrieve"],
             "Strategy 'retrieve' needs passages to retrieve from, and task medqa names no corpus",
         ),
         "a corpus that does not exist": (
-            ["--model", "openai/x", "--api-base", REFUSED, "--strategy", "retrieve", "--corpus", str(tmp_path / "nope.jsonl")],
+            ["--model", "openai/x", "--api-base", listening, "--strategy", "retrieve", "--corpus", str(tmp_path / "nope.jsonl")],
             f"--corpus {tmp_path / 'nope.jsonl'} does not exist",
         ),
         "reasoning_effort on a model that does not take it": (
-            ["--model", "openai/x", "--api-base", REFUSED, "--strategy", "cot:reasoning_effort=high"],
+            ["--model", "openai/x", "--api-base", listening, "--strategy", "cot:reasoning_effort=high"],
             "sets reasoning_effort, which model openai/x does not take",
         ),
+        "an endpoint nothing listens on": (
+            ["--model", "openai/x", "--api-base", REFUSED],
+            "Could not connect to http://127.0.0.1:9/v1 for model openai/x; check --api-base (nothing was run).",
+        ),
         "storage URL that is not a URL": (
-            ["--model", "openai/x", "--api-base", REFUSED, "--storage", "results.db"],
+            ["--model", "openai/x", "--api-base", listening, "--storage", "results.db"],
             "The storage URL is not a valid SQLAlchemy URL",
         ),
     }
@@ -92,6 +108,43 @@ def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path):
             _one_sentence(done, message)
         except AssertionError as exc:
             raise AssertionError(f"{name}: {exc}") from None
+    assert not list((tmp_path / "runs").glob("*/run.json"))  # no case left a run folder behind
+
+
+def test_failures_people_meet_are_one_sentence_and_leave_nothing_behind(tmp_path):
+    folder = _user_task(tmp_path / "tasks")
+    data = folder / "capitals.csv"
+    data.write_bytes(data.read_text().replace("Town 1,", "Târgu 1,").encode("latin-1"))
+    spec = folder / "capitals.yaml"
+    done = cli("tasks", "validate", str(spec))
+    _one_sentence(done, f"{data} is not utf-8 text (byte 0xe2 on line 3); if it is Latin-1 or Windows-1252")
+    spec.write_text(spec.read_text().replace("format: csv", "format: csv\n  encoding: latin-1"))
+    assert cli("tasks", "validate", str(spec)).returncode == 0  # the hint, followed, reads the file
+    from promptopt.tasks import load_task
+
+    task = load_task(str(spec))
+    assert any("Târgu 1" in str(e.inputs) for split in ("train", "val", "test") for e in task.examples(split))
+
+    runs = tmp_path / "runs"
+    for name in ("run-aaa", "run-bbb"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "run.json").write_text("{}")
+    _one_sentence(cli("report", str(runs)), f"{runs} is a folder of run folders, not one: give one of them "
+                                            f"(run-aaa, run-bbb), e.g. {runs / 'run-bbb'}.")  # fmt: skip
+
+    not_a_log = tmp_path / "config.json"
+    not_a_log.write_text(json.dumps({"model": "gpt-4o", "samples": []}))
+    done = cli("import", str(not_a_log), "--out", str(tmp_path / "imported"))
+    _one_sentence(done, f"{not_a_log} is JSON but not an Inspect eval log (it has no 'eval' and 'status' fields)")
+    assert not (tmp_path / "imported").exists()
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        done = cli("view", "sqlite:///" + str(Path(__file__).parent / "fixtures" / "store.sqlite"), "--port", str(port))
+    _one_sentence(done, f"Port {port} on 127.0.0.1 is in use (another viewer or program); pass a free one, e.g. --port ")
+    assert "Viewing" not in done.stdout + done.stderr  # no link to another program's page
 
 
 def test_an_embedded_server_that_is_not_built_is_one_sentence_naming_the_fix(tmp_path):
