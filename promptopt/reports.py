@@ -19,22 +19,13 @@ import pandas as pd
 
 from promptopt import stats
 from promptopt.errors import UserError
-from promptopt.results import LeaderboardRow, Report
+from promptopt.results import Ceiling, ConfigSummary, LeaderboardRow, Report
 from promptopt.stats import MIN_PAIRED
 from promptopt.store import Store
 from promptopt.tables import Section
 
-ROW_FIELDS = [
-    "model", "task", "strategy", "optimizer", "config_id", "split", "n", "score", "ci_low", "ci_high",
-    "parse_failure_rate", "error_rate", "lm_calls", "prompt_tokens", "completion_tokens", "cost_usd",
-    "wall_s", "selected", "run_id", "n_items", "errors", "selected_on",
-]  # fmt: skip
-CEILING_FIELDS = [
-    "model", "task", "baseline_score", "ceiling_score", "ceiling_ci_low", "ceiling_ci_high",
-    "optimistic_max_score", "uplift", "uplift_ci_low", "uplift_ci_high", "verdict", "run_id", "selected_on",
-    "uplift_n", "baseline_n", "ceiling_n", "uplift_baseline_score", "uplift_ceiling_score", "uplift_p",
-    "uplift_p_holm", "comparisons", "selected_config_id", "baseline_config_id",
-]  # fmt: skip
+ROW_FIELDS = list(ConfigSummary.model_fields)  # the CSV's columns and every JSON row's keys, in order
+CEILING_FIELDS = list(Ceiling.model_fields)
 FORMATS = ("text", "md", "html", "csv", "json", "examples")
 EXAMPLE_FIELDS = [
     "run_id", "model", "task", "strategy", "optimizer", "config_id", "split", "example_id", "gold", "prediction",
@@ -987,38 +978,6 @@ def examples_csv(source: str, run_id: str | None = None) -> str:
     """One CSV line per scored example: the drill-down behind every figure."""
     records, *_ = load(source, run_id)
     return records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False)
-
-
-def render(
-    source: str, fmt: str = "text", *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0,
-    figure_name: str | None = None, run_id: str | None = None,
-) -> str:  # fmt: skip
-    """The report of a run folder or storage URL in one format (`examples`: one CSV line per scored example)."""
-    check_format(fmt)
-    if fmt == "examples":
-        return examples_csv(source, run_id)
-    built = report(source, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, run_id=run_id)
-    return render_report(built, fmt, figure_name=figure_name)
-
-
-def write(
-    source: str, fmt: str, output: Path, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0,
-    run_id: str | None = None,
-) -> list[Path]:  # fmt: skip
-    """Write the report to `output`; for md and html also the Pareto plot beside it (PNG and SVG).
-
-    The HTML embeds the plot itself and stays one self-contained file; the side files are for
-    papers and slides. Returns every path written.
-    """
-    check_format(fmt)
-    if output.is_dir():
-        raise UserError(f"Report output {output} is a folder; give a file path, e.g. {output / ('report.' + fmt)}.")
-    if fmt == "examples":
-        text = examples_csv(source, run_id)
-        output.parent.mkdir(parents=True, exist_ok=True)  # a new folder for the report is made, as for run folders
-        output.write_text(text)
-        return [output]
-    return save(report(source, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, run_id=run_id), fmt, output)
 
 
 def save(built: Report, fmt: str, output: Path) -> list[Path]:

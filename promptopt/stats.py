@@ -260,7 +260,8 @@ def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: 
     common = sa.index.intersection(sb.index)
     a, c = sa.loc[common].to_numpy(), sb.loc[common].to_numpy()
     if not len(common):
-        return {"n": 0, "score_a": None, "score_b": None, "diff": None, "ci_low": None, "ci_high": None, "p": None}
+        return {"n": 0, "score_a": None, "score_b": None, "diff": None, "ci_low": None, "ci_high": None, "p": None,
+                "mde": None, **dict.fromkeys(("only_a", "only_b", "both", "neither"))}  # fmt: skip
     diff, low, high = paired_bootstrap(a, c, b=b, seed=seed)
     few = len(common) < min_n
     a, c = a.astype(float), c.astype(float)
