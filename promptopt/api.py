@@ -185,12 +185,15 @@ def _summary(records) -> ConfigSummary | None:
 
 
 def report(
-    source: str | Path, *, run_id: str | None = None, bootstrap: int = 10_000, seed: int = 0, local_price: float = 0.0
+    source: str | Path, *, run_id: str | None = None, bootstrap: int = 10_000, seed: int = 0, local_price: float = 0.0,
+    equivalence_margin: float | None = None,
 ) -> Report:
-    """The report of a run folder or storage URL (every run in it, each apart, or `run_id`'s)."""
+    """The report of a run folder or storage URL (every run in it, each apart, or `run_id`'s);
+    with `equivalence_margin` (a share, 0.02 for 2 points) head-to-head also tests equivalence."""
     from promptopt import reports
 
-    return reports.report(str(source), run_id=run_id, b=bootstrap, seed=seed, local_usd_per_mtok=local_price)
+    return reports.report(str(source), run_id=run_id, b=bootstrap, seed=seed, local_usd_per_mtok=local_price,
+                          equivalence_margin=equivalence_margin)  # fmt: skip
 
 
 def load(path, model: str | None = None, api_base: str | None = None, programs_dir=None):

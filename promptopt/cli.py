@@ -344,6 +344,10 @@ def report_cmd(
     run: Annotated[
         str | None, typer.Option("--run", help="Report this run of a shared store (default: every run, each apart).")
     ] = None,
+    equivalence_margin: Annotated[
+        float | None,
+        typer.Option(help="Points: head-to-head also says whether each pair is equivalent within this margin (TOST)."),
+    ] = None,
 ) -> None:
     """Leaderboard, ceilings, head-to-head, flips, sensitivity, costs and Pareto frontier, from the store alone."""
     import promptopt
@@ -353,7 +357,10 @@ def report_cmd(
         text = reports.examples_csv(source, run)
     else:
         reports.check_format(format)
-        built = promptopt.report(source, run_id=run, bootstrap=bootstrap, seed=seed, local_price=local_price)
+        if equivalence_margin is not None and not 0 < equivalence_margin < 100:
+            raise UserError(f"--equivalence-margin is in points, between 0 and 100, not {equivalence_margin:g}.")
+        built = promptopt.report(source, run_id=run, bootstrap=bootstrap, seed=seed, local_price=local_price,
+                                 equivalence_margin=None if equivalence_margin is None else equivalence_margin / 100)  # fmt: skip
         if format == "csv":  # a CSV holds rows only: what a reader must know goes to stderr
             for warning in built.warnings:
                 typer.echo(f"WARNING: {warning}", err=True)

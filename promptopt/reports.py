@@ -63,6 +63,7 @@ def build(
     seed: int = 0,
     local_usd_per_mtok: float = 0.0,
     runs: list[dict] | None = None,
+    equivalence_margin: float | None = None,
     judge_checks: pd.DataFrame | None = None,
     tables: dict[str, pd.DataFrame] | None = None,
 ) -> Report:
@@ -82,7 +83,8 @@ def build(
     unknown = sorted(stats.price_unknown(set(unpriced)))
     settings = {"bootstrap_resamples": b, "seed": seed, "local_usd_per_mtok": local_usd_per_mtok,
                 "unpriced_models": unpriced, "price_unknown_models": unknown, "alpha": stats.ALPHA,
-                "min_paired_items": stats.MIN_PAIRED, "correction": "holm"}  # fmt: skip
+                "min_paired_items": stats.MIN_PAIRED, "correction": "holm",
+                "equivalence_margin": equivalence_margin}  # fmt: skip
     empty = {key: [] for key in SECTIONS}
     runs = run_rows(records, runs)
     if records.empty:
@@ -97,7 +99,7 @@ def build(
     summary["selected"] = [(r.run_id, r.model, r.task, r.config_id) in picked for r in summary.itertuples()]
     chosen_on = {(r.run_id, r.model, r.task): r.selected_on for r in chosen.itertuples()}
     summary["selected_on"] = [chosen_on.get((r.run_id, r.model, r.task)) for r in summary.itertuples()]
-    ceil, h2h, flips = stats.compare(records, summary, b=b, seed=seed)
+    ceil, h2h, flips = stats.compare(records, summary, b=b, seed=seed, equivalence_margin=equivalence_margin)
     still_free = set() if local_usd_per_mtok else set(unpriced)
     own = Inputs(records, summary, tables)
     tables = {
@@ -372,12 +374,17 @@ def _robust_cells(r) -> list[str]:
 
 
 def _head_to_head_sections(report: Report) -> list[Section]:
+    margin = report.settings.equivalence_margin
+    equivalence = ("" if margin is None else f" Within ±{100 * margin:g} pts: equivalent when both one-sided "
+                   f"tests (TOST) put the difference inside the margin at alpha {stats.ALPHA:g}, different when "
+                   "the corrected outcome is a win or loss, else undecided.")  # fmt: skip
     return _tabulate(
         report.head_to_head,
         "Head-to-head (paired, same test items)",
         [
             "task", "model A", "model B", "under", "chosen on", "n", "A − B pts [95% CI]", "p (Holm)",
             "A's outcome", "detectable pts", "A only / B only / both / neither",
+            *([f"within ±{100 * margin:g} pts"] if margin is not None else []),
         ],
         lambda r: [
             r.task + _run_label(report, r.run_id), _display(r.model_a), _display(r.model_b), r.setting,
@@ -385,12 +392,14 @@ def _head_to_head_sections(report: Report) -> list[Section]:
             _ci(r.diff, r.ci_low, r.ci_high, _pts), "—" if r.p_holm is None else f"{r.p_holm:.3g}",
             r.outcome or f"none (n < {MIN_PAIRED})", "—" if r.mde is None else f"±{100 * r.mde:.1f}",
             "—" if r.only_a is None else f"{r.only_a} / {r.only_b} / {r.both} / {r.neither}",
+            *([r.equivalence or "—"] if margin is not None else []),
         ],
         "Under baseline: both models with the fixed baseline prompt; under ceiling: each model with its "
         "own chosen config. n = test items both answered. Outcomes are Holm-corrected over every "
         "comparison of the task; the interval is per comparison. Detectable: the smallest difference "
         "this comparison finds 80% of the time at alpha 0.05, from its items' discordance (a tie with a "
-        "large detectable difference says little); the last column splits the items by who got them right.",
+        "large detectable difference says little); the last column splits the items by who got them right."
+        + equivalence,
     )
 
 
@@ -952,7 +961,8 @@ def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataF
 
 
 def report(
-    source: str, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0, run_id: str | None = None
+    source: str, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0, run_id: str | None = None,
+    equivalence_margin: float | None = None,
 ) -> Report:
     """The typed report of a run folder or storage URL (every run in it, or `run_id`'s), with the
     store's own warnings (overlap, early stops) first."""
@@ -963,8 +973,10 @@ def report(
     checks = store.judge_checks(run_id or found)
     names = {"choices", *(name for plugin in registered() for name in plugin.reads)}
     tables = {name: store.table(name, run_id or found) for name in sorted(names)}
+    if equivalence_margin is not None and not 0 < equivalence_margin < 1:
+        raise UserError(f"The equivalence margin is a share between 0 and 1 (0.02 for 2 points), not {equivalence_margin}.")
     built = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs,
-                  judge_checks=checks, tables=tables)  # fmt: skip
+                  judge_checks=checks, tables=tables, equivalence_margin=equivalence_margin)  # fmt: skip
     built.warnings = warnings + built.warnings
     return built
 

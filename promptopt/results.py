@@ -161,6 +161,9 @@ class Comparison(_Row):
     only_b: int | None = None
     both: int | None = None
     neither: int | None = None
+    # with --equivalence-margin: TOST's p for "within ±margin", and equivalent / different / undecided
+    equivalence_p: float | None = None
+    equivalence: Literal["equivalent", "different", "undecided"] | None = None
 
 
 class Flip(_Row):
@@ -409,6 +412,7 @@ class Settings(_Row):
     alpha: float
     min_paired_items: int
     correction: str
+    equivalence_margin: float | None = None  # a share; head-to-head says equivalent within it, or not
 
 
 class _CoreReport(_Row):

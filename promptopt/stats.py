@@ -130,6 +130,22 @@ def paired_p(a: np.ndarray, b_: np.ndarray, b: int = 10_000, seed: int = 0) -> f
     return float((1 + np.sum(np.abs(means - observed) >= abs(observed))) / (b + 1))
 
 
+def tost_p(diff: np.ndarray, margin: float) -> float | None:
+    """Two one-sided tests of "the mean difference lies within ±margin" (equivalence), normal
+    approximation on the items' differences: the larger of the two one-sided p-values, so p < alpha
+    claims equivalence at level alpha. None on fewer than two items."""
+    from statistics import NormalDist
+
+    diff = np.asarray(diff, dtype=float)
+    if len(diff) < 2:
+        return None
+    mean, se = float(diff.mean()), float(diff.std(ddof=1)) / math.sqrt(len(diff))
+    if se == 0.0:
+        return 0.0 if abs(mean) < margin else 1.0
+    normal = NormalDist()
+    return max(1 - normal.cdf((mean + margin) / se), normal.cdf((mean - margin) / se))
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjustment: reject where the adjusted p < alpha keeps the family-wise
     error rate at alpha under any dependence between the comparisons."""
@@ -342,7 +358,8 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
     return out
 
 
-def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: int) -> pd.DataFrame:
+def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: int,
+                      margin: float | None = None) -> pd.DataFrame:  # fmt: skip
     items = item_scores(records, "test")
     rows = []
     if ceil.empty:
@@ -369,9 +386,25 @@ def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: i
                         "score_b": pr["score_b"], "diff": pr["diff"], "ci_low": pr["ci_low"],
                         "ci_high": pr["ci_high"], "p": pr["p"], "selected_on": on, "mde": pr["mde"],
                         **{k: pr[k] for k in ("only_a", "only_b", "both", "neither")},
+                        "equivalence_p": None if margin is None else tost_p(_common_diff(sa, sb), margin),
                     }
                 )  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _common_diff(sa: pd.Series, sb: pd.Series) -> np.ndarray:
+    common = sa.index.intersection(sb.index)
+    return sa.loc[common].to_numpy(dtype=float) - sb.loc[common].to_numpy(dtype=float)
+
+
+def _equivalence(outcome: str | None, p: float | None, n: int) -> str | None:
+    """`different` when the corrected paired test decided, `equivalent` when TOST says the
+    difference is within the margin, else `undecided`; nothing on too few items or no margin."""
+    if p is None or n < MIN_PAIRED:
+        return None
+    if outcome in ("win", "loss"):
+        return "different"
+    return "equivalent" if p < ALPHA else "undecided"
 
 
 def _correct(ceil: pd.DataFrame, h2h: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -413,16 +446,21 @@ def _correct(ceil: pd.DataFrame, h2h: pd.DataFrame) -> tuple[pd.DataFrame, pd.Da
         h2h["outcome"] = [
             outcome[corrected_verdict(d, p, n)] for d, p, n in zip(h2h["diff"], h2h.p_holm, h2h.n, strict=True)
         ]
+        if "equivalence_p" in h2h:
+            h2h["equivalence"] = [_equivalence(o, p, n) for o, p, n in
+                                  zip(h2h.outcome, h2h.equivalence_p, h2h.n, strict=True)]  # fmt: skip
     return ceil, h2h
 
 
 def compare(
-    records: pd.DataFrame, summary: pd.DataFrame | None = None, b: int = 10_000, seed: int = 0
+    records: pd.DataFrame, summary: pd.DataFrame | None = None, b: int = 10_000, seed: int = 0,
+    equivalence_margin: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Ceilings, head-to-head and rank flips, with one family-wise correction per (run, task)."""
+    """Ceilings, head-to-head and rank flips, with one family-wise correction per (run, task);
+    with an equivalence margin (a share), each pair also says equivalent, different or undecided."""
     summary = summarize(records, b=b, seed=seed) if summary is None else summary
     ceil = _raw_ceilings(records, summary, b, seed)
-    ceil, h2h = _correct(ceil, _raw_head_to_head(records, ceil, b, seed))
+    ceil, h2h = _correct(ceil, _raw_head_to_head(records, ceil, b, seed, equivalence_margin))
     return ceil, h2h, rank_flips(ceil, h2h)
 
 

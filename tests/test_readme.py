@@ -6,6 +6,7 @@ on anything else.
 """
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -17,6 +18,20 @@ from promptopt.tasks import load_task
 from promptopt.testing import ScriptedServer, fill_fields
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+RUN_EACH = """
+import contextlib, io, json, sys, traceback
+outputs = []
+for code in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "<readme>", "exec"), {"__name__": "__main__"})
+        outputs.append({"stdout": out.getvalue()})
+    except BaseException:
+        outputs.append({"stdout": out.getvalue(), "error": traceback.format_exc()})
+        break
+print(json.dumps(outputs))
+"""
 URL = "http://127.0.0.1:8000/v1"
 
 
@@ -59,15 +74,17 @@ def test_every_library_function_has_a_readme_example():
 
 def test_the_readme_examples_run_in_order_and_print_the_planted_truth(world, tmp_path):
     server, share = world
-    outputs = []
-    for line in examples():
-        code = ast.literal_eval(line.removeprefix("python -c "))  # the shell's double-quoted argument
-        done = subprocess.run(
-            [sys.executable, "-c", code.replace(URL, server.base_url)], cwd=tmp_path, capture_output=True,
-            text=True, timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, f"{line}\n{done.stderr[-2000:]}"
-        outputs.append(done.stdout.strip())
+    lines = examples()
+    codes = [ast.literal_eval(line.removeprefix("python -c ")).replace(URL, server.base_url) for line in lines]
+    # one interpreter runs every line in order, each as its own __main__ with fresh globals, so the
+    # libraries are imported once (a dozen interpreters spent most of this test importing LiteLLM)
+    done = subprocess.run([sys.executable, "-c", RUN_EACH, json.dumps(codes)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    outputs = json.loads(done.stdout.splitlines()[-1]) if done.returncode == 0 else []
+    failed = next((i for i, out in enumerate(outputs) if out.get("error")), None)
+    why = outputs[failed]["error"] if failed is not None else done.stderr[-2000:]
+    assert done.returncode == 0 and failed is None, f"{lines[failed or 0]}\n{why}"
+    outputs = [out["stdout"].strip() for out in outputs]
     run, search, estimate, planned, compiled, evaluated, loaded, report, lists, task, check, powered = outputs
     assert run == f"complete [{round(share['test'], 2)}]"  # every config is right on the planted share
     assert re.fullmatch(r"(predict|cot)-none-[0-9a-f]{8}", search)

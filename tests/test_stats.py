@@ -309,3 +309,22 @@ def test_a_probe_on_fewer_than_10_items_shows_its_difference_without_an_interval
     few = stats.paired(probed, source, min_n=stats.MIN_PAIRED)
     assert few["diff"] == pytest.approx(-1 / 3) and few["ci_low"] is None and few["p"] is None
     assert stats.paired(probed, source)["ci_low"] is not None  # comparisons that give no verdict keep theirs
+
+
+def test_equivalence_is_claimed_for_configs_that_agree_and_at_most_alpha_of_the_time_at_the_margin():
+    rng = np.random.default_rng(1)
+    n, psi, margin = 300, 0.2, 0.05  # a true difference exactly at the margin: not equivalent
+    counts = rng.multinomial(n, [(psi + margin) / 2, (psi - margin) / 2, 1 - psi], size=4000)
+    claimed = [stats.tost_p(np.r_[np.ones(w), -np.ones(v), np.zeros(n - w - v)], margin) < 0.05 for w, v, _ in counts]
+    assert 0.02 <= np.mean(claimed) <= 0.06  # measured 4.4%: at most alpha, as a level-0.05 test must be
+
+    def pair(a, b):
+        recs = exact({("m1", "baseline", "test"): a, ("m2", "baseline", "test"): b})
+        ceil, h2h, _ = stats.compare(recs, equivalence_margin=margin, b=200)
+        return h2h.iloc[0].equivalence
+
+    agree = ones(120, 200)
+    assert pair(agree, ones(2, 2) + [0.0, 0.0] + agree[4:]) == "equivalent"  # 1 point apart on 200 items
+    assert pair(agree, ones(80, 200)) == "different"  # 20 points apart
+    assert pair(ones(12, 20), ones(10, 20)) == "undecided"  # 20 items cannot show a 5-point margin
+    assert pair(ones(5, 8), ones(5, 8)) is None  # fewer than 10 items: no claim either way
