@@ -203,25 +203,6 @@ def check_url(url: str) -> None:
         raise UserError(f"--api-base {redact_url(url) or url!r} is not an http(s) URL; e.g. http://127.0.0.1:8000/v1.")
 
 
-def check_reachable(model: Model, what: str = "--api-base", timeout: float = 5.0) -> None:
-    """Before a run folder is made: the endpoint's host and port accept a connection (a TCP
-    connect only: nothing is sent, so no key or prompt leaves). An unreachable endpoint would
-    otherwise leave a run folder a later report calls interrupted."""
-    import socket
-
-    if not model.api_base:
-        return
-    parts = urlsplit(model.api_base)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout=timeout).close()
-    except OSError:
-        raise UserError(
-            f"Could not connect to {redact_url(model.api_base)} for model {model.name}; check {what} "
-            "(nothing was run)."
-        ) from None
-
-
 # ---------------------------------------------------------------- per-example call accounting
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from promptopt.config import parse_config
 from promptopt.errors import UserError
 from promptopt.judge import DEFAULT_MIN_KAPPA
-from promptopt.models import Model, check_credentials, check_reachable, redact_url, resolve_model
+from promptopt.models import Model, check_credentials, redact_url, resolve_model
 from promptopt.options import BY_NAME, DEFAULT_LIMIT, DEFAULT_MODEL, DEFAULT_STRATEGIES, DEFAULT_TASK, OPTIONS  # noqa: F401
 from promptopt.registry import get_strategy
 from promptopt.tasks import check_gold, load_task
@@ -111,12 +111,9 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
     models = [resolve_model(m, plan.api_base, **({"rpm": plan.rpm} if plan.rpm else {})) for m in plan.models]
     for model in models if credentials else ():  # a dry run calls nothing, so needs no key
         check_credentials(model)
-        check_reachable(model)
-    for task in tasks:
-        for judge in judge_models(plan, task):
-            if credentials:
-                check_credentials(judge)
-                check_reachable(judge, "--judge-api-base")
+    judges = [judge for task in tasks for judge in judge_models(plan, task)]
+    for judge in judges if credentials else ():
+        check_credentials(judge)
     configs = plan_configs(plan) if configs is None else configs
     from promptopt.logprobs import check_model, check_reasoning_effort
 
@@ -143,6 +140,11 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
         check_gold(task)  # every gold answer valid and scoring 1.0 against itself, before any call
 
     overlap = {t.name: found for t in tasks if (found := enforce(t, plan.allow_overlap))}
+    if credentials:  # last, once everything else holds: an endpoint that does not answer would leave a
+        from promptopt.session import check_endpoint  # run folder behind that reports call interrupted
+
+        for model in [*models, *judges]:
+            check_endpoint(model)
     return tasks, models, configs, overlap
 
 

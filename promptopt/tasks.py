@@ -532,8 +532,8 @@ def _check_encoding(where: str, path: Path, encoding: str) -> None:
 def _read_file(task: Task, path: Path) -> list[dict]:
     src = task.spec.source
     where = f"Task file {task.path}"
-    if src.format != "parquet":
-        _check_encoding(where, path, src.encoding)
+    if src.format != "parquet" and path.suffix.lower() not in (".zip", ".gz", ".bz2", ".xz", ".zst"):
+        _check_encoding(where, path, src.encoding)  # compressed files are decoded where datasets opens them
     try:
         if src.records is not None:
             doc = json.loads(path.read_text(encoding=src.encoding))

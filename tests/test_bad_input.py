@@ -1,14 +1,15 @@
 """Bad input gets one clear sentence and a non-zero exit; secrets never reach a file."""
 
 import json
-import os
 import re
 import socket
 from pathlib import Path
 
 import pytest
-from conftest import cli, exam_server
+from conftest import cli, cli_many, exam_server
 from test_task_library import _user_task
+
+from promptopt.testing import ScriptedServer
 
 REFUSED = "http://127.0.0.1:9/v1"  # nothing listens on port 9
 SECRET = "sk-test-SECRET123"
@@ -37,16 +38,13 @@ def _broken_tasks(root: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def listening():
-    """An endpoint that accepts connections and never answers: a run that got past its checks
-    would hang there, so each case below is refused before any call."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    sock.close()
+    """A live endpoint that counts calls: each case below must be refused before any."""
+    with ScriptedServer(lambda prompt: "A") as server:
+        yield server
 
 
 def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path, listening):
+    server, listening = listening, listening.base_url
     tasks = _broken_tasks(tmp_path / "tasks")
     (tmp_path / "a-file").write_text("")
     user = ["--model", "openai/x", "--api-base", listening, "--strategy", "baseline", "--task", "capitals"]
@@ -93,22 +91,23 @@ def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path, lis
         ),
         "an endpoint nothing listens on": (
             ["--model", "openai/x", "--api-base", REFUSED],
-            "Could not connect to http://127.0.0.1:9/v1 for model openai/x; check --api-base (nothing was run).",
+            "Could not reach --api-base http://127.0.0.1:9/v1 for model openai/x",
         ),
         "storage URL that is not a URL": (
             ["--model", "openai/x", "--api-base", listening, "--storage", "results.db"],
             "The storage URL is not a valid SQLAlchemy URL",
         ),
     }
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    for name, (args, message) in cases.items():
-        out = [] if "--out" in args else ["--out", str(tmp_path / "runs")]
-        done = cli("run", *out, *args, env={**env, "OPENAI_API_KEY": ""})
+    commands = [["run", *([] if "--out" in args else ["--out", str(tmp_path / "runs")]), *args]
+                for args, _ in cases.values()]  # fmt: skip
+    for name, (_, message), done in zip(cases, cases.values(), cli_many(*commands, env={"OPENAI_API_KEY": ""}),
+                                        strict=True):  # fmt: skip
         try:
             _one_sentence(done, message)
         except AssertionError as exc:
             raise AssertionError(f"{name}: {exc}") from None
-    assert not list((tmp_path / "runs").glob("*/run.json"))  # no case left a run folder behind
+    assert server.calls == 0  # every case refused before any call
+    assert not list((tmp_path / "runs").glob("*/run.json"))  # and none left a run folder behind
 
 
 def test_failures_people_meet_are_one_sentence_and_leave_nothing_behind(tmp_path):

@@ -4,7 +4,7 @@ import json
 import random
 from pathlib import Path
 
-from conftest import cli, exam_server
+from conftest import cli, cli_many, exam_server
 
 from promptopt.reports import CEILING_FIELDS, ROW_FIELDS
 from promptopt.testing import ScriptedHTTPError
@@ -90,8 +90,8 @@ def test_an_unknown_task_a_bad_model_and_an_unreachable_endpoint_each_say_so_in_
         ): "Could not reach --api-base http://127.0.0.1:9/v1",
         ("--strategy", "telepathy"): "Unknown strategy 'telepathy'; valid strategies are",
     }
-    for args, message in cases.items():
-        done = cli("run", "--out", str(tmp_path), *args)
+    for (_args, message), done in zip(cases.items(), cli_many(*[["run", "--out", str(tmp_path), *a] for a in cases]),
+                                     strict=True):  # fmt: skip
         assert done.returncode == 1
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], done.stderr

@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import cli
+from conftest import cli, cli_many
 
 from promptopt import stats
 from promptopt.probes import NOTA_TEXT, source_id
@@ -201,8 +201,7 @@ def test_bad_probe_input_is_one_sentence_before_any_call():
         (["--task", "medqa", "--probe", "language"], "task medqa declares no language"),
         (["--task", "casimedicos_en", "--probe", "language"], "add one of casimedicos_es, casimedicos_fr, casimedicos_it"),
     ]
-    for args, sentence in cases:
-        done = cli("run", *args, "--dry-run")
+    for (args, sentence), done in zip(cases, cli_many(*[["run", *a, "--dry-run"] for a, _ in cases]), strict=True):
         assert done.returncode != 0 and sentence in done.stderr, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1
 
