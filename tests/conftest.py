@@ -13,11 +13,95 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the installed `promptopt` command the way a user does."""
-    exe = Path(sys.executable).with_name("promptopt")
-    return subprocess.run(
-        [str(exe), *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
-    )
+    """Run a `promptopt` command the way a user does: a process of its own, the CLI's entry point,
+    its output and exit code. The process is forked from one that has already imported the
+    libraries (`_Zygote`), so each command skips the seconds LiteLLM takes to import;
+    PROMPTOPT_TEST_PLAIN_CLI=1 runs the installed `promptopt` executable instead."""
+    full_env = {**os.environ, **(env or {})}
+    if os.environ.get("PROMPTOPT_TEST_PLAIN_CLI") == "1" or not hasattr(os, "fork"):
+        exe = Path(sys.executable).with_name("promptopt")
+        return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+    return _Zygote.get().run(list(args), full_env, timeout)
+
+
+_ZYGOTE = """
+import json, os, sys, traceback
+import dspy, litellm  # noqa: F401  (what nearly every command imports: paid once, here)
+import promptopt.api, promptopt.cli, promptopt.engine, promptopt.searcher  # noqa: F401
+for line in sys.stdin:
+    req = json.loads(line)
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:  # the command, in a process of its own with the libraries already loaded
+        code = 1
+        try:
+            os.chdir(req["cwd"])
+            os.environ.clear()
+            os.environ.update(req["env"])
+            for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, req["out"], os.O_WRONLY | os.O_TRUNC),
+                                    (2, req["err"], os.O_WRONLY | os.O_TRUNC)):
+                os.dup2(os.open(path, flags), fd)
+            sys.argv = ["promptopt", *req["argv"]]
+            try:
+                promptopt.cli.main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BaseException:
+                traceback.print_exc()
+        finally:  # what an interpreter does on exit: wait for its threads, run its exit handlers
+            try:
+                import atexit, threading
+                threading._shutdown()
+                atexit._run_exitfuncs()
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    print(json.dumps({"pid": pid}), flush=True)
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps({"code": os.waitstatus_to_exitcode(status)}), flush=True)
+"""
+
+
+class _Zygote:
+    """One pre-imported Python per test process that forks a child for each `cli` command."""
+
+    _one = None
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="promptopt-cli-"))
+        self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=dict(os.environ))  # fmt: skip
+
+    @classmethod
+    def get(cls) -> "_Zygote":
+        if cls._one is None or cls._one.proc.poll() is not None:
+            cls._one = cls()
+        return cls._one
+
+    def run(self, argv: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+        import select
+        import signal
+        import time
+
+        out, err = self.dir / "out", self.dir / "err"
+        out.write_text("")
+        err.write_text("")
+        request = {"argv": argv, "env": env, "cwd": os.getcwd(), "out": str(out), "err": str(err)}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        pid = json.loads(self.proc.stdout.readline())["pid"]
+        deadline = time.monotonic() + timeout
+        while not select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            if time.monotonic() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                self.proc.stdout.readline()
+                raise subprocess.TimeoutExpired(["promptopt", *argv], timeout, out.read_text(), err.read_text())
+        code = json.loads(self.proc.stdout.readline())["code"]
+        return subprocess.CompletedProcess(["promptopt", *argv], code, out.read_text(), err.read_text())
 
 
 _MANY = """
