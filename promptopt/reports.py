@@ -143,13 +143,7 @@ def _mark_chosen(pareto: pd.DataFrame, choices: pd.DataFrame | None) -> pd.DataF
 
 
 SECTIONS = ("leaderboard", "head_to_head", "flips", "sensitivity", "consistency", "costs", "pareto")
-LEADERBOARD_FIELDS = [
-    "run_id", "task", "model", "baseline_config_id", "baseline_score", "baseline_ci_low", "baseline_ci_high",
-    "baseline_n", "selected_config_id", "selected_on", "candidates", "not_candidates", "ceiling_score",
-    "ceiling_ci_low", "ceiling_ci_high", "ceiling_n", "optimistic_max_score", "optimistic_config_id", "uplift",
-    "uplift_ci_low", "uplift_ci_high", "uplift_n", "uplift_baseline_score", "uplift_ceiling_score", "uplift_p",
-    "uplift_p_holm", "comparisons", "verdict", "rank_baseline", "rank_ceiling",
-]  # fmt: skip
+LEADERBOARD_FIELDS = list(LeaderboardRow.model_fields)
 
 
 def run_rows(records: pd.DataFrame, runs: list[dict] | None) -> list[dict]:

@@ -126,12 +126,12 @@ class LeaderboardRow(_Row):
     uplift_baseline_score: float | None
     uplift_ceiling_score: float | None
     uplift_p: float | None
-    uplift_mde: float | None = None  # smallest uplift this comparison detects at 80% power (promptopt.detectable)
     uplift_p_holm: float | None
     comparisons: int | None
     verdict: str | None
     rank_baseline: int | None
     rank_ceiling: int | None
+    uplift_mde: float | None = None  # smallest uplift this comparison detects at 80% power (promptopt.detectable)
 
 
 class Comparison(_Row):

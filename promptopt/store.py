@@ -59,6 +59,15 @@ def per_run(name: str, *columns: Column) -> Table:
     return Table(name, metadata, Column("run_id", String(64), primary_key=True), *columns)
 
 
+KEY_LENGTHS = {"model": 300, "task": 100, "config_id": 100, "optimizer": 100, "judge": 300}
+
+
+def per_run_and(name: str, keys: tuple[str, ...], *columns: Column) -> Table:
+    """A table keyed by the run and `keys` (names of KEY_LENGTHS, in order), then `columns`."""
+    key_columns = [Column(k, String(KEY_LENGTHS[k]), primary_key=True) for k in keys]
+    return per_run(name, *key_columns, *columns)
+
+
 def usage_columns() -> list[Column]:
     """What calls cost, as CallLog.usage() names it: records and compiles both carry it."""
     return [Column(name, kind, nullable=False) for name, kind in
@@ -100,13 +109,9 @@ records = Table(
 )
 
 
-compiles = Table(
+compiles = per_run_and(
     "compiles",
-    metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("model", String(300), primary_key=True),
-    Column("task", String(100), primary_key=True),
-    Column("config_id", String(100), primary_key=True),
+    ("model", "task", "config_id"),
     *usage_columns(),
     Column("seconds", Float, nullable=False),
     Column("created_at", Float, nullable=False),
@@ -127,25 +132,18 @@ judgments = Table(
 )
 
 # One row per (run, task, judge): how the judge did on the planted verdicts before it scored.
-judge_checks = Table(
+judge_checks = per_run_and(
     "judge_checks",
-    metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("task", String(100), primary_key=True),
-    Column("judge", String(300), primary_key=True),
+    ("task", "judge"),
     Column("result", Text, nullable=False),  # JSON of promptopt.judge.Check.as_row()
     Column("created_at", Float, nullable=False),
 )
 
 
 # A search's anytime curve: one row per (run, model, task, optimizer) and round.
-anytime = Table(
+anytime = per_run_and(
     "anytime",
-    metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("model", String(300), primary_key=True),
-    Column("task", String(100), primary_key=True),
-    Column("optimizer", String(100), primary_key=True),  # "*": every config of the search
+    ("model", "task", "optimizer"),  # optimizer "*": every config of the search
     Column("step", Integer, primary_key=True),
     Column("n", Integer, nullable=False),  # val examples each surviving config had been scored on
     Column("lm_calls", Integer, nullable=False),
@@ -157,13 +155,9 @@ anytime = Table(
 
 # What a search chose on val per (run, model, task): `rank` 0 is the choice, further rows the
 # rest of a `pareto` front, cheapest first.
-choices = Table(
+choices = per_run_and(
     "choices",
-    metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("model", String(300), primary_key=True),
-    Column("task", String(100), primary_key=True),
-    Column("config_id", String(100), primary_key=True),
+    ("model", "task", "config_id"),
     Column("rank", Integer, nullable=False),
     Column("rule", Text, nullable=False),  # JSON: epsilon, delta, objective
     Column("created_at", Float, nullable=False),

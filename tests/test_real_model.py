@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from conftest import cli
 
-# one worker runs them all in turn: they count the machine's llama.cpp servers, and each loads both cores
-pytestmark = [pytest.mark.real_model, pytest.mark.xdist_group("real_model")]
+pytestmark = pytest.mark.real_model
 
 
 def llama_servers() -> list[int]:
-    """PIDs of embedded llama.cpp servers started by promptopt."""
+    """PIDs of embedded llama.cpp servers started by promptopt for this test: each test has its own
+    PROMPTOPT_HOME (the fixture below), and a server's model file lies there, so servers of tests
+    running beside it on other workers are not counted."""
+    home = os.environ["PROMPTOPT_HOME"].encode()
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -26,7 +28,7 @@ def llama_servers() -> list[int]:
                 cmd = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-            if cmd.split(b"\0")[0].endswith(b"/llama-server") and b"gemma-3-270m" in cmd:
+            if cmd.split(b"\0")[0].endswith(b"/llama-server") and b"gemma-3-270m" in cmd and home in cmd:
                 pids.append(int(proc.name))
     return pids
 
