@@ -309,22 +309,31 @@ def power(
     )  # fmt: skip
 
 
-def check_model(model: str, api_base: str | None = None) -> tuple[str, float]:
-    """Make one tiny call to a model: (its reply, seconds), or one sentence on why it failed."""
+def check_model(model: str, api_base: str | None = None):
+    """Make one tiny call to a model: a ModelCheck (its reply and the seconds it took), or one
+    sentence on why it failed. Prints nothing (DSPy's warning that 4 tokens cut the reply short is
+    held back: the cut is the point)."""
+    import logging
     import time
 
     import dspy
 
     from promptopt.models import build_lm, fatal_reason, resolve_model
+    from promptopt.results import ModelCheck
     from promptopt.session import endpoint
 
     spec = resolve_model(model, api_base)
+    quiet = logging.getLogger("dspy")
+    level = quiet.level
     with endpoint(spec) as live:
         lm = build_lm(live, max_tokens=4)
         started = time.monotonic()
+        quiet.setLevel(logging.ERROR)
         try:
             with dspy.context(lm=lm):
                 out = lm("Say OK.")
         except Exception as exc:
             raise UserError(fatal_reason(exc, live) or f"Model {model} did not answer ({type(exc).__name__}).") from exc
-    return out[0], time.monotonic() - started
+        finally:
+            quiet.setLevel(level)
+    return ModelCheck(model=model, reply=str(out[0]), seconds=time.monotonic() - started)

@@ -567,8 +567,8 @@ def models_check(model: str, api_base: Annotated[str | None, typer.Option()] = N
     """Make one tiny call to a model and say whether it answered."""
     import promptopt
 
-    reply, seconds = promptopt.check_model(model, api_base)
-    typer.echo(f"{model} answered {reply!r} in {seconds:.1f}s.")
+    found = promptopt.check_model(model, api_base)
+    typer.echo(f"{model} answered {found.reply!r} in {found.seconds:.1f}s.")
 
 
 @app.command("power")

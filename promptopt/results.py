@@ -508,6 +508,14 @@ class Extras(_Row):
         return json.dumps(data) if data else None
 
 
+class ModelCheck(_Row):
+    """What one tiny call to a model returned (promptopt.check_model)."""
+
+    model: str
+    reply: str
+    seconds: float
+
+
 class PowerAnalysis(_Row):
     """What a paired comparison of two configs can detect, or the items a difference needs
     (promptopt.detectable; shares in 0-1, as every score of a report)."""
