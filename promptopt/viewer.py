@@ -258,15 +258,20 @@ def _compare_form(view: View, run_id: str) -> str:
     tasks = sorted({(c["task"], c["split"]) for c in configs})
     if not configs:
         return ""
-    options = "".join(
-        f"<option value='{esc(c['model'] + '|' + c['config_id'])}'>{shown(c['model'])} · {esc(c['config_id'])}</option>"
-        for c in {(c["model"], c["config_id"]): c for c in configs}.values()
-    )
+    distinct = list({(c["model"], c["config_id"]): c for c in configs}.values())
+
+    def options(selected: int) -> str:  # B starts on the second config: a form that opens on A = B compares nothing
+        return "".join(
+            f"<option value='{esc(c['model'] + '|' + c['config_id'])}'{' selected' if i == selected else ''}>"
+            f"{shown(c['model'])} · {esc(c['config_id'])}</option>"
+            for i, c in enumerate(distinct)
+        )
+
     task_opts = "".join(f"<option value='{esc(t + '|' + s)}'>{esc(t)} · {esc(s)}</option>" for t, s in tasks)
     return (
         f"<h2>Compare two configs or two models on the same items</h2><form class='compare' method='get' "
         f"action='/run/{esc(urllib.parse.quote(run_id))}/compare'><select name='on'>{task_opts}</select> "
-        f"<select name='a'>{options}</select> vs <select name='b'>{options}</select> "
+        f"<select name='a'>{options(0)}</select> vs <select name='b'>{options(min(1, len(distinct) - 1))}</select> "
         "<button type='submit'>compare</button></form>"
     )
 
@@ -355,6 +360,14 @@ def example_page(view: View, run_id: str, record_id: int) -> str | None:
     return page(f"Example {r['example_id']} · {r['config_id']}", body, crumbs)
 
 
+def _agreement(r: dict) -> str:
+    """Scored apart, or the same score from the same or from different answers (two different wrong
+    answers are not "the same")."""
+    if r["a_score"] != r["b_score"]:
+        return "<span class='wrong'>disagree</span>"
+    return "same answer" if r["a_prediction"] == r["b_prediction"] else "different answers, same score"
+
+
 def compare_page(view: View, run_id: str, on: str, a: str, b: str, page_no: int) -> str:
     task, _, split = on.rpartition("|")
     (ma, _, ca), (mb, _, cb) = a.rpartition("|"), b.rpartition("|")  # a model name may hold "|", a config id not
@@ -373,7 +386,7 @@ def compare_page(view: View, run_id: str, on: str, a: str, b: str, page_no: int)
         esc(r["example_id"]), esc(r["gold"]),
         f"<a href='{esc(base)}/example/{r['a_id']}'>{esc(r['a_prediction'])}</a>", esc(r["a_score"]),
         f"<a href='{esc(base)}/example/{r['b_id']}'>{esc(r['b_prediction'])}</a>", esc(r["b_score"]),
-        "<span class='wrong'>disagree</span>" if r["a_score"] != r["b_score"] else "same",
+        _agreement(r),
     ] for r in rows]  # fmt: skip
     pages = max(1, -(-len(pairs) // PER_PAGE))
     nav = f"<a class='next' href='{esc(link(base + '/compare', on=on, a=a, b=b, page=page_no + 1))}'>next →</a>" if page_no < pages else ""

@@ -142,13 +142,15 @@ def test_a_user_clicks_from_the_leaderboard_to_a_wrong_answer_and_compares_two_c
 
         page.goto(viewer.url + "/")
         form = page.locator("form.compare")
+        assert form.locator("select[name=a]").input_value() != form.locator("select[name=b]").input_value()
         values = form.locator("select[name=a] option").evaluate_all("els => els.map(e => e.value)")
         form.locator("select[name=a]").select_option(next(v for v in values if "|predict" in v))
         form.locator("select[name=b]").select_option(next(v for v in values if "|cot" in v))
         form.locator("button").click()
         marks = page.locator("table.compare tbody tr td:last-child").all_inner_texts()
         differ = len(right["cot"] ^ right["predict"])
-        assert marks == ["disagree"] * differ + ["same"] * (N - differ)  # disagreements first
+        # disagreements first; both wrong here means the same wrong letter (the next one), so "same answer"
+        assert marks == ["disagree"] * differ + ["same answer"] * (N - differ)
         assert f"they disagree on {differ}" in page.locator("p.paired").inner_text()
         page.screenshot(path=str(SHOTS / "4-compare.png"), full_page=True)
         browser.close()
@@ -200,3 +202,12 @@ def test_lm_eval_samples_import_with_the_accuracy_lm_eval_reports(tmp_path):
     assert got == pytest.approx(expected) and len(expected) == 2
     assert all(r.n == 12 for r in report.rows)
     assert any("on 12 paired items" in line for line in lines)
+
+
+def test_two_different_wrong_answers_are_not_labelled_the_same_in_a_comparison():
+    from promptopt.viewer import _agreement
+
+    row = {"a_score": 0.0, "b_score": 0.0, "a_prediction": "B", "b_prediction": "C"}
+    assert _agreement(row) == "different answers, same score"
+    assert _agreement(row | {"b_prediction": "B"}) == "same answer"
+    assert "disagree" in _agreement(row | {"b_score": 1.0})
