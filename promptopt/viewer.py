@@ -46,6 +46,7 @@ pre{white-space:pre-wrap;word-break:break-word;background:#f6f8fa;border:1px sol
 .right{color:#0a7a2f;font-weight:600}.wrong{color:#b00020;font-weight:600}
 nav{margin-bottom:10px}nav a{margin-right:12px}form{margin:8px 0}
 svg{max-width:100%;height:auto}.scroll{overflow-x:auto}
+a.filter{padding:1px 6px;border-radius:3px}a.filter.current{background:#1f5fa8;color:#fff;text-decoration:none}
 """
 
 
@@ -382,6 +383,12 @@ def compare_page(view: View, run_id: str, on: str, a: str, b: str, page_no: int)
             f"[{100 * figures['ci_low']:+.1f}, {100 * figures['ci_high']:+.1f}] (paired bootstrap, 95%), p = "
             f"{figures['p']:.3g}.</p>"
         )
+        if figures["only_a"] is not None:
+            summary += (
+                f"<p class='flips'>Right under A only: {figures['only_a']}; under B only: {figures['only_b']}; "
+                f"under both: {figures['both']}; under neither: {figures['neither']}. On these items a difference "
+                f"of {100 * figures['mde']:.1f} points or more is found 80% of the time (alpha 0.05).</p>"
+            )
     body_rows = [[
         esc(r["example_id"]), esc(r["gold"]),
         f"<a href='{esc(base)}/example/{r['a_id']}'>{esc(r['a_prediction'])}</a>", esc(r["a_score"]),

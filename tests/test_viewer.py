@@ -126,6 +126,8 @@ def test_a_user_clicks_from_the_leaderboard_to_a_wrong_answer_and_compares_two_c
         assert page.locator("p.count").inner_text().startswith(f"{N} examples")
         page.locator("a.filter", has_text="wrong").click()
         assert page.locator("p.count").inner_text().startswith(f"{len(wrong_predict)} examples")
+        assert page.locator("a.filter.current").inner_text() == "wrong"  # the active filter stands out
+        assert page.locator("a.filter.current").evaluate("e => getComputedStyle(e).color") == "rgb(255, 255, 255)"
         page.screenshot(path=str(SHOTS / "2-wrong-answers.png"), full_page=True)
         ids = page.locator("table.examples a.example").all_inner_texts()
         assert sorted(ids) == sorted(ex.id for ex in wrong_predict)
@@ -152,6 +154,9 @@ def test_a_user_clicks_from_the_leaderboard_to_a_wrong_answer_and_compares_two_c
         # disagreements first; both wrong here means the same wrong letter (the next one), so "same answer"
         assert marks == ["disagree"] * differ + ["same answer"] * (N - differ)
         assert f"they disagree on {differ}" in page.locator("p.paired").inner_text()
+        only_cot, both = len(right["cot"] - right["predict"]), len(right["cot"] & right["predict"])
+        assert (f"Right under A only: 0; under B only: {only_cot}; under both: {both}; under neither: "
+                f"{N - only_cot - both}.") in page.locator("p.flips").inner_text()  # fmt: skip
         page.screenshot(path=str(SHOTS / "4-compare.png"), full_page=True)
         browser.close()
 
