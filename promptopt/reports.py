@@ -417,9 +417,28 @@ def _flips_sections(report: Report) -> list[Section]:
                 for r in report.flips
             ],
             "A flip is real only when both paired differences are decided after the Holm correction; "
-            "otherwise it is within noise." + ("" if report.flips else " No pair of models changed order."),
+            "otherwise it is within noise." + ("" if report.flips else " No pair of models changed order.")
+            + "".join(f" {line}" for line in flip_summary(report)),
         )
     ]
+
+
+def flip_summary(report: Report) -> list[str]:
+    """Per (run, task), the sentence a paper would print: how many model pairs changed order, how
+    many of those flips are real after Holm, and the smallest difference the ceiling comparisons
+    could have detected (the median over pairs; a flip below it was never going to show)."""
+    lines = []
+    keys = sorted({(h.run_id, h.task) for h in report.head_to_head if h.setting == "ceiling"})
+    for run_id, task in keys:
+        pairs = [h for h in report.head_to_head if (h.run_id, h.task, h.setting) == (run_id, task, "ceiling")]
+        flips = [f for f in report.flips if (f.run_id, f.task) == (run_id, task)]
+        real = sum(f.status == "real" for f in flips)
+        detectable = sorted(h.mde for h in pairs if h.mde is not None)
+        at = (f"; at their ceilings the comparisons detect differences of {100 * detectable[len(detectable) // 2]:.1f} "
+              "points or more (median over pairs, 80% power, alpha 0.05)") if detectable else ""  # fmt: skip
+        lines.append(f"{task}{_run_label(report, run_id)}: {len(flips)} of {len(pairs)} model pairs changed order, "
+                     f"{real} of them a real flip after Holm{at}.")  # fmt: skip
+    return lines
 
 
 def _sensitivity_sections(report: Report) -> list[Section]:

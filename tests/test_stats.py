@@ -126,6 +126,17 @@ def test_a_rank_flip_is_real_only_when_both_differences_are_significant():
     ceil = stats.ceilings(small)
     flips = stats.rank_flips(ceil, stats.head_to_head(small, ceil))
     assert flips.status.tolist() == ["within noise"]
+    # the sentence a paper prints: flips, how many are real, and what the ceiling pair could detect
+    from promptopt.detectable import mde
+    from promptopt.reports import build, flip_summary
+
+    (line,) = flip_summary(build(big, b=200))
+    discordant = float(np.mean((np.array(ones(200, 300)) - np.array(ones(85, 300))) ** 2))
+    assert line == (f"t: 1 of 1 model pairs changed order, 1 of them a real flip after Holm; at their ceilings the "
+                    f"comparisons detect differences of {100 * mde(discordant, 300):.1f} points or more (median over "
+                    "pairs, 80% power, alpha 0.05).")  # fmt: skip
+    (line,) = flip_summary(build(small, b=200))
+    assert line.startswith("t: 1 of 1 model pairs changed order, 0 of them a real flip after Holm")
 
 
 def test_sensitivity_separates_reasoning_from_non_reasoning_strategies():
