@@ -293,3 +293,23 @@ def test_rpm_spaces_the_requests_to_an_endpoint_even_with_many_threads(medqa, tm
     # late: the client's first call warms up while the limiter keeps the later starts on schedule
     assert paced[-1] - paced[5] >= 2.0
     assert bursts[-1] - bursts[0] < 0.5 * (paced[-1] - paced[0])  # without it, eight at a time
+
+
+def test_examples_that_timed_out_are_named_as_timeouts_in_the_closing_summary(medqa, tmp_path):
+    n = 6
+    slow = {ex.inputs["question"] for ex in medqa.examples("test", n)[:2]}
+    with exam_server(medqa, set(), n) as server:
+        answer = server.reply
+
+        def reply(prompt):
+            if any(q in prompt for q in slow):
+                time.sleep(2.0)  # past the 0.5 s timeout, on every attempt
+            return answer(prompt)
+
+        server.reply = reply
+        done = cli(*run_args(server, tmp_path, "--limit", str(n), "--split", "test", "--strategy", "baseline")[1:],
+                   env={"PROMPTOPT_TIMEOUT_S": "0.5", "PROMPTOPT_RETRIES": "1", "PROMPTOPT_BACKOFF_S": "0.01"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert ("2 examples failed after retries and are left out of the scores; 2 of them timed out "
+            "(PROMPTOPT_TIMEOUT_S sets the per-call timeout") in said  # fmt: skip
