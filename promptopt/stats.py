@@ -240,11 +240,7 @@ def select_configs(summary: pd.DataFrame, choices: pd.DataFrame | None = None) -
             continue
         full = pool[pool["n_items"] == pool["n_items"].max()]
         short = sorted(set(pool["config_id"]) - set(full["config_id"]))
-        cost = full["cost_usd"] / full["n_items"].clip(lower=1)
-        calls = full["lm_calls"] / full["n_items"].clip(lower=1)
-        best = full.assign(_cost=cost, _calls=calls).sort_values(
-            ["score", "_cost", "_calls", "config_id"], ascending=[False, True, True, True]
-        )
+        best = _by_cost(full).sort_values("score", ascending=False, kind="stable")
         pick = best.iloc[0]["config_id"]
         if choices is not None and len(choices):
             mine = choices[(choices.run_id == run_id) & (choices.model == model) & (choices.task == task)]
@@ -258,6 +254,41 @@ def select_configs(summary: pd.DataFrame, choices: pd.DataFrame | None = None) -
         )  # fmt: skip
     return pd.DataFrame(out, columns=["run_id", "model", "task", "config_id", "selected_on", "candidates",
                                       "not_candidates"])  # fmt: skip
+
+
+def _by_cost(full: pd.DataFrame) -> pd.DataFrame:
+    """Candidate configs cheapest first (dollars, then calls per item, then id): the order ties on
+    val are broken in."""
+    cost = full["cost_usd"] / full["n_items"].clip(lower=1)
+    calls = full["lm_calls"] / full["n_items"].clip(lower=1)
+    return full.assign(_cost=cost, _calls=calls).sort_values(["_cost", "_calls", "config_id"])
+
+
+def procedure_interval(val: list[pd.Series], test: list[pd.Series], b: int = 10_000,
+                       seed: int = 0) -> tuple[float, float] | None:  # fmt: skip
+    """95% interval of the ceiling as the whole procedure makes it: resample the val items and the
+    test items (apart: they are different items), choose again on the resampled val (ties to the
+    earlier config of the list, the cheaper), and take that config's mean on the resampled test
+    items. `val` and `test` hold each candidate's item scores, cheapest first. The choice's own
+    binomial interval treats the choice as fixed; this one carries its uncertainty too. None
+    when a config has no val or test item."""
+    ids_v = sorted(set().union(*(v.index for v in val)))
+    ids_t = sorted(set().union(*(t.index for t in test)))
+    if not ids_v or not ids_t or any(v.empty for v in val) or any(t.empty for t in test):
+        return None
+    rng = np.random.default_rng(seed)
+
+    def means(series: list[pd.Series], ids: list) -> np.ndarray:
+        grid = np.array([s.reindex(ids).to_numpy(dtype=float) for s in series])  # configs x items, NaN unanswered
+        counts = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=b).T  # items x resamples
+        seen = ~np.isnan(grid)
+        return (np.nan_to_num(grid) @ counts) / np.maximum(seen.astype(float) @ counts, 1)
+
+    on_val, on_test = means(val, ids_v), means(test, ids_t)
+    order = np.arange(len(val))[:, None] * 1e-12  # the cheaper config wins an exact tie
+    chosen = np.argmax(on_val - order, axis=0)
+    ceiling = on_test[chosen, np.arange(b)]
+    return float(np.quantile(ceiling, 0.025)), float(np.quantile(ceiling, 0.975))
 
 
 def item_scores(records: pd.DataFrame, split: str = "test") -> dict[tuple[str, str, str, str], pd.Series]:
@@ -338,6 +369,7 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
             "uplift_baseline_score": None,
             "uplift_p": None,
             "uplift_mde": None,
+            **_procedure_cells(records, summary, pick, items, b, seed),
         }
         if len(sel) and len(base):
             a = items[(pick.run_id, pick.model, pick.task, pick.config_id)]
@@ -356,6 +388,23 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
         ranks = out.groupby(["run_id", "task"])[score].rank(ascending=False, method="min")
         out[col] = [None if pd.isna(r) else int(r) for r in ranks]
     return out
+
+
+def _procedure_cells(records: pd.DataFrame, summary: pd.DataFrame, pick, test_items: dict, b: int, seed: int) -> dict:
+    """The whole-procedure interval of one ceiling chosen on val among two or more candidates."""
+    none = {"ceiling_procedure_ci_low": None, "ceiling_procedure_ci_high": None}
+    if pick.selected_on != "val" or pick.candidates < 2:
+        return none
+    mine = summary[(summary.run_id == pick.run_id) & (summary.model == pick.model) & (summary.task == pick.task)]
+    val = mine[(mine.split == "val") & (mine.n > 0)]
+    full = _by_cost(val[val["n_items"] == val["n_items"].max()])
+    here = records[(records.run_id == pick.run_id) & (records.model == pick.model) & (records.task == pick.task)]
+    val_items = item_scores(here, "val")
+    keys = [(pick.run_id, pick.model, pick.task, c) for c in full.config_id]
+    if not all(k in val_items and k in test_items for k in keys):
+        return none
+    found = procedure_interval([val_items[k] for k in keys], [test_items[k] for k in keys], b=b, seed=seed)
+    return none if found is None else {"ceiling_procedure_ci_low": found[0], "ceiling_procedure_ci_high": found[1]}
 
 
 def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: int,

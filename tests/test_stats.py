@@ -339,3 +339,19 @@ def test_equivalence_is_claimed_for_configs_that_agree_and_at_most_alpha_of_the_
     assert pair(agree, ones(80, 200)) == "different"  # 20 points apart
     assert pair(ones(12, 20), ones(10, 20)) == "undecided"  # 20 items cannot show a 5-point margin
     assert pair(ones(5, 8), ones(5, 8)) is None  # fewer than 10 items: no claim either way
+
+
+def test_the_whole_procedure_interval_follows_the_choice_made_again_on_resampled_val():
+    ids_v, ids_t = [f"v{i}" for i in range(40)], [f"t{i}" for i in range(40)]
+    test_a, test_b = pd.Series(ones(30, 40), index=ids_t), pd.Series(ones(10, 40), index=ids_t)
+    # A wins val on every resample: the interval is A's own test bootstrap interval
+    always_a = stats.procedure_interval([pd.Series(ones(40, 40), index=ids_v), pd.Series(ones(0, 40), index=ids_v)],
+                                        [test_a, test_b], b=4000)  # fmt: skip
+    assert always_a == pytest.approx(stats.bootstrap_ci(test_a.to_numpy(), b=4000), abs=0.03)
+    # A and B tie on val (the same 20 items right): the cheaper, listed first, is chosen every time
+    tied = pd.Series(ones(20, 40), index=ids_v)
+    assert stats.procedure_interval([tied, tied.copy()], [test_a, test_b], b=2000) == pytest.approx(always_a, abs=0.03)
+    # A and B right on different halves of val: either may win a resample, and the interval spans both
+    a_val, b_val = pd.Series(ones(20, 40), index=ids_v), pd.Series(ones(20, 40)[::-1], index=ids_v)
+    low, high = stats.procedure_interval([a_val, b_val], [test_a, test_b], b=2000)
+    assert low < 0.2 and high > 0.7  # B's 25% and A's 75% are both inside
