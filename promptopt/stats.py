@@ -280,7 +280,9 @@ def procedure_interval(val: list[pd.Series], test: list[pd.Series], b: int = 10_
 
     def means(series: list[pd.Series], ids: list) -> np.ndarray:
         grid = np.array([s.reindex(ids).to_numpy(dtype=float) for s in series])  # configs x items, NaN unanswered
-        counts = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=b).T  # items x resamples
+        n = len(ids)  # each resample's draw counts per item (a multinomial, counted from uniform draws: fast)
+        draws = rng.integers(0, n, size=(b, n), dtype=np.int32) + (np.arange(b, dtype=np.int64) * n)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).T.astype(float)  # items x resamples
         seen = ~np.isnan(grid)
         return (np.nan_to_num(grid) @ counts) / np.maximum(seen.astype(float) @ counts, 1)
 
