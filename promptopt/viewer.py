@@ -321,13 +321,19 @@ def _sent_html(sent: str | None) -> str:
     if not sent:
         return "<p class='note'>This record was written before promptopt stored the prompt as sent.</p>"
     parts = []
+    first_with: dict[str, int] = {}  # a prompt sent again (cloze scores each option on one prompt) is shown once
     for i, call in enumerate(json.loads(sent), 1):
         if "messages" in call:
             for m in call["messages"]:
                 parts.append(f"<h3>call {i} · {esc(m.get('role'))}</h3><pre class='prompt'>{esc(m.get('content'))}</pre>")
         else:
             extra = f" (scored continuation: {esc(call['forced'])})" if call.get("forced") else ""
-            parts.append(f"<h3>call {i} · prompt{extra}</h3><pre class='prompt'>{esc(call.get('prompt'))}</pre>")
+            text = str(call.get("prompt"))
+            if text in first_with:
+                parts.append(f"<h3>call {i} · the prompt of call {first_with[text]}{extra}</h3>")
+            else:
+                first_with[text] = i
+                parts.append(f"<h3>call {i} · prompt{extra}</h3><pre class='prompt'>{esc(text)}</pre>")
         if call.get("reply") is not None:
             reply = call["reply"] if isinstance(call["reply"], str) else json.dumps(call["reply"], ensure_ascii=False)
             parts.append(f"<h3>call {i} · reply</h3><pre class='reply'>{esc(reply)}</pre>")

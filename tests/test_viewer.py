@@ -216,3 +216,12 @@ def test_two_different_wrong_answers_are_not_labelled_the_same_in_a_comparison()
     assert _agreement(row) == "different answers, same score"
     assert _agreement(row | {"b_prediction": "B"}) == "same answer"
     assert "disagree" in _agreement(row | {"b_score": 1.0})
+
+
+def test_a_prompt_sent_once_per_option_is_shown_once_with_each_scored_continuation():
+    from promptopt.viewer import _sent_html
+
+    calls = [{"prompt": "Question: 2+2?\nAnswer:", "forced": f" {x}"} for x in ("3", "4", "5", "22")]
+    shown = _sent_html(json.dumps(calls))
+    assert shown.count("<pre class='prompt'>") == 1 and "Question: 2+2?" in shown
+    assert "call 4 · the prompt of call 1 (scored continuation:  22)" in shown
