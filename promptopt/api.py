@@ -63,7 +63,7 @@ def plan(mode: str = "run", *, sweep: str | Path | None = None, references: bool
 
 def _log(result, the_plan, chosen=()) -> RunLog:
     from promptopt import reports
-    from promptopt.runplan import safe_url
+    from promptopt.store import safe_url
 
     return RunLog(
         version=__version__,

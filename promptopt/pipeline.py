@@ -25,10 +25,10 @@ from promptopt.errors import UserError
 from promptopt.models import Model, build_lm, resolve_model
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy
-from promptopt.runplan import RunPlan, corpus_for, judge_models, safe_url
+from promptopt.runplan import RunPlan, corpus_for, judge_models
 from promptopt.scoring import Budget, BudgetReached, evaluate, note
 from promptopt.session import adapter_for, endpoint, threads_for
-from promptopt.store import Store, default_url
+from promptopt.store import Store, default_url, safe_url
 
 
 @dataclass(frozen=True)

@@ -282,17 +282,3 @@ def expected_work(plan: RunPlan, tasks, configs) -> dict:
         "configs": [c.id for c in configs],
         "items": {t.name: {s: len(t.examples(s, plan.limit)) for s in plan.splits} for t in tasks},
     }
-
-
-def safe_url(url: str) -> str:
-    """The storage URL without its password: a database password stays in the environment
-    (e.g. PGPASSWORD or ~/.pgpass for PostgreSQL), never in the run folder."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception as exc:
-        raise UserError(
-            f"The storage URL is not a valid SQLAlchemy URL ({type(exc).__name__}); e.g. sqlite:///results.sqlite."
-        ) from None
-    return parsed.set(password=None).render_as_string(hide_password=False)

@@ -42,8 +42,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    case,
     create_engine,
     event,
+    func,
+    literal,
+    or_,
     select,
     text,
 )
@@ -478,6 +483,88 @@ class Store:
             df = pd.DataFrame(conn.execute(q).fetchall(), columns=[c for c in REPORT_COLUMNS if c in have])
         return df.reindex(columns=REPORT_COLUMNS)
 
+    # ---- what the viewer's pages read: paged and filtered here, so no SQL lives in the viewer
+
+    def records_stamp(self, run_id: str) -> tuple:
+        """(record count, newest record time) of a run: it changes whenever a record is added."""
+        q = select(func.count(), func.max(records.c.created_at)).where(records.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return tuple(conn.execute(q).one())
+
+    def config_counts(self, run_id: str) -> list[dict]:
+        """Per (model, task, config, split) of a run: items, mean score of the answered, parse failures, errors."""
+        r = records.c
+        q = (
+            select(r.model, r.task, r.strategy, r.optimizer, r.config_id, r.split, func.count().label("n"),
+                   func.avg(case((r.error.is_(None), r.score), else_=None)).label("score"),
+                   func.sum(case((and_(r.error.is_(None), r.parse_ok.is_(False)), 1), else_=0)).label("parse"),
+                   func.sum(case((r.error.is_not(None), 1), else_=0)).label("errors"))
+            .where(r.run_id == run_id)
+            .group_by(r.model, r.task, r.strategy, r.optimizer, r.config_id, r.split)
+            .order_by(r.task, r.model, r.config_id, r.split)
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(q)]
+
+    @staticmethod
+    def _shown(q, show: str, text: str):
+        r = records.c
+        if show == "wrong":
+            q = q.where(r.error.is_(None), r.score < 1)
+        elif show == "parse":
+            q = q.where(r.error.is_(None), r.parse_ok.is_(False))
+        elif show == "errors":
+            q = q.where(r.error.is_not(None))
+        if text:
+            like = f"%{text}%"
+            q = q.where(or_(r.example_id.ilike(like), r.prediction.ilike(like), r.gold.ilike(like),
+                            r.raw_output.ilike(like)))  # fmt: skip
+        return q
+
+    def examples_page(self, run_id: str, model: str, task: str, config: str, split: str, show: str = "all",
+                      text: str = "", page_no: int = 1, per_page: int = 50) -> tuple[list[dict], int]:  # fmt: skip
+        """One page of a config's records (all, wrong, parse failures or errors; `text` searched in
+        ids, answers and replies), and how many match."""
+        r = records.c
+        base = [r.run_id == run_id, r.model == model, r.task == task, r.config_id == config, r.split == split]
+        cols = [r.id, r.example_id, r.gold, r.prediction, r.score, r.parse_ok, r.error, r.lm_calls,
+                r.prompt_tokens, r.completion_tokens, r.cost_usd, r.latency_s, r.raw_output]  # fmt: skip
+        q = self._shown(select(*cols).where(*base), show, text)
+        count = self._shown(select(func.count()).select_from(records).where(*base), show, text)
+        q = q.order_by(r.example_id).limit(per_page).offset(per_page * (page_no - 1))
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(q)], int(conn.execute(count).scalar() or 0)
+
+    def record(self, run_id: str, record_id: int) -> dict | None:
+        """One record of a run by its row id, every column this database has."""
+        have = self._record_columns()
+        cols = [c for c in records.columns if c.name in have]
+        q = select(*cols).where(records.c.run_id == run_id, records.c.id == record_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return dict(row._mapping) if row else None
+
+    def compared(self, run_id: str, task: str, split: str, a: tuple[str, str], b: tuple[str, str], page_no: int = 1,
+                 per_page: int = 50) -> tuple[list[dict], list]:  # fmt: skip
+        """Items two (model, config) pairs both answered: one page of them, items scored apart
+        first, and every item's (id, score under a, score under b) for the paired figures."""
+        ra, rb = records.alias("a"), records.alias("b")
+        on = and_(ra.c.example_id == rb.c.example_id, rb.c.run_id == run_id, rb.c.task == task, rb.c.split == split,
+                  rb.c.model == b[0], rb.c.config_id == b[1], rb.c.error.is_(None))  # fmt: skip
+        where = [ra.c.run_id == run_id, ra.c.task == task, ra.c.split == split, ra.c.model == a[0],
+                 ra.c.config_id == a[1], ra.c.error.is_(None)]  # fmt: skip
+        differs = case((ra.c.score != rb.c.score, literal(0)), else_=literal(1))
+        q = (
+            select(ra.c.example_id, ra.c.gold, ra.c.id.label("a_id"), ra.c.prediction.label("a_prediction"),
+                   ra.c.score.label("a_score"), rb.c.id.label("b_id"), rb.c.prediction.label("b_prediction"),
+                   rb.c.score.label("b_score"))
+            .select_from(ra.join(rb, on)).where(*where)
+        )  # fmt: skip
+        scores = select(ra.c.example_id, ra.c.score, rb.c.score).select_from(ra.join(rb, on)).where(*where)
+        paged = q.order_by(differs, ra.c.example_id).limit(per_page).offset(per_page * (page_no - 1))
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(paged)], conn.execute(scores).fetchall()
+
     def _record_columns(self) -> set[str]:
         """The columns `records` has in this database (asked until it has them all: they are only added)."""
         if getattr(self, "_complete", False):
@@ -546,6 +633,51 @@ def schema_lock(engine: Engine) -> Iterator[None]:
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(7402110)"))
             conn.commit()
+
+
+def optuna_storage(url: str, heartbeat_s: int, on_stale):
+    """Optuna's RDB storage on the results store's database; SQLite waits for other writers.
+    Each worker records a heartbeat every `heartbeat_s` for the trials it holds; `on_stale` gets
+    a trial whose worker stayed silent for three of them."""
+    import time
+    import warnings
+
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine = create_engine(url)
+    try:
+        for attempt in range(8):
+            try:
+                with schema_lock(engine), warnings.catch_warnings():  # Optuna creates its tables on first use
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s,
+                        grace_period=3 * heartbeat_s, heartbeat_stale_trial_callback=on_stale,
+                    )  # fmt: skip
+            except (OperationalError, IntegrityError):
+                # SQLite: another worker created a table (or wrote Optuna's schema version) between
+                # Optuna's check and its own write; the next attempt finds them and writes nothing
+                if attempt == 7:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+    finally:
+        engine.dispose()
+
+
+def safe_url(url: str) -> str:
+    """The storage URL without its password: a database password stays in the environment
+    (e.g. PGPASSWORD or ~/.pgpass for PostgreSQL), never in the run folder."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise UserError(
+            f"The storage URL is not a valid SQLAlchemy URL ({type(exc).__name__}); e.g. sqlite:///results.sqlite."
+        ) from None
+    return parsed.set(password=None).render_as_string(hide_password=False)
 
 
 def _insert_ignoring_duplicates(engine: Engine, table: Table = records):

@@ -21,38 +21,12 @@ def heartbeat_s() -> int:
 
 
 def optuna_storage(url: str):
-    """Optuna's RDB storage on the results store's database; SQLite waits for other writers.
+    """Optuna's RDB storage on the results store's database (promptopt.store opens it); a trial
+    whose worker went silent for three heartbeats (a dead machine, a lost network) is failed and
+    queued again."""
+    from promptopt.store import optuna_storage as opened
 
-    Heartbeats: each worker records one for every trial it holds; a trial whose worker went
-    silent for three heartbeats (a dead machine, a lost network) is failed and queued again."""
-    import time
-    import warnings
-
-    import optuna
-    from sqlalchemy import create_engine
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
-    from promptopt.store import schema_lock
-
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    engine = create_engine(url)
-    try:
-        for attempt in range(8):
-            try:
-                with schema_lock(engine), warnings.catch_warnings():  # Optuna creates its tables on first use
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(
-                        url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s(),
-                        grace_period=3 * heartbeat_s(), heartbeat_stale_trial_callback=queue_again,
-                    )  # fmt: skip
-            except (OperationalError, IntegrityError):
-                # SQLite: another worker created a table (or wrote Optuna's schema version) between
-                # Optuna's check and its own write; the next attempt finds them and writes nothing
-                if attempt == 7:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
-    finally:
-        engine.dispose()
+    return opened(url, heartbeat_s(), queue_again)
 
 
 def tell(study, trial, values=None, state=None) -> None:

@@ -26,10 +26,7 @@ import threading
 import urllib.parse
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select
-
 from promptopt.errors import UserError
-from promptopt.store import records
 
 PER_PAGE = 50
 SHOW = ("all", "wrong", "parse", "errors")
@@ -101,16 +98,11 @@ class View:
         statuses = self.store.statuses()
         return [{"run_id": r.run_id, "created_at": r.created_at, **statuses.get(r.run_id, {})} for r in known.itertuples()]
 
-    def _stamp(self, run_id: str) -> tuple:
-        q = select(func.count(), func.max(records.c.created_at)).where(records.c.run_id == run_id)
-        with self.store.engine.connect() as conn:
-            return tuple(conn.execute(q).one())
-
     def report(self, run_id: str):
         """The run's report and plots, computed once and again only when its records change."""
         from promptopt import reports
 
-        stamp = self._stamp(run_id)
+        stamp = self.store.records_stamp(run_id)
         with self._lock:
             cached = self._reports.get(run_id)
             if cached and cached[0] == stamp:
@@ -124,73 +116,17 @@ class View:
             return report, figures
 
     def configs(self, run_id: str) -> list[dict]:
-        r = records.c
-        q = (
-            select(r.model, r.task, r.strategy, r.optimizer, r.config_id, r.split, func.count().label("n"),
-                   func.avg(case((r.error.is_(None), r.score), else_=None)).label("score"),
-                   func.sum(case((and_(r.error.is_(None), r.parse_ok.is_(False)), 1), else_=0)).label("parse"),
-                   func.sum(case((r.error.is_not(None), 1), else_=0)).label("errors"))
-            .where(r.run_id == run_id)
-            .group_by(r.model, r.task, r.strategy, r.optimizer, r.config_id, r.split)
-            .order_by(r.task, r.model, r.config_id, r.split)
-        )  # fmt: skip
-        with self.store.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(q)]
-
-    @staticmethod
-    def _filtered(q, show: str, text: str):
-        r = records.c
-        if show == "wrong":
-            q = q.where(r.error.is_(None), r.score < 1)
-        elif show == "parse":
-            q = q.where(r.error.is_(None), r.parse_ok.is_(False))
-        elif show == "errors":
-            q = q.where(r.error.is_not(None))
-        if text:
-            like = f"%{text}%"
-            q = q.where(or_(r.example_id.ilike(like), r.prediction.ilike(like), r.gold.ilike(like),
-                            r.raw_output.ilike(like)))  # fmt: skip
-        return q
+        return self.store.config_counts(run_id)
 
     def examples(self, run_id, model, task, config, split, show="all", text="", page_no=1) -> tuple[list[dict], int]:
-        r = records.c
-        base = [r.run_id == run_id, r.model == model, r.task == task, r.config_id == config, r.split == split]
-        cols = [r.id, r.example_id, r.gold, r.prediction, r.score, r.parse_ok, r.error, r.lm_calls,
-                r.prompt_tokens, r.completion_tokens, r.cost_usd, r.latency_s, r.raw_output]  # fmt: skip
-        q = self._filtered(select(*cols).where(*base), show, text)
-        count = self._filtered(select(func.count()).select_from(records).where(*base), show, text)
-        q = q.order_by(r.example_id).limit(PER_PAGE).offset(PER_PAGE * (page_no - 1))
-        with self.store.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(q)], int(conn.execute(count).scalar() or 0)
+        return self.store.examples_page(run_id, model, task, config, split, show, text, page_no, PER_PAGE)
 
     def record(self, run_id: str, record_id: int) -> dict | None:
-        have = self.store._record_columns()
-        cols = [c for c in records.columns if c.name in have]
-        q = select(*cols).where(records.c.run_id == run_id, records.c.id == record_id)
-        with self.store.engine.connect() as conn:
-            row = conn.execute(q).first()
-        return dict(row._mapping) if row else None
+        return self.store.record(run_id, record_id)
 
     def compare(self, run_id, task, split, a: tuple[str, str], b: tuple[str, str], page_no=1):
         """Items both answered, disagreements (different scores) first; and the paired figures."""
-        ra, rb = records.alias("a"), records.alias("b")
-        on = and_(ra.c.example_id == rb.c.example_id, rb.c.run_id == run_id, rb.c.task == task, rb.c.split == split,
-                  rb.c.model == b[0], rb.c.config_id == b[1], rb.c.error.is_(None))  # fmt: skip
-        where = [ra.c.run_id == run_id, ra.c.task == task, ra.c.split == split, ra.c.model == a[0],
-                 ra.c.config_id == a[1], ra.c.error.is_(None)]  # fmt: skip
-        differs = case((ra.c.score != rb.c.score, literal(0)), else_=literal(1))
-        q = (
-            select(ra.c.example_id, ra.c.gold, ra.c.id.label("a_id"), ra.c.prediction.label("a_prediction"),
-                   ra.c.score.label("a_score"), rb.c.id.label("b_id"), rb.c.prediction.label("b_prediction"),
-                   rb.c.score.label("b_score"))
-            .select_from(ra.join(rb, on)).where(*where)
-        )  # fmt: skip
-        scores = select(ra.c.example_id, ra.c.score, rb.c.score).select_from(ra.join(rb, on)).where(*where)
-        paged = q.order_by(differs, ra.c.example_id).limit(PER_PAGE).offset(PER_PAGE * (page_no - 1))
-        with self.store.engine.connect() as conn:
-            rows = [dict(row._mapping) for row in conn.execute(paged)]
-            pairs = conn.execute(scores).fetchall()
-        return rows, pairs
+        return self.store.compared(run_id, task, split, a, b, page_no, PER_PAGE)
 
 
 def _paired(pairs) -> dict | None:
