@@ -70,9 +70,12 @@ class _Zygote:
     _one = None
 
     def __init__(self) -> None:
+        import atexit
+        import shutil
         import tempfile
 
         self.dir = Path(tempfile.mkdtemp(prefix="promptopt-cli-"))
+        atexit.register(shutil.rmtree, self.dir, True)  # the output files of the last command
         self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=dict(os.environ))  # fmt: skip
 
