@@ -302,15 +302,18 @@ def item_scores(records: pd.DataFrame, split: str = "test") -> dict[tuple[str, s
     }
 
 
-def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: int = 1) -> dict:
+def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: int = 1,
+           margin: float | None = None) -> dict:  # fmt: skip
     """a − b on the items both answered: n, the two scores there, the difference, its 95%
     bootstrap interval and the two-sided p-value; on fewer than `min_n` common items no interval
-    and no p (a bootstrap over 3 items reads as a claim it cannot carry)."""
+    and no p (a bootstrap over 3 items reads as a claim it cannot carry). Also the detectable
+    difference, for 0/1 scores who got which items right, and with a `margin` (a share) TOST's
+    p for equivalence within it."""
     common = sa.index.intersection(sb.index)
     a, c = sa.loc[common].to_numpy(), sb.loc[common].to_numpy()
     if not len(common):
         return {"n": 0, "score_a": None, "score_b": None, "diff": None, "ci_low": None, "ci_high": None, "p": None,
-                "mde": None, **dict.fromkeys(("only_a", "only_b", "both", "neither"))}  # fmt: skip
+                "mde": None, "equivalence_p": None, **dict.fromkeys(("only_a", "only_b", "both", "neither"))}  # fmt: skip
     diff, low, high = paired_bootstrap(a, c, b=b, seed=seed)
     few = len(common) < min_n
     a, c = a.astype(float), c.astype(float)
@@ -324,6 +327,7 @@ def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: 
         "ci_low": None if few else low, "ci_high": None if few else high,
         "p": None if few else paired_p(a, c, b=b, seed=seed),
         "mde": mde(float(np.mean((a - c) ** 2)), len(common), ALPHA),
+        "equivalence_p": None if margin is None else tost_p(a - c, margin),
         **flips,
     }  # fmt: skip
 
@@ -334,7 +338,7 @@ def _first(frame: pd.DataFrame, col: str):
 
 def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: int) -> pd.DataFrame:
     chosen = select_configs(summary)
-    items = item_scores(records, "test")
+    items, val_items = item_scores(records, "test"), item_scores(records, "val")
     rows = []
     for pick in chosen.itertuples():
         mine = (summary.run_id == pick.run_id) & (summary.model == pick.model) & (summary.task == pick.task)
@@ -371,7 +375,7 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
             "uplift_baseline_score": None,
             "uplift_p": None,
             "uplift_mde": None,
-            **_procedure_cells(records, summary, pick, items, b, seed),
+            **_procedure_cells(summary, pick, val_items, items, b, seed),
         }
         if len(sel) and len(base):
             a = items[(pick.run_id, pick.model, pick.task, pick.config_id)]
@@ -392,16 +396,15 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
     return out
 
 
-def _procedure_cells(records: pd.DataFrame, summary: pd.DataFrame, pick, test_items: dict, b: int, seed: int) -> dict:
-    """The whole-procedure interval of one ceiling chosen on val among two or more candidates."""
+def _procedure_cells(summary: pd.DataFrame, pick, val_items: dict, test_items: dict, b: int, seed: int) -> dict:
+    """The whole-procedure interval of one ceiling chosen on val among two or more candidates
+    (`val_items`, `test_items`: item_scores of the split)."""
     none = {"ceiling_procedure_ci_low": None, "ceiling_procedure_ci_high": None}
     if pick.selected_on != "val" or pick.candidates < 2:
         return none
     mine = summary[(summary.run_id == pick.run_id) & (summary.model == pick.model) & (summary.task == pick.task)]
     val = mine[(mine.split == "val") & (mine.n > 0)]
     full = _by_cost(val[val["n_items"] == val["n_items"].max()])
-    here = records[(records.run_id == pick.run_id) & (records.model == pick.model) & (records.task == pick.task)]
-    val_items = item_scores(here, "val")
     keys = [(pick.run_id, pick.model, pick.task, c) for c in full.config_id]
     if not all(k in val_items and k in test_items for k in keys):
         return none
@@ -424,7 +427,7 @@ def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: i
                 sa, sb = items.get((run_id, model_a, task, ca)), items.get((run_id, model_b, task, cb))
                 if sa is None or sb is None:
                     continue
-                pr = paired(sa, sb, b, seed)
+                pr = paired(sa, sb, b, seed, margin=margin)
                 if pr["n"] == 0:
                     continue
                 on = None
@@ -437,15 +440,10 @@ def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: i
                         "score_b": pr["score_b"], "diff": pr["diff"], "ci_low": pr["ci_low"],
                         "ci_high": pr["ci_high"], "p": pr["p"], "selected_on": on, "mde": pr["mde"],
                         **{k: pr[k] for k in ("only_a", "only_b", "both", "neither")},
-                        "equivalence_p": None if margin is None else tost_p(_common_diff(sa, sb), margin),
+                        "equivalence_p": pr["equivalence_p"],
                     }
                 )  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def _common_diff(sa: pd.Series, sb: pd.Series) -> np.ndarray:
-    common = sa.index.intersection(sb.index)
-    return sa.loc[common].to_numpy(dtype=float) - sb.loc[common].to_numpy(dtype=float)
 
 
 def _equivalence(outcome: str | None, p: float | None, n: int) -> str | None:
