@@ -281,7 +281,8 @@ def power(
     for name, value, low_open in (("accuracy", accuracy, True), ("alpha", alpha, True), ("power", power, True),
                                   ("discordance", discordance, False), ("difference", difference, True)):  # fmt: skip
         if value is not None and not (0 < value < 1 if low_open else 0 <= value <= 1):
-            raise UserError(f"power: {name} must be a share between 0 and 1 (e.g. 0.05 for 5 points), not {value}.")
+            what = "a probability" if name in ("alpha", "power") else "a share (0.05 for 5 points)"
+            raise UserError(f"power: {name} must be {what} between 0 and 1, not {value}.")
     if task is not None:
         if items is not None:
             raise UserError("power: give the items or a task whose split gives them, not both.")

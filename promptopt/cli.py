@@ -593,6 +593,9 @@ def power_cmd(
     for name, value in (("--accuracy", accuracy), ("--difference", difference), ("--discordance", discordance)):
         if value is not None and not 0 < value <= 100:
             raise UserError(f"{name} is in percent (points), between 0 and 100, not {value:g}.")
+    if difference is not None and discordance is not None and discordance < difference:
+        raise UserError(f"--difference {difference:g} needs the configs to disagree on at least {difference:g}% of the "
+                        f"items; --discordance is {discordance:g}.")  # fmt: skip
     found = promptopt.power(
         items, task=task, split=split, difference=None if difference is None else difference / 100,
         accuracy=accuracy / 100, discordance=None if discordance is None else discordance / 100, alpha=alpha,

@@ -205,3 +205,23 @@ def test_an_api_key_appears_in_no_file_or_log_after_run_compile_and_report(medqa
     if where == "environment":
         rows = json.loads(outputs[-1].stdout)["rows"]
         assert rows and all(r["error_rate"] == 0 for r in rows)
+
+
+def test_power_answers_in_points_and_refuses_bad_values_in_one_sentence():
+    good, *bad = cli_many(
+        ["power", "--difference", "5", "--discordance", "20"],
+        ["power"], ["power", "--items", "0"], ["power", "--accuracy", "150"], ["power", "--items", "40", "--alpha", "2"],
+        ["power", "--difference", "30", "--discordance", "10"], ["power", "--task", "medqa", "--split", "dev"],
+    )  # fmt: skip
+    # Connor's formula by hand: (1.96 sqrt(.2) + 0.8416 sqrt(.2 - .05^2))^2 / .05^2 = 625.5
+    assert good.returncode == 0 and "needs 626 items per config" in good.stdout
+    messages = [
+        "power needs items (or a task) to say what they detect, or a difference to say what it needs.",
+        "power: items must be at least 1, not 0.",
+        "--accuracy is in percent (points), between 0 and 100, not 150.",
+        "power: alpha must be a probability between 0 and 1, not 2.0.",
+        "--difference 30 needs the configs to disagree on at least 30% of the items; --discordance is 10.",
+        "power: split 'dev' is not one of train, val, test.",
+    ]
+    for done, message in zip(bad, messages, strict=True):
+        _one_sentence(done, message)
