@@ -10,6 +10,8 @@ from promptopt.signatures import as_text, signature_for
 class ChainOfThought(dspy.Module):
     """DSPy ChainOfThought: a reasoning field before the answer."""
 
+    sees_images = True  # image inputs reach the model as image parts of the message
+
     def __init__(self, task):
         super().__init__()
         self.answer_type = task.answer_type

@@ -18,12 +18,19 @@ import json
 import dspy
 
 from promptopt.embed import as_saved, embedder_from_state, make_embedder, nearest, pack, unpack
+from promptopt.images import is_image_field, portable
 from promptopt.registry import ANY, strategy
 from promptopt.signatures import as_text, signature_for
 
 
 def _text(inputs: dict) -> str:
-    return "\n".join(str(v) for v in as_text(inputs).values())
+    """What neighbours are found by: the text inputs (an image is not text)."""
+    return "\n".join(str(v) for v in as_text({k: v for k, v in inputs.items() if not is_image_field(k)}).values())
+
+
+def _saved(inputs: dict) -> dict:
+    """A pool example's inputs as the saved program keeps them: options as text, images as data URLs."""
+    return {k: portable(inputs[k]) if is_image_field(k) else v for k, v in as_text(inputs).items()}
 
 
 @strategy(
@@ -38,6 +45,8 @@ def _text(inputs: dict) -> str:
 )
 class KNNFewShot(dspy.Module):
     """k nearest training examples (with self-generated reasoning) as demos for chain-of-thought."""
+
+    sees_images = True  # image inputs reach the model as image parts of the message
 
     compilable = False  # its demos are chosen per question
 
@@ -68,7 +77,7 @@ class KNNFewShot(dspy.Module):
                     continue  # the model got it wrong (or could not answer): no demo from it
             else:
                 reasoning = None
-            pool.append({"id": ex.id, "inputs": as_text(ex.inputs), "answer": ex.gold, "reasoning": reasoning})
+            pool.append({"id": ex.id, "inputs": _saved(ex.inputs), "answer": ex.gold, "reasoning": reasoning})
         self.pool = pool
         self.embedder.fit([_text(p["inputs"]) for p in pool])
         self.index = as_saved(self.embedder.embed([_text(p["inputs"]) for p in pool]))
@@ -90,7 +99,7 @@ class KNNFewShot(dspy.Module):
         picked = self.neighbours(inputs)
         demos = []
         for p in picked:
-            demo = dict(p["inputs"], answer=self.written(p["answer"]))
+            demo = dict(as_text(p["inputs"]), answer=self.written(p["answer"]))
             if p["reasoning"]:
                 demo["reasoning"] = p["reasoning"]
             demos.append(dspy.Example(**demo))

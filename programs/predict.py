@@ -10,6 +10,8 @@ from promptopt.signatures import as_text, signature_for
 class Predict(dspy.Module):
     """DSPy Predict: the task's signature answered in one step."""
 
+    sees_images = True  # image inputs reach the model as image parts of the message
+
     def __init__(self, task):
         super().__init__()
         self.answer_type = task.answer_type

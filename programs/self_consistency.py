@@ -23,6 +23,8 @@ from promptopt.signatures import as_text, ask, signature_for, vote
 class SelfConsistency(dspy.Module):
     """n chain-of-thought samples at temperature > 0; plurality vote over parsed answers."""
 
+    sees_images = True  # image inputs reach the model as image parts of the message
+
     def __init__(self, task, n: int = 5, temperature: float = 0.7):
         super().__init__()
         if n < 1 or temperature <= 0:

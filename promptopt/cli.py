@@ -519,8 +519,9 @@ def tasks_show(
     import yaml
 
     from promptopt.hygiene import check
+    from promptopt.images import refs_in
     from promptopt.registry import get_strategy
-    from promptopt.tasks import load_task
+    from promptopt.tasks import image_overlap, load_task
 
     task = load_task(name, tasks_dir, programs_dir)
     typer.echo(f"# {task.path}")
@@ -533,10 +534,18 @@ def tasks_show(
         f"hygiene: {len(report.overlapping_test_ids)} test examples overlap train/val; "
         + ", ".join(f"{n} repeated questions in {s}" for s, n in report.repeated_questions.items())
     )
+    shared = image_overlap(task)
+    if shared:
+        typer.echo(
+            f"images: {shared['in_other_source_items']} of {shared['test_images']} test images are also shown by "
+            f"the source's other items; train shows {shared['in_train']} of them, val {shared['in_val']}"
+        )
     render = sys.modules[get_strategy("baseline").module.__module__].render
     for ex in task.examples("test", 3):
         typer.echo(f"\n--- test example {ex.id} (gold: {ex.gold}) ---")
         typer.echo(render(task.spec.baseline.instructions, ex.inputs))
+        for ref in refs_in(ex.inputs):
+            typer.echo(f"[image {ref.path or ref.name}]")
 
 
 @tasks_app.command("validate")

@@ -23,6 +23,7 @@ from typing import Any
 from promptopt import __version__
 from promptopt.config import Config
 from promptopt.errors import UserError
+from promptopt.images import image_refs
 from promptopt.models import Model, build_lm, redact_url, resolve_model, with_endpoint
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy
@@ -128,6 +129,8 @@ class LoadedProgram:
             )
         if isinstance(inputs.get("options"), list | tuple):
             inputs["options"] = {chr(ord("A") + i): str(o) for i, o in enumerate(inputs["options"])}
+        for name in self.task.image_fields:  # a path, bytes, a dspy.Image or PIL image: an image as the task holds one
+            inputs[name] = image_refs(inputs[name], Path.cwd(), f"Input {name!r}", many=name.endswith("images"))
         self.bind()
         with dspy.context(lm=self.lm, adapter=self.adapter):
             return self.module(**inputs)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from promptopt.errors import UserError
+from promptopt.images import digests, refs_in
 
 NEAR_JACCARD = 0.7
 _PERMS, _BANDS = 128, 32  # 32 bands of 4 rows: a pair at Jaccard 0.7 becomes a candidate with p > 0.999
@@ -149,7 +150,10 @@ def _texts(inputs: dict[str, Any]) -> tuple[str, str]:
     """
     keyed, shown = [], []
     for value in inputs.values():
-        if isinstance(value, dict):
+        images = refs_in({"": value})
+        if images:  # an image is the same image only by content: its digest joins the exact key only
+            keyed.extend(f"image{ref.digest}" for ref in images)
+        elif isinstance(value, dict):
             options = [_words(str(v)) for v in value.values()]
             keyed.extend(sorted(options))
             shown.extend(options)
@@ -166,7 +170,7 @@ def example_text(inputs: dict[str, Any]) -> str:
 
 def _numbers(inputs: dict[str, Any]) -> list[str]:
     """Numbers stated outside the options, written out ones included (as digits)."""
-    text = " ".join(str(v) for k, v in inputs.items() if k != "options").lower()
+    text = " ".join(str(v) for k, v in inputs.items() if k != "options" and not refs_in({k: v})).lower()
     words = _as_digits(re.findall(r"[a-z]+|\d+(?:\.\d+)?", text))
     return sorted(w for w in words if w[0].isdigit())
 
@@ -227,7 +231,9 @@ def find_overlaps(splits: dict[str, list], threshold: float = NEAR_JACCARD) -> l
         for j in exact.get(key, ()):
             pairs[(i, j)] = 1.0
     for i, j, sim in near_duplicates(list(test_text), list(pool_text), threshold):
-        if _numbers(test[i].inputs) == _numbers(pool[j][1].inputs):
+        # a near copy of the wording asks about the same numbers, and about the same images
+        same_images = digests(test[i].inputs) == digests(pool[j][1].inputs)
+        if same_images and _numbers(test[i].inputs) == _numbers(pool[j][1].inputs):
             pairs.setdefault((i, j), min(round(sim, 3), 0.999))  # 1.0 means an exact copy
     return [
         Overlap(test_id=test[i].id, pool_split=pool[j][0], pool_id=pool[j][1].id, similarity=sim)

@@ -163,6 +163,24 @@ def _missing_keys(model: Model) -> list[str]:
     return [] if env.get("keys_in_environment") else [k for k in env.get("missing_keys", []) if "KEY" in k]
 
 
+def check_vision(model: Model, task: str) -> None:
+    """Refuse, before any call, a model that cannot be shown an image task's images: the embedded
+    model and any model called through the text-completions API, and a model LiteLLM's table lists
+    without vision. A model the table does not know (a local server's) is asked as it is."""
+    how = ("use a vision model: a hosted one LiteLLM lists with vision (e.g. openai/gpt-4o-mini) or an "
+           "OpenAI-compatible server that takes images (llama-server with --mmproj, vLLM) via --api-base")
+    if model.is_local or model.call_style == "text":
+        raise UserError(f"Task {task} shows images and model {model.name} reads text only; {how}.")
+    import litellm
+
+    try:
+        info = litellm.get_model_info(model.litellm_model)
+    except Exception:
+        return  # not in the table: a server of the user's own, which says itself if it takes no images
+    if not info.get("supports_vision"):
+        raise UserError(f"Task {task} shows images and LiteLLM lists model {model.name} without vision; {how}.")
+
+
 def check_credentials(model: Model) -> None:
     """Fail before any call when a hosted model's API key is not in the environment."""
     if model.api_base or model.is_local:
@@ -409,11 +427,19 @@ def sent_request(entry: dict) -> dict:
         out = []
         for m in messages:
             content = m.get("content")
-            if isinstance(content, list):  # multi-part content: its text parts
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            if isinstance(content, list):  # multi-part content: its texts, each image as its digest
+                content = "".join(_part_text(p) for p in content if isinstance(p, dict))
             out.append({"role": m.get("role"), "content": content})
         return {"messages": out, "reply": reply[0] if len(reply) == 1 else reply}
     return {"prompt": entry.get("prompt"), "reply": reply[0] if len(reply) == 1 else reply}
+
+
+def _part_text(part: dict) -> str:
+    if part.get("type") == "image_url":
+        from promptopt.images import placeholder
+
+        return "\n" + placeholder((part.get("image_url") or {}).get("url", "")) + "\n"
+    return part.get("text", "")
 
 
 def with_endpoint(model: Model, api_base: str) -> Model:

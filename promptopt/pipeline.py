@@ -22,6 +22,7 @@ import pandas as pd
 
 from promptopt import __version__
 from promptopt.errors import UserError
+from promptopt.images import digests
 from promptopt.models import Model, build_lm, resolve_model
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy
@@ -361,11 +362,13 @@ def save_program(program, bench: Bench, config) -> Path:
 
 
 def task_digest(task) -> str:
-    """What the program was compiled and scored on: every split's ids and gold answers."""
+    """What the program was compiled and scored on: every split's ids and gold answers, and the
+    content digests of the items' images (so a changed image changes it)."""
     h = hashlib.sha1()
     for split in ("train", "val", "test"):
         for ex in task.examples(split):
-            h.update(f"{split}\t{ex.id}\t{ex.gold}\n".encode())
+            shown = "".join(f"\t{d}" for d in digests(ex.inputs))
+            h.update(f"{split}\t{ex.id}\t{ex.gold}{shown}\n".encode())
     return h.hexdigest()
 
 

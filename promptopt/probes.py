@@ -15,13 +15,19 @@ train or val pool, and the usual gold and overlap checks run on them like on any
 - `shuffle:m=3` (TASK~shuffle): the item under m seeded option orders (gold remapped);
   consistency is the share of items answered with the same option text under every order,
   the original order included.
+- `no_image` (TASK~noimage, tasks with images): the same question with its images withheld; the
+  report gives the blind score beside the imaged one and the share of it a model keeps blind.
+- `organ_pair` (TASK~organ, tasks with images and an `organ` label): ProbMed's procedural pair,
+  "is this an image of the <its organ>?" (yes) and "... of the <another organ>?" (no), on the
+  item's own image; a pair counts only when both are right.
 - `language`: no new items. Tasks that declare `language: {group: G, code: C}` in their YAML are
   the same items in other languages (same ids, same gold); the report pairs them.
 
 The robust score of a config counts an item only when it is right on the item and on each of
 its probes that ran (both halves of a negation pair, none-of-the-above, every shuffled order,
-every other language). `partial` is reported but not part of it: being right from less of the
-case is a shortcut worth knowing, not a condition of knowing the answer.
+every other language, both halves of an organ pair). `partial` and `no_image` are reported but
+not part of it: being right from less of the case, or without the image, is a shortcut worth
+knowing, not a condition of knowing the answer (a blind yes/no guess is right half the time).
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from promptopt.errors import UserError
 
 SEP = "~"
 NOTA_TEXT = "None of the other options"
-PROBES = ("negation", "partial", "none_of_the_above", "shuffle", "language")
+PROBES = ("negation", "partial", "none_of_the_above", "shuffle", "language", "no_image", "organ_pair")
+IMAGE_PROBES = ("no_image", "organ_pair")  # of tasks whose items have images; the others of multiple-choice tasks
 DEFAULT_PARTIAL = (20, 50)
 DEFAULT_SHUFFLES = 3
 NEGATION_INSTRUCTIONS = (
@@ -61,7 +68,8 @@ class Probe:
         if self.name == "shuffle":
             same = (self.m, self.seed) == (DEFAULT_SHUFFLES, 0)
             return ["shuffle" if same else f"shuffle-m={self.m}_seed={self.seed}"]
-        return {"negation": ["negation"], "none_of_the_above": ["nota"]}.get(self.name, [])
+        return {"negation": ["negation"], "none_of_the_above": ["nota"], "no_image": ["noimage"],
+                "organ_pair": ["organ"]}.get(self.name, [])  # fmt: skip
 
 
 def parse_probe(text: str) -> Probe:
@@ -141,10 +149,49 @@ def shuffle_items(ex, m: int, seed: int = 0) -> list:
     return out
 
 
-def transform(probe: Probe, suffix: str) -> Callable:
+def no_image_items(ex) -> list:
+    """The same question with its images withheld: what the model scores blind."""
+    from promptopt.images import is_image_field
+
+    inputs = {k: v for k, v in ex.inputs.items() if not is_image_field(k)}
+    return [type(ex)(id=f"{ex.id}{SEP}noimage", inputs=inputs, gold=ex.gold)]
+
+
+def organ_name(label: str) -> str:
+    """An organ label as a question names it (VQA-RAD's ABD is the abdomen)."""
+    return ORGAN_NAMES.get(label.strip().upper(), label.strip().lower())
+
+
+ORGAN_NAMES = {"ABD": "abdomen", "CHEST": "chest", "HEAD": "head"}
+ORGAN_QUESTION = "Is this an image of the {organ}?"
+ORGAN_INSTRUCTIONS = "Look at the radiology image and answer the question about it with one word: yes or no."
+
+
+def organ_items(ex, organs: list[str]) -> list:
+    """ProbMed's procedural pair: "is this an image of the <its organ>?" (yes) and of another organ
+    of the task, chosen by seed (no); a pair counts only when both are right."""
+    own = ex.labels.get("organ")
+    others = [o for o in organs if o != own]
+    if not own or not others:
+        return []
+    wrong = _rng("organ", ex.id).choice(others)
+    images = {k: v for k, v in ex.inputs.items() if k != "question"}
+
+    def item(half: str, organ: str, gold: str):
+        inputs = {**images, "question": ORGAN_QUESTION.format(organ=organ_name(organ))}
+        return type(ex)(id=f"{ex.id}{SEP}{half}", inputs=inputs, gold=gold, labels=ex.labels)
+
+    return [item("yes", own, "yes"), item("no", wrong, "no")]
+
+
+def transform(probe: Probe, suffix: str, organs: list[str] | None = None) -> Callable:
     """The function from one source item to its probe items, for the derived task TASK~suffix."""
     if probe.name == "negation":
         return negation_items
+    if probe.name == "no_image":
+        return no_image_items
+    if probe.name == "organ_pair":
+        return lambda ex: organ_items(ex, organs or [])
     if probe.name == "partial":
         return lambda ex: partial_items(ex, int(suffix.removeprefix("partial")))
     if probe.name == "none_of_the_above":
@@ -152,7 +199,9 @@ def transform(probe: Probe, suffix: str) -> Callable:
     return lambda ex: shuffle_items(ex, probe.m, probe.seed)
 
 
-SUFFIX_PROBE = {"negation": "negation", "nota": "none_of_the_above", "shuffle": "shuffle"}
+SUFFIX_PROBE = {"negation": "negation", "nota": "none_of_the_above", "shuffle": "shuffle", "noimage": "no_image",
+                "organ": "organ_pair"}  # fmt: skip
+PAIRED = ("negation", "organ")  # suffixes whose two items per source count as one pair (both right)
 
 
 def probe_of_suffix(suffix: str) -> Probe:
@@ -161,6 +210,6 @@ def probe_of_suffix(suffix: str) -> Probe:
         return Probe("partial", k=(int(suffix.removeprefix("partial")),))
     name, _, knobs = suffix.partition("-")
     if name not in SUFFIX_PROBE:
-        valid = "negation, nota, shuffle, partialK (e.g. partial20)"
+        valid = "negation, nota, shuffle, partialK (e.g. partial20), noimage, organ"
         raise UserError(f"Unknown probe task suffix {suffix!r}; valid suffixes after {SEP}: {valid}.")
     return parse_probe(SUFFIX_PROBE[name] + (":" + knobs.replace("_", ",") if knobs else ""))

@@ -105,6 +105,7 @@ class Strategy:
     # "prompt_logprobs" (log-probabilities of given text), checked before any task call
     needs: frozenset[str] = frozenset()
     uses_corpus: bool = False  # reads passages from the task's corpus (or --corpus)
+    sees_images: bool = False  # passes a task's image inputs to the model (else an image task is refused)
 
     def check_knobs(self, knobs: dict[str, Any]) -> None:
         own = {k: v for k, v in knobs.items() if k not in COMMON_KNOBS}
@@ -129,6 +130,12 @@ class Strategy:
             raise UserError(
                 f"Strategy {self.name!r} cannot serve task {task.name!r}: it supports answer types "
                 f"{', '.join(sorted(self.answer_types))}, the task's is {task.spec.answer.type}."
+            )
+        if task.image_fields and not self.sees_images:
+            able = ", ".join(sorted(n for n, s in STRATEGIES.load().items() if s.sees_images))
+            raise UserError(
+                f"Strategy {self.name!r} cannot serve task {task.name!r}: the task's items have images "
+                f"({', '.join(task.image_fields)}) and it sends text only; strategies that send images: {able}."
             )
         own = {k: v for k, v in knobs.items() if k not in COMMON_KNOBS}  # the engine applies those to the LM
         try:
@@ -180,7 +187,8 @@ def strategy(
     a function of the knobs where a knob decides), `demos_knob` (the knob holding its own demos
     per prompt), `compilable` (class attribute, default True: it has predictors an optimizer can
     tune), `prepares` (the class has `fit_pool`: it learns from a training pool first) and
-    `shuffles_options` (its votes were cast under shuffled option orders) and `prep_calls`
+    `shuffles_options` (its votes were cast under shuffled option orders), `sees_images` (class
+    attribute: it sends a task's image inputs to the model) and `prep_calls`
     (knobs, train size -> LM calls its preparation makes, for estimates), `needs` (what the
     endpoint must return: "logprobs", "prompt_logprobs") and `uses_corpus` (class attribute: it
     retrieves from the task's corpus, given to it by `use_corpus`). What a prediction
@@ -200,6 +208,7 @@ def strategy(
                 compilable=getattr(cls, "compilable", True), demos_knob=demos_knob,
                 prepares=hasattr(cls, "fit_pool"), shuffles_options=shuffles_options, prep_calls=prep_calls,
                 needs=frozenset(needs), uses_corpus=hasattr(cls, "use_corpus"),
+                sees_images=getattr(cls, "sees_images", False),
             ),
             cls.__module__,
         )  # fmt: skip

@@ -350,7 +350,7 @@ def _leaderboards_sections(report: Report) -> list[Section]:
                     for r in board
                 ],
                 ("Robust ceiling = the ceiling config's test items counted only when also right on every probe "
-                 "that ran (partial aside); robust choice = the config the robust score picks on val, and its "
+                 "that ran (partial and noimage aside); robust choice = the config the robust score picks on val, and its "
                  "robust test score. " if robust else "") + "Ceiling = test score of the config chosen on val among the configs scored on all of val (on test "
                 "only when no val was scored: then it is optimistic too); its interval is the chosen config's own. "
                 "Selection included = the ceiling's 95% interval over the whole procedure: val and test items "
@@ -585,10 +585,12 @@ def _open_ended_sections(report: Report) -> list[Section]:
 
 def _robustness_sections(report: Report) -> list[Section]:
     def extra(r) -> str:
-        if r.probe == "negation":
+        if r.probe in ("negation", "organ"):
             return f"yes-half {_pct(r.yes_score)}, no-half {_pct(r.no_score)}; pair = both right"
         if r.probe.startswith("partial"):
             return f"{_pct(r.retained)}% of the full-case score retained"
+        if r.probe == "noimage":
+            return f"{_pct(r.retained)}% of the imaged score reached blind"
         if r.consistency is not None:
             what = "same option text under all orders" if r.probe.startswith("shuffle") else "same letter in both languages"
             return f"{_ci(r.consistency, r.consistency_ci_low, r.consistency_ci_high)} {what} ({r.orders} versions)"
@@ -607,7 +609,9 @@ def _robustness_sections(report: Report) -> list[Section]:
         "probed score counts a pair only when both are right; partialK: the stem cut to its first K% of words; "
         "nota: the correct option replaced by 'None of the other options'; shuffle: mean score under the "
         "shuffled orders, consistency with the original order included; language:C: the same cases in "
-        "language C against the first language of the group. Paired bootstrap over the source items.",
+        "language C against the first language of the group; noimage: the question without its image; organ: "
+        "'is this an image of the <its organ>?' and of another organ, a pair counts when both are right. Paired "
+        "bootstrap over the source items.",
     )
 
 

@@ -483,6 +483,7 @@ class Extras(_Row):
     stages: list[dict[str, Any]] | None = None  # multi_agent: every stage's output, in order
     recall: float | None = None  # retrieve: share of the item's gold passages among the retrieved ones
     reasoning_effort: str | None = None  # the config's reasoning effort, for reasoning models
+    images: list[str] | None = None  # the content digests of the item's images, as asked (a changed image is re-asked)
 
     @classmethod
     def of(cls, prediction: Any, declared: Any, knobs: dict[str, Any]) -> Extras:

@@ -16,7 +16,7 @@ from pathlib import Path
 from promptopt.config import parse_config
 from promptopt.errors import UserError
 from promptopt.judge import DEFAULT_MIN_KAPPA
-from promptopt.models import Model, check_credentials, redact_url, resolve_model
+from promptopt.models import Model, check_credentials, check_vision, redact_url, resolve_model
 from promptopt.options import BY_NAME, DEFAULT_LIMIT, DEFAULT_MODEL, DEFAULT_STRATEGIES, DEFAULT_TASK, OPTIONS  # noqa: F401
 from promptopt.registry import get_strategy
 from promptopt.tasks import check_gold, load_task
@@ -127,6 +127,9 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
             check_model(model, strat.needs, strat.name)
             if cfg.knobs.get("reasoning_effort"):
                 check_reasoning_effort(model, cfg.id)
+    for task in (t for t in tasks if t.image_fields):
+        for model in models:
+            check_vision(model, task.name)
     from promptopt.hygiene import enforce
 
     for task in tasks:
@@ -175,7 +178,7 @@ def plan_tasks(plan: RunPlan) -> list:
     """The plan's tasks, each followed by the probe tasks its probes make (--probe, and the ones
     its YAML declares): medqa with negation adds medqa~negation. The language probe adds no task;
     it needs another language of the task's group among the plan's tasks."""
-    from promptopt.probes import parse_probe
+    from promptopt.probes import IMAGE_PROBES, parse_probe
     from promptopt.tasks import available_tasks, load_task_file, probe_task
 
     asked = [parse_probe(p) for p in plan.probes]
@@ -187,12 +190,13 @@ def plan_tasks(plan: RunPlan) -> list:
             if t.name not in names:
                 names.add(t.name)
                 out.append(t)
-    transformable = [p for p in asked if p.name != "language"]
-    if transformable and not any(t.spec.answer.type == "multiple_choice" for t in given):
-        raise UserError(
-            f"The {transformable[0].name} probe transforms multiple-choice tasks, and none of the tasks given is one "
-            f"({', '.join(t.name for t in given)})."
-        )
+    for probe in (p for p in asked if p.name != "language"):
+        if not any(_applies(probe, t) for t in given):
+            kind = "tasks with images" if probe.name in IMAGE_PROBES else "multiple-choice tasks"
+            raise UserError(
+                f"The {probe.name} probe transforms {kind}, and none of the tasks given is one "
+                f"({', '.join(t.name for t in given)})."
+            )
     for task in given:
         if not any(p.name == "language" for p in asked + [parse_probe(p) for p in task.spec.probes]):
             continue
@@ -217,14 +221,23 @@ def plan_tasks(plan: RunPlan) -> list:
 
 
 def _probed(task, probes, probe_task, declared=()) -> list:
-    """The probe tasks of `task`: a --probe skips a task it cannot transform (not multiple choice),
+    """The probe tasks of `task`: a --probe skips a task it cannot transform (not multiple choice, no images),
     a probe the task's own YAML declares never does."""
     out = []
     for p in probes:
-        if p.name == "language" or (task.spec.answer.type != "multiple_choice" and p not in declared):
+        if p.name == "language" or (not _applies(p, task) and p not in declared):
             continue
         out += [probe_task(task, suffix) for suffix in p.task_suffixes]
     return out
+
+
+def _applies(probe, task) -> bool:
+    from promptopt.probes import IMAGE_PROBES
+
+    """Image probes transform tasks with images, the others multiple-choice tasks."""
+    if probe.name in IMAGE_PROBES:
+        return bool(task.image_fields) and (probe.name != "organ_pair" or "organ" in task.spec.labels)
+    return task.spec.answer.type == "multiple_choice"
 
 
 def judge_models(plan: RunPlan, task) -> list[Model]:

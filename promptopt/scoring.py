@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from promptopt.config import Config
 from promptopt.errors import UserError
+from promptopt.images import digests
 from promptopt.models import CallLog, Model, current_log, fatal_reason, lm_for
 from promptopt.models import short_error as _short
 from promptopt.results import Extras
@@ -148,6 +149,8 @@ def measured(task: Task, answer: str | None, example: Example, panel=None) -> tu
         extras["language"] = {"group": task.spec.language.group, "code": task.spec.language.code}
     if verdicts:
         extras["judges"] = [v.to_extras() for v in verdicts]
+    if shown := digests(example.inputs):
+        extras["images"] = shown
     return score, extras
 
 
@@ -221,6 +224,9 @@ def evaluate(
     judges=None,  # the task's promptopt.judge.Panel, when it is judged
 ) -> None:
     lm = lm_for(lm, config.knobs)  # a reasoning model's effort, when the config sets one
+    if task.image_fields:  # an item whose image changed since it was answered is asked again, alone
+        now = {ex.id: digests(ex.inputs) for ex in examples}
+        store.drop_changed_images(run_id, model.identity, task.name, config.id, split, now)
     done = store.done_keys(run_id, model.identity, task.name, config.id, split)
     todo = [ex for ex in examples if ex.id not in done]
     # an answer whose judge call failed is kept and judged again here: its task call is not repeated

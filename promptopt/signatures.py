@@ -8,6 +8,7 @@ from typing import Any
 import dspy
 
 from promptopt.answers import format_options
+from promptopt.images import as_dspy, is_image_field
 
 
 def signature_for(task, instructions: str | None = None) -> type[dspy.Signature]:
@@ -15,7 +16,8 @@ def signature_for(task, instructions: str | None = None) -> type[dspy.Signature]
     fields: dict[str, Any] = {}
     for name in task.input_fields:
         desc = "lettered options, one per line" if name == "options" else ""
-        fields[name] = (str, dspy.InputField(desc=desc))
+        kind = (list[dspy.Image] if name.endswith("images") else dspy.Image) if is_image_field(name) else str
+        fields[name] = (kind, dspy.InputField(desc=desc))
     fields["answer"] = (str, dspy.OutputField(desc=task.answer_type.describe({})))
     return dspy.Signature(fields, (instructions or task.spec.baseline.instructions).strip())
 
@@ -25,7 +27,7 @@ def plain_prompt(instructions: str, inputs: dict, cue: str = "Answer:", skip: tu
     lettered lines), then the cue. `skip` leaves inputs out (a cloze prompt shows no options)."""
     lines = [instructions.strip(), ""] if instructions.strip() else []
     for name, value in inputs.items():
-        if name in skip:
+        if name in skip or is_image_field(name):  # images go beside the text (`images.message_content`)
             continue
         if name == "options":
             lines.append(format_options(value) if isinstance(value, dict) else str(value))
@@ -36,8 +38,11 @@ def plain_prompt(instructions: str, inputs: dict, cue: str = "Answer:", skip: tu
 
 
 def as_text(inputs: dict) -> dict:
-    """Inputs as DSPy sees them: options rendered as lettered lines."""
-    return {k: format_options(v) if k == "options" and isinstance(v, dict) else v for k, v in inputs.items()}
+    """Inputs as DSPy sees them: options rendered as lettered lines, images as `dspy.Image`."""
+    return {
+        k: format_options(v) if k == "options" and isinstance(v, dict) else as_dspy(v) if is_image_field(k) else v
+        for k, v in inputs.items()
+    }
 
 
 def vote(answers: list[str | None]) -> str | None:

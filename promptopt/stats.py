@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from promptopt.detectable import mde
+from promptopt.probes import PAIRED
 
 Z95 = 1.959963984540054
 ALPHA = 0.05
@@ -1094,7 +1095,7 @@ def robustness(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.Data
 
 def _probe_row(suffix: str, g: pd.DataFrame, s: pd.DataFrame, src: pd.Series, b: int, seed: int) -> dict | None:
     by_source = g.groupby("source")
-    if suffix == "negation":
+    if suffix in PAIRED:  # negation, organ: a pair counts when both halves are right
         halves = g.assign(half=g["example_id"].str.rsplit("~", n=1).str[-1])
         pair = halves.groupby("source").filter(lambda x: len(x) == 2).groupby("source")["score"].min()
         common = pair.index.intersection(src.index)
@@ -1118,7 +1119,7 @@ def _probe_row(suffix: str, g: pd.DataFrame, s: pd.DataFrame, src: pd.Series, b:
         common = one.index.intersection(src.index)
         found = paired(one.loc[common].astype(float), src, b=b, seed=seed, min_n=MIN_PAIRED)
         extra = {}
-        if suffix.startswith("partial") and found["n"]:
+        if (suffix.startswith("partial") or suffix == "noimage") and found["n"]:
             extra["retained"] = found["score_a"] / found["score_b"] if found["score_b"] else None
     if not found["n"]:
         return None
@@ -1166,12 +1167,29 @@ def _items_per_source(task: str) -> int:
     if suffix is None:
         return 1
     probe = probe_of_suffix(suffix)
-    return 2 if probe.name == "negation" else probe.m if probe.name == "shuffle" else 1
+    return 2 if probe.name in ("negation", "organ_pair") else probe.m if probe.name == "shuffle" else 1
+
+
+def _image_holders(probe: pd.DataFrame, items: pd.DataFrame) -> pd.Series:
+    """An organ pair's records under each item that shows the same image (by the digests in the
+    extras): a pair is asked once per image, held by one item, and speaks for every item showing it."""
+
+    def image(extras) -> str:
+        return " ".join(extras_of(extras).get("images") or [])
+
+    holder = dict(zip(probe["extras"].map(image), probe["source"], strict=True))
+    shown = items.assign(image=items["extras"].map(image))
+    by_holder: dict[str, list[str]] = {}
+    for item, img in zip(shown["example_id"], shown["image"], strict=True):
+        if img in holder:
+            by_holder.setdefault(holder[img], []).append(item)
+    # each pair record repeated under every item of its image (the holder among them)
+    return probe["source"].map(lambda s: by_holder.get(s, [s]))
 
 
 def robust_items(records: pd.DataFrame) -> dict[tuple, pd.Series]:
     """(run, model, source task, config_id, split) -> per source item, 1.0 when the model is right on
-    the item and on each of its probes that ran (partial aside), else 0.0; items with a probe
+    the item and on each of its probes that ran (partial and noimage aside), else 0.0; items with a probe
     record missing or failed are left out."""
     part = _per_source(with_extras(records))
     groups = _language_groups(part)
@@ -1180,7 +1198,7 @@ def robust_items(records: pd.DataFrame) -> dict[tuple, pd.Series]:
     keys = ["run_id", "model", "config_id", "split"]
     for base in sorted(t for t in tasks if "~" not in t):
         linked = [t for t in tasks if t != base and _probe_parts(t)[0] == base
-                  and not str(_probe_parts(t)[1]).startswith("partial")]  # fmt: skip
+                  and not str(_probe_parts(t)[1]).startswith(("partial", "noimage"))]  # fmt: skip
         lang = groups.get(base)
         siblings = [t for t, gc in groups.items() if lang and gc[0] == lang[0] and t != base]
         if not linked and not siblings:
@@ -1194,6 +1212,8 @@ def robust_items(records: pd.DataFrame) -> dict[tuple, pd.Series]:
                 if p.empty:
                     right = right.where(pd.Series(False, index=right.index))
                     continue
+                if _probe_parts(t)[1] == "organ":  # one pair per image: every item showing it is checked by it
+                    p = p.assign(source=_image_holders(p, g)).explode("source")
                 failed = set(p.loc[p["error"].notna(), "source"])
                 # every probe item of a source must be there: one missing (a stopped run) is not a pass
                 short = p.groupby("source").size() < _items_per_source(t)

@@ -289,6 +289,22 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(q)
 
+    def drop_changed_images(self, run_id: str, model: str, task: str, config_id: str, split: str,
+                            current: dict[str, list[str]]) -> list[str]:
+        """Delete the records of examples whose images (content digests, kept in the extras) are not
+        the ones `current` gives now, so that scoring them again asks about the new image; returns
+        their ids. A record that kept no digests (a text task's) is never stale."""
+        where = (records.c.run_id == run_id, records.c.model == model, records.c.task == task,
+                 records.c.config_id == config_id, records.c.split == split)  # fmt: skip
+        q = select(records.c.example_id, records.c.extras).where(*where, records.c.extras.like('%"images"%'))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        stale = sorted({i for i, extras in rows if i in current and json.loads(extras or "{}").get("images") != current[i]})
+        if stale:
+            with self.engine.begin() as conn:
+                conn.execute(records.delete().where(*where, records.c.example_id.in_(stale)))
+        return stale
+
     def replace(self, record: Record) -> None:
         """Put `record` in place of the stored record of the same example, in one transaction."""
         row = asdict(record)

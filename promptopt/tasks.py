@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, mod
 from promptopt import _env  # noqa: F401  (offline settings before `datasets` is imported)
 from promptopt.answers import AnswerType, answer_options, answer_types, parse_options, with_options
 from promptopt.errors import UserError
+from promptopt.images import digests, image_refs, is_image_field
 from promptopt.paths import bundled_dir
 
 SPLITS = ("train", "val", "test")
@@ -67,6 +68,7 @@ class SourceSpec(_Spec):
     columns: list[str] | None = None
     records: str | None = None  # json: path to the rows inside one document, e.g. "exams.*.data"
     encoding: str = "utf-8"  # csv, json, jsonl: the files' text encoding, e.g. latin-1 or cp1252
+    images: str | None = None  # image inputs: the folder their file names are relative to (default: the data's)
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
@@ -140,6 +142,9 @@ class SplitSpec(_Spec):
     val: int | None = None
     test_ids: str | None = None  # a file of test ids: JSON list, JSON object keys, or one per line
     drop_pool_overlap: bool = False  # drop train/val rows that duplicate a test row (see SOURCE.md)
+    # image tasks: train (the demo pool) keeps no row whose image a test item shows, so no demo
+    # shows a test item's own image (VQA-RAD asks several questions of one image, across splits)
+    demos_without_test_images: bool = False
 
 
 class BaselineSpec(_Spec):
@@ -201,6 +206,7 @@ class TaskSpec(_Spec):
     judge: JudgeSpec | None = None
     language: LanguageSpec | None = None
     probes: list[str] = []  # robustness probes every run of this task also scores (promptopt.probes)
+    labels: dict[str, str] = {}  # name -> column kept with each item, never shown (organ: for organ_pair)
     corpus: CorpusSpec | None = None  # passages a retrieval strategy reads (promptopt.corpus)
 
     @model_validator(mode="after")
@@ -243,6 +249,7 @@ class Example:
     id: str
     inputs: dict[str, Any]
     gold: str
+    labels: dict[str, str] = field(default_factory=dict, compare=False)  # the task's `labels:`, never shown
 
 
 @dataclass
@@ -268,6 +275,10 @@ class Task:
     @property
     def input_fields(self) -> list[str]:
         return list(self.spec.inputs)
+
+    @property
+    def image_fields(self) -> list[str]:
+        return [name for name in self.spec.inputs if is_image_field(name)]
 
     def parts(self) -> dict[str, list[Example]]:
         """Rows per source split ("pool" when the source is one set of files)."""
@@ -448,7 +459,26 @@ def _make_splits(task: Task) -> dict[str, list[Example]]:
             kept = [ex for ex in out[s] if (s, ex.id) not in leaked]
             task.dropped[f"{s} rows duplicating test rows"] = len(out[s]) - len(kept)
             out[s] = kept
+    if rule.demos_without_test_images:
+        shown = {d for ex in out["test"] for d in digests(ex.inputs)}
+        kept = [ex for ex in out["train"] if shown.isdisjoint(digests(ex.inputs))]
+        task.dropped["train rows showing a test item's image (no demo shows one)"] = len(out["train"]) - len(kept)
+        out["train"] = kept
     return out
+
+
+def image_overlap(task: Task) -> dict[str, int] | None:
+    """How many test images the other items of the source also show (by content) and how many the
+    train and val splits still show, or None for a task without images. VQA-RAD splits by question,
+    not by image: most of its test images have train questions by design."""
+    test_ids = {ex.id for ex in task.examples("test")}
+    test = {d for ex in task.examples("test") for d in digests(ex.inputs)}
+    if not test:
+        return None
+    others = {d for ex in task.rows() if ex.id not in test_ids for d in digests(ex.inputs)}
+    split = {s: len(test & {d for ex in task.examples(s) for d in digests(ex.inputs)}) for s in ("train", "val")}
+    return {"test_images": len(test), "in_other_source_items": len(test & others),
+            "in_train": split["train"], "in_val": split["val"]}  # fmt: skip
 
 
 def _read_ids(task: Task, name: str) -> set[str]:
@@ -479,7 +509,7 @@ def _data_root(task: Task) -> Path:
 
 
 def _resolve(task: Task, name: str, fld: str) -> Path:
-    base = _data_root(task) if fld == "source.files" else task.path.parent
+    base = _data_root(task) if fld in ("source.files", "source.images") else task.path.parent
     path = (base / name).resolve() if not Path(name).is_absolute() else Path(name)
     if "*" in name:
         return path
@@ -687,11 +717,18 @@ def _one_gold(spec: AnswerSpec, value: Any, options: dict[str, str], keys: dict[
 
 def _example(task: Task, row: dict, default_id: str) -> Example:
     spec = task.spec
+    if isinstance(spec.id, list):
+        ex_id = "/".join(str(_plain(row[c])) for c in spec.id)
+    else:
+        ex_id = str(_plain(row[spec.id])) if spec.id else default_id
     inputs: dict[str, Any] = {}
     keys: dict[str, str] = {}
     for name, m in spec.inputs.items():
         value = row[m] if isinstance(m, str) else None
-        if name == "options" or not isinstance(m, str):
+        if is_image_field(name) and isinstance(m, str):
+            where = f"Task {task.name}, item {ex_id}, column {m}"
+            inputs[name] = image_refs(value, _image_folder(task), where, many=name.endswith("images"))
+        elif name == "options" or not isinstance(m, str):
             inputs[name], keys = _options(value, m, row)
         elif isinstance(value, list):  # paragraphs (PubMedQA contexts)
             inputs[name] = "\n\n".join(str(v) for v in value)
@@ -704,11 +741,18 @@ def _example(task: Task, row: dict, default_id: str) -> Example:
         answers = [_one_gold(gold_spec, a, inputs.get("options", {}), keys) for a in _answers(row[gold_spec.gold])]
         # several answers: exact_text's any-of (a JSON list); `check_gold` refuses them for other types
         gold = answers[0] if len(answers) == 1 else json.dumps(answers) if answers else ""
-    if isinstance(spec.id, list):
-        ex_id = "/".join(str(_plain(row[c])) for c in spec.id)
-    else:
-        ex_id = str(_plain(row[spec.id])) if spec.id else default_id
-    return Example(id=ex_id, inputs=inputs, gold=gold)
+    labels = {name: str(_plain(row[col])) for name, col in spec.labels.items() if not _empty(row.get(col))}
+    return Example(id=ex_id, inputs=inputs, gold=gold, labels=labels)
+
+
+def _image_folder(task: Task) -> Path:
+    """Where an image column's file names are found: `source.images`, else the data files' folder."""
+    src = task.spec.source
+    if src.images:
+        return _resolve(task, src.images, "source.images")
+    files = src.files if not isinstance(src.files, dict) else next(iter(src.files.values()))
+    first = files if isinstance(files, str) else files[0]
+    return (_data_root(task) / first).parent
 
 
 def _content_key(inputs: dict[str, Any]) -> str:
@@ -857,6 +901,8 @@ def probe_task(base: Task, suffix: str) -> Task:
     from promptopt import probes
 
     probe = probes.probe_of_suffix(suffix)
+    if probe.name in probes.IMAGE_PROBES:
+        return _image_probe_task(base, probe, suffix)
     if base.spec.answer.type != "multiple_choice":
         raise UserError(
             f"Task {base.name} has answer type {base.spec.answer.type}; the {probe.name} probe transforms "
@@ -879,6 +925,51 @@ def probe_task(base: Task, suffix: str) -> Task:
     spec = base.spec.model_copy(update=update)
     return Task(spec=spec, path=base.path, answer_types=base.answer_types, derived_from=base,
                 derive=probes.transform(probe, suffix))  # fmt: skip
+
+
+def _image_probe_task(base: Task, probe, suffix: str) -> Task:
+    """TASK~noimage (the questions blind) or TASK~organ (organ pairs on each item's image)."""
+    from promptopt import probes
+
+    if not base.image_fields:
+        raise UserError(
+            f"Task {base.name} has no image inputs; the {probe.name} probe asks about each item's image, so it "
+            "applies to tasks with an image column (inputs: {image: COLUMN})."
+        )
+    update: dict[str, Any] = {"name": f"{base.name}{probes.SEP}{suffix}", "probes": [], "language": None,
+                              "description": f"{base.spec.description.strip()} Probe: {probe.name}."}  # fmt: skip
+    organs: list[str] = []
+    if probe.name == "no_image":
+        update["inputs"] = {k: v for k, v in base.spec.inputs.items() if not is_image_field(k)}
+    else:
+        if "organ" not in base.spec.labels:
+            raise UserError(
+                f"Task {base.name} names no organ label; the organ_pair probe asks whether the image shows the "
+                "item's organ, so the task's YAML needs labels: {organ: COLUMN}."
+            )
+        organs = sorted({ex.labels["organ"] for ex in base.rows() if ex.labels.get("organ")})
+        # one pair per image, held by the first item that shows it, test first: items that share an
+        # image would otherwise ask the same pair twice, across splits too (a test pair in val)
+        holders: dict[str, str] = {}
+        for split in ("test", "val", "train"):
+            for ex in base.splits[split]:
+                holders.setdefault(" ".join(digests(ex.inputs)), ex.id)
+        update |= {
+            "inputs": {**{k: v for k, v in base.spec.inputs.items() if is_image_field(k)}, "question": "question"},
+            "answer": AnswerSpec.model_construct(type="yes_no_maybe", gold="gold", gold_is=None, gold_after=None,
+                                                 options={}),  # fmt: skip
+            "baseline": BaselineSpec(instructions=probes.ORGAN_INSTRUCTIONS),
+        }
+    spec = base.spec.model_copy(update=update)
+    derive = probes.transform(probe, suffix, organs)
+    if probe.name == "organ_pair":
+        derive = _held(derive, holders)
+    return Task(spec=spec, path=base.path, answer_types=base.answer_types, derived_from=base, derive=derive)
+
+
+def _held(derive, holders: dict[str, str]):
+    """`derive`, for the item holding its image's pair only."""
+    return lambda ex: derive(ex) if holders.get(" ".join(digests(ex.inputs))) == ex.id else []
 
 
 def load_task(name: str, extra: list[Path] | None = None, programs_dirs: list[Path] | None = None) -> Task:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from promptopt.images import sent_digests
+
 
 class ScriptedHTTPError(Exception):
     """Raise from `reply` to answer with an HTTP error status instead of a completion."""
@@ -91,6 +93,10 @@ class ScriptedServer:
     # text -> [(token, logprob)] covering the text: what the completions API echoes for it with
     # echo=true (None: echo is refused, as on a chat-only endpoint)
     echo: Callable[[str], list[tuple[str, float]]] | None = None
+    # (prompt, digests of the request's images) -> completion: a vision model's reply, in place
+    # of `reply`; `images` keeps each chat request's image digests (promptopt.images.sent_digests)
+    vision: Callable[[str, list[str]], str] | None = None
+    images: list[list[str]] = field(default_factory=list)
     _httpd: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -126,15 +132,20 @@ class ScriptedServer:
                     prompt = "\n\n".join(_text(m.get("content")) for m in body["messages"])
                 else:
                     prompt = body.get("prompt", "")
+                shown = sent_digests(body)
                 with server._lock:
                     server.calls += 1
                     server.requests.append(body)
                     server.auth.append(self.headers.get("Authorization"))
+                    server.images.append(shown)
                 if "messages" not in body and body.get("echo"):
                     self._echo(body, prompt)
                     return
                 try:
-                    text = server.replies.get(str(body.get("model")), server.reply)(prompt)
+                    if server.vision is not None:
+                        text = server.vision(prompt, shown)
+                    else:
+                        text = server.replies.get(str(body.get("model")), server.reply)(prompt)
                 except ScriptedHTTPError as exc:
                     with server._lock:
                         server.faults[str(exc.status)] = server.faults.get(str(exc.status), 0) + 1

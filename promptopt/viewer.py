@@ -9,7 +9,8 @@ and the report's own SVG plots. Pages, each a URL that can be shared:
   robustness and costs (the report's sections), and every config with links to its examples;
 - ``/run/RUN/examples?model=&task=&config=&split=&show=all|wrong|parse|errors&q=&page=``: one
   config's examples, paged and filtered in SQL (so a 100k-record store stays fast);
-- ``/run/RUN/example/ID``: one record: the prompt as sent, the raw reply, the parsed answer, the
+- ``/run/RUN/image/TASK/DIGEST``: an image a record showed, found by its content digest.
+- ``/run/RUN/example/ID``: one record: its images, the prompt as sent, the raw reply, the parsed answer, the
   gold, score, calls, tokens, cost, latency and the strategy's extras;
 - ``/run/RUN/compare?task=&split=&a=MODEL|CONFIG&b=MODEL|CONFIG&page=``: two configs (or two
   models) on the same items, the items where they disagree first, with the paired difference.
@@ -22,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import re
 import threading
 import urllib.parse
 from typing import Any
 
 from promptopt.errors import UserError
+from promptopt.images import ImageRef, refs_in
 
 PER_PAGE = 50
 SHOW = ("all", "wrong", "parse", "errors")
@@ -91,6 +94,7 @@ class View:
         self.source = source
         self.store, self.default_run = open_source(source)
         self._reports: dict[str, tuple[tuple, Any, dict]] = {}
+        self._images: dict[tuple[str, str], dict[str, ImageRef]] = {}
         self._lock = threading.Lock()
 
     def runs(self) -> list[dict]:
@@ -114,6 +118,20 @@ class View:
                 figures[name] = reports.inline_svg(svg) if svg else ""
             self._reports[run_id] = (stamp, report, figures)
             return report, figures
+
+    def image(self, run_id: str, task: str, digest: str) -> ImageRef | None:
+        """An image a record of this run showed, found by its digest among its task's items (the
+        task as the run's plan names it); None when the task or the image is no longer there."""
+        key = (run_id, task)
+        with self._lock:
+            known = self._images.get(key)
+        if known is None:
+            known = {}
+            with contextlib.suppress(UserError, OSError, ValueError):
+                known = {ref.digest: ref for ex in _plan_task(self.store, run_id, task).rows() for ref in refs_in(ex.inputs)}
+            with self._lock:
+                self._images[key] = known
+        return known.get(digest)
 
     def configs(self, run_id: str) -> list[dict]:
         return self.store.config_counts(run_id)
@@ -253,6 +271,32 @@ def examples_page(view: View, run_id, model, task, config, split, show, text, pa
     return page(f"Examples of {config}", body, [("runs", "/"), (f"run {run_id}", base)])
 
 
+def _plan_task(store, run_id: str, task: str):
+    """The task a run's records name (a probe task's images are its source task's), loaded as the
+    run's plan named it: a bundled name or the path of a YAML file."""
+    from promptopt.tasks import load_task
+
+    base = task.split("~", 1)[0]
+    plan = next((json.loads(r.plan or "{}") for r in store.runs().itertuples() if r.run_id == run_id), {})
+    for named in plan.get("tasks", []) if isinstance(plan, dict) else []:
+        with contextlib.suppress(UserError, OSError, ValueError):
+            found = load_task(str(named))
+            if found.name == base:
+                return found
+    return load_task(base)
+
+
+def _images_html(base: str, r: dict) -> str:
+    """The record's images, each beside its digest (as the prompt as sent names it)."""
+    shown = (json.loads(r["extras"]) if r.get("extras") else {}).get("images") or []
+    cells = "".join(
+        f"<figure><img src='{esc(base)}/image/{urllib.parse.quote(r['task'])}/{esc(d)}' alt='image sha256:{esc(d)}' "
+        f"style='max-width:480px;max-height:480px'><figcaption>sha256:{esc(d)}</figcaption></figure>"
+        for d in shown if re.fullmatch(r"[0-9a-f]{16}", str(d))
+    )  # fmt: skip
+    return f"<h2>Images shown</h2><div class='images'>{cells}</div>" if cells else ""
+
+
 def _sent_html(sent: str | None) -> str:
     if not sent:
         return "<p class='note'>This record was written before promptopt stored the prompt as sent.</p>"
@@ -295,7 +339,7 @@ def example_page(view: View, run_id: str, record_id: int) -> str | None:
     back = link(f"{base}/examples", model=r["model"], task=r["task"], config=r["config_id"], split=r["split"])
     body = (
         f"<table class='facts'>{rows}</table>"
-        f"<h2>Prompt as sent, and the raw reply</h2>{_sent_html(r.get('sent'))}"
+        f"{_images_html(base, r)}<h2>Prompt as sent, and the raw reply</h2>{_sent_html(r.get('sent'))}"
         f"<h2>What the strategy kept as its output</h2><pre class='raw'>{esc(r['raw_output'])}</pre>"
         + (f"<h2>Strategy extras (votes, reasoning, retrieved passages, judge verdicts)</h2><pre class='extras'>{esc(extras)}</pre>" if extras else "")
     )  # fmt: skip
@@ -350,7 +394,7 @@ def make_app(source: str, warm_up: bool = True):
     """The viewer as an ASGI app (FastAPI) over one run folder or storage URL; with `warm_up`,
     every run's report is computed in the background as the app starts."""
     from fastapi import FastAPI, HTTPException
-    from fastapi.responses import HTMLResponse, RedirectResponse
+    from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
     view = View(source)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -397,6 +441,14 @@ def make_app(source: str, warm_up: bool = True):
         if got is None:
             raise HTTPException(404, f"no record {record_id} in run {run_id}")
         return got
+
+    @app.get("/run/{run_id}/image/{task}/{digest}")
+    def image(run_id: str, task: str, digest: str):
+        known(run_id)
+        ref = view.image(run_id, task, digest) if re.fullmatch(r"[0-9a-f]{16}", digest) else None
+        if ref is None:
+            raise HTTPException(404, f"no image sha256:{digest} among the items of task {task!r}")
+        return Response(ref.data(), media_type=ref.mime)
 
     @app.get("/run/{run_id}/compare", response_class=HTMLResponse)
     def compare(run_id: str, on: str, a: str, b: str, page: int = 1):

@@ -39,6 +39,10 @@ EXPECTED = {
     "casimedicos_es": (381 - 30, 55 - 2, 117),
     "casimedicos_fr": (381 - 29, 55 - 0, 117),
     "casimedicos_it": (381 - 23, 55 - 2, 117),
+    # the official test set's closed / open questions; train less its 2 flagged rows, val, and the
+    # rows whose image a test item shows (no demo shows a test item's image)
+    "vqa_rad": (1027 - 2 - 100 - 398, 100, 272),
+    "vqa_rad_open": (770 - 2 - 100 - 229, 100, 179),
 }
 
 
@@ -164,6 +168,8 @@ def _written(task, ex, right: bool) -> str:
         return f"{gold['sentence_id']} {gold['correction']}" if right else "CORRECT"
     if kind == "free_text":  # the reference after a marker, or words it does not hold
         return f"Answer: {ex.gold}" if right else "Xylophone quartz zephyr."
+    if kind == "exact_text":  # the answer in another case, with a full stop; or the other yes/no
+        return f"{ex.gold.upper()}." if right else {"yes": "no", "no": "yes"}.get(ex.gold.strip().lower(), "xylophone")
     raise AssertionError(kind)
 
 
