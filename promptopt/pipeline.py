@@ -321,6 +321,15 @@ def compile_once(program, bench: Bench, config):
                 program, config, task, train, dev, threads=bench.threads, prompt_lm=prompt_lm,
                 extra_dirs=ctx.plan.programs_dirs,
             )  # fmt: skip
+        except (UserError, BudgetReached, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # an LM error that outlasted the retries inside an optimizer: one sentence
+            from promptopt.models import fatal_reason, short_error
+
+            raise UserError(
+                fatal_reason(exc, model) or f"Compiling {config.id} for {model.name} on {task.name} failed: "
+                f"{short_error(exc)}; the records scored so far are kept, and the same command compiles it again."
+            ) from exc
         finally:
             ctx.budget.charge(log)
     save_program(compiled, bench, config)
