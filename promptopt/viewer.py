@@ -1,8 +1,10 @@
 """`promptopt view`: a local web app over a results store, for reading answers.
 
-It binds to 127.0.0.1, reads the store only (never writes, never calls a model) and has no
-external reference (no CDN, no web font): every page is HTML rendered here, with inline styles
-and the report's own SVG plots. Pages, each a URL that can be shared:
+It binds to 127.0.0.1, answers only requests addressed to 127.0.0.1 or localhost (its Host
+header: a page elsewhere cannot reach it by DNS rebinding), reads the store only (never writes,
+never calls a model) and has no external reference (no CDN, no web font): every page is HTML
+rendered here, with inline styles and the report's own SVG plots, served with a
+Content-Security-Policy that allows no script at all. Pages, each a URL that can be shared:
 
 - ``/``: the runs in the store (one run: its page at once);
 - ``/run/RUN``: the leaderboard with a forest plot, the Pareto plot with intervals, rank flips,
@@ -390,14 +392,48 @@ def compare_page(view: View, run_id: str, on: str, a: str, b: str, page_no: int)
     return page("Comparison on the same items", body, [("runs", "/"), (f"run {run_id}", base)])
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+SECURITY_HEADERS = {
+    # no script at all, images and styles from the page itself, forms back to the viewer only
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def _host_name(header: str) -> str:
+    """The name in a Host header, without its port: 127.0.0.1:8765 -> 127.0.0.1, [::1]:8765 -> ::1."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
 def make_app(source: str, warm_up: bool = True):
     """The viewer as an ASGI app (FastAPI) over one run folder or storage URL; with `warm_up`,
     every run's report is computed in the background as the app starts."""
     from fastapi import FastAPI, HTTPException
-    from fastapi.responses import HTMLResponse, RedirectResponse, Response
+    from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
     view = View(source)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def guard(request, call_next):
+        """Only this machine's names are answered (a page elsewhere that re-points its own name at
+        127.0.0.1, DNS rebinding, sends its own Host), and every page forbids scripts, frames and
+        foreign requests, so text a model wrote cannot run even if it escaped the escaping."""
+        host = _host_name(request.headers.get("host", ""))
+        if host not in LOCAL_HOSTS:
+            return PlainTextResponse(
+                f"This viewer answers requests for {', '.join(LOCAL_HOSTS)} only, not for host {host[:80]!r}.",
+                status_code=421,
+            )
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     def warm() -> None:  # each run's report is computed once at start, so its first page is quick
         for r in view.runs():

@@ -254,7 +254,7 @@ def test_the_viewer_shows_each_example_with_the_image_the_model_was_sent(ran, wo
     run_id = view.runs()[0]["run_id"]
     (config,) = {c["config_id"] for c in view.configs(run_id) if c["task"] == "pics" and c["config_id"].startswith("cot")}
     records, _ = view.examples(run_id, again["rows"][0]["model"], "pics", config, "test")
-    client = TestClient(make_app(again["_folder"], warm_up=False))
+    client = TestClient(make_app(again["_folder"], warm_up=False), base_url="http://127.0.0.1:8765")
     for r in records[:3]:
         page = client.get(f"/run/{run_id}/example/{r['id']}").text
         (src,) = re.findall(r"<img src='([^']+)'", page)

@@ -225,3 +225,73 @@ def test_a_prompt_sent_once_per_option_is_shown_once_with_each_scored_continuati
     shown = _sent_html(json.dumps(calls))
     assert shown.count("<pre class='prompt'>") == 1 and "Question: 2+2?" in shown
     assert "call 4 · the prompt of call 1 (scored continuation:  22)" in shown
+
+
+# Replies made to break out of the page: markup, attribute and URL contexts, and a closing </pre>.
+HOSTILE = [
+    "<script>document.title='pwned'</script>",
+    "\"><img src=x onerror=\"document.title='pwned'\">",
+    "'><svg onload=document.title='pwned'>",
+    "</pre><script>document.title='pwned'</script><pre>",
+    "<iframe src=\"javascript:document.title='pwned'\"></iframe>",
+    "<a href=\"javascript:document.title='pwned'\">x</a>",
+    "<body onload=document.title='pwned'>",
+    "<style>@import 'http://evil.example/x.css';</style>",
+    "<meta http-equiv=refresh content=\"0;url=javascript:document.title='pwned'\">",
+    "{{7*7}} ${7*7} <%= 7*7 %>",
+]
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("PROMPTOPT_TEST_BROWSER"),
+                    reason="Debian's chromium is not installed (.ci/run installs it and requires this test)")
+def test_hostile_replies_and_ids_run_no_script_in_the_browser_and_a_foreign_host_is_refused(medqa, tmp_path):
+    import http.client
+
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "PROMPTOPT_TEST_BROWSER is set but no chromium is on PATH"
+    tests = medqa.examples("test", len(HOSTILE))
+    by_q = {ex.inputs["question"]: i for i, ex in enumerate(tests)}
+
+    def reply(prompt):
+        i = next(i for q, i in by_q.items() if q in prompt)
+        return f"[[ ## answer ## ]]\n{HOSTILE[i]}\n\n[[ ## completed ## ]]"
+
+    with ScriptedServer(reply) as server:
+        log = promptopt.run(models=["openai/scripted"], api_base=server.base_url, tasks=["medqa"], strategies=["predict"],
+                            limit=len(HOSTILE), splits=["test"], out=tmp_path, references=False)  # fmt: skip
+    viewer = Viewer(str(log.run_dir))
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", viewer.port, timeout=10)
+        conn.request("GET", "/", headers={"Host": "rebound.evil.example"})  # DNS rebinding: a foreign name, our address
+        refused = conn.getresponse()
+        assert refused.status == 421 and b"127.0.0.1" in refused.read()
+        conn.request("GET", "/", headers={"Host": f"localhost:{viewer.port}"})
+        answered = conn.getresponse()
+        answered.read()
+        assert answered.status in (200, 307)  # one run: its page
+        assert "default-src 'none'" in answered.getheader("Content-Security-Policy")  # no script may run at all
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            ran = []
+            page.on("dialog", lambda d: (ran.append(d.message), d.dismiss()))
+            base = f"{viewer.url}/run/{log.run_id}"
+            config = "predict-none-" + log.run_id  # not a config: a hostile-looking query is shown, not run
+            urls = [f"{viewer.url}/", f"{base}/examples?model=m&task={HOSTILE[0]}&config={config}&split=test&q={HOSTILE[1]}"]
+            page.goto(f"{viewer.url}/")
+            page.locator("table.configs a.config").first.click()
+            urls += [page.url, *(viewer.url + h for h in page.locator("table.examples a.example").evaluate_all(
+                "els => els.map(e => e.getAttribute('href'))"))]  # fmt: skip
+            payload = {ex.id: HOSTILE[i] for i, ex in enumerate(tests)}
+            shown = 0
+            for url in urls:
+                page.goto(url)
+                assert page.title() != "pwned", url
+                if "/example/" in url:  # each reply is on its page as the very text the model wrote, not as markup
+                    assert payload[page.locator("td.example").inner_text()] in page.locator("pre.reply").inner_text()
+                    shown += 1
+            assert shown == len(HOSTILE) and not ran
+            browser.close()
+    finally:
+        viewer.stop()
