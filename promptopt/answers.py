@@ -210,7 +210,7 @@ class Number:
         return text
 
     def parse(self, raw: str | None, inputs: dict[str, Any]) -> str | None:
-        if not raw:
+        if not raw or not raw.strip():  # a blank reply is a parse failure (it raised IndexError, found by fuzzing)
             return None
         text = _plain_number(raw)
         value = rf"[\"'*`$(\[]*({_DATE}|\(?{_WEEKS_DAYS}\)?|\(\s*\d+\s*,\s*\d+\s*\)|{_NUM})"

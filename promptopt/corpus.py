@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.errors import UserError
+from promptopt.limits import confined
 from promptopt.tasks import CorpusSpec, _walk
 
 
@@ -150,7 +151,7 @@ def task_corpus(task, override: Path | None = None) -> Corpus | None:
     spec = getattr(task.spec, "corpus", None)
     if spec is None:
         return None
-    path = (task.path.parent / spec.path).resolve()
+    path = confined(task.path.parent / spec.path, task.path.parent, f"Task file {task.path}: field corpus.path")
     key = (str(task.path), str(path))
     if key not in _loaded:
         _loaded[key] = load_corpus(path, spec, what=f"Task {task.name}: corpus")

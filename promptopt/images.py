@@ -96,15 +96,16 @@ def _from_file(path: Path, mtime_ns: int, size: int) -> tuple[str, str]:
     return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS], mime
 
 
-def image_ref(value: Any, folder: Path, where: str) -> ImageRef:
-    """One image from a task cell: a data URL, an absolute path, or a name relative to `folder`."""
+def image_ref(value: Any, folder: Path, where: str, inside: Path | None = None) -> ImageRef:
+    """One image from a task cell: a data URL, an absolute path, or a name relative to `folder`;
+    with `inside`, a path outside that folder is refused (promptopt.limits.confined)."""
     if isinstance(value, ImageRef):
         return value
     if isinstance(value, bytes):  # an app's image bytes
         return ImageRef("embedded", hashlib.sha256(value).hexdigest()[:DIGEST_CHARS], _checked(value, where), embedded=value)
     if hasattr(value, "url") or hasattr(value, "save"):  # a dspy.Image, or a PIL image
         value = value.url if hasattr(value, "url") else _pil_bytes(value)
-        return image_ref(value, folder, where)
+        return image_ref(value, folder, where, inside)
     text = str(value).strip()
     found = _DATA_URL.match(text)
     if found:
@@ -117,6 +118,10 @@ def image_ref(value: Any, folder: Path, where: str) -> ImageRef:
     if not text:
         raise UserError(f"{where}: an image cell is empty; give a file name, a path or a data: URL.")
     path = Path(text) if Path(text).is_absolute() else folder / text
+    if inside is not None:
+        from promptopt.limits import confined
+
+        confined(path, inside, f"{where}: an image")
     try:
         stat = path.stat()
     except OSError:
@@ -133,14 +138,16 @@ def _pil_bytes(img) -> bytes:
     return out.getvalue()
 
 
-def image_refs(value: Any, folder: Path, where: str, many: bool = False) -> ImageRef | list[ImageRef]:
+def image_refs(
+    value: Any, folder: Path, where: str, many: bool = False, inside: Path | None = None
+) -> ImageRef | list[ImageRef]:
     """A cell's image, or with `many` (an input named images or *_images) its list of images (a
     list, the JSON text of one, or one image)."""
     if isinstance(value, str) and value.strip().startswith("["):
         with contextlib.suppress(ValueError):
             value = json.loads(value)
     if not isinstance(value, list | tuple):
-        return [image_ref(value, folder, where)] if many else image_ref(value, folder, where)
+        return [image_ref(value, folder, where, inside)] if many else image_ref(value, folder, where, inside)
     if not many:
         raise UserError(
             f"{where} holds a list of {len(value)} images for an input that takes one; name the input images "
@@ -148,7 +155,7 @@ def image_refs(value: Any, folder: Path, where: str, many: bool = False) -> Imag
         )
     if not value:
         raise UserError(f"{where}: an image list is empty; give at least one image.")
-    return [image_ref(v, folder, where) for v in value]
+    return [image_ref(v, folder, where, inside) for v in value]
 
 
 def refs_in(inputs: dict[str, Any]) -> list[ImageRef]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
-from promptopt.errors import UserError
+from promptopt.errors import UserError, shown
 from promptopt.options import OPTIONS
 
 
@@ -57,7 +57,7 @@ def load_sweep(path: Path) -> Sweep:
 def sentence(exc: ValidationError, what: str = "setting") -> str:
     """The first problem of a validation as a sentence's end: which setting, what is wrong."""
     err = exc.errors()[0]
-    name = ".".join(str(p) for p in err["loc"])
+    name = ".".join(shown(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"unknown {what} {name!r}; valid {what}s are {', '.join(o.name for o in OPTIONS)}."
     return f"{what} {name}: {err['msg']}."

@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, mod
 
 from promptopt import _env  # noqa: F401  (offline settings before `datasets` is imported)
 from promptopt.answers import AnswerType, answer_options, answer_types, parse_options, with_options
-from promptopt.errors import UserError
+from promptopt.errors import UserError, shown
 from promptopt.images import digests, image_refs, is_image_field
+from promptopt.limits import check_lines, check_yaml, check_zip, confined
 from promptopt.paths import bundled_dir
 
 SPLITS = ("train", "val", "test")
@@ -511,6 +512,7 @@ def _data_root(task: Task) -> Path:
 def _resolve(task: Task, name: str, fld: str) -> Path:
     base = _data_root(task) if fld in ("source.files", "source.images") else task.path.parent
     path = (base / name).resolve() if not Path(name).is_absolute() else Path(name)
+    confined(path.parent if "*" in name else path, base, f"Task file {task.path}: field {fld}")
     if "*" in name:
         return path
     if not path.exists():
@@ -559,11 +561,34 @@ def _check_encoding(where: str, path: Path, encoding: str) -> None:
         return  # a missing or unreadable file is said where it is read
 
 
+def _check_jsonl(where: str, path: Path, encoding: str) -> None:
+    """Every line a JSON object: pyarrow's reader, under datasets, crashes the whole process on a
+    file whose first line is `null` (found by fuzzing, pyarrow 26.0.1)."""
+    with open(path, encoding=encoding) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise UserError(f"{where}: line {n} of {path} is not valid JSON ({exc.msg}).") from None
+            if not isinstance(row, dict):
+                kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(row), "a number")
+                raise UserError(
+                    f"{where}: line {n} of {path} holds {kind}; each line of a JSONL file must be one object (one row)."
+                )
+
+
 def _read_file(task: Task, path: Path) -> list[dict]:
     src = task.spec.source
     where = f"Task file {task.path}"
-    if src.format != "parquet" and path.suffix.lower() not in (".zip", ".gz", ".bz2", ".xz", ".zst"):
+    if path.suffix.lower() == ".zip":
+        check_zip(path, where)
+    elif src.format != "parquet" and path.suffix.lower() not in (".gz", ".bz2", ".xz", ".zst"):
+        check_lines(path, where, csv=src.format == "csv")
         _check_encoding(where, path, src.encoding)  # compressed files are decoded where datasets opens them
+        if src.format == "jsonl" and src.records is None:
+            _check_jsonl(where, path, src.encoding)
     try:
         if src.records is not None:
             doc = json.loads(path.read_text(encoding=src.encoding))
@@ -727,7 +752,8 @@ def _example(task: Task, row: dict, default_id: str) -> Example:
         value = row[m] if isinstance(m, str) else None
         if is_image_field(name) and isinstance(m, str):
             where = f"Task {task.name}, item {ex_id}, column {m}"
-            inputs[name] = image_refs(value, _image_folder(task), where, many=name.endswith("images"))
+            inputs[name] = image_refs(value, _image_folder(task), where, many=name.endswith("images"),
+                                      inside=_data_root(task))  # fmt: skip
         elif name == "options" or not isinstance(m, str):
             inputs[name], keys = _options(value, m, row)
         elif isinstance(value, list):  # paragraphs (PubMedQA contexts)
@@ -809,7 +835,7 @@ def _load_parts(task: Task) -> dict[str, list[Example]]:
 def read_mapping(path: Path, what: str, of: str = "fields") -> dict:
     """A YAML file that holds a mapping (read safely), or one sentence on what is wrong with it."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(check_yaml(Path(path), what))
     except FileNotFoundError:
         raise UserError(f"{what} {path} does not exist.") from None
     except IsADirectoryError:
@@ -831,7 +857,7 @@ def load_task_file(path: Path, programs_dirs: list[Path] | None = None) -> Task:
         spec = TaskSpec.model_validate(raw, context={"answer_types": known})
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("str", "list", "dict", "OptionList")))
+        loc = ".".join(shown(p) for p in err["loc"] if not str(p).startswith(("str", "list", "dict", "OptionList")))
         msg = err["msg"].removeprefix("Value error, ")
         blamed = (err.get("ctx") or {}).get("error")
         if isinstance(blamed, FieldError):

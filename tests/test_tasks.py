@@ -34,7 +34,8 @@ def test_an_unknown_task_names_the_valid_ones():
 
 def test_a_spec_with_a_missing_column_names_the_file_and_the_field(tmp_path: Path):
     spec = (Path(__file__).parent.parent / "tasks" / "medqa.yaml").read_text()
-    data = Path(__file__).parent.parent / "tasks" / "data" / "medqa" / "test.jsonl"
+    data = tmp_path / "test.jsonl"  # inside the task's folder: a task reads no file outside it
+    data.write_bytes((Path(__file__).parent.parent / "tasks" / "data" / "medqa" / "test.jsonl").read_bytes())
     bad = spec.replace("data/medqa/test.jsonl", str(data)).replace("gold: answer_idx", "gold: answer_letter")
     path = tmp_path / "mine.yaml"
     path.write_text(bad)

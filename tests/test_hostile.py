@@ -1,0 +1,201 @@
+"""Input made to break things: every reader of downloaded files (task specs and their data, sweep
+files, corpora, imported logs) and every answer parser, fuzzed with Hypothesis, fails only in one
+sentence (promptopt.errors.UserError), never a traceback; files built to exhaust memory (an alias
+bomb, a zip bomb, a huge line, a million columns) and paths that climb out of the task's folder
+are refused before they are parsed. The long campaign is benchmarks/fuzz_readers.py."""
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import cli_many
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from promptopt.answers import answer_types
+from promptopt.errors import UserError
+from promptopt.tasks import check_gold, load_task_file
+
+# the suite's bounded run; benchmarks/fuzz_readers.py runs the same properties with many more examples,
+# each one that takes longer than the deadline counting as a hang
+EXAMPLES = int(os.environ.get("PROMPTOPT_FUZZ_EXAMPLES", "25"))
+DEADLINE = int(os.environ["PROMPTOPT_FUZZ_DEADLINE_MS"]) if os.environ.get("PROMPTOPT_FUZZ_DEADLINE_MS") else None
+FUZZ = settings(max_examples=EXAMPLES, deadline=DEADLINE, suppress_health_check=list(HealthCheck), database=None)
+
+SPEC = {
+    "name": "quiz", "description": "d", "citation": "c", "license": "CC0",
+    "source": {"format": "jsonl", "files": "quiz.jsonl"}, "id": "id",
+    "inputs": {"question": "q", "options": ["a", "b"]}, "answer": {"type": "multiple_choice", "gold": "gold"},
+    "split": {"seed": 1, "train": 1, "val": 1}, "baseline": {"instructions": "Pick."},
+}  # fmt: skip
+ROWS = [{"id": i, "q": f"Question {i}?", "a": "yes", "b": "no", "gold": "A"} for i in range(6)]
+
+# what a hostile file may hold where a value is expected
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=40)
+    | st.sampled_from(["../../etc/passwd", "/etc/shadow", "*", "\x00", "A" * 5000, "quiz.jsonl", "{x}", "'"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+def only_sentences(call) -> None:
+    """`call` succeeds or raises UserError with one line of text; anything else fails the test."""
+    try:
+        call()
+    except UserError as exc:
+        assert str(exc).strip() and "\n" not in str(exc).strip(), str(exc)
+
+
+def write_task(folder: Path, spec: dict, rows_text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "quiz.jsonl").write_text(rows_text)
+    (folder / "quiz.yaml").write_text(yaml.safe_dump(spec))
+    return folder / "quiz.yaml"
+
+
+def load_all(path: Path) -> None:
+    task = load_task_file(path)
+    task.splits  # noqa: B018  (reads, maps and splits the data)
+    check_gold(task)
+
+
+@FUZZ
+@given(field=st.sampled_from([("source",), ("source", "files"), ("source", "format"), ("id",), ("inputs",),
+                              ("inputs", "options"), ("answer",), ("answer", "gold"), ("split",), ("split", "val"),
+                              ("baseline",), ("rows",), ("labels",), ("probes",), ("corpus",), ("judge",)]),
+       value=values)  # fmt: skip
+def test_a_task_spec_with_any_value_in_any_field_loads_or_fails_in_one_sentence(tmp_path_factory, field, value):
+    spec = json.loads(json.dumps(SPEC))
+    here = spec
+    for key in field[:-1]:
+        here = here[key]
+    here[field[-1]] = value
+    folder = tmp_path_factory.mktemp("spec")
+    try:
+        path = write_task(folder, spec, "".join(json.dumps(r) + "\n" for r in ROWS))
+    except (ValueError, OverflowError):  # a value YAML itself cannot write (e.g. a lone surrogate)
+        return
+    only_sentences(lambda: load_all(path))
+
+
+row_values = st.none() | st.booleans() | st.integers() | st.text(max_size=30) | st.lists(st.text(max_size=5), max_size=3)
+
+
+@FUZZ
+@given(lines=st.lists(st.one_of(
+    st.dictionaries(st.sampled_from(["id", "q", "a", "b", "gold", "x"]), row_values, max_size=6).map(json.dumps),
+    st.binary(max_size=60).map(lambda b: b.decode("latin-1")),
+    st.sampled_from(["[1, 2]", "null", "{", "\"text\"", "{\"id\": 1}"]),
+), min_size=1, max_size=8))  # fmt: skip
+def test_data_rows_of_any_shape_load_or_fail_in_one_sentence(tmp_path_factory, lines):
+    path = write_task(tmp_path_factory.mktemp("rows"), SPEC, "\n".join(lines) + "\n")
+    only_sentences(lambda: load_all(path))
+
+
+@FUZZ
+@given(sweep=st.dictionaries(st.sampled_from(["models", "tasks", "strategies", "optimizers", "limit", "splits",
+                                              "budget", "threads", "probes", "seed", "epsilon", "x"]), values,
+                             max_size=5))  # fmt: skip
+def test_a_sweep_file_with_any_settings_loads_or_fails_in_one_sentence(tmp_path_factory, sweep):
+    from promptopt.sweep import load_sweep
+
+    path = tmp_path_factory.mktemp("sweep") / "sweep.yaml"
+    try:
+        path.write_text(yaml.safe_dump(sweep))
+    except (ValueError, OverflowError):
+        return
+    only_sentences(lambda: load_sweep(path))
+
+
+@FUZZ
+@given(content=st.one_of(st.binary(max_size=300), st.lists(values, max_size=4).map(json.dumps).map(str.encode)))
+def test_a_corpus_or_an_imported_log_of_any_bytes_fails_in_one_sentence(tmp_path_factory, content):
+    from promptopt.corpus import load_corpus
+    from promptopt.importers import import_logs
+
+    folder = tmp_path_factory.mktemp("bytes")
+    for name in ("corpus.jsonl", "log.json", "log.eval", "samples_x.jsonl"):
+        (folder / name).write_bytes(content)
+    only_sentences(lambda: load_corpus(folder / "corpus.jsonl"))
+    for name in ("log.json", "log.eval", "samples_x.jsonl"):
+        only_sentences(lambda n=name: import_logs([folder / n], out=folder / "out"))
+
+
+@settings(max_examples=EXAMPLES * 8, deadline=DEADLINE, database=None)
+@given(text=st.one_of(st.text(max_size=200), st.sampled_from(["", "\x00", "A" * 10_000, "[[ ## answer ## ]]", "{", "1e999",
+                                                              "Answer: (Z)", "-0", "1/0/2020", "NaN", "∞"])))  # fmt: skip
+def test_every_answer_parser_takes_any_text_without_raising(text):
+    inputs = {"question": "q", "options": {"A": "yes", "B": "no", "C": "maybe"}}
+    golds = {"multiple_choice": "A", "yes_no_maybe": "yes", "number": "3", "exact_text": "yes", "free_text": "yes",
+             "medec": json.dumps({"flag": 1, "sentence_id": 2, "correction": "x"})}  # fmt: skip
+    for name, kind in answer_types().items():
+        parsed = kind.parse(text, inputs)
+        assert parsed is None or isinstance(parsed, str)
+        if name in golds and name != "free_text":  # free text scores with real metric libraries: fuzzed apart
+            assert 0.0 <= kind.score(parsed, golds[name]) <= 1.0
+
+
+def test_a_jsonl_file_whose_first_line_is_null_fails_in_one_sentence_not_a_crash(tmp_path):
+    # found by the campaign: pyarrow's JSON reader (under datasets) segfaulted the whole process on it
+    path = write_task(tmp_path, SPEC, "null\n")
+    with pytest.raises(UserError, match=r"line 1 of .*quiz.jsonl holds null; each line of a JSONL file must be one object"):
+        load_all(path)
+
+
+# --- files built to exhaust memory, and paths out of the task's folder ----------------------------
+
+
+def test_an_alias_bomb_a_zip_bomb_a_huge_line_and_a_million_columns_are_refused_before_parsing(tmp_path):
+    bomb = tmp_path / "bomb" / "quiz.yaml"
+    bomb.parent.mkdir()
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]  # 10^9 leaves once expanded
+    bomb.write_text("\n".join(lines) + "\n")
+    zipped = tmp_path / "zip"
+    zipped.mkdir()
+    with zipfile.ZipFile(zipped / "quiz.zip", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("quiz.jsonl", b"\n" * 3_000_000)  # 3 MB of newlines in a few kB
+    write_task(zipped, SPEC | {"source": {"format": "jsonl", "files": "quiz.zip"}}, "")
+    long = write_task(tmp_path / "long", SPEC, json.dumps({"id": 0, "q": "x" * 3_000_000}) + "\n")
+    wide = tmp_path / "wide"
+    write_task(wide, SPEC | {"source": {"format": "csv", "files": "quiz.csv"}}, "")
+    (wide / "quiz.csv").write_text(",".join(f"c{i}" for i in range(20_000)) + "\n")
+    small = {"PROMPTOPT_MAX_UNPACKED_BYTES": "1000000", "PROMPTOPT_MAX_LINE_BYTES": "1000000"}
+    done = cli_many(*(["tasks", "validate", str(p)] for p in (bomb, zipped / "quiz.yaml", long, wide / "quiz.yaml")),
+                    env=small)  # fmt: skip
+    for d in done:
+        assert d.returncode != 0 and len(d.stderr.strip().splitlines()) == 1 and "Traceback" not in d.stderr, d.stderr
+    assert "more than 1,000,000 YAML nodes" in done[0].stderr and "PROMPTOPT_MAX_YAML_NODES" in done[0].stderr
+    assert "unpacks to 3,000,000 bytes" in done[1].stderr and "PROMPTOPT_MAX_UNPACKED_BYTES" in done[1].stderr
+    assert "a line longer than the limit" in done[2].stderr and "1,000,000 bytes" in done[2].stderr
+    assert "20,000 columns" in done[3].stderr and "PROMPTOPT_MAX_COLUMNS" in done[3].stderr
+
+
+def test_paths_that_climb_out_of_the_task_folder_are_refused_unless_the_user_allows_them(tmp_path):
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    folder = tmp_path / "downloaded"
+    climbing = write_task(folder, SPEC | {"source": {"format": "jsonl", "files": "../secret.jsonl"}}, "")
+    absolute = folder / "absolute.yaml"
+    absolute.write_text(yaml.safe_dump(SPEC | {"name": "absolute", "source": {"format": "jsonl", "files": str(secret)}}))
+    refused = cli_many(["tasks", "validate", str(climbing)], ["tasks", "validate", str(absolute)])
+    allowed = cli_many(["tasks", "validate", str(climbing)], env={"PROMPTOPT_ALLOW_OUTSIDE_PATHS": "1"})
+    for done in refused:
+        assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "outside" in done.stderr and "PROMPTOPT_ALLOW_OUTSIDE_PATHS=1" in done.stderr
+    assert allowed[0].returncode == 0, allowed[0].stderr
+
+
+def test_an_image_path_out_of_the_task_folder_is_refused(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "private.png")
+    spec = SPEC | {"inputs": {"image": "img", "question": "q", "options": ["a", "b"]}}
+    rows = [r | {"img": "../private.png"} for r in ROWS]
+    path = write_task(tmp_path / "task", spec, "".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserError, match=r"private.png, which is outside .*PROMPTOPT_ALLOW_OUTSIDE_PATHS=1"):
+        load_task_file(path).rows()
