@@ -38,7 +38,8 @@ def main(examples: int = 10_000, deadline_ms: int = 10_000) -> None:
         result = "passed" if done.returncode == 0 else "FAILED"
         print(f"{label:<48} {result:<8} {seconds:>8.0f}")
         if done.returncode != 0:
-            print(re.sub(r"^", "    ", done.stdout[-3000:], flags=re.M))
+            failure = [line[:300] for line in done.stdout.splitlines() if re.match(r"\s*(E |\| |[A-Za-z]+Error)", line)]
+            print("\n".join("    " + line for line in failure[:20]))
         counts = re.findall(r"- (\d+) passing examples, (\d+) failing examples, (\d+) invalid examples", done.stdout)
         for passing, failing, invalid in counts:
             print(f"    {int(passing):,} passing, {int(failing):,} failing, {int(invalid):,} invalid examples")

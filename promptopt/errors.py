@@ -1,6 +1,9 @@
 """The one exception type users see: its message is a single sentence for stderr."""
 
 
+CONTEXT_ERROR = "context window exceeded"  # how the error record of a prompt too long for its model begins
+
+
 class UserError(Exception):
     """Bad input or an unusable environment, explained in one sentence naming what and why."""
 

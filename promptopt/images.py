@@ -115,8 +115,8 @@ def image_ref(value: Any, folder: Path, where: str, inside: Path | None = None) 
             raise UserError(f"{where}: an embedded image is not valid base64.") from None
         mime = _checked(data, f"{where}: an embedded image")
         return ImageRef("embedded", hashlib.sha256(data).hexdigest()[:DIGEST_CHARS], mime, embedded=data)
-    if not text:
-        raise UserError(f"{where}: an image cell is empty; give a file name, a path or a data: URL.")
+    if not text or "\x00" in text:
+        raise UserError(f"{where}: an image cell is empty or not a file name; give a file name, a path or a data: URL.")
     path = Path(text) if Path(text).is_absolute() else folder / text
     if inside is not None:
         from promptopt.limits import confined

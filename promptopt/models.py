@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from promptopt import _env  # noqa: F401  (offline price table before LiteLLM is imported)
-from promptopt.errors import UserError
+from promptopt.errors import CONTEXT_ERROR, UserError
 
 LOCAL_PREFIX = "local/"
 
@@ -266,10 +266,18 @@ class RateLimiter:
     threads of the process, so a provider's requests-per-minute limit is kept without a storm of
     429s and retries (retries are paced too)."""
 
-    def __init__(self, rpm: float):
-        self.interval = 60.0 / rpm
+    def __init__(self, rpm: float | None):
+        self.interval = 60.0 / rpm if rpm else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
+
+    def hold(self, seconds: float) -> None:
+        """No request to the endpoint starts for `seconds`, from any thread: what a server's
+        Retry-After asks of the client, not of one call."""
+        import time
+
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
 
     def wait(self) -> None:
         import time
@@ -288,10 +296,9 @@ _limiters: dict[tuple[str, float], RateLimiter] = {}
 _limiters_lock = threading.Lock()
 
 
-def limiter_for(model: Model) -> RateLimiter | None:
-    if not model.rpm:
-        return None
-    key = (model.api_base or model.litellm_model.split("/", 1)[0], float(model.rpm))
+def limiter_for(model: Model) -> RateLimiter:
+    """The endpoint's limiter: spacing at --rpm when given, and a server's Retry-After for every thread."""
+    key = (model.api_base or model.litellm_model.split("/", 1)[0], float(model.rpm or 0))
     with _limiters_lock:
         return _limiters.setdefault(key, RateLimiter(model.rpm))
 
@@ -337,8 +344,7 @@ def build_lm(model: Model, **overrides: Any):
         def __call__(self, *args, **kwargs):
             for attempt in range(model.num_retries + 1):
                 _last_usage.value = None
-                if limiter is not None:
-                    limiter.wait()
+                limiter.wait()
                 try:
                     outputs = super().__call__(*args, **kwargs)
                     if not _empty(outputs, _last_usage.value):
@@ -351,8 +357,10 @@ def build_lm(model: Model, **overrides: Any):
                 if attempt == model.num_retries:
                     raise exc
                 hint = getattr(exc, "retry_after", None)
-                wait = hint if isinstance(hint, int | float) and hint >= 0 else model.backoff_s * 2**attempt
-                time.sleep(min(60.0, wait) * random.uniform(1.0, 1.1))
+                if isinstance(hint, int | float) and hint >= 0:  # the server said when: every thread waits
+                    limiter.hold(min(60.0, hint) * random.uniform(1.0, 1.1))
+                else:
+                    time.sleep(min(60.0, model.backoff_s * 2**attempt) * random.uniform(1.0, 1.1))
 
         def update_history(self, entry: dict) -> None:
             _last_usage.value = entry.get("usage") or {}
@@ -444,6 +452,16 @@ def _part_text(part: dict) -> str:
 
 def with_endpoint(model: Model, api_base: str) -> Model:
     return replace(model, api_base=api_base)
+
+
+def call_error(exc: BaseException) -> str:
+    """A failed call as its error record says it: a prompt longer than the model's window is its own
+    kind (never transient: not retried, not asked again by the next run, counted apart in the report)."""
+    from dspy.utils.exceptions import ContextWindowExceededError
+
+    if isinstance(exc, ContextWindowExceededError) or type(exc).__name__ == "ContextWindowExceededError":
+        return f"{CONTEXT_ERROR}: {short_error(exc)}"
+    return short_error(exc)
 
 
 def fatal_reason(exc: BaseException, model: Model) -> str | None:

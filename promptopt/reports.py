@@ -977,8 +977,9 @@ def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataF
         for r in known.itertuples()
         if run_id is None or r.run_id == run_id
     ]
-    warnings = overlap_warnings(store, run_id) + stop_warnings(store, run_id)
-    return store.records(run_id), store.compile_costs(run_id), warnings, runs
+    records = store.records(run_id)
+    warnings = overlap_warnings(store, run_id) + stop_warnings(store, run_id) + context_warnings(records)
+    return records, store.compile_costs(run_id), warnings, runs
 
 
 def report(
@@ -1051,6 +1052,21 @@ def overlap_warnings(store: Store, run_id: str | None) -> list[str]:
                 f"duplicate train/val examples (e.g. {', '.join(o['examples'])}); its scores may be inflated."
             )
     return out
+
+
+def context_warnings(records: pd.DataFrame) -> list[str]:
+    """One sentence per config whose prompts were too long for the model on some items (recorded
+    as errors of their own kind: left out of scores, never asked again)."""
+    from promptopt.errors import CONTEXT_ERROR
+
+    if records.empty or "error" not in records:
+        return []
+    long = records[records["error"].fillna("").str.startswith(CONTEXT_ERROR)]
+    return [
+        f"{_display(model)} · {task} · {config}: {len(g)} prompts were longer than the model's context window (not "
+        "scored, not asked again); fewer or shorter demos, or a model with a longer window, would answer them"
+        for (model, task, config), g in long.groupby(["model", "task", "config_id"], sort=True)
+    ]
 
 
 def stop_warnings(store: Store, run_id: str | None) -> list[str]:

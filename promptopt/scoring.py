@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from promptopt.config import Config
 from promptopt.errors import UserError
 from promptopt.images import digests
-from promptopt.models import CallLog, Model, current_log, fatal_reason, lm_for
-from promptopt.models import short_error as _short
+from promptopt.models import CallLog, Model, call_error, current_log, fatal_reason, lm_for
 from promptopt.results import Extras
 from promptopt.store import Record, Store
 from promptopt.tasks import Example, Task
@@ -197,7 +196,7 @@ def score_example(
         if reason:
             raise UserError(reason) from exc
         fields = dict(
-            prediction=None, score=0.0, parse_ok=False, error=_short(exc), raw_output="\n---\n".join(log.outputs)
+            prediction=None, score=0.0, parse_ok=False, error=call_error(exc), raw_output="\n---\n".join(log.outputs)
         )
     finally:
         current_log.reset(token)

@@ -54,7 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from promptopt.errors import UserError
+from promptopt.errors import CONTEXT_ERROR, UserError
 
 metadata = MetaData()
 
@@ -270,8 +270,10 @@ class Store:
             records.c.config_id == config_id,
             records.c.split == split,
         )
+        # a prompt too long for the model fails the same way every time: it is not asked again
+        answered = records.c.error.is_(None) | records.c.error.like(CONTEXT_ERROR + "%")
         with self.engine.connect() as conn:
-            return {row[0] for row in conn.execute(q.where(records.c.error.is_(None)))}
+            return {row[0] for row in conn.execute(q.where(answered))}
 
     def drop_errors(self, run_id: str, model: str, task: str, config_id: str, split: str, ids: list[str]) -> None:
         """Delete the error records of these examples, so that scoring them again can record them."""

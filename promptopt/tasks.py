@@ -510,13 +510,22 @@ def _data_root(task: Task) -> Path:
 
 
 def _resolve(task: Task, name: str, fld: str) -> Path:
+    if not name.strip() or not name.isprintable():  # a NUL, a newline: no file of a task is named so
+        raise UserError(f"Task file {task.path}: field {fld} names {name[:80]!r}, which is not a file name.")
     base = _data_root(task) if fld in ("source.files", "source.images") else task.path.parent
     path = (base / name).resolve() if not Path(name).is_absolute() else Path(name)
     confined(path.parent if "*" in name else path, base, f"Task file {task.path}: field {fld}")
     if "*" in name:
         return path
-    if not path.exists():
+    try:
+        found, folder = path.exists(), path.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise UserError(f"Task file {task.path}: field {fld} names a path that cannot be used ({exc.strerror}).") from None
+    if not found:
         raise UserError(f"Task file {task.path}: field {fld} names {path}, which does not exist.")
+    if folder != (fld == "source.images"):
+        kind = "a folder; give a file" if path.is_dir() else "a file; give the folder that holds the images"
+        raise UserError(f"Task file {task.path}: field {fld} names {path}, which is {kind}.")
     return path
 
 

@@ -20,9 +20,9 @@ from promptopt.images import sent_digests
 class ScriptedHTTPError(Exception):
     """Raise from `reply` to answer with an HTTP error status instead of a completion."""
 
-    def __init__(self, status: int, message: str = "scripted failure"):
+    def __init__(self, status: int, message: str = "scripted failure", headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers or {}
 
 
 class ScriptedFault(Exception):
@@ -112,9 +112,11 @@ class ScriptedServer:
             def log_message(self, *args) -> None:
                 pass
 
-            def _send(self, status: int, body: dict) -> None:
+            def _send(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -149,7 +151,10 @@ class ScriptedServer:
                 except ScriptedHTTPError as exc:
                     with server._lock:
                         server.faults[str(exc.status)] = server.faults.get(str(exc.status), 0) + 1
-                    self._send(exc.status, {"error": {"message": str(exc), "type": "scripted", "code": exc.status}})
+                    error = {"message": str(exc), "type": "scripted", "code": exc.status}
+                    if exc.status == 400 and "context" in str(exc):  # as OpenAI says a prompt is too long
+                        error |= {"type": "invalid_request_error", "code": "context_length_exceeded"}
+                    self._send(exc.status, {"error": error}, exc.headers)
                     return
                 except ScriptedFault as exc:
                     with server._lock:

@@ -199,3 +199,72 @@ def test_an_image_path_out_of_the_task_folder_is_refused(tmp_path):
     path = write_task(tmp_path / "task", spec, "".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(UserError, match=r"private.png, which is outside .*PROMPTOPT_ALLOW_OUTSIDE_PATHS=1"):
         load_task_file(path).rows()
+
+
+# --- prompts too long for the model, and a server's Retry-After --------------------------------------
+
+
+def test_a_prompt_too_long_for_the_model_is_its_own_error_never_retried_nor_asked_again(medqa, tmp_path):
+    from conftest import cli
+
+    from promptopt.testing import ScriptedHTTPError, ScriptedServer, fill_fields
+
+    tests = medqa.examples("test", 8)
+    long = {ex.inputs["question"] for ex in tests[:3]}
+    asked: list[str] = []
+
+    def reply(prompt):
+        asked.append(prompt)
+        if any(q in prompt for q in long):
+            raise ScriptedHTTPError(400, "This model's maximum context length is 8 tokens (context_length_exceeded).")
+        return fill_fields(prompt, "A") if "[[ ## " in prompt else "A"
+
+    with ScriptedServer(reply) as server:
+        args = ["run", "--model", "openai/scripted", "--api-base", server.base_url, "--strategy", "baseline",
+                "--split", "test", "--limit", "8", "--out", str(tmp_path)]  # fmt: skip
+        first = cli(*args, env={"PROMPTOPT_BACKOFF_S": "0.01"})
+        calls = server.calls
+        again = cli(*args, env={"PROMPTOPT_BACKOFF_S": "0.01"})
+        assert again.returncode == 0, again.stderr
+        assert server.calls == calls  # not asked again
+    assert first.returncode == 0, first.stderr
+    assert calls == 8  # one call each: a too-long prompt is not retried as if the endpoint were busy
+    folder = first.stdout.strip().splitlines()[-1].removeprefix("Run folder: ")
+    data = json.loads(cli("report", folder, "--format", "json").stdout)
+    (row,) = [r for r in data["rows"] if r["split"] == "test"]
+    assert row["errors"] == 3 and row["n"] == 5
+    assert any("3 prompts were longer than the model's context window" in w for w in data["warnings"])
+
+
+def test_a_retry_after_pauses_every_thread_of_the_endpoint(medqa, tmp_path):
+    import threading
+    import time
+
+    from conftest import cli
+
+    from promptopt.testing import ScriptedHTTPError, ScriptedServer, fill_fields
+
+    arrivals: list[float] = []
+    lock = threading.Lock()
+    told: list[float] = []
+
+    def reply(prompt):
+        with lock:
+            arrivals.append(time.monotonic())
+            first = not told
+            if first:
+                told.append(arrivals[-1])
+        if first:
+            raise ScriptedHTTPError(429, "slow down", headers={"Retry-After": "2"})
+        time.sleep(0.05)
+        return fill_fields(prompt, "A") if "[[ ## " in prompt else "A"
+
+    with ScriptedServer(reply) as server:
+        done = cli("run", "--model", "openai/scripted", "--api-base", server.base_url, "--strategy", "baseline",
+                   "--split", "test", "--limit", "40", "--threads", "4", "--out", str(tmp_path),
+                   env={"PROMPTOPT_BACKOFF_S": "0.01"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    t0 = told[0]
+    # the calls in flight when the 429 came may land just after it; then nothing until Retry-After has passed
+    assert not [t for t in arrivals if t0 + 0.5 < t < t0 + 2.0]
+    assert max(arrivals) >= t0 + 2.0 and len(arrivals) == 41
