@@ -40,9 +40,10 @@ def main(examples: int = 10_000, deadline_ms: int = 10_000) -> None:
         if done.returncode != 0:
             failure = [line[:300] for line in done.stdout.splitlines() if re.match(r"\s*(E |\| |[A-Za-z]+Error)", line)]
             print("\n".join("    " + line for line in failure[:20]))
-        counts = re.findall(r"- (\d+) passing examples, (\d+) failing examples, (\d+) invalid examples", done.stdout)
-        for passing, failing, invalid in counts:
-            print(f"    {int(passing):,} passing, {int(failing):,} failing, {int(invalid):,} invalid examples")
+        generated = re.search(r"during generate phase.*?(\d+) passing, (\d+) failing, and (\d+) invalid", done.stdout, re.S)
+        if generated:
+            passing, failing, invalid = (int(g) for g in generated.groups())
+            print(f"    generated: {passing:,} passing, {failing:,} failing, {invalid:,} invalid inputs")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Errors users can fix print one sentence on stderr and exit 1; `--debug` shows th
 from __future__ import annotations
 
 import contextlib
+import errno
 import signal
 import sys
 import time
@@ -672,6 +673,12 @@ def main() -> None:
         if _debug:
             raise
         typer.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        if _debug or exc.errno != errno.ENOSPC:
+            raise
+        typer.echo(f"Error: no space left on the disk writing {exc.filename or 'a file'}; every record written before "
+                   "is kept, so free some space and run the same command again to go on from there.", err=True)  # fmt: skip
         sys.exit(1)
     except KeyboardInterrupt:  # only reached outside a command (typer handles it inside)
         sys.exit(130)

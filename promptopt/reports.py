@@ -978,7 +978,12 @@ def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataF
         if run_id is None or r.run_id == run_id
     ]
     records = store.records(run_id)
-    warnings = overlap_warnings(store, run_id) + stop_warnings(store, run_id) + context_warnings(records)
+    from promptopt import __version__
+
+    newer = store.newer_version(__version__)
+    warnings = [f"this store was written by promptopt {newer}, newer than this {__version__}: what that version added "
+                "is not shown"] if newer else []  # fmt: skip
+    warnings += overlap_warnings(store, run_id) + stop_warnings(store, run_id) + context_warnings(records)
     return records, store.compile_costs(run_id), warnings, runs
 
 

@@ -246,9 +246,27 @@ class Store:
                 f"({type(exc).__name__})."
             ) from None
 
+    def newer_version(self, mine: str) -> str | None:
+        """The newest promptopt version that wrote to this store when it is newer than `mine`, else None."""
+        from packaging.version import InvalidVersion, Version
+
+        found = []
+        for written in set(self.runs()["version"].dropna()):
+            with contextlib.suppress(InvalidVersion, TypeError):
+                found.append(Version(str(written)))
+        newest = max(found, default=None)
+        return str(newest) if newest is not None and newest > Version(mine) else None
+
     def start_run(self, run_id: str, plan: dict, version: str) -> None:
         from sqlalchemy.exc import IntegrityError
 
+        newer = self.newer_version(version)
+        if newer:  # its records may carry what this version cannot keep consistent: read it, never add to it
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise UserError(
+                f"The results store at {where} was written by promptopt {newer}, newer than this {version}; this "
+                "version only reads it (report, view): upgrade promptopt to run into it, or give a new --out or --storage."
+            )
         self._add_missing_columns()
         try:
             with self.engine.begin() as conn:
@@ -487,8 +505,24 @@ class Store:
         rows = [asdict(r) | {"created_at": r.created_at or time.time()} for r in batch]
         if not rows:
             return
-        with self.engine.begin() as conn:
+        with self._space(), self.engine.begin() as conn:
             conn.execute(_insert_ignoring_duplicates(self.engine), rows)
+
+    @contextlib.contextmanager
+    def _space(self):
+        """A write the disk has no room for stops the run in one sentence; what was committed stays."""
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            yield
+        except OperationalError as exc:
+            if "full" not in str(exc.orig) and "space" not in str(exc.orig):
+                raise
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise UserError(
+                f"The disk holding the results store at {where} is full; every record written before this one is "
+                "kept, so free some space and run the same command again to go on from there."
+            ) from None
 
     def records(self, run_id: str | None = None) -> pd.DataFrame:
         """Every record (of `run_id`), one row each; a store written before a column existed reads

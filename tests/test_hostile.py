@@ -244,18 +244,15 @@ def test_a_retry_after_pauses_every_thread_of_the_endpoint(medqa, tmp_path):
 
     from promptopt.testing import ScriptedHTTPError, ScriptedServer, fill_fields
 
-    arrivals: list[float] = []
+    arrivals: list[tuple[float, str]] = []
     lock = threading.Lock()
-    told: list[float] = []
 
     def reply(prompt):
         with lock:
-            arrivals.append(time.monotonic())
-            first = not told
-            if first:
-                told.append(arrivals[-1])
+            arrivals.append((time.monotonic(), prompt))
+            first = len(arrivals) == 1
         if first:
-            raise ScriptedHTTPError(429, "slow down", headers={"Retry-After": "2"})
+            raise ScriptedHTTPError(429, "slow down", headers={"Retry-After": "3"})
         time.sleep(0.05)
         return fill_fields(prompt, "A") if "[[ ## " in prompt else "A"
 
@@ -264,7 +261,73 @@ def test_a_retry_after_pauses_every_thread_of_the_endpoint(medqa, tmp_path):
                    "--split", "test", "--limit", "40", "--threads", "4", "--out", str(tmp_path),
                    env={"PROMPTOPT_BACKOFF_S": "0.01"})  # fmt: skip
     assert done.returncode == 0, done.stderr
-    t0 = told[0]
-    # the calls in flight when the 429 came may land just after it; then nothing until Retry-After has passed
-    assert not [t for t in arrivals if t0 + 0.5 < t < t0 + 2.0]
-    assert max(arrivals) >= t0 + 2.0 and len(arrivals) == 41
+    told = arrivals[0][1]
+    (retry,) = [t for t, p in arrivals[1:] if p == told]
+    # the hold began 3 s (plus jitter) before the retry: no thread sent anything in between, although
+    # the other 39 items would have kept three threads busy well past its start
+    paused = [t for t, p in arrivals if retry - 2.9 < t < retry - 0.1]
+    assert paused == [] and len(arrivals) == 41
+
+
+# --- a full disk, and a store from a newer promptopt ---------------------------------------------------
+
+
+def test_a_full_disk_stops_the_run_in_one_sentence_and_the_same_command_resumes_without_repeating_calls(medqa, tmp_path):
+    import subprocess
+
+    from conftest import cli
+
+    from promptopt.testing import ScriptedServer
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a size-capped tmpfs here (needs root)")
+    try:
+        with ScriptedServer(lambda prompt: "A") as server:
+            args = ["run", "--model", "openai/scripted", "--api-base", server.base_url, "--strategy", "baseline",
+                    "--split", "test", "--limit", "400", "--out", str(disk)]  # fmt: skip
+            full = cli(*args)
+            kept = _records(disk)
+            calls = server.calls
+            subprocess.run(["mount", "-o", "remount,size=50m", str(disk)], check=True)
+            resumed = cli(*args)
+            total = server.calls
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
+    (line,) = full.stderr.strip().splitlines()[-1:]
+    assert "is full" in line or "no space left" in line, full.stderr
+    assert 0 < kept < 400 and calls - kept <= 1  # every answer paid for is kept, but the one being written
+    assert resumed.returncode == 0, resumed.stderr
+    assert total - calls == 400 - kept  # the rest, and nothing twice
+
+
+def _records(folder) -> int:
+    import sqlite3
+
+    (store,) = list(folder.glob("run-*/results.sqlite"))
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as conn:
+        return conn.execute("select count(*) from records where error is null").fetchone()[0]
+
+
+def test_a_store_from_a_newer_promptopt_is_read_with_a_warning_and_never_written(tmp_path):
+    import sqlite3
+
+    from conftest import cli
+
+    from promptopt.testing import ScriptedServer
+
+    with ScriptedServer(lambda prompt: "A") as server:
+        args = ["run", "--model", "openai/scripted", "--api-base", server.base_url, "--strategy", "baseline",
+                "--split", "test", "--limit", "3", "--out", str(tmp_path), "--storage", f"sqlite:///{tmp_path}/s.db"]  # fmt: skip
+        assert cli(*args).returncode == 0
+        store = tmp_path / "s.db"
+        with sqlite3.connect(store) as conn:
+            conn.execute("update runs set version = '99.0.0'")
+        calls = server.calls
+        refused = cli(*(a if a != "3" else "5" for a in args))
+        assert server.calls == calls
+    assert refused.returncode == 1 and "written by promptopt 99.0.0, newer than this" in refused.stderr
+    read = cli("report", f"sqlite:///{store}", "--format", "json")
+    assert read.returncode == 0 and any("newer than this" in w for w in json.loads(read.stdout)["warnings"])

@@ -264,3 +264,28 @@ def test_the_viewer_shows_each_example_with_the_image_the_model_was_sent(ran, wo
         assert served.content == (world / "img" / f"p{i % N_IMAGES}.png").read_bytes()
         assert hashlib.sha256(served.content).hexdigest()[:16] in page  # the prompt as sent names the same digest
     assert client.get(f"/run/{run_id}/image/pics/{'0' * 16}").status_code == 404
+
+
+def test_an_item_with_several_images_sends_each_of_them_in_order(tmp_path):
+    import dspy
+
+    from promptopt.signatures import as_text, signature_for
+
+    for k in (1, 2):
+        paint(tmp_path / f"v{k}.png", k)
+    rows = [{"id": str(i), "views": ["v1.png", "v2.png"] if i % 2 else '["v2.png", "v1.png"]', "question": f"Q{i}?",
+             "answer": "yes"} for i in range(12)]  # fmt: skip
+    (tmp_path / "two.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = TASK.replace("name: pics", "name: two").replace("files: pics.jsonl, images: img", "files: two.jsonl")
+    spec = spec.replace("inputs: {image: image, question: question}", "inputs: {images: views, question: question}")
+    (tmp_path / "two.yaml").write_text(spec.replace("labels: {organ: organ}\n", "").replace("probes: [no_image]\n", ""))
+    task = load_task(str(tmp_path / "two.yaml"))
+    first, second = task.rows()[:2]
+    digest = {k: image_ref(f"v{k}.png", tmp_path, "test").digest for k in (1, 2)}
+    assert [r.digest for r in first.inputs["images"]] == [digest[2], digest[1]]  # a list given as JSON text
+    assert [r.digest for r in second.inputs["images"]] == [digest[1], digest[2]]
+    messages = dspy.ChatAdapter().format(signature_for(task), demos=[], inputs=as_text(second.inputs))
+    parts = [p for m in messages if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image_url"]
+    from promptopt.images import sent_digests
+
+    assert sent_digests({"messages": [{"content": parts}]}) == [digest[1], digest[2]]

@@ -207,7 +207,8 @@ def test_bad_probe_input_is_one_sentence_before_any_call():
 
 
 def test_probes_declared_in_a_task_yaml_are_scored_with_every_run_of_it(tmp_path, medqa):
-    spec = (medqa.path).read_text().replace("files: data/medqa/test.jsonl", f"files: {medqa.path.parent / 'data/medqa/test.jsonl'}")
+    (tmp_path / "test.jsonl").write_bytes((medqa.path.parent / "data/medqa/test.jsonl").read_bytes())  # inside its folder
+    spec = (medqa.path).read_text().replace("files: data/medqa/test.jsonl", "files: test.jsonl")
     (tmp_path / "medqa_probed.yaml").write_text(spec.replace("name: medqa", "name: medqa_probed") + "probes: [negation, partial:k=30]\n")
     done = cli("run", "--tasks-dir", str(tmp_path), "--task", "medqa_probed", "--dry-run", "--limit", "5")
     assert done.returncode == 0, done.stderr
