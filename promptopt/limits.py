@@ -120,6 +120,33 @@ def check_zip(path: Path, what: str) -> None:
         raise _over(f"{what}: {path}", f"unpacks to {total:,} bytes", "unpacked_bytes")
 
 
+def check_stream(path: Path, what: str) -> None:
+    """Refuse a gzip, bzip2, xz or zstd file that unpacks to more than the limit: it is read
+    through once, block by block, so the check never holds more than a block."""
+    import bz2
+    import gzip
+    import lzma
+
+    def zstd(p: Path):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(open(p, "rb"), closefd=True)
+
+    suffix = path.suffix.lower()
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": zstd}[suffix]
+    total, most = 0, limit("unpacked_bytes")
+    try:
+        with opener(path) as f:
+            while block := f.read(_BLOCK):
+                total += len(block)
+                if total > most:
+                    raise _over(f"{what}: {path}", "unpacks to more than the limit", "unpacked_bytes")
+    except UserError:
+        raise
+    except Exception as exc:  # a truncated or corrupt archive: its library says which
+        raise UserError(f"{what}: {path} is not a readable {suffix[1:]} file ({type(exc).__name__}).") from None
+
+
 def confined(path: Path, folder: Path, what: str) -> Path:
     """`path` (resolved, symlinks followed), refused when it lies outside `folder` unless the user
     allows paths outside with PROMPTOPT_ALLOW_OUTSIDE_PATHS=1."""

@@ -33,7 +33,7 @@ from promptopt import _env  # noqa: F401  (offline settings before `datasets` is
 from promptopt.answers import AnswerType, answer_options, answer_types, parse_options, with_options
 from promptopt.errors import UserError, shown
 from promptopt.images import digests, image_refs, is_image_field
-from promptopt.limits import check_lines, check_yaml, check_zip, confined
+from promptopt.limits import check_lines, check_stream, check_yaml, check_zip, confined
 from promptopt.paths import bundled_dir
 
 SPLITS = ("train", "val", "test")
@@ -593,6 +593,8 @@ def _read_file(task: Task, path: Path) -> list[dict]:
     where = f"Task file {task.path}"
     if path.suffix.lower() == ".zip":
         check_zip(path, where)
+    elif path.suffix.lower() in (".gz", ".bz2", ".xz", ".zst"):
+        check_stream(path, where)
     elif src.format != "parquet" and path.suffix.lower() not in (".gz", ".bz2", ".xz", ".zst"):
         check_lines(path, where, csv=src.format == "csv")
         _check_encoding(where, path, src.encoding)  # compressed files are decoded where datasets opens them

@@ -149,7 +149,7 @@ def test_a_jsonl_file_whose_first_line_is_null_fails_in_one_sentence_not_a_crash
 # --- files built to exhaust memory, and paths out of the task's folder ----------------------------
 
 
-def test_an_alias_bomb_a_zip_bomb_a_huge_line_and_a_million_columns_are_refused_before_parsing(tmp_path):
+def test_an_alias_bomb_zip_and_gzip_bombs_a_huge_line_and_a_million_columns_are_refused_before_parsing(tmp_path):
     bomb = tmp_path / "bomb" / "quiz.yaml"
     bomb.parent.mkdir()
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
@@ -160,19 +160,25 @@ def test_an_alias_bomb_a_zip_bomb_a_huge_line_and_a_million_columns_are_refused_
     with zipfile.ZipFile(zipped / "quiz.zip", "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr("quiz.jsonl", b"\n" * 3_000_000)  # 3 MB of newlines in a few kB
     write_task(zipped, SPEC | {"source": {"format": "jsonl", "files": "quiz.zip"}}, "")
+    gzipped = tmp_path / "gz"
+    write_task(gzipped, SPEC | {"source": {"format": "jsonl", "files": "quiz.jsonl.gz"}}, "")
+    import gzip
+
+    (gzipped / "quiz.jsonl.gz").write_bytes(gzip.compress(b"\n" * 3_000_000))
     long = write_task(tmp_path / "long", SPEC, json.dumps({"id": 0, "q": "x" * 3_000_000}) + "\n")
     wide = tmp_path / "wide"
     write_task(wide, SPEC | {"source": {"format": "csv", "files": "quiz.csv"}}, "")
     (wide / "quiz.csv").write_text(",".join(f"c{i}" for i in range(20_000)) + "\n")
     small = {"PROMPTOPT_MAX_UNPACKED_BYTES": "1000000", "PROMPTOPT_MAX_LINE_BYTES": "1000000"}
-    done = cli_many(*(["tasks", "validate", str(p)] for p in (bomb, zipped / "quiz.yaml", long, wide / "quiz.yaml")),
-                    env=small)  # fmt: skip
+    done = cli_many(*(["tasks", "validate", str(p)] for p in (bomb, zipped / "quiz.yaml", long, wide / "quiz.yaml",
+                                                             gzipped / "quiz.yaml")), env=small)  # fmt: skip
     for d in done:
         assert d.returncode != 0 and len(d.stderr.strip().splitlines()) == 1 and "Traceback" not in d.stderr, d.stderr
     assert "more than 1,000,000 YAML nodes" in done[0].stderr and "PROMPTOPT_MAX_YAML_NODES" in done[0].stderr
     assert "unpacks to 3,000,000 bytes" in done[1].stderr and "PROMPTOPT_MAX_UNPACKED_BYTES" in done[1].stderr
     assert "a line longer than the limit" in done[2].stderr and "1,000,000 bytes" in done[2].stderr
     assert "20,000 columns" in done[3].stderr and "PROMPTOPT_MAX_COLUMNS" in done[3].stderr
+    assert "quiz.jsonl.gz unpacks to more than the limit" in done[4].stderr and "1,000,000 bytes" in done[4].stderr
 
 
 def test_paths_that_climb_out_of_the_task_folder_are_refused_unless_the_user_allows_them(tmp_path):
