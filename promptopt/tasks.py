@@ -595,7 +595,7 @@ def _read_file(task: Task, path: Path) -> list[dict]:
         check_zip(path, where)
     elif path.suffix.lower() in (".gz", ".bz2", ".xz", ".zst"):
         check_stream(path, where)
-    elif src.format != "parquet" and path.suffix.lower() not in (".gz", ".bz2", ".xz", ".zst"):
+    elif src.format != "parquet":
         check_lines(path, where, csv=src.format == "csv")
         _check_encoding(where, path, src.encoding)  # compressed files are decoded where datasets opens them
         if src.format == "jsonl" and src.records is None:
