@@ -173,26 +173,20 @@ def digests(inputs: dict[str, Any]) -> list[str]:
     return [ref.digest for ref in refs_in(inputs)]
 
 
-def has_images(inputs: dict[str, Any]) -> bool:
-    return bool(refs_in(inputs))
-
-
 def as_dspy(value: Any) -> Any:
-    """An image input as a DSPy program takes it (`dspy.Image`): an item's ImageRef, a data URL, a
-    saved demo's `{"url": ...}`, an app's path, bytes or PIL image; a list of them image by image."""
+    """An image input as a DSPy program takes it (`dspy.Image`): an item's ImageRef, a saved demo's
+    data URL or `{"url": ...}`, or what an app passes (a path, bytes, a PIL image); lists image by image."""
     import dspy
 
     if isinstance(value, list):
         return [as_dspy(v) for v in value]
-    if isinstance(value, ImageRef):
-        return dspy.Image(url=value.data_url())
     if isinstance(value, dspy.Image):
         return value
     if isinstance(value, dict) and set(value) == {"url"}:
-        return dspy.Image(url=value["url"])
-    if isinstance(value, str | Path) and not str(value).startswith(("data:", "http://", "https://")):
-        return dspy.Image(url=image_ref(str(value), Path.cwd(), "Image argument").data_url())
-    return dspy.Image(value)
+        value = value["url"]
+    if isinstance(value, str) and value.startswith("data:"):
+        return dspy.Image(url=value)
+    return dspy.Image(url=image_ref(value, Path.cwd(), "Image argument").data_url())
 
 
 def portable(value: Any) -> Any:
@@ -209,16 +203,21 @@ def message_content(text: str, refs: list[ImageRef]) -> str | list[dict]:
     return [{"type": "text", "text": text}, *({"type": "image_url", "image_url": {"url": r.data_url()}} for r in refs)]
 
 
-def placeholder(url: str) -> str:
-    """What the store keeps of an image part: its digest (and the bytes stay out of every record)."""
+def _url_digest(url: str) -> str | None:
+    """The content digest of a data URL's image, None for any other URL."""
     found = _DATA_URL.match(url or "")
     if not found:
-        return f"[image {url[:200]}]"
+        return None
     try:
-        data = base64.b64decode(found.group(2))
+        return hashlib.sha256(base64.b64decode(found.group(2))).hexdigest()[:DIGEST_CHARS]
     except (binascii.Error, ValueError):
-        return "[image unreadable]"
-    return f"[image sha256:{hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]}]"
+        return None
+
+
+def placeholder(url: str) -> str:
+    """What the store keeps of an image part: its digest (and the bytes stay out of every record)."""
+    digest = _url_digest(url)
+    return f"[image sha256:{digest}]" if digest else f"[image {(url or '')[:200]}]"
 
 
 def sent_digests(body: dict) -> list[str]:
@@ -228,8 +227,7 @@ def sent_digests(body: dict) -> list[str]:
         content = m.get("content")
         for part in content if isinstance(content, list) else []:
             if isinstance(part, dict) and part.get("type") == "image_url":
-                url = (part.get("image_url") or {}).get("url", "")
-                found = _DATA_URL.match(url)
-                if found:
-                    out.append(hashlib.sha256(base64.b64decode(found.group(2))).hexdigest()[:DIGEST_CHARS])
+                digest = _url_digest((part.get("image_url") or {}).get("url", ""))
+                if digest:
+                    out.append(digest)
     return out
