@@ -35,9 +35,12 @@ def limit(name: str) -> int:
     if raw is None:
         return default
     try:
-        return int(float(raw))
-    except ValueError:
-        raise UserError(f"{var}={raw!r} is not a number; give a whole number of {LIMITS[name][2]}.") from None
+        value = int(float(raw))
+    except (ValueError, OverflowError):
+        value = 0
+    if value < 1:
+        raise UserError(f"{var}={raw!r} is not a limit; give a whole number of {LIMITS[name][2]}, 1 or more.")
+    return value
 
 
 def _over(what: str, found: str, name: str) -> UserError:

@@ -181,6 +181,15 @@ def test_an_alias_bomb_zip_and_gzip_bombs_a_huge_line_and_a_million_columns_are_
     assert "quiz.jsonl.gz unpacks to more than the limit" in done[4].stderr and "1,000,000 bytes" in done[4].stderr
 
 
+@pytest.mark.parametrize("raw", ["abc", "-5", "inf", "0"])
+def test_a_limit_set_to_something_that_is_not_one_is_refused_in_one_sentence(monkeypatch, raw):
+    from promptopt.limits import limit
+
+    monkeypatch.setenv("PROMPTOPT_MAX_COLUMNS", raw)
+    with pytest.raises(UserError, match=rf"PROMPTOPT_MAX_COLUMNS='{raw}' is not a limit; give a whole number of columns"):
+        limit("columns")
+
+
 def test_paths_that_climb_out_of_the_task_folder_are_refused_unless_the_user_allows_them(tmp_path):
     secret = tmp_path / "secret.jsonl"
     secret.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
