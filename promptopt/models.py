@@ -246,18 +246,20 @@ _count_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def counting_compile(log: CallLog, *lms) -> Iterator[CallLog]:
-    """Count every call these LMs make in this block, in any thread, into `log`: optimizers score
-    candidates in worker threads of their own, which do not inherit context variables, so the
-    log rides on the LM objects themselves (nothing module-wide: two compiles on two LMs count apart)."""
+def counting_compile(log: CallLog, *lms, journal=None) -> Iterator[CallLog]:
+    """Count every call these LMs make in this block, in any thread, into `log` (and keep each in
+    `journal`, a promptopt.checkpoint.CallJournal, replaying what it already holds): optimizers
+    score candidates in worker threads of their own, which do not inherit context variables, so
+    the log rides on the LM objects themselves (nothing module-wide: two compiles on two LMs
+    count apart). Copies an optimizer makes inside the block (a higher temperature) inherit both."""
     token = current_log.set(log)
     for lm in lms:
-        lm.compile_log = log
+        lm.compile_log, lm.compile_journal = log, journal
     try:
         yield log
     finally:
         for lm in lms:
-            lm.compile_log = None
+            lm.compile_log = lm.compile_journal = None
         current_log.reset(token)
 
 
@@ -342,6 +344,16 @@ def build_lm(model: Model, **overrides: Any):
 
     class CountingLM(dspy.LM):
         def __call__(self, *args, **kwargs):
+            journal = getattr(self, "compile_journal", None)  # a compile's checkpoint (promptopt.checkpoint)
+            key = journal.key(self, args, kwargs) if journal else None
+            if key is not None and (kept := journal.replay(key)) is not None:
+                return kept  # made before an interruption: replayed, not asked again
+            outputs = self._call(*args, **kwargs)
+            if key is not None:
+                journal.keep(key, outputs, _last_usage.value, getattr(_last_usage, "cost", 0.0))
+            return outputs
+
+        def _call(self, *args, **kwargs):
             for attempt in range(model.num_retries + 1):
                 _last_usage.value = None
                 limiter.wait()
@@ -364,6 +376,7 @@ def build_lm(model: Model, **overrides: Any):
 
         def update_history(self, entry: dict) -> None:
             _last_usage.value = entry.get("usage") or {}
+            _last_usage.cost = _price(model, _last_usage.value, entry.get("cost"))
             log = current_log.get() or getattr(self, "compile_log", None)
             if log is not None:
                 usage = entry.get("usage") or {}

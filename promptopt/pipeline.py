@@ -288,6 +288,7 @@ def compile_once(program, bench: Bench, config):
 
     import dspy
 
+    from promptopt.checkpoint import CallJournal, scope_of, total
     from promptopt.compiler import compile_program, dev_split
     from promptopt.dryrun import estimate_config
     from promptopt.models import CallLog, counting_compile, lm_for
@@ -301,7 +302,9 @@ def compile_once(program, bench: Bench, config):
         program.load_state(json.loads((folder / "program.json").read_text()))
         return program
     ctx.budget.check(next_calls=estimate_config(ctx.plan, task, config)["compile_calls"])
-    ctx.say(f"Compiling {config.strategy} with {config.optimizer} for {model.name} on {task.name} ...")
+    journal = CallJournal(ctx.store, scope_of(ctx.run_id, model.identity, task.name, config.id))
+    kept = f" (replaying the {len(journal.kept)} calls an interrupted compile made)" if journal.kept else ""
+    ctx.say(f"Compiling {config.strategy} with {config.optimizer} for {model.name} on {task.name}{kept} ...")
     started = time.monotonic()
     log = CallLog()
     # Optimizers choose among their candidates on a dev split carved from train: the val items
@@ -311,7 +314,7 @@ def compile_once(program, bench: Bench, config):
     prompt_model = knobs.get("prompt_model") or knobs.get("reflection_model")
     prompt_lm = build_lm(resolve_model(prompt_model)) if prompt_model else None
     with (
-        counting_compile(log, *filter(None, [lm, prompt_lm])),
+        counting_compile(log, *filter(None, [lm, prompt_lm]), journal=journal),
         dspy.context(lm=lm, adapter=bench.adapter),
         open(ctx.run_dir / "compile.log", "a") as out,
         contextlib.redirect_stdout(out),  # DSPy's optimizers print their progress
@@ -333,8 +336,10 @@ def compile_once(program, bench: Bench, config):
         finally:
             ctx.budget.charge(log)
     save_program(compiled, bench, config)
-    ctx.store.add_compile(ctx.run_id, model.identity, task.name, config.id, log, time.monotonic() - started)
-    ctx.say(f"Compiled in {time.monotonic() - started:.0f}s with {log.calls} LM calls (${log.cost_usd:.4f}).")
+    whole = total(log, journal)  # the compile's cost includes what the interrupted try paid
+    ctx.store.add_compile(ctx.run_id, model.identity, task.name, config.id, whole, time.monotonic() - started)
+    replayed = f", {journal.replayed.calls} more replayed" if journal.replayed.calls else ""
+    ctx.say(f"Compiled in {time.monotonic() - started:.0f}s with {log.calls} LM calls{replayed} (${whole.cost_usd:.4f}).")
     return compiled
 
 

@@ -223,7 +223,7 @@ def _claim(study, trial, config_id: str) -> bool:
     ]
     if min(same, default=trial.number) < trial.number:
         trial.set_user_attr("duplicate", True)
-        study.tell(trial, state=TrialState.FAIL)
+        tell(study, trial, state=TrialState.FAIL)
         return False
     return True
 
@@ -246,7 +246,7 @@ def _test_loop(study, configs, bench: Bench):
             cfg = by_id.get(trial.params["config"])
             if cfg is None or not _claim(study, trial, cfg.id):
                 if cfg is None:
-                    study.tell(trial, state=TrialState.FAIL)
+                    tell(study, trial, state=TrialState.FAIL)
                 continue
             program = bench.ready(cfg)
             test = bench.score(program, cfg, "test")
@@ -279,7 +279,7 @@ def _study_loop(study, by_id, settings: SearchSettings, bench: Bench):
         for trial in queued_trials(study, dist, beat):
             cfg = by_id.get(trial.params["config"])
             if cfg is None:  # queued by a worker with another space
-                study.tell(trial, state=TrialState.FAIL)
+                tell(study, trial, state=TrialState.FAIL)
                 continue
             if _claim(study, trial, cfg.id):
                 active[cfg.id] = (trial, cfg, bench.ready(cfg))

@@ -13,6 +13,9 @@ never block the writer). Schema (documented in README.md):
   or interrupted, so a report of an unfinished run says so.
 - ``compiles``: one row per compiled (run, model, task, config): the optimizer's LM calls,
   tokens, cost and seconds.
+- ``compile_calls``: every LM call an optimizer made, keyed by (compile scope, request digest and
+  occurrence), with the reply and its usage: a compile killed halfway replays these and goes on
+  (promptopt.checkpoint).
 - ``judgments``: every LLM judge verdict, keyed by a hash of (judge, scale, prompt), with the
   judge's reply, score and what the call cost: a cache shared by all runs in the store.
 - ``judge_checks``: one row per (run, task, judge): its validation on planted verdicts.
@@ -122,6 +125,16 @@ compiles = per_run_and(
     Column("created_at", Float, nullable=False),
 )
 
+# Every call of a compile as it returned (promptopt.checkpoint): scope = run|model|task|config.
+compile_calls = Table(
+    "compile_calls",
+    metadata,
+    Column("scope", String(400), primary_key=True),
+    Column("key", String(64), primary_key=True),  # request digest # occurrence in the compile
+    Column("outputs", Text, nullable=False),  # JSON: the LM's outputs as DSPy returned them
+    Column("usage", Text, nullable=False),  # JSON: the call's token usage
+    Column("created_at", Float, nullable=False),
+)
 
 # LLM judges' verdicts, keyed by a hash of (judge identity, scale, prompt): a verdict is asked once.
 judgments = Table(
@@ -417,6 +430,19 @@ class Store:
             q = q.where(compiles.c.run_id == run_id)
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(q).fetchall(), columns=[c.name for c in compiles.columns])
+
+    def compile_calls(self, scope: str) -> dict[str, tuple[list, dict]]:
+        """key -> (outputs, usage) of every call kept for one compile (promptopt.checkpoint)."""
+        if not self._has("compile_calls"):
+            return {}
+        q = select(compile_calls.c.key, compile_calls.c.outputs, compile_calls.c.usage).where(compile_calls.c.scope == scope)
+        with self.engine.connect() as conn:
+            return {key: (json.loads(out), json.loads(usage)) for key, out, usage in conn.execute(q)}
+
+    def add_compile_call(self, scope: str, key: str, outputs: str, usage: str) -> None:
+        row = dict(scope=scope, key=key, outputs=outputs, usage=usage, created_at=time.time())
+        with self._space(), self.engine.begin() as conn:
+            conn.execute(_insert_ignoring_duplicates(self.engine, compile_calls), [row])
 
     def judgment(self, key: str) -> dict | None:
         """A cached verdict ({score, reply}) or None."""
@@ -741,7 +767,8 @@ def _insert_ignoring_duplicates(engine: Engine, table: Table = records):
         from sqlalchemy.dialects.postgresql import insert
     else:
         return table.insert().prefix_with("IGNORE") if name == "mysql" else table.insert()
-    keys = ["run_id", "model", "task", "config_id", "split", "example_id"] if table is records else ["key"]
+    # records: its unique key (its primary key is a row number); the others: their primary key
+    keys = ["run_id", "model", "task", "config_id", "split", "example_id"] if table is records else [c.name for c in table.primary_key]
     return insert(table).on_conflict_do_nothing(index_elements=keys)
 
 

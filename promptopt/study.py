@@ -30,11 +30,13 @@ def optuna_storage(url: str):
 
 
 def tell(study, trial, values=None, state=None) -> None:
-    """Finish a trial, unless a worker that thought this one silent already failed and requeued it."""
+    """Finish a trial, unless another worker already finished it: one that thought this worker
+    silent failed and requeued it, or one that took the same queued trial (on SQLite, Optuna
+    cannot lock the row, so two processes asking at once may both be handed it)."""
     import optuna
 
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-        study.tell(trial, values, state=state)
+        study.tell(trial, values, state=state, skip_if_finished=True)
 
 
 def ask(study, dist):

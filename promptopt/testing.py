@@ -278,3 +278,34 @@ def shown_options(prompt: str, options: dict[str, str]) -> dict[str, str]:
         if text.strip() in by_line:
             shown[letter] = by_line[text.strip()]
     return shown
+
+
+class CompileOracle:
+    """A scripted model for compiles: right on a seeded share `p` of the task's questions (the
+    same prompt always gets the same reply, so a replayed compile and a fresh one see one world);
+    any other prompt (an instruction proposer's, a reflection) gets a well-formed reply. The
+    calls that are not about a `scored` split's question are the compile's: `compile_calls`
+    counts them, and `on_compile_call(count)` is called at each (a test kills a process there)."""
+
+    def __init__(self, task, p: float = 0.6, scored: str = "val"):
+        self.p, self.scored, self.compile_calls, self.on_compile_call = p, scored, 0, None
+        self.examples = [(split, ex) for split in ("train", scored) for ex in task.examples(split)]
+        self._lock = threading.Lock()
+
+    def __call__(self, prompt: str) -> str:
+        import hashlib
+        import random
+
+        at, split, ex = max(((prompt.rfind(ex.inputs["question"]), split, ex) for split, ex in self.examples),
+                            key=lambda found: found[0])  # fmt: skip
+        if split != self.scored or at < 0:
+            with self._lock:
+                self.compile_calls += 1
+                if self.on_compile_call:
+                    self.on_compile_call(self.compile_calls)
+        shown = shown_options(prompt[at:], ex.inputs["options"]) if at >= 0 else {}
+        right = next((k for k, v in shown.items() if v == ex.inputs["options"][ex.gold]), None)
+        if right is None:
+            return fill_fields(prompt, "A")
+        rng = random.Random(hashlib.sha1(prompt.encode()).hexdigest())
+        return fill_fields(prompt, right if rng.random() < self.p else next(k for k in shown if k != right))

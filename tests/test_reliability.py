@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from promptopt.searcher import DEFAULT_SPACE
 from promptopt.store import Store
-from promptopt.testing import ScriptedHTTPError, faulty
+from promptopt.testing import CompileOracle, ScriptedHTTPError, ScriptedServer, faulty
 
 EXE = str(Path(sys.executable).with_name("promptopt"))
 # Short timeout and backoff so that faults cost milliseconds, not the defaults' seconds.
@@ -68,6 +68,36 @@ def test_a_run_killed_with_sigkill_halfway_resumes_to_the_same_records_without_r
     assert records_of(tmp_path / "cut") == records_of(tmp_path / "whole")
     # nothing recorded before the kill is asked again; only the one example in flight (1 call)
     assert uninterrupted <= first + second <= uninterrupted + 1
+
+
+def compiled_programs(out: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in out.glob("run-*/programs/*/program.json")}
+
+
+def test_compiles_killed_halfway_resume_making_again_only_the_calls_in_flight_and_end_with_the_same_programs(
+    medqa, tmp_path
+):
+    args = ("--limit", "10", "--split", "val", "--strategy", "cot", "--optimizer", "mipro:val=10",
+            "--optimizer", "gepa:metric_calls=80,val=10")  # fmt: skip
+    oracle = CompileOracle(medqa)
+    with ScriptedServer(oracle) as server:
+        whole = cli(*run_args(server, tmp_path / "whole", *args)[1:])
+        assert whole.returncode == 0, whole.stderr
+        n, oracle.compile_calls = oracle.compile_calls, 0
+        for stop_at in (n // 4, 3 * n // 4):  # inside the first compile, then inside the second
+            proc = subprocess.Popen(run_args(server, tmp_path / "cut", *args), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)  # fmt: skip
+            oracle.on_compile_call = lambda seen, at=stop_at, pid=proc.pid: seen == at and os.kill(pid, signal.SIGKILL)
+            assert proc.wait(timeout=600) == -signal.SIGKILL
+        oracle.on_compile_call = None
+        done = cli(*run_args(server, tmp_path / "cut", *args)[1:])
+        assert done.returncode == 0, done.stderr
+        assert "replaying the" in done.stderr
+    assert n < oracle.compile_calls <= n + 2  # the call in flight at each kill, and nothing else, again
+    programs = compiled_programs(tmp_path / "cut")
+    assert sum("mipro" in k or "gepa" in k for k in programs) == 2 and programs == compiled_programs(tmp_path / "whole")
+    cut = Store(json.loads(next((tmp_path / "cut").glob("run-*/run.json")).read_text())["storage"]).compile_costs()
+    assert int(cut.lm_calls.sum()) == n  # a compile's cost counts what the killed tries paid for, once
 
 
 def test_with_a_fifth_of_calls_failing_every_example_is_scored_or_recorded_as_an_error(medqa, tmp_path):
