@@ -1,7 +1,9 @@
 """The fuzzing campaign: the properties of tests/test_hostile.py with many generated inputs each.
 
 Every reader of downloaded files (task specs, their data rows, sweep files, corpora and imported
-logs) must load or fail in one sentence (UserError), and every answer parser must take any text;
+logs, store files) must load or fail in one sentence (UserError), every answer parser must take
+any text, and every record must come back from the store whole, once, whatever its text (on
+SQLite, and on PostgreSQL when PROMPTOPT_TEST_POSTGRES names one);
 an example slower than the deadline counts as a hang. Prints, per property, the inputs generated,
 failures (a traceback or a hang: Hypothesis stops at the first and shrinks it) and the time.
 
@@ -20,6 +22,8 @@ PROPERTIES = [
     ("sweep files", "test_a_sweep_file_with_any_settings"),
     ("corpus, Inspect and lm-eval logs of any bytes", "test_a_corpus_or_an_imported_log_of_any_bytes"),
     ("answer parsers (8x the examples)", "test_every_answer_parser_takes_any_text"),
+    ("records holding any text: none lost, none doubled", "test_records_holding_any_text_are_kept_whole"),
+    ("a store file of any bytes", "test_a_store_file_of_any_bytes"),
 ]
 
 

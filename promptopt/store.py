@@ -452,7 +452,7 @@ class Store:
         return None if row is None else {"score": row[0], "reply": row[1]}
 
     def add_judgment(self, key: str, judge: str, prompt: str, reply: str, score: float | None, usage: dict) -> None:
-        row = dict(key=key, judge=judge, prompt=prompt, reply=reply, score=score, **usage, created_at=time.time())
+        row = self._storable(dict(key=key, judge=judge, prompt=prompt, reply=reply, score=score, **usage, created_at=time.time()))
         with self.engine.begin() as conn:
             conn.execute(_insert_ignoring_duplicates(self.engine, judgments), [row])
 
@@ -528,11 +528,18 @@ class Store:
         return pd.DataFrame(rows)
 
     def add(self, batch: Iterable[Record]) -> None:
-        rows = [asdict(r) | {"created_at": r.created_at or time.time()} for r in batch]
+        rows = [self._storable(asdict(r) | {"created_at": r.created_at or time.time()}) for r in batch]
         if not rows:
             return
         with self._space(), self.engine.begin() as conn:
             conn.execute(_insert_ignoring_duplicates(self.engine), rows)
+
+    def _storable(self, row: dict) -> dict:
+        """PostgreSQL's text cannot hold NUL, which a model may write: there it is kept as U+FFFD
+        (JSON columns escape it themselves); SQLite keeps it as it is."""
+        if self.engine.dialect.name != "postgresql":
+            return row
+        return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
 
     @contextlib.contextmanager
     def _space(self):

@@ -751,12 +751,20 @@ def _one_gold(spec: AnswerSpec, value: Any, options: dict[str, str], keys: dict[
     return {k.upper(): k for k in options}.get(gold.upper(), gold)  # a lower-case letter
 
 
+MAX_ID_LENGTH = 200  # promptopt.store's records.example_id
+
+
 def _example(task: Task, row: dict, default_id: str) -> Example:
     spec = task.spec
     if isinstance(spec.id, list):
         ex_id = "/".join(str(_plain(row[c])) for c in spec.id)
     else:
         ex_id = str(_plain(row[spec.id])) if spec.id else default_id
+    if len(ex_id) > MAX_ID_LENGTH:  # the store's key column (PostgreSQL enforces its length)
+        raise UserError(
+            f"Task {task.name} has an item id of {len(ex_id):,} characters ({ex_id[:40]!r}...); ids may have at most "
+            f"{MAX_ID_LENGTH}: give `id:` a shorter column, or leave it out to number the rows."
+        )
     inputs: dict[str, Any] = {}
     keys: dict[str, str] = {}
     for name, m in spec.inputs.items():

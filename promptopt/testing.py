@@ -16,6 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from promptopt.images import sent_digests
 
+# Replies that raised something other than a planted fault (ScriptedHTTPError, ScriptedFault):
+# the connection drops and the client retries after a backoff, so a test passes slowly instead
+# of failing; the suite's conftest fails a test whose servers crashed like this.
+REPLY_CRASHES: list[str] = []
+
 
 class ScriptedHTTPError(Exception):
     """Raise from `reply` to answer with an HTTP error status instead of a completion."""
@@ -170,6 +175,9 @@ class ScriptedServer:
                     if exc.kind == "slow":
                         time.sleep(exc.seconds)
                     text = exc.text if exc.kind == "slow" else ""
+                except Exception as exc:  # a bug in the script, not a planted fault: the client retries it
+                    REPLY_CRASHES.append(f"{type(exc).__name__}: {exc}"[:300])
+                    raise
                 usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 base = {

@@ -167,3 +167,14 @@ def exam_server(task, right: set[str], limit: int):
 @pytest.fixture
 def structured():
     return structured_answer
+
+
+@pytest.fixture(autouse=True)
+def _scripted_replies_do_not_crash():
+    """A scripted reply that raises by mistake (not a planted fault) drops the connection, and the
+    client retries it after a backoff: the test would pass, only slowly. Fail it instead."""
+    from promptopt.testing import REPLY_CRASHES
+
+    REPLY_CRASHES.clear()
+    yield
+    assert not REPLY_CRASHES, f"a scripted server's reply raised (the client retried it after a backoff): {REPLY_CRASHES[:3]}"

@@ -16,7 +16,7 @@ import textwrap
 import pytest
 from conftest import cli
 from test_open_ended import Counted, _judged_task, honest_judge, open_model
-from test_probes import answer, find, shown
+from test_probes import answer, find
 from test_strategies import MODEL, Oracle, gold_letter
 
 import promptopt
@@ -87,7 +87,7 @@ def test_a_search_with_the_shuffle_probe_reads_the_robust_ceiling_of_its_choice(
 
     def reply(prompt):
         ex = find(prompt, known)
-        options = shown(prompt)
+        options = shown_options(prompt, ex.inputs["options"])  # letter -> the option's whole text
         gold_text = ex.inputs["options"][ex.gold]
         original = options == ex.inputs["options"]
         ok = ex.id in right and (original or ex.id not in fragile)
@@ -97,7 +97,7 @@ def test_a_search_with_the_shuffle_probe_reads_the_robust_ceiling_of_its_choice(
     with ScriptedServer(reply) as server:
         log = promptopt.search(
             models=["openai/scripted"], api_base=server.base_url, strategies=["predict", "cot"],
-            optimizers=["none"], limit=n, rung0=n, out=tmp_path, probes=["shuffle"],
+            optimizers=["none"], limit=n, rung0=n, out=tmp_path, probes=["shuffle"], threads=4,
         )  # fmt: skip
     data = report_json(log.run_dir)
     (robust,) = data["robust"]
@@ -197,7 +197,9 @@ def test_configs_planted_equal_stop_the_search_early_on_a_one_call_config_and_th
     assert [p.lm_calls for p in curve] == points and len(points) >= 2
 
 
-@pytest.mark.parametrize("seed", range(20))
+# Four seeds here; how often the rule keeps its promise over 1,000 planted worlds is
+# benchmarks/selection.py's campaign (BENCHMARKS.md §11).
+@pytest.mark.parametrize("seed", range(4))
 def test_a_config_planted_8_points_better_is_chosen_and_never_dropped(medqa, tmp_path, seed):
     def right(ex, kind):
         u = draw(seed, ex.id)

@@ -346,3 +346,75 @@ def test_a_store_from_a_newer_promptopt_is_read_with_a_warning_and_never_written
     assert refused.returncode == 1 and "written by promptopt 99.0.0, newer than this" in refused.stderr
     read = cli("report", f"sqlite:///{store}", "--format", "json")
     assert read.returncode == 0 and any("newer than this" in w for w in json.loads(read.stdout)["warnings"])
+
+
+# --- stores: whatever a model wrote, every record is kept whole, once --------------------------
+
+hostile_text = st.text(max_size=60) | st.sampled_from(
+    ["\x00", "a\x00b", "'); DROP TABLE records; --", "A" * 100_000, "NULL", "\\u0000", "💥\u202e", "%s %(x)s ?"]
+)
+
+
+_opened: dict[str, object] = {}
+
+
+def _stores(tmp_path_factory) -> list[tuple[str, object]]:
+    """(name, store): one SQLite file, and the CI's PostgreSQL database when it is there; opened
+    once for all examples (each example writes a run of its own)."""
+    urls = {"sqlite": f"sqlite:///{tmp_path_factory.getbasetemp() / 'fuzzed-store.sqlite'}"}
+    if os.environ.get("PROMPTOPT_TEST_POSTGRES"):
+        urls["postgresql"] = os.environ["PROMPTOPT_TEST_POSTGRES"]
+    from promptopt.store import Store
+
+    for url in urls.values():
+        if url not in _opened:
+            _opened[url] = Store(url)
+    return [(name, _opened[url]) for name, url in urls.items()]
+
+
+@FUZZ
+@given(rows=st.lists(st.tuples(hostile_text.filter(lambda i: len(i) <= 200), st.none() | hostile_text,
+                               st.none() | hostile_text), min_size=1, max_size=6, unique_by=lambda row: row[0]))  # fmt: skip
+def test_records_holding_any_text_are_kept_whole_by_the_store_none_lost_none_doubled(tmp_path_factory, rows):
+    import uuid
+
+    from promptopt.store import Record
+
+    for name, store in _stores(tmp_path_factory):
+        run_id = f"fuzz-{uuid.uuid4().hex[:12]}"
+        batch = [
+            Record(run_id=run_id, model="m", task="t", strategy="predict", optimizer="none", config_id="c", config="{}",
+                   split="test", example_id=example_id, prediction=reply, gold="A", score=1.0, parse_ok=True, error=None,
+                   lm_calls=1, prompt_tokens=1, completion_tokens=1, cost_usd=0.0, latency_s=0.0, raw_output=raw,
+                   extras=json.dumps({"reasoning": raw}))
+            for example_id, reply, raw in rows
+        ]  # fmt: skip
+        store.add(batch)
+        store.add(batch[:1])  # a second worker writing a finished example adds nothing
+        got = store.records(run_id)
+        # PostgreSQL's text cannot hold NUL: it is kept as U+FFFD there (README, Results store)
+        kept = (lambda s: s.replace("\x00", "\ufffd")) if name == "postgresql" else (lambda s: s)
+        assert sorted(got.example_id) == sorted(kept(r[0]) for r in rows), name
+        by_id = {r.example_id: r for r in got.itertuples()}
+        for example_id, reply, raw in rows:
+            row = by_id[kept(example_id)]
+            assert (row.prediction if isinstance(row.prediction, str) else None) == (reply and kept(reply)), name
+            assert (row.raw_output if isinstance(row.raw_output, str) else None) == (raw and kept(raw)), name
+            assert json.loads(row.extras) == {"reasoning": raw}, name  # JSON escapes a NUL itself
+
+
+@FUZZ
+@given(content=st.binary(max_size=400) | st.binary(max_size=400).map(lambda b: b"SQLite format 3\x00" + b))
+def test_a_store_file_of_any_bytes_is_refused_in_one_sentence(tmp_path_factory, content):
+    from promptopt.store import Store
+
+    path = tmp_path_factory.mktemp("junk") / "results.sqlite"
+    path.write_bytes(content)
+    only_sentences(lambda: Store(f"sqlite:///{path}", create=False).records())
+
+
+def test_an_item_id_longer_than_the_stores_key_is_refused_in_one_sentence(tmp_path):
+    rows = [dict(row, id="x" * 201 if i == 2 else row["id"]) for i, row in enumerate(ROWS)]
+    path = write_task(tmp_path, SPEC, "\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(UserError, match=r"item id of 201 characters .* at most 200: give `id:` a shorter column"):
+        load_all(path)

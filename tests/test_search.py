@@ -57,7 +57,7 @@ def test_search_chooses_on_val_and_scores_only_the_choice_and_baseline_on_test(m
 
 def test_a_killed_search_resumes_the_same_study_without_repeating_calls(medqa, tmp_path):
     with scripted(medqa, right_with(0.6), repeatable=True) as server:
-        whole = subprocess.run(search_cmd(server, tmp_path / "whole"), capture_output=True, text=True, timeout=600)
+        whole = cli(*search_cmd(server, tmp_path / "whole")[1:])
         assert whole.returncode == 0, whole.stderr
         uninterrupted = server.calls
 
@@ -76,7 +76,7 @@ def test_a_killed_search_resumes_the_same_study_without_repeating_calls(medqa, t
         first = server.calls
         server.reply = answer
         _, before = study_of(tmp_path / "cut")
-        again = subprocess.run(search_cmd(server, tmp_path / "cut"), capture_output=True, text=True, timeout=600)
+        again = cli(*search_cmd(server, tmp_path / "cut")[1:])
         assert again.returncode == 0, again.stderr
         second = server.calls - first
 
