@@ -666,9 +666,26 @@ def _terminate(signum, _frame) -> None:
 
 
 def main() -> None:
+    # typer 0.29 carries its own copy of click (pinned in pyproject.toml); its exceptions live there
+    from typer._click import exceptions as usage
+
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
+        code = app(standalone_mode=False)  # usage errors come here, to be said in one sentence
+    except usage.NoArgsIsHelpError as exc:  # a bare `promptopt report`: its help, as click shows it
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        sys.exit(2)
+    except usage.UsageError as exc:  # a mistyped command, option or value: exit 2, as click does
+        where = exc.ctx.command_path if exc.ctx else "promptopt"
+        said = exc.format_message().strip()
+        typer.echo(f"Error: {said} See `{where} --help`." if said.endswith(("?", ".")) else
+                   f"Error: {said}; see `{where} --help`.", err=True)  # fmt: skip
+        sys.exit(2)
+    except usage.ClickException as exc:
+        typer.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # Ctrl-C outside a command (each command says how to resume)
+        sys.exit(130)
     except UserError as exc:
         if _debug:
             raise
@@ -682,3 +699,4 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:  # only reached outside a command (typer handles it inside)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

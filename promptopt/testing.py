@@ -313,7 +313,8 @@ class CompileOracle:
                     self.on_compile_call(self.compile_calls)
         shown = shown_options(prompt[at:], ex.inputs["options"]) if at >= 0 else {}
         right = next((k for k, v in shown.items() if v == ex.inputs["options"][ex.gold]), None)
-        if right is None:
-            return fill_fields(prompt, "A")
-        rng = random.Random(hashlib.sha1(prompt.encode()).hexdigest())
-        return fill_fields(prompt, right if rng.random() < self.p else next(k for k in shown if k != right))
+        letter = "A"
+        if right is not None:
+            rng = random.Random(hashlib.sha1(prompt.encode()).hexdigest())
+            letter = right if rng.random() < self.p else next(k for k in shown if k != right)
+        return fill_fields(prompt, letter) if "[[ ## " in prompt else f" {letter}"  # the baseline asks for a letter

@@ -110,6 +110,16 @@ def test_each_bad_input_is_refused_in_one_sentence_before_any_call(tmp_path, lis
     assert not list((tmp_path / "runs").glob("*/run.json"))  # and none left a run folder behind
 
 
+def test_a_mistyped_command_option_or_value_is_one_sentence_that_points_to_help_with_exit_2():
+    done = cli_many(["rn"], ["run", "--bogus"], ["run", "--limit", "abc"], ["report"])
+    assert [d.returncode for d in done] == [2, 2, 2, 2]
+    said = [d.stderr.strip() for d in done]
+    assert all(len(s.splitlines()) == 1 and "╭" not in s and s.endswith("--help`.") for s in said), said
+    assert "No such command 'rn'. Did you mean 'run'? See `promptopt --help`." in said[0]
+    assert "No such option: --bogus" in said[1] and "see `promptopt run --help`" in said[1]
+    assert "Invalid value for '--limit'" in said[2] and "Missing argument 'source'" in said[3]
+
+
 def test_failures_people_meet_are_one_sentence_and_leave_nothing_behind(tmp_path):
     folder = _user_task(tmp_path / "tasks")
     data = folder / "capitals.csv"
