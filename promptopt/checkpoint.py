@@ -14,6 +14,7 @@ with its own reply. Only the calls in flight at the kill are made again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -28,7 +29,9 @@ _ROUTING = ("api_base", "base_url", "api_key", "timeout", "num_retries", "engine
 
 
 def scope_of(run_id: str, model_identity: str, task: str, config_id: str) -> str:
-    return f"{run_id}|{model_identity}|{task}|{config_id}"
+    """One compile's key in the store: a digest of run, model, task and config (their names
+    together can outgrow a key column)."""
+    return hashlib.sha256(json.dumps([run_id, model_identity, task, config_id]).encode()).hexdigest()
 
 
 class CallJournal:
@@ -46,9 +49,9 @@ class CallJournal:
         """This request's place in the compile, or None when it cannot be digested (then it is
         made, and not kept)."""
         asked = {k: v for k, v in {**lm.kwargs, **kwargs}.items() if k not in _ROUTING}  # prompt, messages, settings
-        model = getattr(getattr(lm, "promptopt_model", None), "identity", None) or lm.model
+        identity = getattr(getattr(lm, "promptopt_model", None), "identity", None)
         try:
-            text = json.dumps([model, args, asked], sort_keys=True, default=_opaque)
+            text = json.dumps([identity, lm.model, getattr(lm, "model_type", None), args, asked], sort_keys=True, default=_opaque)
         except (TypeError, ValueError):
             return None
         digest = hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -78,7 +81,11 @@ class CallJournal:
             text = json.dumps(outputs)
         except (TypeError, ValueError):
             return
-        self.store.add_compile_call(self.scope, key, text, json.dumps(_plain(usage or {}) | {"cost_usd": cost_usd}))
+        usage_text = json.dumps(_plain(usage or {}) | {"cost_usd": cost_usd})
+        # a checkpoint that cannot be written (a locked or full database) must not fail a call
+        # already paid for: the compile goes on, and a resume makes that call again
+        with contextlib.suppress(Exception):
+            self.store.add_compile_call(self.scope, key, text, usage_text)
 
 
 def total(made: CallLog, journal: CallJournal) -> CallLog:
@@ -92,9 +99,11 @@ def _plain(usage: dict) -> dict:
     return {k: v for k, v in usage.items() if isinstance(v, int | float | str | type(None))}
 
 
-def _opaque(value: Any) -> str:
-    """Objects inside a request (a Pydantic response format, a tool) by their type and fields."""
-    dump = getattr(value, "model_json_schema", None) or getattr(value, "model_dump", None)
-    if callable(dump):
-        return json.dumps(dump(), sort_keys=True, default=str)
-    return f"{type(value).__module__}.{type(value).__qualname__}"
+def _opaque(value: Any) -> Any:
+    """Objects inside a request: a Pydantic response format by its schema, a Pydantic value by its
+    fields; anything else cannot be told apart reliably, so the call is not kept (TypeError)."""
+    if isinstance(value, type) and callable(getattr(value, "model_json_schema", None)):
+        return value.model_json_schema()
+    if callable(getattr(value, "model_dump", None)) and not isinstance(value, type):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot digest a {type(value).__name__}")

@@ -684,8 +684,9 @@ def main() -> None:
     except usage.ClickException as exc:
         typer.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except typer.Abort:  # Ctrl-C outside a command (each command says how to resume)
-        sys.exit(130)
+    except typer.Abort:  # end of input at a prompt (Ctrl-C inside a command is typer's exit 130)
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
     except UserError as exc:
         if _debug:
             raise
@@ -699,4 +700,4 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:  # only reached outside a command (typer handles it inside)
         sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code if type(code) is int else 0)

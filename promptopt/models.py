@@ -355,7 +355,7 @@ def build_lm(model: Model, **overrides: Any):
 
         def _call(self, *args, **kwargs):
             for attempt in range(model.num_retries + 1):
-                _last_usage.value = None
+                _last_usage.value, _last_usage.cost = None, 0.0
                 limiter.wait()
                 try:
                     outputs = super().__call__(*args, **kwargs)

@@ -301,8 +301,9 @@ def compile_once(program, bench: Bench, config):
     if finished and (folder / "program.json").exists():
         program.load_state(json.loads((folder / "program.json").read_text()))
         return program
-    ctx.budget.check(next_calls=estimate_config(ctx.plan, task, config)["compile_calls"])
     journal = CallJournal(ctx.store, scope_of(ctx.run_id, model.identity, task.name, config.id))
+    # calls kept from an interrupted compile are replayed for free
+    ctx.budget.check(next_calls=max(0, estimate_config(ctx.plan, task, config)["compile_calls"] - len(journal.kept)))
     kept = f" (replaying the {len(journal.kept)} calls an interrupted compile made)" if journal.kept else ""
     ctx.say(f"Compiling {config.strategy} with {config.optimizer} for {model.name} on {task.name}{kept} ...")
     started = time.monotonic()

@@ -39,7 +39,16 @@ from promptopt.registry import get_strategy
 from promptopt.runplan import RunPlan, RunResult, search_space, serves, validate_plan
 from promptopt.scoring import Note, Progress
 from promptopt.selection import Arm, Elimination, Rule
-from promptopt.study import Heartbeat, fail_dead_trials, optuna_storage, queued_trials, tell, until_finished
+from promptopt.study import (
+    Heartbeat,
+    fail_dead_trials,
+    optuna_storage,
+    queued_trials,
+    set_attr,
+    taken_by_another,
+    tell,
+    until_finished,
+)
 
 
 @dataclass
@@ -216,13 +225,15 @@ def _claim(study, trial, config_id: str) -> bool:
     at once; the lowest-numbered trial of it that has not failed wins, the others are failed."""
     from optuna.trial import TrialState
 
+    if taken_by_another(study, trial):
+        return False  # the worker handed it too scores it and finishes it
     same = [
         t.number
         for t in study.get_trials(deepcopy=False)
         if t.params.get("config") == config_id and t.state != TrialState.FAIL
     ]
     if min(same, default=trial.number) < trial.number:
-        trial.set_user_attr("duplicate", True)
+        set_attr(trial, "duplicate", True)
         tell(study, trial, state=TrialState.FAIL)
         return False
     return True
@@ -292,7 +303,7 @@ def _study_loop(study, by_id, settings: SearchSettings, bench: Bench):
                 trial, cfg, program = active[cid]
                 scored = bench.score(program, cfg, "val", val[:size])
                 arms[cid] = Arm(cid, scored.cost, scored.items)
-                trial.set_user_attr("n", size)
+                set_attr(trial, "n", size)
             alive = {c: arms[c] for c in elim.survivors}
             _checkpoint(bench, step, size, elim, alive, active)
             before = set(elim.survivors)
@@ -304,7 +315,7 @@ def _study_loop(study, by_id, settings: SearchSettings, bench: Bench):
         chosen = elim.front(arms) if settings.rule.objective == "pareto" else [elim.choice(arms)]
         for cid in elim.survivors:
             trial, cfg, program = active[cid]
-            trial.set_user_attr("chosen", cid in chosen)
+            set_attr(trial, "chosen", cid in chosen)
             value = float(arms[cid].items.mean()) if len(arms[cid].items) else 0.0
             tell(study, trial, [value, arms[cid].cost])
             bench.ctx.say(f"trial {trial.number}: {cfg.strategy}/{cfg.optimizer} val {100 * value:.1f}% on "
@@ -318,8 +329,8 @@ def _stopped(study, bench: Bench, held, arm: Arm, size: int, why: str) -> None:
 
     trial, cfg, program = held
     value = float(arm.items.mean()) if len(arm.items) else 0.0
-    trial.set_user_attr("score_so_far", value)
-    trial.set_user_attr("why", why)
+    set_attr(trial, "score_so_far", value)
+    set_attr(trial, "why", why)
     tell(study, trial, state=TrialState.PRUNED)
     bench.ctx.say(f"trial {trial.number}: {cfg.strategy}/{cfg.optimizer} stopped at {size} val examples "
                   f"({100 * value:.1f}%): {why}")  # fmt: skip

@@ -13,8 +13,8 @@ never block the writer). Schema (documented in README.md):
   or interrupted, so a report of an unfinished run says so.
 - ``compiles``: one row per compiled (run, model, task, config): the optimizer's LM calls,
   tokens, cost and seconds.
-- ``compile_calls``: every LM call an optimizer made, keyed by (compile scope, request digest and
-  occurrence), with the reply and its usage: a compile killed halfway replays these and goes on
+- ``compile_calls``: every LM call an optimizer made, keyed by (digest of the compile's run,
+  model, task and config; request digest and occurrence), with the reply and its usage: a compile killed halfway replays these and goes on
   (promptopt.checkpoint).
 - ``judgments``: every LLM judge verdict, keyed by a hash of (judge, scale, prompt), with the
   judge's reply, score and what the call cost: a cache shared by all runs in the store.
@@ -129,7 +129,7 @@ compiles = per_run_and(
 compile_calls = Table(
     "compile_calls",
     metadata,
-    Column("scope", String(400), primary_key=True),
+    Column("scope", String(64), primary_key=True),  # digest of (run, model, task, config)
     Column("key", String(64), primary_key=True),  # request digest # occurrence in the compile
     Column("outputs", Text, nullable=False),  # JSON: the LM's outputs as DSPy returned them
     Column("usage", Text, nullable=False),  # JSON: the call's token usage
@@ -340,7 +340,7 @@ class Store:
 
     def replace(self, record: Record) -> None:
         """Put `record` in place of the stored record of the same example, in one transaction."""
-        row = asdict(record)
+        row = self._storable(asdict(record))
         key = ("run_id", "model", "task", "config_id", "split", "example_id")
         with self.engine.begin() as conn:
             conn.execute(records.delete().where(*[records.c[k] == row[k] for k in key]))
@@ -361,7 +361,7 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(stops.delete().where(stops.c.run_id == run_id))
             if reason:
-                conn.execute(stops.insert().values(run_id=run_id, reason=reason, created_at=time.time()))
+                conn.execute(stops.insert().values(**self._storable(dict(run_id=run_id, reason=reason, created_at=time.time()))))
 
     def set_status(self, run_id: str, status: str, expected: dict | None = None) -> None:
         """The run's status; `expected` (kept from the last call that gave it) says what a complete

@@ -39,6 +39,23 @@ def tell(study, trial, values=None, state=None) -> None:
         study.tell(trial, values, state=state, skip_if_finished=True)
 
 
+def set_attr(trial, key: str, value) -> None:
+    """Note `key` on a trial, unless another worker already finished it (two workers handed one
+    trial on SQLite, or one that took over a silent worker's): the note is theirs to write."""
+    import optuna
+
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        trial.set_user_attr(key, value)
+
+
+def taken_by_another(study, trial) -> bool:
+    """Whether another worker was handed this same trial and noted itself on it after this one:
+    on SQLite Optuna cannot lock the row, so two workers asking at once may both get it; the one
+    that wrote its name last scores it, the other backs off without finishing it."""
+    worker = study._storage.get_trial(trial._trial_id).user_attrs.get("worker")
+    return worker is not None and worker != worker_name()
+
+
 def ask(study, dist):
     """The next queued trial. Optuna warns that heartbeats are meant for `optimize`; our workers
     keep them with `Heartbeat`, so the warning says nothing to the user."""
@@ -64,7 +81,8 @@ class Heartbeat:
 
     def hold(self, trial) -> None:
         self._ids.add(trial._trial_id)
-        self._storage.record_heartbeat(trial._trial_id)
+        with contextlib.suppress(Exception):  # finished meanwhile by a worker handed the same trial
+            self._storage.record_heartbeat(trial._trial_id)
 
     def _beat(self) -> None:
         while not self._stop.wait(heartbeat_s()):
@@ -158,6 +176,8 @@ def share_out(study, units: dict, work: Callable[[object], None], say: Callable[
     def mine() -> None:
         with Heartbeat(study) as beat:
             for trial in queued_trials(study, dist, beat):
+                if taken_by_another(study, trial):
+                    continue
                 unit = units.get(trial.params["config"])
                 running = [
                     t.number
@@ -165,7 +185,7 @@ def share_out(study, units: dict, work: Callable[[object], None], say: Callable[
                     if t.params.get("config") == trial.params["config"] and t.number < trial.number
                 ]
                 if unit is None or running:
-                    trial.set_user_attr("duplicate", unit is not None)
+                    set_attr(trial, "duplicate", unit is not None)
                     tell(study, trial, state=TrialState.FAIL)
                     continue
                 try:
@@ -185,7 +205,7 @@ def queued_trials(study, dist, beat: Heartbeat):
 
     while any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
         trial = ask(study, dist)
-        trial.set_user_attr("worker", worker_name())
+        set_attr(trial, "worker", worker_name())
         beat.hold(trial)
         yield trial
 

@@ -760,6 +760,7 @@ def _example(task: Task, row: dict, default_id: str) -> Example:
         ex_id = "/".join(str(_plain(row[c])) for c in spec.id)
     else:
         ex_id = str(_plain(row[spec.id])) if spec.id else default_id
+    ex_id = ex_id.replace("\x00", "\ufffd")  # as a PostgreSQL store keeps it (its text cannot hold NUL)
     if len(ex_id) > MAX_ID_LENGTH:  # the store's key column (PostgreSQL enforces its length)
         raise UserError(
             f"Task {task.name} has an item id of {len(ex_id):,} characters ({ex_id[:40]!r}...); ids may have at most "
