@@ -531,6 +531,12 @@ class Store:
         rows = [self._storable(asdict(r) | {"created_at": r.created_at or time.time()}) for r in batch]
         if not rows:
             return
+        longest = max(rows, key=lambda row: len(row["example_id"]))["example_id"]
+        if len(longest) > records.c.example_id.type.length:  # e.g. an imported log's: PostgreSQL refuses it
+            raise UserError(
+                f"An item id of {len(longest):,} characters ({longest[:40]!r}...) is longer than the store's "
+                f"{records.c.example_id.type.length}; give its items shorter ids."
+            )
         with self._space(), self.engine.begin() as conn:
             conn.execute(_insert_ignoring_duplicates(self.engine), rows)
 

@@ -751,7 +751,7 @@ def _one_gold(spec: AnswerSpec, value: Any, options: dict[str, str], keys: dict[
     return {k.upper(): k for k in options}.get(gold.upper(), gold)  # a lower-case letter
 
 
-MAX_ID_LENGTH = 200  # promptopt.store's records.example_id
+MAX_ID_LENGTH = 200  # promptopt.store's records.example_id (Store.add refuses longer ones too)
 
 
 def _example(task: Task, row: dict, default_id: str) -> Example:
