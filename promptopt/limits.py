@@ -18,6 +18,10 @@ from pathlib import Path
 from promptopt.errors import UserError
 
 # name -> (default, environment variable, unit for the sentence)
+# An item id's most characters: the store's key column (PostgreSQL enforces it), so a task's ids
+# are refused as it loads and any other writer's when the store is written.
+ID_CHARS = 200
+
 LIMITS = {
     "yaml_bytes": (1_000_000, "PROMPTOPT_MAX_YAML_BYTES", "bytes"),
     "yaml_nodes": (1_000_000, "PROMPTOPT_MAX_YAML_NODES", "YAML nodes"),  # once aliases are expanded

@@ -14,8 +14,8 @@ never block the writer). Schema (documented in README.md):
 - ``compiles``: one row per compiled (run, model, task, config): the optimizer's LM calls,
   tokens, cost and seconds.
 - ``compile_calls``: every LM call an optimizer made, keyed by (digest of the compile's run,
-  model, task and config; request digest and occurrence), with the reply and its usage: a compile killed halfway replays these and goes on
-  (promptopt.checkpoint).
+  model, task and config; request digest and occurrence), with the reply and its usage: a
+  compile killed halfway replays these and goes on (promptopt.checkpoint).
 - ``judgments``: every LLM judge verdict, keyed by a hash of (judge, scale, prompt), with the
   judge's reply, score and what the call cost: a cache shared by all runs in the store.
 - ``judge_checks``: one row per (run, task, judge): its validation on planted verdicts.
@@ -58,6 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from promptopt.errors import CONTEXT_ERROR, UserError
+from promptopt.limits import ID_CHARS
 
 metadata = MetaData()
 
@@ -101,7 +102,7 @@ records = Table(
     Column("config_id", String(100), nullable=False),
     Column("config", Text, nullable=False),
     Column("split", String(10), nullable=False),
-    Column("example_id", String(200), nullable=False),
+    Column("example_id", String(ID_CHARS), nullable=False),
     Column("prediction", Text),
     Column("gold", Text, nullable=False),
     Column("score", Float, nullable=False),
@@ -250,6 +251,8 @@ class Store:
             raise UserError(f"The storage URL is not a valid SQLAlchemy URL ({type(exc).__name__}).") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        elif self.engine.dialect.name == "postgresql":  # every statement's text parameters, written or matched
+            event.listen(self.engine, "before_cursor_execute", _without_nul, retval=True)
         try:
             if create or not self._has("records"):
                 _create_tables(self.engine)
@@ -340,7 +343,7 @@ class Store:
 
     def replace(self, record: Record) -> None:
         """Put `record` in place of the stored record of the same example, in one transaction."""
-        row = self._storable(asdict(record))
+        row = asdict(record)
         key = ("run_id", "model", "task", "config_id", "split", "example_id")
         with self.engine.begin() as conn:
             conn.execute(records.delete().where(*[records.c[k] == row[k] for k in key]))
@@ -361,7 +364,7 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(stops.delete().where(stops.c.run_id == run_id))
             if reason:
-                conn.execute(stops.insert().values(**self._storable(dict(run_id=run_id, reason=reason, created_at=time.time()))))
+                conn.execute(stops.insert().values(run_id=run_id, reason=reason, created_at=time.time()))
 
     def set_status(self, run_id: str, status: str, expected: dict | None = None) -> None:
         """The run's status; `expected` (kept from the last call that gave it) says what a complete
@@ -452,7 +455,7 @@ class Store:
         return None if row is None else {"score": row[0], "reply": row[1]}
 
     def add_judgment(self, key: str, judge: str, prompt: str, reply: str, score: float | None, usage: dict) -> None:
-        row = self._storable(dict(key=key, judge=judge, prompt=prompt, reply=reply, score=score, **usage, created_at=time.time()))
+        row = dict(key=key, judge=judge, prompt=prompt, reply=reply, score=score, **usage, created_at=time.time())
         with self.engine.begin() as conn:
             conn.execute(_insert_ignoring_duplicates(self.engine, judgments), [row])
 
@@ -528,24 +531,17 @@ class Store:
         return pd.DataFrame(rows)
 
     def add(self, batch: Iterable[Record]) -> None:
-        rows = [self._storable(asdict(r) | {"created_at": r.created_at or time.time()}) for r in batch]
+        rows = [asdict(r) | {"created_at": r.created_at or time.time()} for r in batch]
         if not rows:
             return
-        longest = max(rows, key=lambda row: len(row["example_id"]))["example_id"]
-        if len(longest) > records.c.example_id.type.length:  # e.g. an imported log's: PostgreSQL refuses it
+        longest = max((row["example_id"] for row in rows), key=len)
+        if len(longest) > ID_CHARS:  # e.g. an imported log's (a task's are refused as it loads)
             raise UserError(
                 f"An item id of {len(longest):,} characters ({longest[:40]!r}...) is longer than the store's "
-                f"{records.c.example_id.type.length}; give its items shorter ids."
+                f"{ID_CHARS}; give its items shorter ids."
             )
         with self._space(), self.engine.begin() as conn:
             conn.execute(_insert_ignoring_duplicates(self.engine), rows)
-
-    def _storable(self, row: dict) -> dict:
-        """PostgreSQL's text cannot hold NUL, which a model may write: there it is kept as U+FFFD
-        (JSON columns escape it themselves); SQLite keeps it as it is."""
-        if self.engine.dialect.name != "postgresql":
-            return row
-        return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
 
     @contextlib.contextmanager
     def _space(self):
@@ -783,6 +779,19 @@ def _insert_ignoring_duplicates(engine: Engine, table: Table = records):
     # records: its unique key (its primary key is a row number); the others: their primary key
     keys = ["run_id", "model", "task", "config_id", "split", "example_id"] if table is records else [c.name for c in table.primary_key]
     return insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
+def _without_nul(_conn, _cursor, statement, parameters, _context, _many):
+    """PostgreSQL's text cannot hold NUL, which a model may write: there it is kept as U+FFFD
+    (JSON columns escape it themselves; SQLite keeps it as it is)."""
+
+    def clean(params):
+        if isinstance(params, dict):
+            return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in params.items()}
+        return params
+
+    cleaned = [clean(p) for p in parameters] if isinstance(parameters, list | tuple) else clean(parameters)
+    return statement, cleaned
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

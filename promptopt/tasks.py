@@ -33,7 +33,7 @@ from promptopt import _env  # noqa: F401  (offline settings before `datasets` is
 from promptopt.answers import AnswerType, answer_options, answer_types, parse_options, with_options
 from promptopt.errors import UserError, shown
 from promptopt.images import digests, image_refs, is_image_field
-from promptopt.limits import check_lines, check_stream, check_yaml, check_zip, confined
+from promptopt.limits import ID_CHARS, check_lines, check_stream, check_yaml, check_zip, confined
 from promptopt.paths import bundled_dir
 
 SPLITS = ("train", "val", "test")
@@ -751,9 +751,6 @@ def _one_gold(spec: AnswerSpec, value: Any, options: dict[str, str], keys: dict[
     return {k.upper(): k for k in options}.get(gold.upper(), gold)  # a lower-case letter
 
 
-MAX_ID_LENGTH = 200  # promptopt.store's records.example_id (Store.add refuses longer ones too)
-
-
 def _example(task: Task, row: dict, default_id: str) -> Example:
     spec = task.spec
     if isinstance(spec.id, list):
@@ -761,10 +758,10 @@ def _example(task: Task, row: dict, default_id: str) -> Example:
     else:
         ex_id = str(_plain(row[spec.id])) if spec.id else default_id
     ex_id = ex_id.replace("\x00", "\ufffd")  # as a PostgreSQL store keeps it (its text cannot hold NUL)
-    if len(ex_id) > MAX_ID_LENGTH:  # the store's key column (PostgreSQL enforces its length)
+    if len(ex_id) > ID_CHARS:  # the store's key column (PostgreSQL enforces its length)
         raise UserError(
             f"Task {task.name} has an item id of {len(ex_id):,} characters ({ex_id[:40]!r}...); ids may have at most "
-            f"{MAX_ID_LENGTH}: give `id:` a shorter column, or leave it out to number the rows."
+            f"{ID_CHARS}: give `id:` a shorter column, or leave it out to number the rows."
         )
     inputs: dict[str, Any] = {}
     keys: dict[str, str] = {}

@@ -421,14 +421,14 @@ def test_an_item_id_longer_than_the_stores_key_is_refused_in_one_sentence(tmp_pa
 
 
 def test_the_store_refuses_an_item_id_longer_than_its_key_whoever_wrote_it(tmp_path):
+    from promptopt.limits import ID_CHARS
     from promptopt.store import Record, Store
-    from promptopt.tasks import MAX_ID_LENGTH
 
     store = Store(f"sqlite:///{tmp_path / 'results.sqlite'}")
     row = dict(run_id="r", model="m", task="t", strategy="predict", optimizer="none", config_id="c", config="{}",
                split="test", prediction="A", gold="A", score=1.0, parse_ok=True, error=None, lm_calls=1, prompt_tokens=1,
                completion_tokens=1, cost_usd=0.0, latency_s=0.0, raw_output="A")  # fmt: skip
-    store.add([Record(example_id="x" * MAX_ID_LENGTH, **row)])  # the task loader's limit is the store's
+    store.add([Record(example_id="x" * ID_CHARS, **row)])  # the task loader's limit is the store's
     with pytest.raises(UserError, match=r"item id of 201 characters .* longer than the store's 200"):
         store.add([Record(example_id="y" * 201, **row)])
     assert len(store.records("r")) == 1
