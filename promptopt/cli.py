@@ -382,6 +382,83 @@ def report_cmd(
         typer.echo(text if format == "examples" else reports.render_report(built, format), nl=False)
 
 
+@app.command("export")
+def export_cmd(
+    source: Annotated[str, typer.Argument(help="Run folder or SQLAlchemy storage URL.")],
+    to: Annotated[Path, typer.Option("--to", help="The bundle to write (a .zip file).")],
+    run: Annotated[str | None, typer.Option("--run", help="Export this run of a shared store (default: every run).")] = None,
+    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help=_TASKS_DIR_HELP)] = None,
+) -> None:
+    """One bundle a reader can check: manifest (versions, models, tasks' digests and split ids), records as sent, report."""
+    from promptopt.bundle import export
+
+    path = export(source, to, run, tasks_dirs=tasks_dir)
+    typer.echo(f"Wrote {path} ({path.stat().st_size:,} bytes); check it with: promptopt reproduce {path}")
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    bundle: Annotated[Path, typer.Argument(help="A bundle made by promptopt export.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the rebuilt store (default: results/reproduced/...).")] = None,
+    rerun: Annotated[int | None, typer.Option(min=1, help="Also re-ask N items per config of the named models.")] = None,
+    seed: Annotated[int, typer.Option(help="Which items --rerun re-asks.")] = 0,
+    api_base: Annotated[str | None, typer.Option(help="Endpoint for --rerun instead of the bundle's.")] = None,
+    max_calls: Annotated[int | None, typer.Option(min=1, help="Stop --rerun after this many LM calls.")] = None,
+    max_cost: Annotated[float | None, typer.Option(min=0, help="Stop --rerun after this many USD.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Parallel calls for --rerun.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Say what --rerun would ask and cost, and ask nothing.")] = False,
+    tasks_dir: Annotated[list[Path] | None, typer.Option("--tasks-dir", help=_TASKS_DIR_HELP)] = None,
+) -> None:
+    """Rebuild a bundle's store, re-derive its report and list every difference; --rerun N asks the models again."""
+    from promptopt.bundle import reproduce
+
+    done = reproduce(bundle, out, tasks_dirs=tasks_dir)
+    typer.echo(f"Rebuilt the store in {done.run_dir}.")
+    for task, state in done.tasks.items():
+        typer.echo(f"Task {task}: {state}.")
+    if done.differences:
+        typer.echo(f"{len(done.differences)} differences from the bundle's report:")
+        for line in done.differences:
+            typer.echo(f"  {line}")
+    else:
+        typer.echo("0 differences: every table and figure of the bundle's report was derived again from its records.")
+    if rerun:
+        from promptopt.bundle import rerun as rerun_bundle
+
+        drifts = rerun_bundle(bundle, rerun, seed=seed, out=done.run_dir / "rerun", api_base=api_base,
+                              max_calls=max_calls, max_cost=max_cost, threads=threads, dry_run=dry_run,
+                              tasks_dirs=tasks_dir, on_progress=_ProgressPrinter())  # fmt: skip
+        _print_drifts(drifts, dry_run)
+    if done.differences:
+        raise typer.Exit(1)
+
+
+def _print_drifts(drifts: list, dry_run: bool) -> None:
+    """Per config re-asked: identical answers and the paired difference; a dry run: what it would ask."""
+    from promptopt.tables import Section
+
+    def pts(x) -> str:
+        return "–" if x is None else f"{100 * x:+.1f}"
+
+    if dry_run:
+        body = [[d.model.split("#")[0], d.task, d.config_id, d.split, f"{d.asked:,}",
+                 f"{d.asked * (d.calls_per_item or 0):,.0f}", f"${d.asked * (d.cost_per_item or 0):.4f}"]
+                for d in drifts]  # fmt: skip
+        _show_sections([Section("Rerun dry run: what --rerun would ask (calls and cost as the bundle's records spent)",
+                                ["model", "task", "config", "split", "items", "calls", "cost"], body)], [])  # fmt: skip
+        calls = sum(d.asked * (d.calls_per_item or 0) for d in drifts)
+        typer.echo(f"Total: ~{calls:,.0f} LM calls, ~${sum(d.asked * (d.cost_per_item or 0) for d in drifts):.4f}. "
+                   "Nothing was called (--dry-run).")  # fmt: skip
+        return
+    body = [[d.model.split("#")[0], d.task, d.config_id, d.split, f"{d.n}/{d.asked}",
+             "–" if d.identical is None else f"{100 * d.identical:.0f}%",
+             f"{pts(d.diff)} [{pts(d.ci_low)}, {pts(d.ci_high)}]" if d.ci_low is not None else pts(d.diff),
+             str(d.errors), d.skipped or ""] for d in drifts]  # fmt: skip
+    _show_sections([Section("Rerun: the same items asked again (now − then, points; interval from 10 items on)",
+                            ["model", "task", "config", "split", "paired", "identical", "difference", "errors",
+                             "not re-asked"], body)], [])  # fmt: skip
+
+
 def show_report(report) -> None:
     """The text report: on a terminal, its warnings first and each table as a rich table when it
     fits the terminal's width, else as stacked "header: value" lines (never folded a character a

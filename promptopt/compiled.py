@@ -24,25 +24,13 @@ from promptopt import __version__
 from promptopt.config import Config
 from promptopt.errors import UserError
 from promptopt.images import image_refs
+from promptopt.manifest import adapter_name, versions
 from promptopt.models import Model, build_lm, redact_url, resolve_model, with_endpoint
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy
 from promptopt.tasks import Task, TaskSpec
 
 FORMAT = "promptopt-program/1"
-
-
-def _versions() -> dict[str, str]:
-    """The packages a program's behaviour depends on, as installed when it was saved."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("promptopt", "dspy", "litellm"):
-        with contextlib.suppress(PackageNotFoundError):
-            found[name] = version(name)
-    from promptopt.server import SOURCE
-
-    return found | {"llama-server": SOURCE}  # the embedded model's server, as `make install` builds it
 
 
 def save(
@@ -54,7 +42,7 @@ def save(
     manifest = {
         "format": FORMAT,
         "promptopt_version": __version__,
-        "versions": _versions(),
+        "versions": versions(),
         "created_at": time.time(),
         "task": task.spec.model_dump(mode="json"),
         "strategy": config.strategy,
@@ -65,6 +53,7 @@ def save(
         "strategy_dir": str(strategy_dir.resolve()) if strategy_dir else None,
         "model": {
             "name": model.name,
+            "adapter": adapter_name(model),
             "api_base": redact_url(model.api_base) if model.api_base and not model.is_local else None,
             "temperature": model.temperature,
             "max_tokens": model.max_tokens,

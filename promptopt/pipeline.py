@@ -23,6 +23,7 @@ import pandas as pd
 from promptopt import __version__
 from promptopt.errors import UserError
 from promptopt.images import digests
+from promptopt.manifest import environment, versions
 from promptopt.models import Model, build_lm, resolve_model
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy
@@ -61,9 +62,9 @@ class RunContext:
             run_dir.mkdir(parents=True, exist_ok=True)
             url = url or plan.storage or default_url(run_dir)
             if manifest:  # a run folder says which store and run it holds; a program folder is not one
-                (run_dir / "run.json").write_text(
-                    json.dumps({"run_id": run_id, "storage": safe_url(url), "plan": described}, indent=2)
-                )
+                (run_dir / "run.json").write_text(json.dumps(
+                    {"run_id": run_id, "storage": safe_url(url), "plan": described, "versions": versions()}, indent=2
+                ))  # fmt: skip
         except OSError as exc:
             raise UserError(
                 f"Cannot write to the output folder {run_dir.parent} ({exc.strerror}); choose another --out."
@@ -96,6 +97,7 @@ class RunContext:
                     with (contextlib.nullcontext(opened) if opened else
                           endpoint(model, log=self.run_dir / "server.log", parallel=threads)) as live:  # fmt: skip
                         check_endpoint(live, configs, self.plan)
+                        self.store.add_manifest(self.run_id, environment([live], tasks))
                         lm, adapter = build_lm(live), adapter_for(live)
                         yield {t.name: Bench(self, t, live, lm, adapter, threads, panels.get(t.name)) for t in tasks}
 

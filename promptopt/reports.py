@@ -19,6 +19,7 @@ import pandas as pd
 
 from promptopt import stats
 from promptopt.errors import UserError
+from promptopt.manifest import mismatches
 from promptopt.results import Ceiling, ConfigSummary, LeaderboardRow, Report
 from promptopt.stats import MIN_PAIRED
 from promptopt.store import Store
@@ -984,6 +985,7 @@ def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataF
     warnings = [f"this store was written by promptopt {newer}, newer than this {__version__}: what that version added "
                 "is not shown"] if newer else []  # fmt: skip
     warnings += overlap_warnings(store, run_id) + stop_warnings(store, run_id) + context_warnings(records)
+    warnings += mismatches(store.manifests(run_id))
     return records, store.compile_costs(run_id), warnings, runs
 
 

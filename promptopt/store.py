@@ -23,6 +23,8 @@ never block the writer). Schema (documented in README.md):
   the LM calls and dollars spent so far and the config it would choose then, with its val score.
 - ``choices``: per (run, model, task), the config a search chose on val (and with the `pareto`
   objective every config of its front), so that reports choose what the search chose.
+- ``manifests``: per run, each distinct environment an invocation ran with (promptopt, DSPy,
+  LiteLLM and Optuna versions, each model's adapter, each task's data digest).
 """
 
 from __future__ import annotations
@@ -179,6 +181,17 @@ choices = per_run_and(
     ("model", "task", "config_id"),
     Column("rank", Integer, nullable=False),
     Column("rule", Text, nullable=False),  # JSON: epsilon, delta, objective
+    Column("created_at", Float, nullable=False),
+)
+
+
+# What each invocation of a run ran with (promptopt.manifest.environment): versions, adapters,
+# data digests. A run resumed under another DSPy or other data gets a second row, and the report
+# warns that its numbers mix the two.
+manifests = per_run(
+    "manifests",
+    Column("digest", String(64), primary_key=True),
+    Column("manifest", Text, nullable=False),  # JSON
     Column("created_at", Float, nullable=False),
 )
 
@@ -681,6 +694,54 @@ class Store:
                 f"The results store at {where} lacks the column {still[0]!r} of this promptopt version and it "
                 "could not be added; let this database user ALTER the records table, or use a new --storage."
             )
+
+    def add_manifest(self, run_id: str, manifest: dict) -> None:
+        import hashlib
+
+        text = json.dumps(manifest, sort_keys=True)
+        row = {"run_id": run_id, "digest": hashlib.sha256(text.encode()).hexdigest(), "manifest": text,
+               "created_at": time.time()}  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.execute(_insert_ignoring_duplicates(self.engine, manifests), [row])
+
+    def manifests(self, run_id: str | None = None) -> list[dict]:
+        """Each distinct environment the run (every run) ran with, oldest first, with its run id."""
+        if not self._has("manifests"):
+            return []
+        q = select(manifests.c.run_id, manifests.c.manifest).order_by(manifests.c.created_at, manifests.c.digest)
+        if run_id:
+            q = q.where(manifests.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [{"run_id": rid, **json.loads(text)} for rid, text in conn.execute(q)]
+
+    # ---- bundles (promptopt.bundle): every per-run table out as rows, and back in
+
+    def dump(self, run_ids: list[str]) -> dict[str, list[dict]]:
+        """Every row of every per-run table for `run_ids` (records with their requests as sent),
+        ordered by primary key. Left out: compile_calls and judgments, caches no report reads."""
+        out = {}
+        for table in metadata.sorted_tables:
+            if "run_id" not in table.c or not self._has(table.name):
+                continue
+            from sqlalchemy import inspect
+
+            have = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
+            cols = [c for c in table.columns if c.name in have]
+            q = select(*cols).where(table.c.run_id.in_(run_ids)).order_by(*table.primary_key.columns)
+            with self.engine.connect() as conn:
+                out[table.name] = [dict(row._mapping) for row in conn.execute(q)]
+        return out
+
+    def load(self, name: str, rows: list[dict], chunk: int = 5_000) -> None:
+        """Rows of a dumped table written back as they were (a record keeps its row id)."""
+        table = metadata.tables.get(name)
+        if table is None or "run_id" not in table.c:
+            raise KeyError(name)
+        known = {c.name for c in table.columns}
+        for start in range(0, len(rows), chunk):
+            part = [{k: v for k, v in row.items() if k in known} for row in rows[start : start + chunk]]
+            with self.engine.begin() as conn:
+                conn.execute(table.insert(), part)
 
     def runs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
