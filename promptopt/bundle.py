@@ -13,7 +13,7 @@ A bundle is a zip of
 - `tables/NAME.jsonl`: every row of the store's per-run tables (records with each call's request
   as sent, statuses, stops, compiles, judge checks, a search's choices and anytime curve, run
   manifests), ordered by key;
-- `report.json`, `report.md` and `figures/*.svg`: what the exporter's promptopt reported;
+- `report.json`, `report.md`, `report.tex` and `figures/*.svg`: what the exporter's promptopt reported;
 - `programs/...`: the run folder's saved programs (when a run folder was exported).
 
 The same store gives the same bytes: entries are sorted, stamped 1980-01-01 and hold no export
@@ -64,7 +64,6 @@ def export(source: str | Path, to: str | Path, run_id: str | None = None, *, b: 
         for name, table in sorted(rows.items())
     }
     entries["report.json"] = built.to_json().encode()
-    entries["report.md"] = reports.render_report(built, "md").encode()
     entries.update(_figures(built))
     folder = Path(source)
     if folder.is_dir() and (folder / "programs").is_dir():
@@ -101,10 +100,11 @@ def export(source: str | Path, to: str | Path, run_id: str | None = None, *, b: 
 
 
 def _figures(built) -> dict[str, bytes]:
-    from promptopt.reports import forest_figure, pareto_figure
+    """The report's tables as a paper prints them, and its figures, as the bundle holds them."""
+    from promptopt.reports import FIGURES, render_report
 
-    out = {}
-    for name, draw in (("forest", forest_figure), ("pareto", pareto_figure)):
+    out = {"report.md": render_report(built, "md").encode(), "report.tex": render_report(built, "latex").encode()}
+    for name, draw in FIGURES.items():
         svg = draw(built, "svg")
         if svg is not None:
             out[f"figures/{name}.svg"] = svg
@@ -240,9 +240,9 @@ def reproduce(path: str | Path, out: str | Path | None = None, tasks_dirs: list[
                            local_usd_per_mtok=settings.get("local_usd_per_mtok", 0.0), equivalence_margin=margin)  # fmt: skip
     differences = json_differences(json.loads(bundle.entries["report.json"]), built.model_dump(mode="json"))
     if not differences:  # the same numbers must also render the same tables and figures
-        again = {"report.md": reports.render_report(built, "md").encode(), **_figures(built)}
-        differences = [f"{name} differs" for name in sorted(set(again) | {n for n in bundle.entries if n.startswith(
-            "figures/") or n == "report.md"}) if again.get(name) != bundle.entries.get(name)]  # fmt: skip
+        again = _figures(built)
+        held = {n for n in bundle.entries if n.startswith(("figures/", "report.")) and n != "report.json"}
+        differences = [f"{name} differs" for name in sorted(set(again) | held) if again.get(name) != bundle.entries.get(name)]
     return Reproduction(run_dir, differences, check_tasks(bundle, tasks_dirs))
 
 

@@ -332,7 +332,7 @@ def import_cmd(
 def report_cmd(
     source: Annotated[str, typer.Argument(help="Run folder or SQLAlchemy storage URL.")],
     format: Annotated[
-        str, typer.Option("--format", help="text, md, html, csv, json, or examples (one CSV line per example).")
+        str, typer.Option("--format", help="text, md, html, csv, json, latex, or examples (one CSV line per example).")
     ] = "text",
     output: Annotated[
         Path | None, typer.Option(help="Write to this file instead of stdout (md, html: plots beside it).")
@@ -349,11 +349,17 @@ def report_cmd(
         float | None,
         typer.Option(help="Points: head-to-head also says whether each pair is equivalent within this margin (TOST)."),
     ] = None,
+    figures: Annotated[
+        str | None, typer.Option(help="pdf or svg: also write the forest, Pareto and anytime figures beside --output.")
+    ] = None,
 ) -> None:
     """Leaderboard, ceilings, head-to-head, flips, sensitivity, costs and Pareto frontier, from the store alone."""
     import promptopt
     from promptopt import reports
 
+    if figures is not None and (figures not in ("pdf", "svg") or output is None):
+        raise UserError(f"--figures is pdf or svg and needs --output (the figures go beside it), not {figures!r}"
+                        + ("" if output else " without --output") + ".")  # fmt: skip
     if format == "examples":
         text = reports.examples_csv(source, run)
     else:
@@ -370,7 +376,7 @@ def report_cmd(
             raise UserError(
                 f"Report output {output} is a folder; give a file path, e.g. {output / ('report.' + format)}."
             )
-        paths = [output] if format == "examples" else reports.save(built, format, output)
+        paths = [output] if format == "examples" else reports.save(built, format, output, figures)
         if format == "examples":
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text)

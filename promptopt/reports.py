@@ -27,7 +27,7 @@ from promptopt.tables import Section
 
 ROW_FIELDS = list(ConfigSummary.model_fields)  # the CSV's columns and every JSON row's keys, in order
 CEILING_FIELDS = list(Ceiling.model_fields)
-FORMATS = ("text", "md", "html", "csv", "json", "examples")
+FORMATS = ("text", "md", "html", "csv", "json", "latex", "examples")
 EXAMPLE_FIELDS = [
     "run_id", "model", "task", "strategy", "optimizer", "config_id", "split", "example_id", "gold", "prediction",
     "score", "parse_ok", "error", "lm_calls", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s",
@@ -764,8 +764,9 @@ def text_table(section: Section, markdown: bool = False) -> str:
     return "\n".join(lines + ([section.note] if section.note else []))
 
 
-def pareto_figure(report: Report, fmt: str = "svg") -> bytes | None:
-    """The Pareto plot (one panel per task), frontier marked and every point labelled; None if no points."""
+def pareto_figure(report: Report, fmt: str = "svg", paper: bool = False) -> bytes | None:
+    """The Pareto plot (one panel per task), frontier marked and every point labelled; None if no
+    points. `paper`: sized for one column of a two-column paper, per panel."""
     points = pd.DataFrame([p.model_dump() for p in report.pareto])
     if points.empty:
         return None
@@ -778,8 +779,9 @@ def pareto_figure(report: Report, fmt: str = "svg") -> bytes | None:
     several = len({run for run, _ in panels}) > 1
     models = sorted(points["model"].unique())
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
-    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "promptopt", "font.size": 8}):
-        fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8), squeeze=False)
+    with plt.rc_context(_style(paper)):
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.6) if paper else
+                                 (6.4 * len(panels), 4.8), squeeze=False)  # fmt: skip
         for ax, (run_id, task) in zip(axes[0], panels, strict=True):
             pts = points[(points["task"] == task) & (points["run_id"] == run_id)].sort_values("cost")
             for model, g in pts.groupby("model"):
@@ -814,12 +816,12 @@ def pareto_figure(report: Report, fmt: str = "svg") -> bytes | None:
             ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
+        fig.savefig(buf, format=fmt, dpi=110, metadata=_no_date(fmt))
         plt.close(fig)
     return buf.getvalue()
 
 
-def forest_figure(report: Report, fmt: str = "svg") -> bytes | None:
+def forest_figure(report: Report, fmt: str = "svg", paper: bool = False) -> bytes | None:
     """The leaderboard as a forest plot: per task, each model's baseline and ceiling test score
     with its 95% interval on one axis; None without a leaderboard."""
     rows = [r for r in report.leaderboard if r.ceiling_score is not None or r.baseline_score is not None]
@@ -833,8 +835,9 @@ def forest_figure(report: Report, fmt: str = "svg") -> bytes | None:
     panels = sorted({(r.run_id, r.task) for r in rows})
     several = len({run for run, _ in panels}) > 1
     height = max(2.2, 0.9 + 0.55 * max(sum((r.run_id, r.task) == p for r in rows) for p in panels))
-    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "promptopt", "font.size": 8}):
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), height), squeeze=False)
+    with plt.rc_context(_style(paper)):
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 0.8 * height) if paper else
+                                 (5.6 * len(panels), height), squeeze=False)  # fmt: skip
         for ax, (run_id, task) in zip(axes[0], panels, strict=True):
             mine = [r for r in rows if (r.run_id, r.task) == (run_id, task)]
             for y, r in enumerate(mine):
@@ -857,9 +860,55 @@ def forest_figure(report: Report, fmt: str = "svg") -> bytes | None:
             ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
+        fig.savefig(buf, format=fmt, dpi=110, metadata=_no_date(fmt))
         plt.close(fig)
     return buf.getvalue()
+
+
+def anytime_figure(report: Report, fmt: str = "svg", paper: bool = False) -> bytes | None:
+    """A search's anytime curve: per (model, task) panel, the val score of the config it would
+    have chosen against the LM calls spent so far, one line per optimizer (* = the whole search)."""
+    rows = report.anytime
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r.run_id, r.model, r.task) for r in rows})
+    with plt.rc_context(_style(paper)):
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.4) if paper else
+                                 (5.6 * len(panels), 3.6), squeeze=False)  # fmt: skip
+        for ax, (run_id, model, task) in zip(axes[0], panels, strict=True):
+            mine = [r for r in rows if (r.run_id, r.model, r.task) == (run_id, model, task) and r.val_score is not None]
+            for optimizer in sorted({r.optimizer for r in mine}):
+                line = sorted((r for r in mine if r.optimizer == optimizer), key=lambda r: r.step)
+                ax.step([r.lm_calls for r in line], [100 * r.val_score for r in line], where="post",
+                        label="whole search" if optimizer == "*" else optimizer, lw=1.4)  # fmt: skip
+            ax.set_xlabel("LM calls spent so far")
+            ax.set_ylabel("val score % of the choice")
+            ax.set_title(f"{task} · {_short(model)}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=110, metadata=_no_date(fmt))
+        plt.close(fig)
+    return buf.getvalue()
+
+
+FIGURES = {"forest": forest_figure, "pareto": pareto_figure, "anytime": anytime_figure}
+
+
+def _style(paper: bool) -> dict:
+    """Text kept as text in SVG and PDF (searchable, editable), stable ids; a paper's small type."""
+    return {"svg.fonttype": "none", "svg.hashsalt": "promptopt", "pdf.fonttype": 42, "font.size": 7 if paper else 8}
+
+
+def _no_date(fmt: str) -> dict | None:
+    """Figures hold no creation time: the same report draws the same bytes."""
+    return {"Date": None} if fmt == "svg" else {"CreationDate": None} if fmt == "pdf" else None
 
 
 def _display(model: str) -> str:
@@ -1021,8 +1070,9 @@ def examples_csv(source: str, run_id: str | None = None) -> str:
     return records.reindex(columns=EXAMPLE_FIELDS).to_csv(index=False)
 
 
-def save(built: Report, fmt: str, output: Path) -> list[Path]:
-    """Write a built report to `output` (md and html: the Pareto plot beside it); every path written."""
+def save(built: Report, fmt: str, output: Path, figures: str | None = None) -> list[Path]:
+    """Write a built report to `output` (md and html: the Pareto plot beside it; `figures` pdf or
+    svg: the forest, Pareto and anytime figures too, styled for a paper); every path written."""
     output.parent.mkdir(parents=True, exist_ok=True)  # a new folder for the report is made, as for run folders
     written = []
     figure_name = None
@@ -1033,6 +1083,12 @@ def save(built: Report, fmt: str, output: Path) -> list[Path]:
             written.append(path)
         figure_name = written[-1].name
     output.write_text(render_report(built, fmt, figure_name=figure_name))
+    for name, draw in FIGURES.items() if figures else ():  # vector figures for a paper, beside the report
+        drawn = draw(built, figures, paper=True)
+        if drawn is not None:
+            path = output.with_name(f"{output.stem}.{name}.{figures}")
+            path.write_bytes(drawn)
+            written.append(path)
     return [output, *written]
 
 
@@ -1043,6 +1099,10 @@ def render_report(report: Report, fmt: str, figure_name: str | None = None) -> s
         return pd.DataFrame([r.model_dump() for r in report.rows], columns=ROW_FIELDS).to_csv(index=False)
     if fmt == "html":
         return render_html(report)
+    if fmt == "latex":
+        from promptopt.latex import render_latex
+
+        return render_latex(report)
     warn = "".join(f"WARNING: {w}\n\n" for w in report.warnings)
     return warn + render_text(report, markdown=fmt == "md", figure=figure_name)
 

@@ -206,3 +206,42 @@ def test_a_report_of_runs_made_with_different_dspy_versions_warns_they_are_not_c
     assert not any("not comparable" in w for w in clean), clean
     with pytest.raises(UserError, match="already holds files"):
         reproduce(bundle, store["root"])
+
+
+HOSTILE = "gpt_4o & co \\input{/etc/passwd} 100% $x$ #1 ~^ {x} – ±"
+
+
+def test_the_latex_report_compiles_with_a_real_tex_engine_and_its_macros_print_the_reported_numbers(store, tmp_path):
+    import os
+    import subprocess
+
+    from promptopt.latex import escape
+
+    paper = tmp_path / "paper"
+    done = cli("report", store["url"], "--format", "latex", "--output", str(paper / "report.tex"), "--figures", "pdf")
+    assert done.returncode == 0, done.stderr
+    built = promptopt.report(store["url"])
+    ceiling = next(r for r in built.leaderboard if r.task == "medqa")
+    tex = (paper / "report.tex").read_text()
+    assert r"\toprule" in tex and "Prompt ceilings on medqa" in tex and "Cost per config" in tex
+    assert {p.name for p in paper.glob("report.*.pdf")} == {"report.forest.pdf", "report.pareto.pdf", "report.anytime.pdf"}
+    (paper / "main.tex").write_text(
+        "\\documentclass[twocolumn]{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
+        "\\begin{document}\n\\input{report.tex}\n"
+        "Ceiling CITED \\promptopt{ceiling/scripted/medqa} \\promptopt{ceiling-ci/scripted/medqa} END.\n\n"
+        f"HOSTILE {escape(HOSTILE)} END.\n\n"
+        "\\includegraphics[width=\\columnwidth]{report.forest.pdf}\n\\end{document}\n"
+    )
+    if not shutil.which("pdflatex"):
+        assert os.environ.get("PROMPTOPT_TEST_TEX") != "required", "pdflatex is not installed (texlive-latex-base)"
+        pytest.skip("no TeX engine here (.ci/run installs texlive-latex-base)")
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "main.tex"],
+                         cwd=paper, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:]
+    text = subprocess.run(["pdftotext", "-layout", "main.pdf", "-"], cwd=paper, capture_output=True, text=True).stdout
+    cited = f"{100 * ceiling.ceiling_score:.1f} [{100 * ceiling.ceiling_ci_low:.1f}, {100 * ceiling.ceiling_ci_high:.1f}]"
+    assert f"Ceiling CITED {cited} END." in text  # the macro prints the number the report holds
+    assert "4o & co \\input{/etc/passwd} 100% $x$ #1" in " ".join(text.split())  # a name is printed, never run
+    subprocess.run(["pdftoppm", "-png", "-r", "80", "-singlefile", "report.forest.pdf", "forest"], cwd=paper, check=True)
+    png = (paper / "forest.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2_000
