@@ -92,10 +92,21 @@ def _relative(path: Path, root: Path) -> str:
         return path.name
 
 
+def task_digest(task) -> str:
+    """What the program was compiled and scored on: every split's ids and gold answers, and the
+    content digests of the items' images (so a changed image changes it)."""
+    from promptopt.images import digests
+
+    h = hashlib.sha1()
+    for split in ("train", "val", "test"):
+        for ex in task.examples(split):
+            shown = "".join(f"\t{d}" for d in digests(ex.inputs))
+            h.update(f"{split}\t{ex.id}\t{ex.gold}{shown}\n".encode())
+    return h.hexdigest()
+
+
 def task_entry(task) -> dict:
     """A task in a bundle: its YAML, its files' digests, its content digest and each split's ids."""
-    from promptopt.pipeline import task_digest
-
     base = task.derived_from or task
     return {
         "yaml": base.path.read_text(encoding="utf-8") if base.path.is_file() else None,
@@ -108,8 +119,6 @@ def task_entry(task) -> dict:
 
 def environment(models, tasks) -> dict:
     """What one invocation of a run ran with: kept per run in the store and in run.json."""
-    from promptopt.pipeline import task_digest
-
     return {
         "versions": versions(),
         "models": {m.identity: model_entry(m) for m in models},

@@ -11,7 +11,6 @@ same: a search judges and probes as a run does, an evaluation keeps the budget a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -22,8 +21,7 @@ import pandas as pd
 
 from promptopt import __version__
 from promptopt.errors import UserError
-from promptopt.images import digests
-from promptopt.manifest import environment, versions
+from promptopt.manifest import environment, task_digest, versions
 from promptopt.models import Model, build_lm, resolve_model
 from promptopt.paths import bundled_dir
 from promptopt.registry import get_strategy
@@ -376,17 +374,6 @@ def save_program(program, bench: Bench, config) -> Path:
         compile={"lm_calls": int(comp.lm_calls.sum()), "cost_usd": float(comp.cost_usd.sum())},
         data_sha1=task_digest(task),
     )  # fmt: skip
-
-
-def task_digest(task) -> str:
-    """What the program was compiled and scored on: every split's ids and gold answers, and the
-    content digests of the items' images (so a changed image changes it)."""
-    h = hashlib.sha1()
-    for split in ("train", "val", "test"):
-        for ex in task.examples(split):
-            shown = "".join(f"\t{d}" for d in digests(ex.inputs))
-            h.update(f"{split}\t{ex.id}\t{ex.gold}{shown}\n".encode())
-    return h.hexdigest()
 
 
 def give_corpus(program, plan: RunPlan, task, run_dir: Path) -> None:

@@ -148,6 +148,8 @@ def test_rerun_against_a_server_that_changed_a_planted_share_of_answers_reports_
         asked = server.calls
         again = rerun(one, N, out=tmp_path / "re", api_base=server.base_url)  # resumes: nothing asked twice
         assert server.calls == asked
+        capped = rerun(one, N, out=tmp_path / "capped", api_base=server.base_url, max_calls=4)
+        assert server.calls - asked <= 4 and sum(d.n for d in capped) <= 4  # the budget stops it cleanly
     assert [(d.n, d.identical) for d in again] == [(d.n, d.identical) for d in drifts]
     was_right = sum(i in store["right"] for i in changed)
     for d in drifts:
