@@ -1,8 +1,8 @@
 """promptopt: each language model's prompt ceiling on a task, with error bars and its cost.
 
 The library API (promptopt.api) is importable from here: run, search, estimate, compile,
-evaluate, report, load, plan, task, available_tasks, validate_task, available_strategies,
-available_optimizers, available_answer_types, check_model and power. None of them prints; run,
+evaluate, report, export, reproduce, rerun, load, plan, task, available_tasks, validate_task,
+available_strategies, available_optimizers, available_answer_types, check_model and power. None of them prints; run,
 search, compile, evaluate and report return typed results (promptopt.results).
 """
 
@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 API = (
     "run", "search", "estimate", "compile", "evaluate", "report", "load", "plan", "task", "available_tasks",
     "validate_task", "available_strategies", "available_optimizers", "available_answer_types", "check_model",
-    "power",
+    "power", "export", "reproduce", "rerun",
 )  # fmt: skip
 __all__ = [*API, "__version__"]
 

@@ -196,6 +196,31 @@ def report(
                           equivalence_margin=equivalence_margin)  # fmt: skip
 
 
+def export(source: str | Path, to: str | Path, *, run_id: str | None = None, tasks_dirs: list[Path] | None = None) -> Path:
+    """A bundle of a run folder or storage URL (every run, or `run_id`'s) written to `to` (.zip):
+    manifest, every record with its requests as sent, the report, its tables and figures."""
+    from promptopt.bundle import export as write
+
+    return write(source, to, run_id, tasks_dirs=tasks_dirs)
+
+
+def reproduce(bundle: str | Path, *, out: str | Path | None = None, tasks_dirs: list[Path] | None = None):
+    """A bundle's store rebuilt and its report derived again: a promptopt.bundle.Reproduction
+    (its run folder, every difference from the bundle's report, each task's state here)."""
+    from promptopt.bundle import reproduce as again
+
+    return again(bundle, out, tasks_dirs=tasks_dirs)
+
+
+def rerun(bundle: str | Path, n: int, *, out: str | Path, seed: int = 0, api_base: str | None = None,
+          on_event: Callable | None = None, **options: Any) -> list:  # fmt: skip
+    """N items per config of a bundle asked again: per config a promptopt.bundle.Drift (identical
+    answers, paired difference now − then). `options`: max_calls, max_cost, threads, dry_run, tasks_dirs."""
+    from promptopt.bundle import rerun as ask
+
+    return ask(bundle, n, seed=seed, out=out, api_base=api_base, on_progress=on_event, **options)
+
+
 def load(path, model: str | None = None, api_base: str | None = None, programs_dir=None):
     """A saved program folder as a callable: `promptopt.load(dir)(question=..., options=...)`."""
     from promptopt.compiled import load as load_program

@@ -82,7 +82,7 @@ def export(source: str | Path, to: str | Path, run_id: str | None = None, *, b: 
         "models": _models(rows.get("records", []), rows.get("manifests", [])),
         "seeds": {"plans": {r.run_id: json.loads(r.plan).get("seed") for r in known.itertuples() if r.run_id in ids},
                   "report_bootstrap": seed},  # fmt: skip
-        "tasks": _tasks(rows.get("records", []), [json.loads(p) for p in known.plan], tasks_dirs),
+        "tasks": _tasks(rows.get("records", []), [json.loads(p) for p in known.plan if p], tasks_dirs),
         "report_settings": built.settings.model_dump(mode="json"),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(entries.items())},
     }
@@ -121,27 +121,36 @@ def _models(records: list[dict], manifests: list[dict]) -> list[dict]:
 
 
 def _tasks(records: list[dict], plans: list[dict], tasks_dirs: list[Path] | None) -> dict[str, dict]:
-    """Each task of the records as this machine has it (a plan's YAML path or name first); a task
-    it cannot load (data not here, an imported log's) is listed with why and its records' ids."""
+    """Each task of the records as this machine has it; a task it cannot load (data not here, an
+    imported log's) is listed with why and its records' ids."""
     from promptopt.manifest import task_entry
-    from promptopt.tasks import load_task
 
-    asked = {}
-    for entry in sorted({t for plan in plans for t in plan.get("tasks") or []}):
-        try:
-            task = load_task(entry, tasks_dirs)
-        except (UserError, OSError, ValueError):
-            continue
-        asked[task.name] = task
     out = {}
     for name in sorted({r["task"] for r in records}):
         try:
-            out[name] = task_entry(asked.get(name) or load_task(name, tasks_dirs))
+            out[name] = task_entry(load_named(name, plans, tasks_dirs))
         except (UserError, OSError, ValueError) as exc:
             ids = {s: sorted({r["example_id"] for r in records if r["task"] == name and r["split"] == s})
                    for s in ("train", "val", "test")}  # fmt: skip
             out[name] = {"missing": str(exc), "splits": ids}
     return out
+
+
+def load_named(name: str, plans: list[dict], tasks_dirs: list[Path] | None):
+    """The task a run's records name: by name (bundled, or in `tasks_dirs`), else from the YAML
+    path a plan gave for it when that file is still there."""
+    from promptopt.tasks import load_task
+
+    try:
+        return load_task(name, tasks_dirs)
+    except UserError as exc:
+        if not str(exc).startswith("Unknown task"):
+            raise
+    stem = name.split(":")[0].split("~")[0]
+    for entry in sorted({str(t) for plan in plans for t in plan.get("tasks") or []}):
+        if entry.endswith((".yaml", ".yml")) and Path(entry).stem == stem and Path(entry).is_file():
+            return load_task(entry + name[len(stem):] if name != stem else entry, tasks_dirs)
+    raise UserError(f"task {name} is not found here; give the folder of its YAML with --tasks-dir")
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -285,17 +294,17 @@ def json_differences(want, got, where: str = "report", limit: int = 50) -> list[
 def check_tasks(bundle: Bundle, tasks_dirs: list[Path] | None = None) -> dict[str, str]:
     """Per task of the bundle: whether this machine's copy has the same files and split ids."""
     from promptopt.manifest import task_entry
-    from promptopt.tasks import load_task
 
+    plans = [r["plan"] for r in bundle.manifest.get("runs", [])]
     out = {}
     for name, was in sorted(bundle.manifest.get("tasks", {}).items()):
         if "missing" in was:
-            out[name] = f"not checked: the exporter could not read it ({was['missing'][:120]})"
+            out[name] = f"not checked: the exporter could not read it ({was['missing'][:160]})"
             continue
         try:
-            now = task_entry(load_task(name, tasks_dirs))
+            now = task_entry(load_named(name, plans, tasks_dirs))
         except (UserError, OSError, ValueError) as exc:
-            out[name] = f"not checked: its data is not here ({str(exc)[:160]})"
+            out[name] = f"not checked: {str(exc)[:200]}"
             continue
         changed = [f"{f} {'differs' if f in now['files'] else 'is missing'}"
                    for f, d in was["files"].items() if now["files"].get(f) != d]  # fmt: skip
@@ -407,17 +416,14 @@ def _rerun_group(bundle: Bundle, plan: dict, identity: str, drifts: list[Drift],
     from promptopt.config import Config
     from promptopt.pipeline import RunContext
     from promptopt.runplan import RunPlan
-    from promptopt.tasks import load_task
-
     model = _model_of(identity, api_base)
     tasks = {}
     for d in drifts:
         if d.task not in tasks:
-            entry = next((t for t in plan.get("tasks") or [] if t == d.task or Path(str(t)).stem == d.task), d.task)
             try:
-                tasks[d.task] = load_task(entry, tasks_dirs)
+                tasks[d.task] = load_named(d.task, [plan], tasks_dirs)
             except UserError as exc:
-                raise UserError(f"--rerun needs task {d.task}'s items, which are not here: {exc}") from None
+                raise UserError(f"--rerun needs the items of {exc}.") from None
     rplan = RunPlan(models=[model.name], api_base=model.api_base, tasks=sorted(tasks), splits=(drifts[0].split,),
                     out=out, threads=threads, max_calls=max_calls, max_cost=max_cost, references=False,
                     judge_models=plan.get("judges") or [], judge_api_base=api_base or plan.get("judge_api_base"),

@@ -447,22 +447,27 @@ def _print_drifts(drifts: list, dry_run: bool) -> None:
         return "–" if x is None else f"{100 * x:+.1f}"
 
     if dry_run:
-        body = [[d.model.split("#")[0], d.task, d.config_id, d.split, f"{d.asked:,}",
+        body = [[d.run_id, _model_name(d.model), d.task, d.config_id, d.split, f"{d.asked:,}",
                  f"{d.asked * (d.calls_per_item or 0):,.0f}", f"${d.asked * (d.cost_per_item or 0):.4f}"]
                 for d in drifts]  # fmt: skip
         _show_sections([Section("Rerun dry run: what --rerun would ask (calls and cost as the bundle's records spent)",
-                                ["model", "task", "config", "split", "items", "calls", "cost"], body)], [])  # fmt: skip
+                                ["run", "model", "task", "config", "split", "items", "calls", "cost"], body)], [])  # fmt: skip
         calls = sum(d.asked * (d.calls_per_item or 0) for d in drifts)
         typer.echo(f"Total: ~{calls:,.0f} LM calls, ~${sum(d.asked * (d.cost_per_item or 0) for d in drifts):.4f}. "
                    "Nothing was called (--dry-run).")  # fmt: skip
         return
-    body = [[d.model.split("#")[0], d.task, d.config_id, d.split, f"{d.n}/{d.asked}",
+    body = [[d.run_id, _model_name(d.model), d.task, d.config_id, d.split, f"{d.n}/{d.asked}",
              "–" if d.identical is None else f"{100 * d.identical:.0f}%",
              f"{pts(d.diff)} [{pts(d.ci_low)}, {pts(d.ci_high)}]" if d.ci_low is not None else pts(d.diff),
              str(d.errors), d.skipped or ""] for d in drifts]  # fmt: skip
     _show_sections([Section("Rerun: the same items asked again (now − then, points; interval from 10 items on)",
-                            ["model", "task", "config", "split", "paired", "identical", "difference", "errors",
-                             "not re-asked"], body)], [])  # fmt: skip
+                            ["run", "model", "task", "config", "split", "paired", "identical", "difference",
+                             "errors", "not re-asked"], body)], [])  # fmt: skip
+
+
+def _model_name(identity: str) -> str:
+    """A model's name without its endpoint or weights digest (the run's manifest has both)."""
+    return identity.split("#", 1)[0].split("@", 1)[0]
 
 
 def show_report(report) -> None:

@@ -15,7 +15,7 @@ from test_open_ended import Counted, _judged_task, honest_judge
 from test_strategies import MODEL
 
 import promptopt
-from promptopt.bundle import export, open_bundle, reproduce, rerun
+from promptopt.bundle import open_bundle
 from promptopt.errors import UserError
 from promptopt.tasks import load_task
 from promptopt.testing import ScriptedServer, fill_fields, shown_options
@@ -77,11 +77,11 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bundle(store):
-    return export(store["url"], store["root"] / "all.zip", tasks_dirs=[store["tasks"]])
+    return promptopt.export(store["url"], store["root"] / "all.zip", tasks_dirs=[store["tasks"]])
 
 
 def test_a_store_with_a_grid_run_a_search_and_a_judged_run_reproduces_with_zero_differences(store, bundle, tmp_path):
-    again = export(store["url"], tmp_path / "again.zip", tasks_dirs=[store["tasks"]])
+    again = promptopt.export(store["url"], tmp_path / "again.zip", tasks_dirs=[store["tasks"]])
     assert again.read_bytes() == bundle.read_bytes()  # the same store gives the same bytes
     opened = open_bundle(bundle)
     man = opened.manifest
@@ -125,7 +125,7 @@ def test_reproduce_names_what_changed_in_the_report_and_in_the_task_data(store, 
     tasks = tmp_path / "tasks"
     shutil.copytree(store["tasks"], tasks)
     (tasks / "organs.jsonl").write_text((tasks / "organs.jsonl").read_text().replace("liver", "pancreas"))
-    done = reproduce(forged, tmp_path / "out", tasks_dirs=[tasks])
+    done = promptopt.reproduce(forged, out=tmp_path / "out", tasks_dirs=[tasks])
     assert done.differences == [f"report.leaderboard[0].ceiling_score: bundle 0.99, now {json.dumps(_first_ceiling(done))}"]
     assert done.tasks["organs"].startswith("changed since export: organs.jsonl differs")
     assert done.tasks["medqa"] == "unchanged"
@@ -137,18 +137,18 @@ def _first_ceiling(done):
 
 def test_rerun_against_a_server_that_changed_a_planted_share_of_answers_reports_that_share(store, tmp_path):
     grid = store["runs"][0]
-    one = export(grid, tmp_path / "grid.zip")
+    one = promptopt.export(grid, tmp_path / "grid.zip")
     medqa = store["medqa"]
     test_ids = [e.id for e in medqa.examples("test", N)]
     changed = set(test_ids[:3])  # 3 of the 10 test items now answered otherwise
     with ScriptedServer(letter_model(medqa, store["right"], changed)) as server:
-        dry = rerun(one, N, out=tmp_path / "dry", api_base=server.base_url, dry_run=True)
+        dry = promptopt.rerun(one, N, out=tmp_path / "dry", api_base=server.base_url, dry_run=True)
         assert server.calls == 0 and {d.asked for d in dry} == {N}
-        drifts = rerun(one, N, out=tmp_path / "re", api_base=server.base_url)
+        drifts = promptopt.rerun(one, N, out=tmp_path / "re", api_base=server.base_url)
         asked = server.calls
-        again = rerun(one, N, out=tmp_path / "re", api_base=server.base_url)  # resumes: nothing asked twice
+        again = promptopt.rerun(one, N, out=tmp_path / "re", api_base=server.base_url)  # resumes: nothing asked twice
         assert server.calls == asked
-        capped = rerun(one, N, out=tmp_path / "capped", api_base=server.base_url, max_calls=4)
+        capped = promptopt.rerun(one, N, out=tmp_path / "capped", api_base=server.base_url, max_calls=4)
         assert server.calls - asked <= 4 and sum(d.n for d in capped) <= 4  # the budget stops it cleanly
     assert [(d.n, d.identical) for d in again] == [(d.n, d.identical) for d in drifts]
     was_right = sum(i in store["right"] for i in changed)
@@ -207,7 +207,7 @@ def test_a_report_of_runs_made_with_different_dspy_versions_warns_they_are_not_c
     clean = promptopt.report(store["url"], bootstrap=200).warnings
     assert not any("not comparable" in w for w in clean), clean
     with pytest.raises(UserError, match="already holds files"):
-        reproduce(bundle, store["root"])
+        promptopt.reproduce(bundle, out=store["root"])
 
 
 HOSTILE = "gpt_4o & co \\input{/etc/passwd} 100% $x$ #1 ~^ {x} – ±"

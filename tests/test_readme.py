@@ -85,7 +85,7 @@ def test_the_readme_examples_run_in_order_and_print_the_planted_truth(world, tmp
     why = outputs[failed]["error"] if failed is not None else done.stderr[-2000:]
     assert done.returncode == 0 and failed is None, f"{lines[failed or 0]}\n{why}"
     outputs = [out["stdout"].strip() for out in outputs]
-    run, search, estimate, planned, compiled, evaluated, loaded, report, lists, task, check, powered = outputs
+    run, search, estimate, planned, compiled, evaluated, loaded, report, bundled, lists, task, check, powered = outputs
     assert run == f"complete [{round(share['test'], 2)}]"  # every config is right on the planted share
     assert re.fullmatch(r"(predict|cot)-none-[0-9a-f]{8}", search)
     assert re.fullmatch(r"\d+ LM calls at most", estimate) and int(estimate.split()[0]) > 0
@@ -95,6 +95,7 @@ def test_the_readme_examples_run_in_order_and_print_the_planted_truth(world, tmp
     assert float(score) == share["test"] and float(low) < float(score) < float(high) and n == "10"
     assert loaded == "A"
     assert f"{share['test']})]" in report and "local/gemma-3-270m" in report
+    assert bundled == "0 [1.0]"  # reproduced exactly; the same scripted model gives the same answers
     assert "'medqa'" in lists or "medbullets" in lists
     assert "'bootstrap'" in lists and "'roman_numeral'" not in lists and "'multiple_choice'" in lists
     assert task == "medqa 773"
