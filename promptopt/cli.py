@@ -352,6 +352,9 @@ def report_cmd(
     figures: Annotated[
         str | None, typer.Option(help="pdf or svg: also write the forest, Pareto and anytime figures beside --output.")
     ] = None,
+    wide: Annotated[
+        bool, typer.Option(help="On a terminal, keep model names whole and every column in its table (stacked when too wide).")
+    ] = False,
 ) -> None:
     """Leaderboard, ceilings, head-to-head, flips, sensitivity, costs and Pareto frontier, from the store alone."""
     import promptopt
@@ -383,7 +386,7 @@ def report_cmd(
         for path in paths:
             typer.echo(f"Wrote {path}")
     elif format == "text":
-        show_report(built)
+        show_report(built, wide)
     else:
         typer.echo(text if format == "examples" else reports.render_report(built, format), nl=False)
 
@@ -470,21 +473,26 @@ def _model_name(identity: str) -> str:
     return identity.split("#", 1)[0].split("@", 1)[0]
 
 
-def show_report(report) -> None:
-    """The text report: on a terminal, its warnings first and each table as a rich table when it
-    fits the terminal's width, else as stacked "header: value" lines (never folded a character a
-    column); pipes and files get exactly `promptopt report --format text`."""
+def show_report(report, wide: bool = False) -> None:
+    """The text report: on a terminal, its warnings first, then each table compact (see
+    _show_sections; `wide`: every column in the table, stacked when it cannot fit); pipes and
+    files get exactly `promptopt report --format text`."""
     from promptopt.reports import render_report, sections
 
     if not sys.stdout.isatty():
         typer.echo(render_report(report, "text"), nl=False)
         return
-    _show_sections(sections(report), report.warnings)
+    from promptopt.reports import _display
+
+    _show_sections(sections(report), report.warnings, wide, [_display(r.model) for r in report.rows])
 
 
-def _show_sections(parts: list, warnings: list[str]) -> None:
-    """Warnings, then each table: on a terminal as a rich table when it fits, else stacked; on a
-    pipe as the plain text report's tables."""
+def _show_sections(parts: list, warnings: list[str], wide: bool = False, models: list[str] | None = None) -> None:
+    """Warnings, then each table. On a pipe: the plain text report's tables. On a terminal: a
+    compact view unless `wide`: `models` (identities) shortened to labels named once in a legend,
+    and a table still too wide keeps the columns that fit while the rest of each row goes on an
+    indented line under it; every table that fits is a rich table; one that cannot fit even so
+    (or with `wide`, any too wide) is stacked "header: value" lines, never folded per character."""
     if not sys.stdout.isatty():
         from promptopt.reports import text_table
 
@@ -495,14 +503,20 @@ def _show_sections(parts: list, warnings: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from promptopt.tables import model_legend, shortened, split_columns, table_width
+
     console = Console(highlight=False)
     for warning in warnings:  # what a reader must know before trusting a number, first
         console.print(_wrapped(f"WARNING: {warning}", console.width), style="bold", markup=False)
     if warnings:
         console.print()
+    legend = {} if wide else model_legend(models or [])
+    if legend:
+        names = " · ".join(f"{label} = {identity}" for identity, label in sorted(legend.items(), key=lambda kv: kv[1]))
+        console.print(_wrapped(f"Models: {names}", console.width) + "\n", markup=False)
     for section in parts:
-        widths = [max([len(h), *(len(row[i]) for row in section.body)]) for i, h in enumerate(section.headers)]
-        if sum(widths) + 3 * len(widths) + 1 <= console.width:  # the cells, padding and borders
+        section = shortened(section, legend)
+        if table_width(section.headers, section.body) <= console.width:  # the cells, padding and borders
             table = Table(title=section.title, title_justify="left", caption=section.note or None,
                           caption_justify="left", header_style="bold", show_lines=False)  # fmt: skip
             for header in section.headers:
@@ -510,8 +524,31 @@ def _show_sections(parts: list, warnings: list[str]) -> None:
             for row in section.body:
                 table.add_row(*[escape_markup(cell) for cell in row])
             console.print(table)
+            continue
+        kept, rest = ([], []) if wide else split_columns(section, console.width)
+        if len(kept) >= 2 and table_width([section.headers[i] for i in kept], [[r[i] for i in kept] for r in section.body]) <= console.width:
+            console.print(_with_details(section, kept, rest, console.width) + "\n", markup=False, highlight=False)
         else:
             console.print(_stacked(section, console.width) + "\n", markup=False, highlight=False)
+
+
+def _with_details(section, kept: list[int], rest: list[int], width: int) -> str:
+    """The kept columns as an aligned table; under each row, its other cells on indented lines."""
+    widths = [max([len(section.headers[i]), *(len(row[i]) for row in section.body)]) for i in kept]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    lines = [_wrapped(section.title, width), "=" * min(len(section.title), width),
+             line([section.headers[i] for i in kept]), line(["-" * w for w in widths])]  # fmt: skip
+    for row in section.body:
+        lines.append(line([row[i] for i in kept]))
+        details = " · ".join(f"{section.headers[i]}: {row[i]}" for i in rest)
+        if details:
+            lines.append(_wrapped("    " + details, width, "    "))
+    if section.note:
+        lines += ["", _wrapped(section.note, width)]
+    return "\n".join(lines)
 
 
 def _stacked(section, width: int) -> str:

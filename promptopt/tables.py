@@ -34,3 +34,76 @@ class Section:
 
 def pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
+
+
+# Columns a narrow terminal moves under their row first: detail a reader rarely compares across rows.
+DETAIL_FIRST = (
+    "wall s", "tokens in/out", "tokens in/out per ex", "parse fail %", "sel", "rank baseline", "rank ceiling",
+    "optimistic max %", "selection included", "prompt tok", "completion tok", "one-off tokens", "compile calls",
+    "prep calls", "detectable pts", "A only / B only / both / neither", "chosen on", "LM calls", "primary",
+)  # fmt: skip
+
+
+# Columns a narrow terminal keeps first: what identifies a row and the numbers it exists for.
+KEEP_FIRST = (
+    "model", "model A", "model B", "score % [95% CI]", "score [95% CI]", "ceiling % [95% CI]", "baseline % [95% CI]",
+    "uplift pts [95% CI] n", "A − B pts [95% CI]", "verdict (Holm)", "p (Holm)", "task", "split", "n", "metric",
+    "config", "strategy", "errors % (count)", "$/ex", "LM calls/ex", "status",
+)  # fmt: skip  (most important first)
+
+
+def model_legend(identities: list[str]) -> dict[str, str]:
+    """Long model identities (provider, endpoint, weights digest) -> short labels for narrow
+    tables: the name's last part, numbered when two identities share it."""
+    short = {}
+    for identity in sorted(set(identities)):
+        base = identity.split("#", 1)[0].split("@", 1)[0].rsplit("/", 1)[-1] or identity
+        short[identity] = base
+    counts: dict[str, int] = {}
+    for label in short.values():
+        counts[label] = counts.get(label, 0) + 1
+    seen: dict[str, int] = {}
+    out = {}
+    for identity, label in short.items():
+        if counts[label] > 1:
+            seen[label] = seen.get(label, 0) + 1
+            label = f"{label}-{seen[label]}"
+        if label != identity:
+            out[identity] = label
+    return out
+
+
+def shortened(section: Section, legend: dict[str, str]) -> Section:
+    """The section with each model identity replaced by its label (longest first, so one that
+    extends another is replaced whole)."""
+    order = sorted(legend, key=len, reverse=True)
+
+    def cell(text: str) -> str:
+        for identity in order:
+            if identity in text:
+                text = text.replace(identity, legend[identity])
+        return text
+
+    return Section(section.title, section.headers, [[cell(c) for c in row] for row in section.body], section.note)
+
+
+def table_width(headers: list[str], body: list[list[str]]) -> int:
+    """Columns of a boxed table with one space of padding each side of every cell."""
+    widths = [max([len(h), *(len(row[i]) for row in body)]) for i, h in enumerate(headers)]
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def split_columns(section: Section, width: int) -> tuple[list[int], list[int]]:
+    """Which columns stay in the table and which go to a detail line under each row so the table
+    fits `width`: the first column always, then KEEP_FIRST's, then the others in order, detail
+    columns last; each taken when it still fits."""
+    n, heads = len(section.headers), section.headers
+    order = [0] + sorted((i for i in range(1, n) if heads[i] in KEEP_FIRST), key=lambda i: KEEP_FIRST.index(heads[i]))
+    order += [i for i in range(1, n) if heads[i] not in KEEP_FIRST and heads[i] not in DETAIL_FIRST]
+    order += [i for i in range(1, n) if heads[i] in DETAIL_FIRST]
+    kept: list[int] = []
+    for i in order:
+        trial = sorted([*kept, i])
+        if not kept or table_width([section.headers[j] for j in trial], [[row[j] for j in trial] for row in section.body]) <= width:
+            kept = trial
+    return kept, [i for i in range(n) if i not in kept]

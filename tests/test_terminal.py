@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux
 def in_terminal(args: list[str], width: int, tmp_path: Path, timeout: float = 120) -> list[str]:
     """The lines a terminal `width` columns wide shows for the command (wrapped lines joined, so a
     line wider than the terminal shows as one long line)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     done = tmp_path / f"done-{width}"
     session = f"po{width}{time.monotonic_ns() % 10**6}"
     command = " ".join(args) + f"; touch {done}; sleep 60"
@@ -61,3 +62,19 @@ def test_a_run_in_a_terminal_ends_with_a_summary_that_fits_and_names_the_next_co
     run_dir = next(line.removeprefix("Run folder: ") for line in lines if line.startswith("Run folder: "))
     assert "ceiling 70.0% [39.7, 89.2]" in text  # 7 of 10 test items, with its Wilson interval
     assert f"Next: promptopt report {run_dir} · promptopt view {run_dir}" in " ".join(text.split())
+
+
+def test_at_80_columns_the_report_names_models_once_and_keeps_the_leaderboard_a_table(tmp_path):
+    compact = in_terminal([str(EXE), "report", STORE, "--bootstrap", "1000", "--run", "run-6c5199842a"], 80, tmp_path)
+    legend = [i for i, line in enumerate(compact) if line.startswith("Models: ")]
+    assert len(legend) == 1 and "m-strong = openai/m-strong@127.0.0.1:43517/v1" in " ".join(compact[legend[0]:legend[0] + 2])
+    rows = [line for line in compact if "openai/m-strong@" in line]
+    assert len(rows) <= 3  # the legend (and a note naming unpriced models), not every row of every table
+    board = compact.index(next(line for line in compact if line.startswith("Leaderboard — medqa")))
+    header, strong = compact[board + 2], next(line for line in compact[board:] if line.startswith("m-strong "))
+    assert "baseline % [95% CI]" in header and "ceiling % [95% CI]" in header  # one line per model, a table
+    assert "56.7 [39.2, 72.6]" in strong and "70.0 [52.1, 83.3]" in strong
+    wide = in_terminal([str(EXE), "report", STORE, "--bootstrap", "1000", "--run", "run-6c5199842a", "--wide"], 80,
+                       tmp_path / "wide")  # fmt: skip
+    assert not any(line.startswith("Models: ") for line in wide) and max(len(line) for line in wide) <= 80
+    assert sum("openai/m-strong@127.0.0.1:43517/v1" in line for line in wide) > 5  # whole names, every row
