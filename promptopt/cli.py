@@ -172,8 +172,6 @@ def _start(mode: str, options: dict, api_key_file: Path | None, dry_run: bool) -
         else:
             log = promptopt.run(_ProgressPrinter(), **options)
     show_report(log.report)
-    if log.stopped:
-        typer.echo(log.stopped, err=True)
     width = _width(sys.stderr)
     for line in closing_summary(log):
         typer.echo(_wrapped(line, width, "      ") if line.strip() else line, err=True)
@@ -267,6 +265,12 @@ def compile_cmd(
         )  # fmt: skip
     accuracy = "—" if val is None else f"{100 * val.score:.1f}%"
     typer.echo(f"Saved program to {out} (val accuracy {accuracy} on {val.n if val else 0} answered).")
+    lines = [f"  {val.errors} val examples failed after retries and are left out of that score; run the same command "
+             "again to retry them."] if val is not None and val.errors else []  # fmt: skip
+    lines.append(f"  Next: promptopt evaluate {out} --split test · in Python: promptopt.load({str(out)!r})")
+    width = _width(sys.stderr)
+    for line in lines:
+        typer.echo(_wrapped(line, width, "      "), err=True)
 
 
 @app.command("evaluate")
@@ -299,6 +303,13 @@ def evaluate_cmd(
         f"{100 * row.error_rate:.1f}% ({row.errors} of {row.n_items}, not counted as wrong), "
         f"{row.lm_calls} LM calls, ${row.cost_usd:.4f}."
     )
+    store = f"sqlite:///{(program / 'evaluations.sqlite').resolve()}"
+    lines = [f"  {row.errors} examples failed after retries and are left out of the score; run the same command "
+             "again to retry them."] if row.errors else []  # fmt: skip
+    lines.append(f"  Next: promptopt report {store} --run {row.run_id} · promptopt view {store}")
+    width = _width(sys.stderr)
+    for line in lines:
+        typer.echo(_wrapped(line, width, "      "), err=True)
 
 
 @app.command("view")
@@ -484,10 +495,12 @@ def show_report(report, wide: bool = False) -> None:
         return
     from promptopt.reports import _display
 
-    _show_sections(sections(report), report.warnings, wide, [_display(r.model) for r in report.rows])
+    _show_sections(sections(report), report.warnings, wide, [_display(r.model) for r in report.rows],
+                   [r.run_id for r in report.rows])  # fmt: skip
 
 
-def _show_sections(parts: list, warnings: list[str], wide: bool = False, models: list[str] | None = None) -> None:
+def _show_sections(parts: list, warnings: list[str], wide: bool = False, models: list[str] | None = None,
+                   runs: list[str] | None = None) -> None:  # fmt: skip
     """Warnings, then each table. On a pipe: the plain text report's tables. On a terminal: a
     compact view unless `wide`: `models` (identities) shortened to labels named once in a legend,
     and a table still too wide keeps the columns that fit while the rest of each row goes on an
@@ -503,17 +516,20 @@ def _show_sections(parts: list, warnings: list[str], wide: bool = False, models:
     from rich.console import Console
     from rich.table import Table
 
-    from promptopt.tables import model_legend, shortened, split_columns, table_width
+    from promptopt.tables import model_legend, run_legend, shortened, split_columns, table_width
 
     console = Console(highlight=False)
     for warning in warnings:  # what a reader must know before trusting a number, first
         console.print(_wrapped(f"WARNING: {warning}", console.width), style="bold", markup=False)
     if warnings:
         console.print()
-    legend = {} if wide else model_legend(models or [])
-    if legend:
-        names = " · ".join(f"{label} = {identity}" for identity, label in sorted(legend.items(), key=lambda kv: kv[1]))
-        console.print(_wrapped(f"Models: {names}", console.width) + "\n", markup=False)
+    legend, named = {}, []
+    for what, found in () if wide else (("Models", model_legend(models or [])), ("Runs", run_legend(runs or []))):
+        legend |= found
+        if found:
+            named.append(f"{what}: " + " · ".join(f"{label} = {full}" for full, label in sorted(found.items(), key=lambda kv: kv[1])))
+    if named:
+        console.print("\n".join(_wrapped(line, console.width) for line in named) + "\n", markup=False)
     for section in parts:
         section = shortened(section, legend)
         if table_width(section.headers, section.body) <= console.width:  # the cells, padding and borders
@@ -573,39 +589,81 @@ def _wrapped(text: str, width: int, indent: str = "  ") -> str:
 
 def closing_summary(log) -> list[str]:
     """What a run or search ended with, in a few lines: each ceiling with its interval, what failed
-    and what to do about it, a budget stop, what it cost, and where to look next."""
+    and what to do about it, calls that came near their timeout, a budget stop, what it cost, and
+    where to look next."""
     report = log.report
     lines = ["", f"Done: run {log.run_id} ({log.status})."]
     for c in report.ceilings:
         if c.ceiling_score is None:
             continue
         ci = f"[{100 * c.ceiling_ci_low:.1f}, {100 * c.ceiling_ci_high:.1f}]" if c.ceiling_ci_low is not None else ""
-        lines.append(f"  {c.task} · {c.model.split('#')[0]}: ceiling {100 * c.ceiling_score:.1f}% {ci} "
+        lines.append(f"  {c.task} · {_model_name(c.model)}: ceiling {100 * c.ceiling_score:.1f}% {ci} "
                      f"(n={c.ceiling_n}, {c.selected_config_id}), baseline "
                      + ("—" if c.baseline_score is None else f"{100 * c.baseline_score:.1f}%"))  # fmt: skip
+    records = _records(log)
     failed = sum(r.errors for r in report.rows)
     if failed:
-        timed_out = _timed_out(log)
-        why = (f"; {timed_out} of them timed out (PROMPTOPT_TIMEOUT_S sets the per-call timeout, 120 s for hosted "
-               "models and 600 s for the embedded one)") if timed_out else ""  # fmt: skip
+        timed_out = int(records.error.dropna().str.contains("Timeout", regex=False).sum())
+        why = (f"; {timed_out} of them timed out after {_timeouts(records)} per call (PROMPTOPT_TIMEOUT_S sets "
+               "it)") if timed_out else ""  # fmt: skip
         lines.append(f"  {failed} examples failed after retries and are left out of the scores{why}; run the same "
                      "command again to retry them.")  # fmt: skip
+    lines += _near_timeout(records)
     if log.stopped:
         lines.append(f"  {log.stopped}")
     calls = sum(r.lm_calls for r in report.rows)
     cost = sum(r.cost_usd for r in report.rows)
     warned = f", {len(report.warnings)} warnings above" if report.warnings else ""
     lines.append(f"  {calls:,} LM calls scored, ${cost:.4f}{warned}.")
-    lines.append(f"  Next: promptopt report {log.run_dir} · promptopt view {log.run_dir}")
+    lines.append(f"  Next: promptopt report {log.run_dir} · promptopt view {log.run_dir} · "
+                 f"promptopt export {log.run_dir} --to {log.run_dir.name}.zip")  # fmt: skip
     return lines
 
 
-def _timed_out(log) -> int:
-    """How many of the run's error records are timeouts."""
+def _records(log):
     from promptopt.store import Store
 
-    errors = Store(log.storage, create=False).records(log.run_id).error.dropna()
-    return int(errors.str.contains("Timeout", regex=False).sum())
+    return Store(log.storage, create=False).records(log.run_id)
+
+
+def _timeout_of(identity: str) -> float:
+    """The per-call timeout in force for a model: PROMPTOPT_TIMEOUT_S, else the model's default."""
+    import dataclasses
+    import os
+
+    from promptopt.models import LOCAL_MODELS, Model
+
+    if os.environ.get("PROMPTOPT_TIMEOUT_S"):
+        with contextlib.suppress(ValueError):
+            return float(os.environ["PROMPTOPT_TIMEOUT_S"])
+    name = _model_name(identity)
+    if name in LOCAL_MODELS:
+        return LOCAL_MODELS[name].timeout_s
+    return next(f.default for f in dataclasses.fields(Model) if f.name == "timeout_s")
+
+
+def _timeouts(records) -> str:
+    """The timeouts of the models whose calls timed out, as a phrase ("120 s", "600 s for X")."""
+    out = records[records.error.fillna("").str.contains("Timeout", regex=False)]
+    found = {_model_name(m): _timeout_of(m) for m in sorted(set(out.model))}
+    if len(set(found.values())) == 1:
+        return f"{next(iter(found.values())):g} s"
+    return ", ".join(f"{t:g} s for {m}" for m, t in found.items())
+
+
+def _near_timeout(records) -> list[str]:
+    """One line per model whose answered calls came within half of the timeout: the next run on a
+    busier machine will start losing them."""
+    if records.empty:
+        return []
+    ok = records[records.error.isna() & (records.lm_calls > 0)]
+    out = []
+    for model, g in ok.groupby("model", sort=True):
+        slowest, limit = float((g.latency_s / g.lm_calls).max()), _timeout_of(model)
+        if slowest > 0.5 * limit:
+            out.append(f"  {_model_name(model)}'s slowest call took {slowest:.0f} s of its {limit:g} s timeout; on a "
+                       "busier machine calls will start timing out: raise PROMPTOPT_TIMEOUT_S or lower --threads.")  # fmt: skip
+    return out
 
 
 def escape_markup(text: str) -> str:

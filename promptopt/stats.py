@@ -381,7 +381,7 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
         if len(sel) and len(base):
             a = items[(pick.run_id, pick.model, pick.task, pick.config_id)]
             c = items[(pick.run_id, pick.model, pick.task, base.iloc[0].config_id)]
-            pr = paired(a, c, b, seed)
+            pr = paired(a, c, b, seed, min_n=MIN_PAIRED)  # no interval a bootstrap over 3 items cannot carry
             row |= {
                 "uplift": pr["diff"], "uplift_ci_low": pr["ci_low"], "uplift_ci_high": pr["ci_high"],
                 "uplift_n": pr["n"], "uplift_ceiling_score": pr["score_a"], "uplift_baseline_score": pr["score_b"],
@@ -428,7 +428,7 @@ def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: i
                 sa, sb = items.get((run_id, model_a, task, ca)), items.get((run_id, model_b, task, cb))
                 if sa is None or sb is None:
                     continue
-                pr = paired(sa, sb, b, seed, margin=margin)
+                pr = paired(sa, sb, b, seed, min_n=MIN_PAIRED, margin=margin)
                 if pr["n"] == 0:
                     continue
                 on = None

@@ -36,7 +36,7 @@ def pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
-# Columns a narrow terminal moves under their row first: detail a reader rarely compares across rows.
+# Columns a table too wide for the terminal moves under each row: detail a reader rarely compares across rows.
 DETAIL_FIRST = (
     "wall s", "tokens in/out", "tokens in/out per ex", "parse fail %", "sel", "rank baseline", "rank ceiling",
     "optimistic max %", "selection included", "prompt tok", "completion tok", "one-off tokens", "compile calls",
@@ -48,8 +48,14 @@ DETAIL_FIRST = (
 KEEP_FIRST = (
     "model", "model A", "model B", "score % [95% CI]", "score [95% CI]", "ceiling % [95% CI]", "baseline % [95% CI]",
     "uplift pts [95% CI] n", "A − B pts [95% CI]", "verdict (Holm)", "p (Holm)", "task", "split", "n", "metric",
-    "config", "strategy", "errors % (count)", "$/ex", "LM calls/ex", "status",
+    "config", "strategy", "errors % (count)", "$/ex", "LM calls/ex", "status", "time", "cost", "calls",
 )  # fmt: skip  (most important first)
+
+
+def run_legend(run_ids: list[str]) -> dict[str, str]:
+    """Several runs' ids -> r1, r2, ... (in id order) for narrow tables; one run keeps its id."""
+    ids = sorted(set(run_ids))
+    return {rid: f"r{i}" for i, rid in enumerate(ids, 1)} if len(ids) > 1 else {}
 
 
 def model_legend(identities: list[str]) -> dict[str, str]:
@@ -95,12 +101,11 @@ def table_width(headers: list[str], body: list[list[str]]) -> int:
 
 def split_columns(section: Section, width: int) -> tuple[list[int], list[int]]:
     """Which columns stay in the table and which go to a detail line under each row so the table
-    fits `width`: the first column always, then KEEP_FIRST's, then the others in order, detail
-    columns last; each taken when it still fits."""
+    fits `width`: the first column always, then KEEP_FIRST's, then the others in order, each
+    taken when it still fits; DETAIL_FIRST's always go under the row."""
     n, heads = len(section.headers), section.headers
     order = [0] + sorted((i for i in range(1, n) if heads[i] in KEEP_FIRST), key=lambda i: KEEP_FIRST.index(heads[i]))
     order += [i for i in range(1, n) if heads[i] not in KEEP_FIRST and heads[i] not in DETAIL_FIRST]
-    order += [i for i in range(1, n) if heads[i] in DETAIL_FIRST]
     kept: list[int] = []
     for i in order:
         trial = sorted([*kept, i])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -341,5 +342,24 @@ def test_examples_that_timed_out_are_named_as_timeouts_in_the_closing_summary(me
                    env={"PROMPTOPT_TIMEOUT_S": "0.5", "PROMPTOPT_RETRIES": "1", "PROMPTOPT_BACKOFF_S": "0.01"})  # fmt: skip
     assert done.returncode == 0, done.stderr
     said = " ".join(done.stderr.split())
-    assert ("2 examples failed after retries and are left out of the scores; 2 of them timed out "
-            "(PROMPTOPT_TIMEOUT_S sets the per-call timeout") in said  # fmt: skip
+    assert ("2 examples failed after retries and are left out of the scores; 2 of them timed out after 0.5 s per "
+            "call (PROMPTOPT_TIMEOUT_S sets it); run the same command again to retry them.") in said  # fmt: skip
+
+
+def test_calls_that_come_near_their_timeout_are_named_in_the_closing_summary(medqa, tmp_path):
+    n = 4
+    slow = medqa.examples("test", n)[0].inputs["question"]
+    with exam_server(medqa, set(), n) as server:
+        answer = server.reply
+
+        def reply(prompt):
+            if slow in prompt:
+                time.sleep(1.5)  # answered, but past half of the 2 s timeout
+            return answer(prompt)
+
+        server.reply = reply
+        done = cli(*run_args(server, tmp_path, "--limit", str(n), "--split", "test", "--strategy", "baseline")[1:],
+                   env={"PROMPTOPT_TIMEOUT_S": "2", "PROMPTOPT_RETRIES": "0"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert re.search(r"slowest call took [12] s of its 2 s timeout; on a busier machine calls will start timing out", said), said

@@ -319,7 +319,15 @@ def test_a_probe_on_fewer_than_10_items_shows_its_difference_without_an_interval
     probed = pd.Series([0.0, 1.0, 0.0], index=["a", "b", "c"])
     few = stats.paired(probed, source, min_n=stats.MIN_PAIRED)
     assert few["diff"] == pytest.approx(-1 / 3) and few["ci_low"] is None and few["p"] is None
-    assert stats.paired(probed, source)["ci_low"] is not None  # comparisons that give no verdict keep theirs
+    assert stats.paired(probed, source)["ci_low"] is not None  # asked without the guard, the interval is there
+    # every section guards the same way: an uplift or head-to-head over 3 items has no interval and no p
+    three = exact({("m1", "baseline", "test"): [1.0, 1.0, 0.0], ("m2", "baseline", "test"): [0.0, 1.0, 0.0],
+                   ("m1", "cot", "test"): [1.0, 1.0, 1.0]})  # fmt: skip
+    ceil = stats.ceilings(three)
+    h2h = stats.head_to_head(three, ceil)
+    assert len(h2h) and h2h.ci_low.isna().all() and h2h.p.isna().all() and h2h["diff"].notna().all()
+    m1 = ceil[ceil.model == "m1"].iloc[0]
+    assert m1.uplift == pytest.approx(1 / 3) and pd.isna(m1.uplift_ci_low) and m1.verdict is None
 
 
 def test_equivalence_is_claimed_for_configs_that_agree_and_at_most_alpha_of_the_time_at_the_margin():

@@ -51,17 +51,19 @@ def test_the_report_fits_the_terminal_keeps_every_number_and_shows_warnings_firs
     assert lines[0].startswith("WARNING: this store holds 2 runs")
 
 
-def test_a_run_in_a_terminal_ends_with_a_summary_that_fits_and_names_the_next_commands(medqa, tmp_path):
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_a_run_in_a_terminal_ends_with_a_summary_that_fits_and_names_the_next_commands(width, medqa, tmp_path):
     right = {e.id for e in medqa.examples("test", 10)[:7]} | {e.id for e in medqa.examples("val", 10)}
     with exam_server(medqa, right, 10) as server:
         lines = in_terminal([str(EXE), "run", "--model", "openai/scripted", "--api-base", server.base_url, "--limit",
-                             "10", "--strategy", "baseline", "--out", str(tmp_path / "runs")], 80, tmp_path)  # fmt: skip
+                             "10", "--strategy", "baseline", "--out", str(tmp_path / "runs")], width, tmp_path)  # fmt: skip
     # only a path longer than the terminal may run past it: there is no space to break it at
-    assert [line for line in lines if len(line) > 80 and " " in line[line.index("/"):]] == []
+    assert [line for line in lines if len(line) > width and " " in line.strip().removeprefix("Run folder: ")] == []
     text = "\n".join(lines)
     run_dir = next(line.removeprefix("Run folder: ") for line in lines if line.startswith("Run folder: "))
     assert "ceiling 70.0% [39.7, 89.2]" in text  # 7 of 10 test items, with its Wilson interval
-    assert f"Next: promptopt report {run_dir} · promptopt view {run_dir}" in " ".join(text.split())
+    assert (f"Next: promptopt report {run_dir} · promptopt view {run_dir} · promptopt export {run_dir} --to "
+            f"{Path(run_dir).name}.zip") in " ".join(text.split())  # fmt: skip
 
 
 def test_at_80_columns_the_report_names_models_once_and_keeps_the_leaderboard_a_table(tmp_path):
