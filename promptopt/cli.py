@@ -190,7 +190,9 @@ def _print_dry_run(estimates: list[dict]) -> None:
         return "?" if x is None else f"${x:.4f}"
 
     def took(s) -> str:
-        return "?" if s is None else f"{s / 60:,.1f} min" if s >= 60 else f"{s:.0f} s"
+        if s is None:
+            return "?"
+        return f"{s / 3600:,.1f} h" if s >= 5400 else f"{s / 60:.0f} min" if s >= 60 else f"{s:.0f} s"
 
     phased = any("phase" in r for r in estimates)
     headers = ["model", "task", *(["phase"] if phased else []), "config", "calls", "compile", "scoring",
@@ -203,7 +205,7 @@ def _print_dry_run(estimates: list[dict]) -> None:
                                                         "completion_tokens")}  # fmt: skip
     costs, times = [r["cost_usd"] for r in estimates], [r["seconds"] for r in estimates]
     cost = usd(sum(costs)) if None not in costs else "unknown (no price for some model)"
-    wall = (f"about {took(sum(times))} at the models' measured speed" if None not in times
+    wall = (f"about {took(sum(times))} at the models' declared speed (one request at a time)" if None not in times
             else "time unknown (no declared speed for some model)")  # fmt: skip
     _show_sections([Section("Dry run: what the plan will spend", headers, body)], [])
     line = (f"Total: {total['calls']:,} LM calls ({total['compile_calls']:,} compiling, {total['eval_calls']:,} "

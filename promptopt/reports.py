@@ -796,9 +796,8 @@ def pareto_figure(report: Report, fmt: str = "svg", paper: bool = False) -> byte
             front = pts[pts["frontier"]]
             ax.step(front["cost"], 100 * front["score"], where="post", color="black", lw=1, zorder=2, label="frontier")
             ax.scatter(front["cost"], 100 * front["score"], s=110, facecolors="none", edgecolors="black", zorder=4)
-            for r in pts.itertuples():
-                ax.annotate(_point_label(r), (r.cost, 100 * r.score), textcoords="offset points", xytext=(5, 4),
-                            fontsize=7)  # fmt: skip
+            labels = [ax.annotate(_point_label(r), (r.cost, 100 * r.score), textcoords="offset points", xytext=(5, 4),
+                                  fontsize=7) for r in pts.itertuples()]  # fmt: skip
             axis = pts["cost_axis"].iloc[0]
             ax.set_xlabel(
                 "inference $ per example"
@@ -813,12 +812,31 @@ def pareto_figure(report: Report, fmt: str = "svg", paper: bool = False) -> byte
             ax.margins(x=0.35, y=0.12)  # room for the point labels, which are written to the right
             low, high = ax.get_xlim()
             ax.set_xlim(max(low, -0.03 * high), high)  # no negative costs on the axis
-            ax.legend(fontsize=7, loc="best")
+            # beside the panel, never over a point or an interval
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+            _separate(fig, labels)
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=110, metadata=_no_date(fmt))
+        fig.savefig(buf, format=fmt, dpi=110, metadata=_no_date(fmt), bbox_inches="tight")
         plt.close(fig)
     return buf.getvalue()
+
+
+def _separate(fig, labels: list, step: float = 8.0, rounds: int = 40) -> None:
+    """Move point labels up, a few points at a time, until none overlaps another (labels of
+    points at the same cost and score would otherwise print on top of each other)."""
+    renderer = fig.canvas.get_renderer()
+    for _ in range(rounds):
+        boxes = [label.get_window_extent(renderer) for label in labels]
+        moved = False
+        for i, label in enumerate(labels):
+            if any(boxes[i].overlaps(boxes[j]) for j in range(i)):
+                x, y = label.xyann
+                label.xyann = (x, y + step)
+                boxes[i] = label.get_window_extent(renderer)
+                moved = True
+        if not moved:
+            return
 
 
 def forest_figure(report: Report, fmt: str = "svg", paper: bool = False) -> bytes | None:
@@ -934,7 +952,7 @@ def inline_svg(svg: bytes) -> str:
 
 
 _CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1b1b;max-width:1400px}
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1b1b}p,.note{max-width:1100px}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;white-space:nowrap}

@@ -37,7 +37,7 @@ PER_PAGE = 50
 SHOW = ("all", "wrong", "parse", "errors")
 
 _CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:20px 28px;color:#1b1b1b;max-width:1500px}
+body{font:14px/1.45 system-ui,sans-serif;margin:20px 28px;color:#1b1b1b}p{max-width:1100px}
 h1{font-size:21px}h2{font-size:16px;margin-top:26px}a{color:#1f5fa8}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
@@ -134,6 +134,23 @@ class View:
             with self._lock:
                 self._images[key] = known
         return known.get(digest)
+
+    def questions(self, run_id: str, task: str) -> dict[str, str]:
+        """Item id -> the start of its first text input (the question), for example lists; empty
+        when the task is not here (an imported log's, data moved)."""
+        key = ("questions", run_id, task)
+        with self._lock:
+            known = self._images.get(key)
+        if known is None:
+            known = {}
+            with contextlib.suppress(UserError, OSError, ValueError):
+                loaded = _plan_task(self.store, run_id, task)
+                field = next((f for f in loaded.input_fields if f not in loaded.image_fields and f != "options"), None)
+                if field is not None:
+                    known = {ex.id: str(ex.inputs.get(field) or "")[:140] for ex in loaded.rows()}
+            with self._lock:
+                self._images[key] = known
+        return known
 
     def configs(self, run_id: str) -> list[dict]:
         return self.store.config_counts(run_id)
@@ -248,11 +265,12 @@ def examples_page(view: View, run_id, model, task, config, split, show, text, pa
         "placeholder='search ids, answers, replies'><button type='submit'>search</button></form>"
     )
     body_rows = []
+    asked = view.questions(run_id, task.split("~", 1)[0]) if rows else {}
     for r in rows:
         mark = "errors" if r["error"] else ("right" if r["score"] >= 1 else "wrong")
         body_rows.append([
             f"<a class='example' href='{esc(base)}/example/{r['id']}'>{esc(r['example_id'])}</a>",
-            esc(r["gold"]), esc(r["prediction"]), f"<span class='{mark}'>{esc(round(r['score'], 3))}</span>",
+            f"<span class='text'>{esc(asked.get(r['example_id'].split('~', 1)[0], ''))}</span>", esc(r["gold"]), esc(r["prediction"]), f"<span class='{mark}'>{esc(round(r['score'], 3))}</span>",
             "yes" if r["parse_ok"] else "no", esc(r["error"] or ""), esc(r["lm_calls"]),
             esc(f"{r['prompt_tokens']}/{r['completion_tokens']}"), esc(f"{r['latency_s']:.2f}"),
             f"<span class='text'>{esc((r['raw_output'] or '')[:160])}</span>",
@@ -266,7 +284,7 @@ def examples_page(view: View, run_id, model, task, config, split, show, text, pa
     body = (
         f"<p>{shown(model)} · {esc(task)} · {esc(split)} · show: {filters}</p>{form}"
         f"<p class='count'>{total} examples · page {page_no} of {pages}</p>"
-        + table(["example", "gold", "parsed answer", "score", "parsed", "error", "calls", "tokens in/out", "latency s",
+        + table(["example", "question (start)", "gold", "parsed answer", "score", "parsed", "error", "calls", "tokens in/out", "latency s",
                  "reply (start)"], body_rows, "examples")  # fmt: skip
         + " ".join(nav)
     )

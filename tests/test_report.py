@@ -137,3 +137,23 @@ def test_an_html_report_of_a_real_run_with_shuffled_votes_and_knn_preparation(me
     assert (shuffle["n"], shuffle["orders"], shuffle["consistency"]) == (4, 3, 1.0)  # always right: same answer
     knn = next(c for c in data["costs"] if c["strategy"] == "knn_fewshot")
     assert knn["prep_calls"] == 4 and knn["calls_per_example"] == 1
+
+
+def test_the_pareto_plot_keeps_its_legend_off_the_points_and_no_two_labels_overlap(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    import promptopt
+    from promptopt import reports
+
+    # three configs of one model with the same score and cost: their labels would print on one spot
+    same = exact({("m1", s, split): ones(60, 100) for s in ("baseline", "predict", "cot") for split in ("val", "test")})
+    built = promptopt.report(write_run(same, tmp_path / "run"), bootstrap=200)
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    assert reports.pareto_figure(built, "svg")
+    (fig,) = figures
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == 3 and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[:i])
+    assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))

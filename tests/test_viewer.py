@@ -131,6 +131,8 @@ def test_a_user_clicks_from_the_leaderboard_to_a_wrong_answer_and_compares_two_c
         page.screenshot(path=str(SHOTS / "2-wrong-answers.png"), full_page=True)
         ids = page.locator("table.examples a.example").all_inner_texts()
         assert sorted(ids) == sorted(ex.id for ex in wrong_predict)
+        first = next(e for e in tests if e.id == ids[0])  # each id beside the start of its question
+        assert first.inputs["question"][:60] in page.locator("table.examples tbody tr").first.inner_text()
 
         page.locator("table.examples a.example").first.click()
         ex = next(e for e in tests if e.id == ids[0])
@@ -158,6 +160,14 @@ def test_a_user_clicks_from_the_leaderboard_to_a_wrong_answer_and_compares_two_c
         assert (f"Right under A only: 0; under B only: {only_cot}; under both: {both}; under neither: "
                 f"{N - only_cot - both}.") in page.locator("p.flips").inner_text()  # fmt: skip
         page.screenshot(path=str(SHOTS / "4-compare.png"), full_page=True)
+        # the HTML report uses the whole window: a wide table is not cut at 1,400 px
+        from promptopt import reports
+
+        html_file = reports.save(promptopt.report(log.run_dir, bootstrap=200), "html", log.run_dir / "report.html")[0]
+        wide = browser.new_page(viewport={"width": 1900, "height": 1000})
+        wide.goto(html_file.as_uri())
+        assert wide.evaluate("document.body.clientWidth") > 1700
+        wide.screenshot(path=str(SHOTS / "5-report-html.png"), full_page=True)
         browser.close()
 
 
