@@ -639,9 +639,8 @@ def _timeout_of(identity: str) -> float:
         with contextlib.suppress(ValueError):
             return float(os.environ["PROMPTOPT_TIMEOUT_S"])
     name = _model_name(identity)
-    if name in LOCAL_MODELS:
-        return LOCAL_MODELS[name].timeout_s
-    return next(f.default for f in dataclasses.fields(Model) if f.name == "timeout_s")
+    default = next(f.default for f in dataclasses.fields(Model) if f.name == "timeout_s")
+    return float(LOCAL_MODELS.get(name, {}).get("timeout_s", default))
 
 
 def _timeouts(records) -> str:
