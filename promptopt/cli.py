@@ -682,16 +682,20 @@ def tasks_list(
     programs_dir: ProgramsDir = None,
 ) -> None:
     """Tasks with their answer type, split sizes and license."""
+    from promptopt.tables import Section
     from promptopt.tasks import available_tasks, load_task_file
 
-    typer.echo(f"{'task':<18} {'answer type':<16} {'train':>6} {'val':>6} {'test':>6}  license")
+    rows, missing = [], []
     for name, path in sorted(available_tasks(tasks_dir).items()):
         task = load_task_file(path, programs_dir)
         try:
-            sizes = " ".join(f"{len(task.splits[s]):>6}" for s in ("train", "val", "test"))
+            sizes = [f"{len(task.splits[s]):,}" for s in ("train", "val", "test")]
         except UserError as exc:  # e.g. data the user has not downloaded yet: say so, list the rest
-            sizes = f"{'-':>6} {'-':>6} {'-':>6}  ({exc})"
-        typer.echo(f"{name:<18} {task.spec.answer.type:<16} {sizes}  {task.spec.license.strip()}")
+            sizes = ["-"] * 3
+            missing.append(f"{name}: {exc}")
+        rows.append([name, task.spec.answer.type, *sizes, task.spec.license.strip()])
+    _show_sections([Section("Tasks", ["task", "answer type", "train", "val", "test", "license"], rows,
+                            " ".join(missing))], [])  # fmt: skip
 
 
 @tasks_app.command("show")
@@ -749,11 +753,12 @@ def strategies_list(
 ) -> None:
     """Registered strategies, the answer types they serve and their LM calls per example."""
     from promptopt.registry import strategies
+    from promptopt.tables import Section
 
-    for s in sorted(strategies(programs_dir).values(), key=lambda s: s.name):
-        typer.echo(
-            f"{s.name:<18} {','.join(sorted(s.answer_types)):<18} calls/example (4 options)={s.calls(s.knobs, 4)}  {s.description}"
-        )
+    rows = [[s.name, ",".join(sorted(s.answer_types)), str(s.calls(s.knobs, 4)), s.description]
+            for s in sorted(strategies(programs_dir).values(), key=lambda s: s.name)]  # fmt: skip
+    _show_sections([Section("Strategies", ["strategy", "answer types", "calls/example (4 options)", "description"],
+                            rows)], [])  # fmt: skip
 
 
 @models_app.command("check")

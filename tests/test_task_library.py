@@ -77,7 +77,7 @@ def test_every_bundled_task_has_a_test_for_its_counts():
 def test_tasks_list_prints_every_task_with_its_answer_type_and_split_sizes():
     done = cli("tasks", "list")
     assert done.returncode == 0, done.stderr
-    lines = {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:]}
+    lines = {line.split()[0]: line.split() for line in done.stdout.splitlines()[3:] if line.strip()}  # title, head, rule
     assert lines["medqa"][1:5] == ["multiple_choice", "200", "300", "773"]
     assert lines["pubmedqa"][1:5] == ["yes_no_maybe", "400", "100", "500"]
     assert lines["medec"][1:5] == ["medec", "424", "150", "597"]
@@ -251,7 +251,7 @@ def test_user_folders_can_also_come_from_an_environment_variable(tmp_path, monke
     (tmp_path / "elsewhere").mkdir()
     assert "capitals" in available_tasks()
     done = cli("tasks", "list", env={"PROMPTOPT_TASKS_DIR": str(folder)})
-    assert re.search(r"^capitals\s+multiple_choice\s+2\s+3\s+7\s+CC0$", done.stdout, re.MULTILINE)
+    assert re.search(r"^capitals\s+multiple_choice\s+2\s+3\s+7\s+CC0 *$", done.stdout, re.MULTILINE)
 
 
 def test_a_run_whose_test_set_repeats_training_questions_stops_unless_allowed_and_then_warns(tmp_path):
