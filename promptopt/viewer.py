@@ -147,7 +147,7 @@ class View:
                 loaded = _plan_task(self.store, run_id, task)
                 field = next((f for f in loaded.input_fields if f not in loaded.image_fields and f != "options"), None)
                 if field is not None:
-                    known = {ex.id: str(ex.inputs.get(field) or "")[:140] for ex in loaded.rows()}
+                    known = {ex.id: _start(str(ex.inputs.get(field) or ""), 140) for ex in loaded.rows()}
             with self._lock:
                 self._images[key] = known
         return known
@@ -289,6 +289,10 @@ def examples_page(view: View, run_id, model, task, config, split, show, text, pa
         + " ".join(nav)
     )
     return page(f"Examples of {config}", body, [("runs", "/"), (f"run {run_id}", base)])
+
+
+def _start(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 
 
 def _plan_task(store, run_id: str, task: str):

@@ -133,6 +133,17 @@ def test_failures_people_meet_are_one_sentence_and_leave_nothing_behind(tmp_path
 
     task = load_task(str(spec))
     assert any("Târgu 1" in str(e.inputs) for split in ("train", "val", "test") for e in task.examples(split))
+    # JSON lines in Latin-1: the same sentence, before `datasets` says anything of its own
+    import csv
+
+    rows = list(csv.DictReader(data.read_text(encoding="latin-1").splitlines()))
+    lines = (folder / "capitals.jsonl")
+    lines.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1"))
+    as_json = folder / "capitals_json.yaml"
+    as_json.write_text(spec.read_text().replace("format: csv\n  encoding: latin-1", "format: jsonl")
+                       .replace("capitals.csv", "capitals.jsonl").replace("name: capitals", "name: capitals_json"))
+    done = cli("tasks", "validate", str(as_json))
+    _one_sentence(done, f"{lines} is not utf-8 text (byte 0xe2 on line")
 
     runs = tmp_path / "runs"
     for name in ("run-aaa", "run-bbb"):
