@@ -169,6 +169,8 @@ class Comparison(_Row):
     only_b: int | None = None
     both: int | None = None
     neither: int | None = None
+    only_a_items: list[str] | None = None  # the ids of the items right under A only
+    only_b_items: list[str] | None = None
     # with --equivalence-margin: TOST's p for "within ±margin", and equivalent / different / undecided
     equivalence_p: float | None = None
     equivalence: Literal["equivalent", "different", "undecided"] | None = None

@@ -303,6 +303,9 @@ def item_scores(records: pd.DataFrame, split: str = "test") -> dict[tuple[str, s
     }
 
 
+FLIP_KEYS = ("only_a", "only_b", "both", "neither", "only_a_items", "only_b_items")
+
+
 def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: int = 1,
            margin: float | None = None) -> dict:  # fmt: skip
     """a − b on the items both answered: n, the two scores there, the difference, its 95%
@@ -314,15 +317,18 @@ def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: 
     a, c = sa.loc[common].to_numpy(), sb.loc[common].to_numpy()
     if not len(common):
         return {"n": 0, "score_a": None, "score_b": None, "diff": None, "ci_low": None, "ci_high": None, "p": None,
-                "mde": None, "equivalence_p": None, **dict.fromkeys(("only_a", "only_b", "both", "neither"))}  # fmt: skip
+                "mde": None, "equivalence_p": None, **dict.fromkeys(FLIP_KEYS)}  # fmt: skip
     diff, low, high = paired_bootstrap(a, c, b=b, seed=seed)
     few = len(common) < min_n
     a, c = a.astype(float), c.astype(float)
     binary = bool(np.isin(a, (0.0, 1.0)).all() and np.isin(c, (0.0, 1.0)).all())
-    flips = dict.fromkeys(("only_a", "only_b", "both", "neither"))
-    if binary:  # which items each config gets right that the other does not
+    flips = dict.fromkeys(FLIP_KEYS)
+    if binary:  # which items each config gets right that the other does not, and which those are
+        ids = np.asarray(common.astype(str))
         flips = {"only_a": int(((a == 1) & (c == 0)).sum()), "only_b": int(((a == 0) & (c == 1)).sum()),
-                 "both": int(((a == 1) & (c == 1)).sum()), "neither": int(((a == 0) & (c == 0)).sum())}  # fmt: skip
+                 "both": int(((a == 1) & (c == 1)).sum()), "neither": int(((a == 0) & (c == 0)).sum()),
+                 "only_a_items": sorted(ids[(a == 1) & (c == 0)].tolist()),
+                 "only_b_items": sorted(ids[(a == 0) & (c == 1)].tolist())}  # fmt: skip
     return {
         "n": len(common), "score_a": float(a.mean()), "score_b": float(c.mean()), "diff": diff,
         "ci_low": None if few else low, "ci_high": None if few else high,
@@ -440,7 +446,7 @@ def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: i
                         "config_a": ca, "config_b": cb, "n": pr["n"], "score_a": pr["score_a"],
                         "score_b": pr["score_b"], "diff": pr["diff"], "ci_low": pr["ci_low"],
                         "ci_high": pr["ci_high"], "p": pr["p"], "selected_on": on, "mde": pr["mde"],
-                        **{k: pr[k] for k in ("only_a", "only_b", "both", "neither")},
+                        **{k: pr[k] for k in FLIP_KEYS},
                         "equivalence_p": pr["equivalence_p"],
                     }
                 )  # fmt: skip

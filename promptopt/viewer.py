@@ -170,14 +170,14 @@ def _paired(pairs) -> dict | None:
     import numpy as np
     import pandas as pd
 
-    from promptopt.stats import paired
+    from promptopt.stats import MIN_PAIRED, paired
 
     if not pairs:
         return None
     ids = [p[0] for p in pairs]
     sa = pd.Series([float(p[1]) for p in pairs], index=ids)
     sb = pd.Series([float(p[2]) for p in pairs], index=ids)
-    out = paired(sa, sb, b=2000, seed=0)
+    out = paired(sa, sb, b=2000, seed=0, min_n=MIN_PAIRED)  # no interval or p over fewer than 10 items
     out["disagree"] = int(np.sum(sa.to_numpy() != sb.to_numpy()))
     return out
 
@@ -390,14 +390,17 @@ def compare_page(view: View, run_id: str, on: str, a: str, b: str, page_no: int)
         summary = (
             f"<p class='paired'>{figures['n']} items answered under both; they disagree on {figures['disagree']}. "
             f"A {pct(figures['score_a'])}%, B {pct(figures['score_b'])}%, A − B {100 * figures['diff']:+.1f} points "
-            f"[{100 * figures['ci_low']:+.1f}, {100 * figures['ci_high']:+.1f}] (paired bootstrap, 95%), p = "
-            f"{figures['p']:.3g}.</p>"
+            + (f"[{100 * figures['ci_low']:+.1f}, {100 * figures['ci_high']:+.1f}] (paired bootstrap, 95%), p = "
+               f"{figures['p']:.3g}.</p>" if figures["ci_low"] is not None else
+               "(no interval or p on fewer than 10 common items).</p>")
         )
         if figures["only_a"] is not None:
             summary += (
                 f"<p class='flips'>Right under A only: {figures['only_a']}; under B only: {figures['only_b']}; "
                 f"under both: {figures['both']}; under neither: {figures['neither']}. On these items a difference "
                 f"of {100 * figures['mde']:.1f} points or more is found 80% of the time (alpha 0.05).</p>"
+                f"<p class='flip-items'>Right under A only: <span class='only-a'>{esc(', '.join(figures['only_a_items']) or 'none')}"
+                f"</span>. Right under B only: <span class='only-b'>{esc(', '.join(figures['only_b_items']) or 'none')}</span>.</p>"
             )
     body_rows = [[
         esc(r["example_id"]), esc(r["gold"]),

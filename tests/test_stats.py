@@ -363,3 +363,17 @@ def test_the_whole_procedure_interval_follows_the_choice_made_again_on_resampled
     a_val, b_val = pd.Series(ones(20, 40), index=ids_v), pd.Series(ones(20, 40)[::-1], index=ids_v)
     low, high = stats.procedure_interval([a_val, b_val], [test_a, test_b], b=2000)
     assert low < 0.2 and high > 0.7  # B's 25% and A's 75% are both inside
+
+
+def test_head_to_head_names_the_items_each_model_alone_gets_right_and_mcnemar_is_the_exact_binomial():
+    from scipy.stats import binomtest
+
+    # m1 alone right on items 0-6, m2 alone on 7-8, both on 9-29, neither on 30-39
+    b = [0.0] * 7 + [1.0] * 2 + [1.0] * 21 + [0.0] * 11
+    a = [1.0] * 7 + [0.0] * 2 + [1.0] * 21 + [0.0] * 10 + [0.0]
+    recs = exact({("m1", "baseline", "test"): a, ("m2", "baseline", "test"): b})
+    row = stats.head_to_head(recs, stats.ceilings(recs)).iloc[0]
+    assert row.only_a_items == sorted(f"test-{i}" for i in range(7))
+    assert row.only_b_items == sorted(f"test-{i}" for i in (7, 8))
+    assert (row.only_a, row.only_b, row.both) == (7, 2, 21)
+    assert row.p == pytest.approx(binomtest(2, 9, 0.5).pvalue)  # exact McNemar on the 9 discordant items

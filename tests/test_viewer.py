@@ -159,6 +159,8 @@ def test_a_user_clicks_from_the_leaderboard_to_a_wrong_answer_and_compares_two_c
         only_cot, both = len(right["cot"] - right["predict"]), len(right["cot"] & right["predict"])
         assert (f"Right under A only: 0; under B only: {only_cot}; under both: {both}; under neither: "
                 f"{N - only_cot - both}.") in page.locator("p.flips").inner_text()  # fmt: skip
+        assert page.locator("span.only-a").inner_text() == "none"  # the flipped items, as planted
+        assert page.locator("span.only-b").inner_text().split(", ") == sorted(right["cot"] - right["predict"])
         page.screenshot(path=str(SHOTS / "4-compare.png"), full_page=True)
         # the HTML report uses the whole window: a wide table is not cut at 1,400 px
         from promptopt import reports
