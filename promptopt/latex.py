@@ -7,8 +7,9 @@ macro per headline number, so a paper's text cites the numbers the tables hold:
     ... reaches \promptopt{ceiling/gemma-3-270m/medqa}\% [\promptopt{ceiling-ci/gemma-3-270m/medqa}] ...
 
 Keys are `what/model/task` with the model's short name (provider and endpoint dropped); `what`
-is baseline, baseline-ci, ceiling, ceiling-ci, uplift, uplift-ci, n, config and verdict. Every cell
-is escaped: a model or config name cannot inject TeX.
+is baseline, baseline-ci, ceiling, ceiling-ci, uplift, uplift-ci, n, config and verdict;
+`summary/TASK` is the sentence on rank flips a paper prints. Every cell is escaped: a model or
+config name cannot inject TeX.
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def macros(report) -> list[str]:
         }  # fmt: skip
         for what, value in values.items():
             out.append(rf"\expandafter\def\csname promptopt@{what}/{tail}\endcsname{{{escape(value)}}}")
+    for line in report.summary:  # the first run's, as for the numbers
+        if f"summary/{line.task}" not in seen:
+            seen.add(f"summary/{line.task}")
+            out.append(rf"\expandafter\def\csname promptopt@summary/{key_part(line.task)}\endcsname{{{escape(line.text)}}}")
     return out + [r"\makeatother", ""]
 
 

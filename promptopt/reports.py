@@ -20,7 +20,7 @@ import pandas as pd
 from promptopt import stats
 from promptopt.errors import UserError
 from promptopt.manifest import mismatches
-from promptopt.results import Ceiling, ConfigSummary, LeaderboardRow, Report
+from promptopt.results import Ceiling, ConfigSummary, LeaderboardRow, Report, SummaryLine
 from promptopt.stats import MIN_PAIRED
 from promptopt.store import Store
 from promptopt.tables import Section
@@ -131,7 +131,9 @@ def build(
         "settings": settings,
     }
     report["warnings"] = run_warnings(runs) + measurement_warnings(report, summary, unknown, still_free)
-    return Report.model_validate(report)
+    built = Report.model_validate(report)
+    built.summary = [SummaryLine(run_id=r, task=t, text=line) for r, t, line in flip_sentences(built)]
+    return built
 
 
 def _mark_chosen(pareto: pd.DataFrame, choices: pd.DataFrame | None) -> pd.DataFrame:
@@ -429,6 +431,11 @@ def _flips_sections(report: Report) -> list[Section]:
 
 
 def flip_summary(report: Report) -> list[str]:
+    """Per (run, task), the sentence a paper would print (flip_sentences)."""
+    return [line for _, _, line in flip_sentences(report)]
+
+
+def flip_sentences(report: Report) -> list[tuple[str, str, str]]:
     """Per (run, task), the sentence a paper would print: how many model pairs changed order, how
     many of those flips are real after Holm, and the smallest difference the ceiling comparisons
     could have detected (the median over pairs; a flip below it was never going to show)."""
@@ -441,8 +448,8 @@ def flip_summary(report: Report) -> list[str]:
         detectable = sorted(h.mde for h in pairs if h.mde is not None)
         at = (f"; at their ceilings the comparisons detect differences of {100 * detectable[len(detectable) // 2]:.1f} "
               "points or more (median over pairs, 80% power, alpha 0.05)") if detectable else ""  # fmt: skip
-        lines.append(f"{task}{_run_label(report, run_id)}: {len(flips)} of {len(pairs)} model pairs changed order, "
-                     f"{real} of them a real flip after Holm{at}.")  # fmt: skip
+        lines.append((run_id, task, f"{task}{_run_label(report, run_id)}: {len(flips)} of {len(pairs)} model pairs "
+                                    f"changed order, {real} of them a real flip after Holm{at}."))  # fmt: skip
     return lines
 
 

@@ -425,6 +425,12 @@ class Settings(_Row):
     equivalence_margin: float | None = None  # a share; head-to-head says equivalent within it, or not
 
 
+class SummaryLine(_Row):
+    run_id: str
+    task: str
+    text: str
+
+
 class _CoreReport(_Row):
     """Every section of a report, in the order the JSON holds them; the sections that live in
     their own files (promptopt.sections) follow, added by `Report` below."""
@@ -450,6 +456,9 @@ class _CoreReport(_Row):
     runs: list[RunStatus]
     settings: Settings
     warnings: list[str]
+    # per (run, task), the sentence a paper prints: flips among model pairs, how many real after
+    # Holm, and what the comparisons could detect (promptopt.reports.flip_sentences)
+    summary: list[SummaryLine] = []
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
