@@ -240,9 +240,35 @@ def validation_pairs(task, n: int = DEFAULT_CHECKS, seed: int = 0) -> list[tuple
     return pairs
 
 
+def near_misses(task, items: list, seed: int = 0) -> list[tuple[Any, str]]:
+    """(item, answer that should fail) per item: a plausible wrong answer, not an unrelated one —
+    for an open-ended twin, one of the question's own distractor options; otherwise the reference
+    negated ("Not <reference>"), which names the same thing and means the opposite."""
+    from promptopt.metrics import normalize_text
+
+    rng = random.Random(seed)
+    base = getattr(task, "derived_from", None)
+    options: dict[str, list[str]] = {}
+    if base is not None and base.spec.answer.type == "multiple_choice":
+        from promptopt.tasks import parse_options
+
+        for ex in base.examples("val"):
+            shown = parse_options(ex.inputs.get("options"))
+            options[ex.id] = [str(v) for k, v in shown.items() if k != ex.gold]
+    out = []
+    for ex in items:
+        wrong = [o for o in options.get(ex.id, []) if normalize_text(o) != normalize_text(ex.gold)]
+        out.append((ex, rng.choice(wrong) if wrong else f"Not {ex.gold.strip()}"))
+    return out
+
+
 @dataclass
 class Check:
-    """How a judge did on the planted verdicts of one task."""
+    """How a judge did on the planted verdicts of one task: its own references (should pass) and
+    other items' references (should fail) give `agreement` and `kappa`; near misses (should fail:
+    a distractor of the same question, a negated reference) give `near_kappa` with the own ones.
+    It is trusted only when both kappas clear the bar: a judge that passes any plausible answer on
+    the right topic fails the near misses while it sails through the unrelated ones."""
 
     task: str
     judge: str
@@ -256,14 +282,19 @@ class Check:
     failed_other: int  # other items' references failed, of `other`
     other: int
     usage: dict
+    near: int = 0  # near misses graded
+    failed_near: int = 0  # of those, failed (as they should be)
+    near_kappa: float | None = None  # kappa on own references (pass) and near misses (fail)
 
     @property
     def trusted(self) -> bool:
-        return self.kappa >= self.min_kappa
+        near_ok = self.near_kappa is None or self.near_kappa >= self.min_kappa
+        return self.kappa >= self.min_kappa and near_ok
 
     def as_row(self) -> dict:
         return {k: getattr(self, k) for k in ("task", "judge", "n", "agreement", "kappa", "min_kappa", "unreadable",
-                                              "passed_own", "own", "failed_other", "other")} | {
+                                              "passed_own", "own", "failed_other", "other", "near", "failed_near",
+                                              "near_kappa")} | {
             "trusted": self.trusted, **self.usage}  # fmt: skip
 
 
@@ -272,23 +303,27 @@ def validate(judge: Judge, task, min_kappa: float, n: int = DEFAULT_CHECKS, thre
     from concurrent.futures import ThreadPoolExecutor
 
     pairs = validation_pairs(task, n)
+    near = near_misses(task, [ex for ex, _, want in pairs if want])
 
     def one(pair):
-        ex, answer, _ = pair
+        ex, answer = pair[0], pair[1]
         return judge.grade(question_text(ex.inputs), ex.gold, answer)
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            verdicts = list(pool.map(one, pairs))
+            verdicts = list(pool.map(one, pairs + near))
     except JudgeFailed as exc:
         raise UserError(
             f"Could not validate the judge on task {task.name}: a call still failed after retries ({exc}); the "
             "verdicts so far are cached, and the same command goes on from them."
         ) from None
+    every = verdicts  # near misses' calls are validation's cost too
+    verdicts, near_said = verdicts[: len(pairs)], [v.passed for v in verdicts[len(pairs) :]]
     said = [v.passed for v in verdicts]
     expected = [want for _, _, want in pairs]
+    own_said = [s for s, e in zip(said, expected, strict=True) if e]
     usage = {"lm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
-    for v in verdicts:
+    for v in every:
         for k in usage:
             usage[k] += v.usage.get(k, 0)
     return Check(
@@ -298,7 +333,9 @@ def validate(judge: Judge, task, min_kappa: float, n: int = DEFAULT_CHECKS, thre
         unreadable=sum(v.score is None for v in verdicts),
         passed_own=sum(s for s, e in zip(said, expected, strict=True) if e), own=sum(expected),
         failed_other=sum(not s for s, e in zip(said, expected, strict=True) if not e),
-        other=len(expected) - sum(expected), usage=usage,
+        other=len(expected) - sum(expected), usage=usage, near=len(near_said),
+        failed_near=sum(not s for s in near_said),
+        near_kappa=kappa(own_said + near_said, [True] * len(own_said) + [False] * len(near_said)) if near_said else None,
     )  # fmt: skip
 
 
@@ -306,10 +343,12 @@ def refusal(check: Check, judge_name: str) -> str:
     """The sentence that stops a run whose primary metric rests on an untrusted judge."""
     return (
         f"Judge {judge_name} failed validation on task {check.task}: it agreed with {check.n} planted verdicts "
-        f"{100 * check.agreement:.0f}% of the time (Cohen's kappa {check.kappa:.2f}, below {check.min_kappa:g}; "
-        f"passed {check.passed_own} of {check.own} own references, failed {check.failed_other} of {check.other} "
-        "wrong ones), so its scores cannot be trusted; use a stronger --judge-model, or pass --min-judge-kappa -1 "
-        "to score with it anyway."
+        f"{100 * check.agreement:.0f}% of the time (Cohen's kappa {check.kappa:.2f}"
+        + (f", {check.near_kappa:.2f} on near misses" if check.near_kappa is not None else "")
+        + f", the bar {check.min_kappa:g}; passed {check.passed_own} of {check.own} own references, failed "
+        f"{check.failed_other} of {check.other} unrelated ones and {check.failed_near} of {check.near} near misses "
+        "such as a distractor of the same question), so its scores cannot be trusted; use a stronger --judge-model, "
+        "or pass --min-judge-kappa -1 to score with it anyway."
     )
 
 

@@ -248,7 +248,7 @@ def open_judges(ctx: RunContext, tasks, stack: contextlib.ExitStack, lives: dict
                 )
             judge = Judge(lives[judge_model.name], rubric_for(spec), store)
             note(on_progress, f"Validating judge {judge_model.name} on {task.name}: it grades {spec.checks} val "
-                              "items' own references (should pass) and other items' references (should fail) ...")  # fmt: skip
+                              "items' own references (should pass), other items' references and near misses (should fail) ...")  # fmt: skip
             earlier = store.judge_checks(ctx.run_id)
             mine = earlier[(earlier["task"] == task.name) & earlier["trusted"].astype(bool)] if len(earlier) else earlier
             if len(mine):  # only judges that were trusted have scored anything
@@ -268,7 +268,9 @@ def open_judges(ctx: RunContext, tasks, stack: contextlib.ExitStack, lives: dict
                                                                  "order": chosen.index(judge_model)})  # fmt: skip
             verdict = "trusted" if check.trusted else "NOT trusted"
             note(on_progress, f"Judge {judge_model.name} on {task.name}: agreement {100 * check.agreement:.0f}% on "
-                              f"{check.n} planted verdicts, kappa {check.kappa:.2f} (threshold {check.min_kappa:g}): "
+                              f"{check.n} planted verdicts, kappa {check.kappa:.2f}"
+                              + (f", {check.near_kappa:.2f} on {check.near} near misses" if check.near else "")
+                              + f" (threshold {check.min_kappa:g}): "
                               f"{verdict}; {check.usage['lm_calls']} judge calls.")  # fmt: skip
             if check.trusted:
                 trusted.append(judge)

@@ -551,19 +551,25 @@ def _judges_sections(report: Report) -> list[Section]:
     out = _tabulate(
         report.judges,
         "LLM judges: validation before trust, and their cost",
-        ["task", "judge", "planted verdicts", "agreement % [95% CI]", "kappa", "trusted", "own passed",
-         "wrong failed", "no verdict (validation)", "answers graded (cached)", "judge calls", "judge tokens", "judge $"],
+        ["task", "judge", "planted verdicts", "agreement % [95% CI]", "kappa", "near-miss kappa", "trusted",
+         "own passed", "wrong failed", "near misses failed", "no verdict (validation)", "answers graded (cached)",
+         "judge calls", "judge tokens", "judge $"],
         lambda r: [
             r.task + _run_label(report, r.run_id), _display(r.judge), str(r.checks),
             _ci(r.agreement, r.agreement_ci_low, r.agreement_ci_high), f"{r.kappa:.2f}",
-            ("yes" if r.trusted else f"NO (kappa < {r.min_kappa:g}): scores withheld"),
-            f"{r.passed_own}/{r.own}", f"{r.failed_other}/{r.other}", str(r.unreadable),
+            "—" if r.near_kappa is None else f"{r.near_kappa:.2f}",
+            ("yes" if r.trusted else f"NO (a kappa < {r.min_kappa:g}): scores withheld"),
+            f"{r.passed_own}/{r.own}", f"{r.failed_other}/{r.other}",
+            "—" if not r.near_misses else f"{r.failed_near}/{r.near_misses}", str(r.unreadable),
             f"{r.graded} ({r.cached})", str(r.validation_calls + r.grading_calls),
             str(r.validation_tokens + r.grading_tokens),
             _money(r.validation_usd + r.grading_usd),
         ],
-        "Before grading, each judge graded val items' own references (should pass) and another item's "
-        "reference (should fail); agreement and Cohen's kappa are against those planted verdicts. Judge "
+        "Before grading, each judge graded val items' own references (should pass), another item's "
+        "reference (should fail) and a near miss (should fail: one of the question's own distractors for an "
+        "open-ended twin, else the reference negated); agreement and Cohen's kappa are against the first two, "
+        "the near-miss kappa against own references and near misses, and a judge is trusted only when both "
+        "kappas clear the bar (a judge that passes any answer on the right topic fails the near misses). Judge "
         "calls, tokens and dollars (validation + grading) are the judge's, apart from the task model's.",
     )
     return out + _tabulate(

@@ -264,6 +264,9 @@ class JudgeValidation(_Row):
     own: int
     failed_other: int
     other: int
+    near_misses: int = 0  # plausible wrong answers graded (a distractor of the same question, a negated reference)
+    failed_near: int = 0  # of those, failed as they should be
+    near_kappa: float | None = None  # kappa on own references and near misses; None without near misses
     validation_calls: int
     validation_usd: float
     validation_tokens: int = 0

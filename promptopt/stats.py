@@ -950,6 +950,11 @@ def judge_usage(records: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _or(value, default):
+    """A judge check's field, or `default` where a check written before it existed has none (NaN in a frame)."""
+    return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
     """Per (run, task, judge): its validation (agreement and kappa on planted verdicts, trusted or
     not) and what grading the answers cost, calls and dollars apart from the task model's."""
@@ -971,6 +976,8 @@ def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
             "agreement": c["agreement"], "agreement_ci_low": low, "agreement_ci_high": high, "kappa": c["kappa"],
             "min_kappa": c["min_kappa"], "trusted": bool(c["trusted"]), "unreadable": c["unreadable"],
             "passed_own": c["passed_own"], "own": c["own"], "failed_other": c["failed_other"], "other": c["other"],
+            "near_misses": int(_or(c.get("near"), 0)), "failed_near": int(_or(c.get("failed_near"), 0)),
+            "near_kappa": None if _or(c.get("near_kappa"), None) is None else float(c["near_kappa"]),
             "validation_calls": int(c.get("lm_calls", 0)), "validation_usd": float(c.get("cost_usd", 0.0)),
             "validation_tokens": int(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0)),
             "graded": g["graded"], "cached": g["cached"], "grading_calls": int(g["lm_calls"]),

@@ -373,3 +373,31 @@ def test_an_answer_whose_judge_call_failed_is_judged_again_without_asking_the_mo
         assert model.calls == asked  # every answer was kept: only the judge was asked again
     for row in data["rows"]:
         assert row["errors"] == 0 and row["score"] == 1.0
+
+
+def test_a_judge_that_passes_any_option_of_the_question_is_caught_by_near_misses_and_not_trusted(tmp_path):
+    twin = load_task("medqa:open")
+    base = {ex.inputs["question"]: ex for split in ("train", "val", "test") for ex in load_task("medqa").examples(split)}
+
+    def unquote(text):
+        return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+    def lenient(prompt):
+        """Passes any answer that is one of the question's options: right topic, maybe wrong answer."""
+        ex = base.get(unquote(tagged(prompt, "question") or ""))
+        answer = unquote(tagged(prompt, "answer") or "")
+        return "yes" if ex is not None and answer in ex.inputs["options"].values() else "no"
+
+    found = {}
+    for name, judge in (("lenient", lenient), ("honest", honest_judge)):
+        with ScriptedServer(open_model(twin, set(), 5), replies={"judge": judge}) as server:
+            done = run(server, tmp_path / name, "--task", "medqa:open", "--strategy", "predict", "--limit", "5",
+                       "--judge-model", "openai/judge")  # fmt: skip
+            (found[name],) = report_of(done)["judges"]
+    lenient_check, honest_check = found["lenient"], found["honest"]
+    # on own and unrelated references the lenient judge looks perfect; the near misses give it away
+    assert lenient_check["kappa"] == 1.0 and lenient_check["failed_near"] == 0
+    assert lenient_check["near_misses"] == lenient_check["own"] and lenient_check["near_kappa"] <= 0
+    assert not lenient_check["trusted"]
+    assert honest_check["near_kappa"] == 1.0 and honest_check["trusted"]
+    assert honest_check["failed_near"] == honest_check["near_misses"] > 0
