@@ -339,6 +339,76 @@ def validate(judge: Judge, task, min_kappa: float, n: int = DEFAULT_CHECKS, thre
     )  # fmt: skip
 
 
+TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "pass", "correct"}, {"0", "false", "no", "fail", "incorrect"}
+
+
+def read_labels(task, path) -> list[dict]:
+    """A labels file's rows: {id, answer, verdict (bool), annotator}, one per human verdict; every
+    row checked (fields, verdict words, item ids the task has) before any call."""
+    import csv
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    where = f"Task {task.name}: judge.labels file {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{where} cannot be read ({exc.strerror}); give a JSONL or CSV file beside the task.") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{where} is not UTF-8 text; save it as UTF-8.") from None
+    if path.suffix.lower() == ".csv":
+        raw = list(csv.DictReader(text.splitlines()))
+    else:
+        try:
+            raw = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError as exc:
+            raise UserError(f"{where} holds a line that is not JSON ({exc.msg}); one object per line.") from None
+    rows = []
+    for i, row in enumerate(raw, 1):
+        if not isinstance(row, dict) or any(k not in row for k in ("id", "answer", "verdict", "annotator")):
+            raise UserError(f"{where}: row {i} needs the fields id, answer, verdict and annotator.")
+        word = str(row["verdict"]).strip().lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            raise UserError(f"{where}: row {i} has verdict {row['verdict']!r}; a verdict is pass/fail, yes/no, "
+                            "true/false or 1/0.")  # fmt: skip
+        rows.append({"id": str(row["id"]), "answer": str(row["answer"]), "verdict": word in TRUE_WORDS,
+                     "annotator": str(row["annotator"])})  # fmt: skip
+    if not rows:
+        raise UserError(f"{where} holds no verdict.")
+    items = {ex.id for split in ("train", "val", "test") for ex in task.examples(split)}
+    unknown = sorted({r["id"] for r in rows} - items)
+    if unknown:
+        raise UserError(f"{where} names items the task does not have: {', '.join(unknown[:5])}"
+                        + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "") + ".")  # fmt: skip
+    return rows
+
+
+def grade_labels(judge: Judge, task, rows: list[dict], threads: int = 1) -> tuple[list[dict], dict]:
+    """The judge's verdict on each labelled (item, answer), beside the humans' verdicts on it, and
+    what those calls cost. Statistics are the report's (promptopt.stats.judge_vs_humans)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = {ex.id: ex for split in ("train", "val", "test") for ex in task.examples(split)}
+    graded: dict[tuple[str, str], dict[str, bool]] = {}
+    for r in rows:
+        graded.setdefault((r["id"], r["answer"]), {})[r["annotator"]] = r["verdict"]
+    keys = sorted(graded)
+
+    def one(key):
+        ex = items[key[0]]
+        return judge.grade(question_text(ex.inputs), ex.gold, key[1])
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        verdicts = list(pool.map(one, keys))
+    usage = {"lm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    for v in verdicts:
+        for k in usage:
+            usage[k] += v.usage.get(k, 0)
+    out = [{"id": key[0], "judge": v.passed, "humans": graded[key]} for key, v in zip(keys, verdicts, strict=True)]
+    return out, usage
+
+
 def refusal(check: Check, judge_name: str) -> str:
     """The sentence that stops a run whose primary metric rests on an untrusted judge."""
     return (

@@ -227,7 +227,7 @@ def open_judges(ctx: RunContext, tasks, stack: contextlib.ExitStack, lives: dict
     whose kappa is below --min-judge-kappa stops the run (before any task call) when the judge is
     the task's primary metric, and is left out (its scores withheld) when it is not. `lives`
     collects the endpoints opened, so a task model that is also a judge reuses its server."""
-    from promptopt.judge import Judge, Panel, refusal, rubric_for, validate
+    from promptopt.judge import Judge, Panel, grade_labels, read_labels, refusal, rubric_for, validate
     from promptopt.tasks import JudgeSpec
 
     plan, store, run_dir, on_progress, budget = ctx.plan, ctx.store, ctx.run_dir, ctx.on_progress, ctx.budget
@@ -239,6 +239,7 @@ def open_judges(ctx: RunContext, tasks, stack: contextlib.ExitStack, lives: dict
             continue
         spec = task.spec.judge or JudgeSpec()
         primary = task.answer_type.primary_metric == "judge"
+        labels = read_labels(task, task.path.parent / spec.labels) if spec.labels else None  # checked before any call
         trusted = []
         for judge_model in chosen:
             threads = threads_for(plan.threads, judge_model)
@@ -264,8 +265,14 @@ def open_judges(ctx: RunContext, tasks, stack: contextlib.ExitStack, lives: dict
                     )
             check = validate(judge, task, plan.min_judge_kappa, spec.checks, threads)
             budget.charge_judge(check.usage)
-            store.add_judge_check(ctx.run_id, check.as_row() | {"rubric": judge.rubric.digest,
-                                                                 "order": chosen.index(judge_model)})  # fmt: skip
+            extra = {"rubric": judge.rubric.digest, "order": chosen.index(judge_model)}
+            if labels:
+                note(on_progress, f"Judge {judge_model.name} grades the {len({(r['id'], r['answer']) for r in labels})} "
+                                  f"human-labelled answers of {task.name} ...")  # fmt: skip
+                extra["labels"], usage = grade_labels(judge, task, labels, threads)
+                budget.charge_judge(usage)
+                extra |= {k: check.usage.get(k, 0) + usage[k] for k in usage}  # validation's cost, labels included
+            store.add_judge_check(ctx.run_id, check.as_row() | extra)
             verdict = "trusted" if check.trusted else "NOT trusted"
             note(on_progress, f"Judge {judge_model.name} on {task.name}: agreement {100 * check.agreement:.0f}% on "
                               f"{check.n} planted verdicts, kappa {check.kappa:.2f}"

@@ -572,6 +572,26 @@ def _judges_sections(report: Report) -> list[Section]:
         "kappas clear the bar (a judge that passes any answer on the right topic fails the near misses). Judge "
         "calls, tokens and dollars (validation + grading) are the judge's, apart from the task model's.",
     )
+    out += _tabulate(
+        [r for r in report.judges if r.labelled],
+        "Judges beside human labels",
+        ["task", "judge", "answers", "agreement %", "kappa", "macro-F1", "prevalence bias pts [95% CI]", "annotators",
+         "human–human %", "judge–human %", "humans at or below", "below humans"],
+        lambda r: [
+            r.task + _run_label(report, r.run_id), _display(r.judge), str(r.labelled), _pct(r.labels_agreement),
+            f"{r.labels_kappa:.2f}", f"{r.labels_macro_f1:.2f}", _ci(r.prevalence_bias, r.prevalence_ci_low,
+                                                                      r.prevalence_ci_high, _pts),
+            str(r.annotators or "—"), _pct(r.human_human), _pct(r.judge_human),
+            "—" if r.humans_at_or_below is None else f"{100 * r.humans_at_or_below:.0f}%",
+            "—" if r.below_humans is None else ("yes" if r.below_humans else "no"),
+        ],  # fmt: skip
+        "The judge graded the answers of the task's judge.labels file. Against the humans' majority verdict "
+        "(ties left out): agreement, Cohen's kappa, macro-F1 (pass and fail classes), and prevalence bias = the "
+        "judge's pass rate minus the humans' (paired bootstrap interval; positive: more lenient). With two or more "
+        "annotators: human–human = mean agreement between two annotators, judge–human = the judge's mean agreement "
+        "with each annotator, humans at or below = the share of annotators who agree with the others no more than "
+        "the judge agrees with them; below humans when judge–human < human–human.",
+    )
     return out + _tabulate(
         report.judge_agreement,
         "Agreement between judges",

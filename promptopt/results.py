@@ -267,6 +267,19 @@ class JudgeValidation(_Row):
     near_misses: int = 0  # plausible wrong answers graded (a distractor of the same question, a negated reference)
     failed_near: int = 0  # of those, failed as they should be
     near_kappa: float | None = None  # kappa on own references and near misses; None without near misses
+    # with human labels (judge.labels): promptopt.stats.judge_vs_humans; None without
+    labelled: int | None = None  # answers with a human majority (ties left out)
+    labels_agreement: float | None = None
+    labels_kappa: float | None = None
+    labels_macro_f1: float | None = None
+    prevalence_bias: float | None = None  # the judge's pass rate minus the humans' majority's
+    prevalence_ci_low: float | None = None
+    prevalence_ci_high: float | None = None
+    annotators: int | None = None
+    human_human: float | None = None  # mean agreement between two annotators on the answers both labelled
+    judge_human: float | None = None  # the judge's mean agreement with each annotator
+    humans_at_or_below: float | None = None  # share of annotators agreeing with the others no more than the judge does
+    below_humans: bool | None = None
     validation_calls: int
     validation_usd: float
     validation_tokens: int = 0

@@ -955,6 +955,63 @@ def _or(value, default):
     return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+LABEL_FIELDS = ("labelled", "labels_agreement", "labels_kappa", "labels_macro_f1", "prevalence_bias",
+                "prevalence_ci_low", "prevalence_ci_high", "annotators", "human_human", "judge_human",
+                "humans_at_or_below", "below_humans")  # fmt: skip
+
+
+def macro_f1(said: list[bool], truth: list[bool]) -> float:
+    """The mean of the pass class's and the fail class's F1 (a class neither side uses is left out)."""
+    scores = []
+    for label in (True, False):
+        tp = sum(s == label and t == label for s, t in zip(said, truth, strict=True))
+        fp = sum(s == label and t != label for s, t in zip(said, truth, strict=True))
+        fn = sum(s != label and t == label for s, t in zip(said, truth, strict=True))
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def judge_vs_humans(labelled: list[dict], b: int = 10_000, seed: int = 0) -> dict:
+    """A judge beside human verdicts on the same answers (each {id, judge, humans: {annotator:
+    verdict}}): against the humans' majority (ties left out) its agreement, Cohen's kappa,
+    macro-F1 and prevalence bias (its pass rate minus the humans', paired bootstrap interval); with
+    two or more annotators the human–human agreement (mean over pairs of annotators, on the
+    answers both labelled), the judge's mean agreement with each annotator, the share of annotators
+    whose agreement with the other annotators is at or below the judge's, and "below humans"."""
+    from promptopt.judge import kappa
+
+    out: dict = dict.fromkeys(LABEL_FIELDS)
+    decided = [(r["judge"], sum(r["humans"].values()) * 2 > len(r["humans"])) for r in labelled
+               if sum(r["humans"].values()) * 2 != len(r["humans"])]  # fmt: skip
+    annotators = sorted({a for r in labelled for a in r["humans"]})
+    out["annotators"] = len(annotators) or None
+    if decided:
+        said, truth = [d[0] for d in decided], [d[1] for d in decided]
+        diff, low, high = paired_bootstrap(np.array(said, float), np.array(truth, float), b=b, seed=seed)
+        out |= {"labelled": len(decided), "labels_agreement": float(np.mean([a == t for a, t in decided])),
+                "labels_kappa": kappa(said, truth), "labels_macro_f1": macro_f1(said, truth),
+                "prevalence_bias": diff, "prevalence_ci_low": low, "prevalence_ci_high": high}  # fmt: skip
+    if len(annotators) >= 2:
+
+        def agreement(a: str, b_: str | None) -> float | None:
+            both = [(r["humans"][a], r["judge"] if b_ is None else r["humans"][b_]) for r in labelled
+                    if a in r["humans"] and (b_ is None or b_ in r["humans"])]  # fmt: skip
+            return float(np.mean([x == y for x, y in both])) if both else None
+
+        pairs = [agreement(a, c) for i, a in enumerate(annotators) for c in annotators[i + 1 :]]
+        pairs = [x for x in pairs if x is not None]
+        judge = [x for x in (agreement(a, None) for a in annotators) if x is not None]
+        others = [np.mean([x for c in annotators if c != a and (x := agreement(a, c)) is not None] or [np.nan])
+                  for a in annotators]  # fmt: skip
+        if pairs and judge:
+            out["human_human"], out["judge_human"] = float(np.mean(pairs)), float(np.mean(judge))
+            known = [x for x in others if not np.isnan(x)]
+            out["humans_at_or_below"] = float(np.mean([x <= out["judge_human"] for x in known])) if known else None
+            out["below_humans"] = out["judge_human"] < out["human_human"]
+    return out
+
+
 def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
     """Per (run, task, judge): its validation (agreement and kappa on planted verdicts, trusted or
     not) and what grading the answers cost, calls and dollars apart from the task model's."""
@@ -982,6 +1039,7 @@ def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
             "validation_tokens": int(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0)),
             "graded": g["graded"], "cached": g["cached"], "grading_calls": int(g["lm_calls"]),
             "grading_tokens": int(g["prompt_tokens"] + g["completion_tokens"]), "grading_usd": float(g["cost_usd"]),
+            **judge_vs_humans(c["labels"] if isinstance(c.get("labels"), list) else []),
         })  # fmt: skip
     return pd.DataFrame(rows)
 

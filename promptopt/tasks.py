@@ -159,6 +159,9 @@ class JudgeSpec(_Spec):
     scale: Literal["yes_no", "1-5"] = "yes_no"
     models: list[str] = []  # the task's judges when the run names none (--judge-model)
     checks: int = 20  # val items the judge is validated on (each with its own and another reference)
+    # human verdicts on answers (JSONL or CSV, one row per verdict: id, answer, verdict, annotator),
+    # relative to the task file: the judge grades those answers and the report sets it beside the humans
+    labels: str | None = None
 
     @model_validator(mode="after")
     def _rubric_reads(self) -> JudgeSpec:

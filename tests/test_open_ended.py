@@ -401,3 +401,53 @@ def test_a_judge_that_passes_any_option_of_the_question_is_caught_by_near_misses
     assert not lenient_check["trusted"]
     assert honest_check["near_kappa"] == 1.0 and honest_check["trusted"]
     assert honest_check["failed_near"] == honest_check["near_misses"] > 0
+
+
+def test_a_judge_beside_two_annotators_gets_every_hand_computed_figure(tmp_path):
+    rows = _judged_task(tmp_path)
+    gold = {r["id"]: r["answer"] for r in rows}
+    spec = tmp_path / "organs.yaml"
+    spec.write_text(spec.read_text().replace("judge: {checks: 10}", "judge: {checks: 10, labels: organs_labels.jsonl}"))
+    # answers to q0..q9: the reference on even items, "spleen" (wrong) on odd ones; annotator A is
+    # right on all, B flips q1 and q2; the judge is right except that it passes q3's and q5's spleen
+    labels = []
+    for i in range(10):
+        answer = gold[f"q{i}"] if i % 2 == 0 else "spleen"
+        a = i % 2 == 0
+        labels += [{"id": f"q{i}", "answer": answer, "verdict": "pass" if a else "fail", "annotator": "A"},
+                   {"id": f"q{i}", "answer": answer, "verdict": "pass" if a != (i in (1, 2)) else "fail",
+                    "annotator": "B"}]  # fmt: skip
+    (tmp_path / "organs_labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labels))
+    by_question = {r["question"]: int(r["id"][1:]) for r in rows}
+
+    def judge(prompt):
+        i = by_question.get(tagged(prompt, "question"))
+        return "yes" if tagged(prompt, "answer") == "spleen" and i in (3, 5) else honest_judge(prompt)
+
+    def model(prompt):
+        question = next(q for q in by_question if q in prompt)
+        return fill_fields(prompt, gold[f"q{by_question[question]}"])
+
+    with ScriptedServer(model, replies={"judge": judge}) as server:
+        done = run(server, tmp_path / "runs", "--tasks-dir", str(tmp_path), "--task", "organs", "--strategy",
+                   "predict", "--limit", "4", "--judge-model", "openai/judge")  # fmt: skip
+        data = report_of(done)
+    (check,) = data["judges"]
+    # majority over the 8 answers the annotators agree on: judge 6 passes, humans 4; it agrees on 6
+    assert check["labelled"] == 8 and check["labels_agreement"] == 0.75
+    assert check["labels_kappa"] == pytest.approx(0.5)  # (0.75 - 0.5) / (1 - 0.5)
+    assert check["labels_macro_f1"] == pytest.approx((0.8 + 4 / 6) / 2)  # pass F1 8/10, fail F1 4/6
+    assert check["prevalence_bias"] == pytest.approx(0.25) and check["prevalence_ci_low"] <= 0.25
+    assert check["annotators"] == 2 and check["human_human"] == pytest.approx(0.8)
+    assert check["judge_human"] == pytest.approx(0.7)  # 8/10 with A, 6/10 with B
+    assert check["humans_at_or_below"] == 0.0 and check["below_humans"] is True
+    assert "Judges beside human labels" in cli("report", data["_dir"]).stdout
+    # a labels file naming an item the task does not have: one sentence, before any call
+    (tmp_path / "organs_labels.jsonl").write_text(json.dumps({"id": "q99", "answer": "x", "verdict": 1,
+                                                              "annotator": "A"}) + "\n")  # fmt: skip
+    with ScriptedServer(model, replies={"judge": judge}) as server:
+        bad = run(server, tmp_path / "runs2", "--tasks-dir", str(tmp_path), "--task", "organs", "--strategy",
+                  "predict", "--limit", "4", "--judge-model", "openai/judge")  # fmt: skip
+        assert server.calls == 0
+    assert bad.returncode == 1 and "names items the task does not have: q99." in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
