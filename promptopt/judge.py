@@ -282,6 +282,7 @@ class Check:
     failed_other: int  # other items' references failed, of `other`
     other: int
     usage: dict
+    pairs: list = field(default_factory=list)  # [item id, said pass, should pass] per planted pair, for intervals
     near: int = 0  # near misses graded
     failed_near: int = 0  # of those, failed (as they should be)
     near_kappa: float | None = None  # kappa on own references (pass) and near misses (fail)
@@ -294,7 +295,7 @@ class Check:
     def as_row(self) -> dict:
         return {k: getattr(self, k) for k in ("task", "judge", "n", "agreement", "kappa", "min_kappa", "unreadable",
                                               "passed_own", "own", "failed_other", "other", "near", "failed_near",
-                                              "near_kappa")} | {
+                                              "near_kappa", "pairs")} | {
             "trusted": self.trusted, **self.usage}  # fmt: skip
 
 
@@ -334,6 +335,7 @@ def validate(judge: Judge, task, min_kappa: float, n: int = DEFAULT_CHECKS, thre
         passed_own=sum(s for s, e in zip(said, expected, strict=True) if e), own=sum(expected),
         failed_other=sum(not s for s, e in zip(said, expected, strict=True) if not e),
         other=len(expected) - sum(expected), usage=usage, near=len(near_said),
+        pairs=[[ex.id, s, e] for (ex, _, e), s in zip(pairs, said, strict=True)],
         failed_near=sum(not s for s in near_said),
         near_kappa=kappa(own_said + near_said, [True] * len(own_said) + [False] * len(near_said)) if near_said else None,
     )  # fmt: skip

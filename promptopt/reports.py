@@ -551,12 +551,13 @@ def _judges_sections(report: Report) -> list[Section]:
     out = _tabulate(
         report.judges,
         "LLM judges: validation before trust, and their cost",
-        ["task", "judge", "planted verdicts", "agreement % [95% CI]", "kappa", "near-miss kappa", "trusted",
+        ["task", "judge", "planted verdicts", "agreement % [95% CI]", "kappa [95% CI]", "near-miss kappa", "trusted",
          "own passed", "wrong failed", "near misses failed", "no verdict (validation)", "answers graded (cached)",
          "judge calls", "judge tokens", "judge $"],
         lambda r: [
             r.task + _run_label(report, r.run_id), _display(r.judge), str(r.checks),
-            _ci(r.agreement, r.agreement_ci_low, r.agreement_ci_high), f"{r.kappa:.2f}",
+            _ci(r.agreement, r.agreement_ci_low, r.agreement_ci_high),
+            f"{r.kappa:.2f}" + ("" if r.kappa_ci_low is None else f" [{r.kappa_ci_low:.2f}, {r.kappa_ci_high:.2f}]"),
             "—" if r.near_kappa is None else f"{r.near_kappa:.2f}",
             ("yes" if r.trusted else f"NO (a kappa < {r.min_kappa:g}): scores withheld"),
             f"{r.passed_own}/{r.own}", f"{r.failed_other}/{r.other}",
@@ -570,7 +571,8 @@ def _judges_sections(report: Report) -> list[Section]:
         "open-ended twin, else the reference negated); agreement and Cohen's kappa are against the first two, "
         "the near-miss kappa against own references and near misses, and a judge is trusted only when both "
         "kappas clear the bar (a judge that passes any answer on the right topic fails the near misses). Judge "
-        "calls, tokens and dollars (validation + grading) are the judge's, apart from the task model's.",
+        "calls, tokens and dollars (validation + grading) are the judge's, apart from the task model's. Intervals "
+        "resample items, each with both its planted pairs (a judge's errors cluster by item).",
     )
     out += _tabulate(
         [r for r in report.judges if r.labelled],

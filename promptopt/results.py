@@ -259,6 +259,8 @@ class JudgeValidation(_Row):
     kappa: float
     min_kappa: float
     trusted: bool
+    kappa_ci_low: float | None = None  # items resampled with both their pairs (None for a check stored before)
+    kappa_ci_high: float | None = None
     unreadable: int
     passed_own: int
     own: int

@@ -1012,6 +1012,36 @@ def judge_vs_humans(labelled: list[dict], b: int = 10_000, seed: int = 0) -> dic
     return out
 
 
+def _agreement_intervals(check: dict, b: int = 2_000, seed: int = 0) -> tuple:
+    """95% intervals of a judge's agreement and kappa on its planted pairs, counting each item as
+    one unit (its pairs share the judge's errors): the agreement's is Wilson's at the effective
+    number of pairs (pairs over the design effect, which is at least 1), the kappa's a percentile
+    bootstrap over items. A check stored before its pairs were kept gets Wilson's interval over
+    its pairs and none on kappa."""
+    from promptopt.judge import kappa
+
+    graded = check.get("pairs")
+    if not isinstance(graded, list) or not graded:
+        return (*wilson(check["agreement"] * check["n"], check["n"]), None, None)
+    by_item: dict[str, list[tuple[bool, bool]]] = {}
+    for item, said, want in graded:
+        by_item.setdefault(str(item), []).append((bool(said), bool(want)))
+    items = list(by_item.values())
+    n = len(graded)
+    share = float(np.mean([s == w for s, w in (pair for item in items for pair in item)]))
+    means = np.array([np.mean([s == w for s, w in item]) for item in items])
+    iid = share * (1 - share) / n
+    clustered = float(means.var(ddof=1)) / len(items) if len(items) > 1 else iid
+    effective = n / max(1.0, clustered / iid) if iid > 0 else n
+    low, high = wilson(share * effective, effective)
+    rng = np.random.default_rng(seed)
+    kappas = []
+    for _ in range(b):
+        drawn = [pair for i in rng.integers(0, len(items), len(items)) for pair in items[i]]
+        kappas.append(kappa([s for s, _ in drawn], [w for _, w in drawn]))
+    return low, high, float(np.quantile(kappas, 0.025)), float(np.quantile(kappas, 0.975))
+
+
 def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
     """Per (run, task, judge): its validation (agreement and kappa on planted verdicts, trusted or
     not) and what grading the answers cost, calls and dollars apart from the task model's."""
@@ -1027,10 +1057,11 @@ def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
     rows = []
     for c in (checks.to_dict(orient="records") if checks is not None and len(checks) else []):
         g = graded.get((c["run_id"], c["task"], c["judge"]), {"graded": 0, "cached": 0} | dict.fromkeys(USAGE, 0))
-        low, high = wilson(c["agreement"] * c["n"], c["n"])
+        low, high, k_low, k_high = _agreement_intervals(c)
         rows.append({
             "run_id": c["run_id"], "task": c["task"], "judge": c["judge"], "checks": c["n"],
             "agreement": c["agreement"], "agreement_ci_low": low, "agreement_ci_high": high, "kappa": c["kappa"],
+            "kappa_ci_low": k_low, "kappa_ci_high": k_high,
             "min_kappa": c["min_kappa"], "trusted": bool(c["trusted"]), "unreadable": c["unreadable"],
             "passed_own": c["passed_own"], "own": c["own"], "failed_other": c["failed_other"], "other": c["other"],
             "near_misses": int(_or(c.get("near"), 0)), "failed_near": int(_or(c.get("failed_near"), 0)),
