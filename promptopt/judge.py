@@ -427,10 +427,25 @@ def refusal(check: Check, judge_name: str) -> str:
 @dataclass
 class Panel:
     """The judges that grade one task's answers: those that passed validation, in the order given;
-    the first one's verdict is the `judge` metric, the others are graded beside it (agreement)."""
+    `aggregate` makes the `judge` metric of their verdicts (promptopt.tasks.JudgeSpec: the first
+    one's by default, the others graded beside it for agreement)."""
 
     judges: list[Judge]
     primary: bool  # the judge's verdict is the task's primary score
+    aggregate: str = "first"
+
+    def combine(self, verdicts: list[Verdict]) -> float | None:
+        """The `judge` metric of one answer's verdicts (a verdict with no score counts as a fail)."""
+        if not verdicts:
+            return None
+        scores = [v.score or 0.0 for v in verdicts]
+        if self.aggregate == "majority":
+            return 1.0 if sum(s >= 0.5 for s in scores) * 2 > len(scores) else 0.0
+        if self.aggregate == "mean":
+            return sum(scores) / len(scores)
+        if self.aggregate == "all":
+            return 1.0 if all(s >= 0.5 for s in scores) else 0.0
+        return scores[0]
 
     def grade(self, inputs: dict[str, Any], reference: str, answer: str) -> list[Verdict]:
         """Every judge's verdict; the first judge's failure raises (its verdict is the metric), a

@@ -256,16 +256,17 @@ def open_judges(ctx: RunContext, tasks, stack: contextlib.ExitStack, lives: dict
                 other = sorted(set(mine["judge"]) - {j.identity for j in chosen})
                 first = mine[mine["order"] == 0]["judge"].tolist() if "order" in mine else []
                 rubric = "rubric" in mine and (mine["rubric"].dropna() != judge.rubric.digest).any()
+                rubric = rubric or ("aggregate" in mine and (mine["aggregate"].dropna() != spec.aggregate).any())
                 if other or rubric or (first and first[0] != chosen[0].identity):
                     raise UserError(
                         f"Run {ctx.run_id} judged task {task.name} with "
-                        f"{', '.join(other or first) if other or first else 'another rubric'}; its verdicts and this "
+                        f"{', '.join(other or first) if other or first else 'another rubric or aggregate'}; its verdicts and this "
                         "judge's would be mixed in one score. Restore the task's judge settings, or start a new run "
                         "(another --out)."
                     )
             check = validate(judge, task, plan.min_judge_kappa, spec.checks, threads)
             budget.charge_judge(check.usage)
-            extra = {"rubric": judge.rubric.digest, "order": chosen.index(judge_model)}
+            extra = {"rubric": judge.rubric.digest, "order": chosen.index(judge_model), "aggregate": spec.aggregate}
             if labels:
                 note(on_progress, f"Judge {judge_model.name} grades the {len({(r['id'], r['answer']) for r in labels})} "
                                   f"human-labelled answers of {task.name} ...")  # fmt: skip
@@ -285,7 +286,7 @@ def open_judges(ctx: RunContext, tasks, stack: contextlib.ExitStack, lives: dict
                 raise UserError(refusal(check, judge_model.name))
             else:
                 note(on_progress, f"Its scores on {task.name} are withheld: the judge metric is not the primary one.")
-        panels[task.name] = Panel(trusted, primary=primary)
+        panels[task.name] = Panel(trusted, primary=primary, aggregate=spec.aggregate)
     return panels
 
 

@@ -114,6 +114,7 @@ def build(
         "metrics": stats.metric_scores(records, b=b, seed=seed),
         "judges": stats.judges(records, judge_checks),
         "judge_agreement": stats.judge_agreement(records),
+        "juries": stats.juries(records, judge_checks),
         "open_ended": stats.open_gaps(records, b=b, seed=seed),
         "robustness": stats.robustness(records, b=b, seed=seed),
         "robust": stats.robust_ceilings(records, summary),
@@ -601,6 +602,19 @@ def _judges_sections(report: Report) -> list[Section]:
         lambda r: [r.task + _run_label(report, r.run_id), _display(r.judge_a), _display(r.judge_b), str(r.n),
                    _pct(r.agreement), f"{r.kappa:.2f}"],  # fmt: skip
         "Pass/fail of two judges on the same answers.",
+    ) + _tabulate(
+        report.juries,
+        "Judge juries",
+        ["task", "judges", "aggregate", "answers", "Krippendorff's alpha", "error correlation", "effective size"],
+        lambda r: [r.task + _run_label(report, r.run_id), str(r.judges), r.aggregate, str(r.answers),
+                   "—" if r.krippendorff_alpha is None else f"{r.krippendorff_alpha:.2f}",
+                   "—" if r.error_correlation is None else f"{r.error_correlation:.2f}",
+                   "—" if r.effective_size is None else f"{r.effective_size:.1f}"],  # fmt: skip
+        "The judges that graded each answer, combined by the task's judge.aggregate (first: the first trusted "
+        "judge's verdict; majority: more than half pass; mean of their scores; all must pass). Alpha: "
+        "Krippendorff's, nominal, over the answers two or more graded. Error correlation: the mean pairwise "
+        "correlation of the judges' errors on the planted validation pairs; effective size = judges / (1 + "
+        "(judges − 1) × correlation): correlated judges add less than their number.",
     )
 
 

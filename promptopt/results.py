@@ -302,6 +302,19 @@ class JudgeAgreement(_Row):
     kappa: float
 
 
+class Jury(_Row):
+    """Two or more judges grading one task: how they were combined and how independent they are."""
+
+    run_id: str
+    task: str
+    judges: int
+    aggregate: str  # first, majority, mean or all (promptopt.tasks.JudgeSpec.aggregate)
+    answers: int  # answers graded by two or more of them
+    krippendorff_alpha: float | None
+    error_correlation: float | None  # mean pairwise correlation of their errors on the planted pairs
+    effective_size: float | None  # judges / (1 + (judges - 1) * error_correlation)
+
+
 class _ConfigSplit(_Row):
     """One config of one model on one task and split (the key of per-config sections)."""
 
@@ -465,6 +478,7 @@ class _CoreReport(_Row):
     metrics: list[MetricScore] = []
     judges: list[JudgeValidation] = []
     judge_agreement: list[JudgeAgreement] = []
+    juries: list[Jury] = []
     open_ended: list[OpenGap] = []
     robustness: list[Robustness] = []
     robust: list[RobustCeiling] = []

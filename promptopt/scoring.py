@@ -134,7 +134,7 @@ def measured(task: Task, answer: str | None, example: Example, panel=None) -> tu
                 verdicts = panel.grade(example.inputs, example.gold, answer)
             except JudgeFailed as exc:
                 failed = str(exc)
-        judged = (verdicts[0].score or 0.0) if verdicts else 0.0 if answer is None and not failed else None
+        judged = panel.combine(verdicts) if verdicts else 0.0 if answer is None and not failed else None
         metrics["judge"] = judged if panel.judges else None
         if panel.primary:
             score = judged or 0.0

@@ -1096,6 +1096,58 @@ def judge_agreement(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def krippendorff_alpha(units: list[list[bool]]) -> float | None:
+    """Krippendorff's alpha for nominal pass/fail verdicts: each unit (answer) holds the verdicts
+    of the judges that graded it; units with fewer than two verdicts are left out. 1 - D_o / D_e
+    from the coincidence counts; None without two verdicts on any unit."""
+    rated = [u for u in units if len(u) >= 2]
+    if not rated:
+        return None
+    observed = sum(2 * sum(u) * (len(u) - sum(u)) / (len(u) - 1) for u in rated)  # o_01 + o_10
+    passes, total = sum(sum(u) for u in rated), sum(len(u) for u in rated)
+    expected = 2 * passes * (total - passes) / (total - 1)
+    return 1.0 if expected == 0 else 1 - observed / expected
+
+
+def effective_jury(errors: list[np.ndarray]) -> tuple[float | None, float | None]:
+    """(mean pairwise correlation of the judges' errors on the same planted pairs, the jury's
+    effective size k / (1 + (k - 1) r)): k judges whose errors are perfectly correlated act as
+    one, independent ones as k. None when fewer than two judges erred on some pair."""
+    corr = []
+    for i, a in enumerate(errors):
+        for b_ in errors[i + 1 :]:
+            n = min(len(a), len(b_))
+            if n > 1 and a[:n].std() > 0 and b_[:n].std() > 0:
+                corr.append(float(np.corrcoef(a[:n], b_[:n])[0, 1]))
+    if not corr:
+        return None, None
+    r, k = float(np.mean(corr)), len(errors)
+    return r, k / (1 + (k - 1) * r)
+
+
+def juries(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
+    """Per (run, task) graded by two or more judges: how they were combined, Krippendorff's alpha
+    over the answers they graded, the mean correlation of their errors on the planted validation
+    pairs and the effective jury size it implies (Inspect's users found 6 judges acting as ~1.9)."""
+    part = _measured(records)
+    units: dict[tuple, list[list[bool]]] = {}
+    for r in part.itertuples():
+        said = [v.get("score") is not None and v["score"] >= 0.5 for v in r.parsed.get("judges") or [] if v.get("judge")]
+        if len(said) >= 2:
+            units.setdefault((r.run_id, r.task), []).append(said)
+    rows = []
+    for (run_id, task), graded in sorted(units.items()):
+        mine = [] if checks is None or checks.empty else [
+            c for c in checks.to_dict(orient="records") if c["run_id"] == run_id and c["task"] == task and c.get("trusted")]  # fmt: skip
+        errors = [np.array([s != w for _, s, w in c["pairs"]], float) for c in mine if isinstance(c.get("pairs"), list)]
+        r, size = effective_jury(errors)
+        aggregate = next((c.get("aggregate") for c in mine if isinstance(c.get("aggregate"), str)), "first")
+        rows.append({"run_id": run_id, "task": task, "judges": max(len(u) for u in graded), "aggregate": aggregate,
+                     "answers": len(graded), "krippendorff_alpha": krippendorff_alpha(graded),
+                     "error_correlation": r, "effective_size": size})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 OPEN = ":open"
 
 

@@ -162,6 +162,9 @@ class JudgeSpec(_Spec):
     # human verdicts on answers (JSONL or CSV, one row per verdict: id, answer, verdict, annotator),
     # relative to the task file: the judge grades those answers and the report sets it beside the humans
     labels: str | None = None
+    # with several judges, how their verdicts make the `judge` metric: the first trusted judge's,
+    # the majority's (more than half pass), the mean of their scores, or pass only when all pass
+    aggregate: Literal["first", "majority", "mean", "all"] = "first"
 
     @model_validator(mode="after")
     def _rubric_reads(self) -> JudgeSpec:

@@ -8,6 +8,7 @@ always pass, answer at random, or obey instructions they find outside the answer
 import json
 import random
 import re
+from pathlib import Path
 
 import pytest
 from conftest import cli
@@ -451,3 +452,48 @@ def test_a_judge_beside_two_annotators_gets_every_hand_computed_figure(tmp_path)
         assert server.calls == 0
     assert bad.returncode == 1 and "names items the task does not have: q99." in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_jury_of_three_by_majority_outvotes_a_lenient_judge_and_reports_its_alpha(tmp_path):
+    rows = _judged_task(tmp_path)
+    gold = {r["question"]: r["answer"] for r in rows}
+    spec = tmp_path / "organs.yaml"
+    spec.write_text(spec.read_text().replace("judge: {checks: 10}", "judge: {checks: 10, aggregate: majority}"))
+
+    def model(prompt):
+        question = next(q for q in gold if q in prompt)
+        wrong = int(question.split("disease ")[1].split()[0]) % 3 == 0
+        return fill_fields(prompt, "spleen" if wrong else gold[question])
+
+    def lenient(prompt):  # trusted (no planted pair says spleen), but passes every spleen
+        return "yes" if tagged(prompt, "answer") == "spleen" else honest_judge(prompt)
+
+    replies = {"j1": honest_judge, "j2": honest_judge, "j3": lenient}
+    with ScriptedServer(model, replies=replies) as server:
+        done = run(server, tmp_path / "runs", "--tasks-dir", str(tmp_path), "--task", "organs", "--strategy",
+                   "predict", "--limit", "6", "--judge-model", "openai/j1", "--judge-model", "openai/j2",
+                   "--judge-model", "openai/j3")  # fmt: skip
+        data = report_of(done)
+    assert all(j["trusted"] for j in data["judges"]) and len(data["judges"]) == 3
+    organs = load_task(str(spec))
+    for split in ("val", "test"):
+        items = organs.examples(split, 6)
+        right = sum(int(e.id[1:]) % 3 != 0 for e in items) / len(items)
+        (row,) = [m for m in data["metrics"] if m["metric"] == "judge" and m["split"] == split
+                  and m["config_id"].startswith("predict")]  # fmt: skip
+        assert row["score"] == pytest.approx(right)  # two honest judges outvote the lenient one
+    (jury,) = data["juries"]
+    from promptopt.store import Store
+
+    extras = [json.loads(e) for e in Store(json.loads((Path(data["_dir"]) / "run.json").read_text())["storage"],
+                                           create=False).records().extras.dropna()]  # fmt: skip
+    graded = [[v["score"] >= 0.5 for v in e["judges"]] for e in extras if len(e.get("judges", [])) == 3]
+    spleen = sum(g == [False, False, True] for g in graded)  # the lenient judge alone passes them
+    agreed = sum(g == [True] * 3 for g in graded)  # the others: all three pass or all three fail
+    assert jury["answers"] == len(graded) and spleen > 0 and agreed > 0
+    assert all(len(set(g)) == 1 for g in graded if g != [False, False, True])
+    passes, total = 3 * agreed + spleen, 3 * len(graded)
+    expected = 2 * passes * (total - passes) / (total - 1)  # coincidences expected by chance
+    assert jury["judges"] == 3 and jury["aggregate"] == "majority"
+    assert jury["krippendorff_alpha"] == pytest.approx(1 - 2 * spleen / expected)
+    assert jury["error_correlation"] is None  # none of them erred on a planted pair

@@ -377,3 +377,15 @@ def test_head_to_head_names_the_items_each_model_alone_gets_right_and_mcnemar_is
     assert row.only_b_items == sorted(f"test-{i}" for i in (7, 8))
     assert (row.only_a, row.only_b, row.both) == (7, 2, 21)
     assert row.p == pytest.approx(binomtest(2, 9, 0.5).pvalue)  # exact McNemar on the 9 discordant items
+
+
+def test_krippendorffs_alpha_and_the_effective_jury_size_equal_their_hand_computations():
+    # four answers graded by three judges: coincidences o_01 + o_10 = 2 + 2 = 4 over 12 values,
+    # 6 passes: expected 2 * 6 * 6 / 11, alpha = 1 - 4 / (72 / 11) = 7 / 18
+    units = [[True, True, False], [True, True, True], [False, False, True], [False, False, False]]
+    assert stats.krippendorff_alpha(units) == pytest.approx(7 / 18)
+    assert stats.krippendorff_alpha([[True, True], [False, False]]) == 1.0
+    # two judges err on exactly the same planted pairs (r = 1), a third independently of both (r = 0)
+    same, other = np.array([1.0, 1, 0, 0]), np.array([1.0, 0, 1, 0])
+    r, size = stats.effective_jury([same, same.copy(), other])
+    assert r == pytest.approx(1 / 3) and size == pytest.approx(3 / (1 + 2 / 3))  # 1.8 judges' worth
