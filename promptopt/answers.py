@@ -441,12 +441,12 @@ class FreeText:
     def score(self, prediction: str | None, gold: str) -> float:
         if not prediction:
             return 0.0
-        if prediction.strip() == gold.strip():
+        if any(prediction.strip() == ref.strip() for ref in metrics.references(gold)):
             return 1.0  # every metric's maximum, without ROUGE's pure-Python LCS over a long reference
-        return metrics.METRICS[self.local_metric](prediction, gold)
+        return metrics.best(self.local_metric, prediction, gold)
 
     def gold_answer(self, gold: str, inputs: dict[str, Any]) -> str | None:
-        return gold.strip() or None
+        return metrics.references(gold)[0].strip() or None  # several references: the first stands for them
 
     def aggregate(self, answers: list[str | None]) -> str | None:
         """Self-consistency for prose: the sample most like the others (highest mean ROUGE-L F to

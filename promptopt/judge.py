@@ -89,6 +89,11 @@ class Rubric:
         return hashlib.sha256(json.dumps([self.text, self.scale]).encode()).hexdigest()[:16]
 
     def render(self, question: str, reference: str, answer: str) -> str:
+        from promptopt.metrics import references
+
+        refs = references(reference)  # several accepted references: the judge sees every one
+        if len(refs) > 1:
+            reference = "Any of these is a correct reference answer:\n" + "\n".join(f"- {r}" for r in refs)
         values = {"question": question, "reference": reference, "answer": answer}
 
         def fill(m: re.Match) -> str:  # one pass: what is filled in is never read again
@@ -226,11 +231,15 @@ def validation_pairs(task, n: int = DEFAULT_CHECKS, seed: int = 0) -> list[tuple
         )
     chosen = random.Random(seed).sample(pool, min(n, len(pool)))
     pairs: list[tuple[Any, str, bool]] = []
+    from promptopt.metrics import references
+
+    first = {ex.id: references(ex.gold)[0] for ex in chosen}  # of several references, the first is the answer graded
     for i, ex in enumerate(chosen):
-        pairs.append((ex, ex.gold, True))
-        others = [o for o in chosen[i + 1 :] + chosen[:i] if normalize_text(o.gold) != normalize_text(ex.gold)]
+        pairs.append((ex, first[ex.id], True))
+        mine = {normalize_text(r) for r in references(ex.gold)}
+        others = [o for o in chosen[i + 1 :] + chosen[:i] if normalize_text(first[o.id]) not in mine]
         if others:
-            pairs.append((ex, others[0].gold, False))
+            pairs.append((ex, first[others[0].id], False))
     wrong = sum(1 for _, _, want in pairs if not want)
     if wrong < min(5, len(chosen)):
         raise UserError(
@@ -244,7 +253,7 @@ def near_misses(task, items: list, seed: int = 0) -> list[tuple[Any, str]]:
     """(item, answer that should fail) per item: a plausible wrong answer, not an unrelated one —
     for an open-ended twin, one of the question's own distractor options; otherwise the reference
     negated ("Not <reference>"), which names the same thing and means the opposite."""
-    from promptopt.metrics import normalize_text
+    from promptopt.metrics import normalize_text, references
 
     rng = random.Random(seed)
     base = getattr(task, "derived_from", None)
@@ -258,7 +267,7 @@ def near_misses(task, items: list, seed: int = 0) -> list[tuple[Any, str]]:
     out = []
     for ex in items:
         wrong = [o for o in options.get(ex.id, []) if normalize_text(o) != normalize_text(ex.gold)]
-        out.append((ex, rng.choice(wrong) if wrong else f"Not {ex.gold.strip()}"))
+        out.append((ex, rng.choice(wrong) if wrong else f"Not {references(ex.gold)[0].strip()}"))
     return out
 
 

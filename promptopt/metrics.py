@@ -13,6 +13,7 @@ definitions over promptopt's text normalization (lower case, no punctuation, no 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -92,6 +93,34 @@ def check(names: list[str] | tuple[str, ...], primary: str | None) -> None:
         raise ValueError(f"the primary metric {primary!r} is not one of the task's metrics ({', '.join(names)})")
 
 
+def references(gold: str) -> list[str]:
+    """A gold's accepted references: a JSON list of texts (a task's gold column holding several),
+    else the gold itself."""
+    if gold.startswith("["):
+        try:
+            found = json.loads(gold)
+        except ValueError:
+            return [gold]
+        if isinstance(found, list) and found and all(isinstance(x, str) for x in found):
+            return found
+    return [gold]
+
+
+def best(name: str, prediction: str, gold: str) -> float:
+    """A metric against every reference of `gold`: sacrebleu's BLEU and chrF take them all at
+    once (as their multi-reference scores do), the others the best over them (exact: any of)."""
+    refs = references(gold)
+    if len(refs) == 1:
+        return METRICS[name](prediction, refs[0])
+    if name in ("bleu", "chrf"):
+        import sacrebleu
+
+        scorer = sacrebleu.sentence_bleu if name == "bleu" else sacrebleu.sentence_chrf
+        return float(scorer(prediction, refs).score) / 100
+    return max(METRICS[name](prediction, ref) for ref in refs)
+
+
 def compute(names: list[str] | tuple[str, ...], prediction: str | None, reference: str) -> dict[str, float]:
-    """Every named metric except the judge's; a missing prediction scores 0 on each."""
-    return {n: (METRICS[n](prediction, reference) if prediction else 0.0) for n in names if n != JUDGE}
+    """Every named metric except the judge's, against every reference; a missing prediction
+    scores 0 on each."""
+    return {n: (best(n, prediction, reference) if prediction else 0.0) for n in names if n != JUDGE}

@@ -15,6 +15,7 @@ from conftest import cli
 
 from promptopt import metrics
 from promptopt.answers import FreeText, MedecAnswer
+from promptopt.errors import UserError
 from promptopt.judge import Rubric, kappa, validation_pairs
 from promptopt.tasks import load_task
 from promptopt.testing import ScriptedServer, fill_fields
@@ -497,3 +498,38 @@ def test_a_jury_of_three_by_majority_outvotes_a_lenient_judge_and_reports_its_al
     assert jury["judges"] == 3 and jury["aggregate"] == "majority"
     assert jury["krippendorff_alpha"] == pytest.approx(1 - 2 * spleen / expected)
     assert jury["error_correlation"] is None  # none of them erred on a planted pair
+
+
+def test_a_free_text_gold_with_several_references_scores_the_best_and_the_judge_sees_them_all(tmp_path):
+    import sacrebleu
+
+    from promptopt.judge import rubric_for
+    from promptopt.tasks import check_gold, load_task_file
+
+    rows = [{"id": f"q{i}", "question": f"Which organ does disease {i} affect?",
+             "answer": ["heart", "cardiac muscle"] if i % 2 else ["liver"]} for i in range(12)]  # fmt: skip
+    (tmp_path / "refs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "refs.yaml").write_text(
+        "name: refs\ndescription: d\ncitation: c\nlicense: CC0\nsource: {format: jsonl, files: refs.jsonl}\nid: id\n"
+        "inputs: {question: question}\nanswer: {type: free_text, gold: answer, options: {metrics: [exact, token_f1, "
+        "bleu, chrf, rougeL]}}\nsplit: {seed: 1, train: 2, val: 4}\nbaseline: {instructions: Name the organ.}\n"
+    )
+    task = load_task_file(tmp_path / "refs.yaml")
+    check_gold(task)  # several references are accepted for free text
+    ex = next(e for e in task.rows() if e.id == "q1")
+    said = task.answer_type.measure("cardiac muscle", ex.gold)
+    assert said["exact"] == 1.0 and said["token_f1"] == 1.0 and said["rougeL"] == 1.0  # the best reference
+    assert said["bleu"] == pytest.approx(sacrebleu.sentence_bleu("cardiac muscle", ["heart", "cardiac muscle"]).score / 100)
+    assert task.answer_type.score("the heart", ex.gold) == pytest.approx(metrics.token_f1("the heart", "heart"))
+    prompt = rubric_for(None).render("Which organ?", ex.gold, "heart")
+    assert "- heart" in prompt and "- cardiac muscle" in prompt and "Any of these" in prompt
+    # a multiple-choice gold cannot be a list: one sentence
+    (tmp_path / "mc.jsonl").write_text("".join(json.dumps({"id": f"m{i}", "q": "Q?", "a": "x", "b": "y",
+                                                           "gold": ["A", "B"]}) + "\n" for i in range(12)))  # fmt: skip
+    (tmp_path / "mc.yaml").write_text(
+        "name: mc\ndescription: d\ncitation: c\nlicense: CC0\nsource: {format: jsonl, files: mc.jsonl}\nid: id\n"
+        "inputs: {question: q, options: [a, b]}\nanswer: {type: multiple_choice, gold: gold}\nsplit: {seed: 1, train: 2, val: 4}\n"
+        "baseline: {instructions: Pick one.}\n"
+    )
+    with pytest.raises(UserError, match=r"holds a list of 2 answers in .* takes one answer per row"):
+        check_gold(load_task_file(tmp_path / "mc.yaml"))
