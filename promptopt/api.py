@@ -251,6 +251,11 @@ def validate_task(path: str | Path, programs_dirs: list[Path] | None = None):
     the_task = load_task_file(Path(path), programs_dirs)
     the_task.splits  # noqa: B018  (loads and splits the data now)
     check_gold(the_task)
+    judge = the_task.spec.judge
+    if judge is not None and judge.labels:  # the human labels a judge will be set beside
+        from promptopt.judge import read_labels
+
+        read_labels(the_task, the_task.path.parent / judge.labels)
     found = check(the_task)
     if found.duplicate_ids:
         split, ids = next(iter(found.duplicate_ids.items()))
