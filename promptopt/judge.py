@@ -259,11 +259,9 @@ def near_misses(task, items: list, seed: int = 0) -> list[tuple[Any, str]]:
     base = getattr(task, "derived_from", None)
     options: dict[str, list[str]] = {}
     if base is not None and base.spec.answer.type == "multiple_choice":
-        from promptopt.tasks import parse_options
-
-        for ex in base.examples("val"):
-            shown = parse_options(ex.inputs.get("options"))
-            options[ex.id] = [str(v) for k, v in shown.items() if k != ex.gold]
+        for ex in base.examples("val"):  # a loaded item's options are letter -> text
+            shown = ex.inputs.get("options")
+            options[ex.id] = [str(v) for k, v in shown.items() if k != ex.gold] if isinstance(shown, dict) else []
     out = []
     for ex in items:
         wrong = [o for o in options.get(ex.id, []) if normalize_text(o) != normalize_text(ex.gold)]
