@@ -37,7 +37,10 @@ from promptopt.errors import UserError
 FORMAT = "promptopt-bundle"
 FORMAT_VERSION = 1
 STAMP = (1980, 1, 1, 0, 0, 0)
-PROGRAM_ENTRY = re.compile(r"programs/[A-Za-z0-9._-]+/(manifest\.json|program\.json|corpus\.jsonl)")
+PROGRAM_ENTRY = re.compile(r"programs/(?!\.\.?/)[^/\\\x00]+/(manifest\.json|program\.json|corpus\.jsonl)")
+# every name a bundle may hold: anything else (a path that climbs out, an absolute one) is refused
+ENTRY = re.compile(r"manifest\.json|report\.(json|md|tex)|tables/[a-z_]+\.jsonl|figures/[a-z_]+\.svg|" + PROGRAM_ENTRY.pattern)
+MAX_ENTRY_BYTES = 8 << 30  # an entry claiming more is not one promptopt wrote (a zip bomb)
 REPRODUCED = "reproduced.json"  # marks a folder `reproduce` made, so it may rebuild it
 
 
@@ -192,8 +195,14 @@ def open_bundle(path: str | Path) -> Bundle:
                     f"{path} was made by promptopt {manifest.get('promptopt_version')} in bundle format {made}; this "
                     f"promptopt {__version__} reads format {FORMAT_VERSION}: upgrade promptopt to reproduce it."
                 )
-            files = manifest.get("files") or {}
+            files = manifest.get("files")
+            if not isinstance(files, dict) or "report.json" not in files:
+                raise UserError(f"{path} is a zip file but not a promptopt bundle: its manifest lists no report.")
             entries = {"manifest.json": zf.read("manifest.json")}
+            for info in zf.infolist():
+                if not ENTRY.fullmatch(info.filename) or info.file_size > MAX_ENTRY_BYTES:
+                    raise UserError(f"Bundle {path} holds an entry promptopt does not write ({info.filename[:80]!r}); "
+                                    "nothing was unpacked.")  # fmt: skip
             for name in sorted(set(zf.namelist()) - {"manifest.json"}):
                 if name not in files:
                     raise UserError(f"Bundle {path} was changed after export: {name} is not listed in its manifest.")
@@ -236,10 +245,7 @@ def reproduce(path: str | Path, out: str | Path | None = None, tasks_dirs: list[
                 store.load(name, bundle.table(name))
             except KeyError:
                 raise UserError(f"Bundle {bundle.path} holds a table {name!r} this promptopt does not know.") from None
-    for entry, data in bundle.entries.items():
-        if entry.startswith("programs/"):
-            (run_dir / entry).parent.mkdir(parents=True, exist_ok=True)
-            (run_dir / entry).write_bytes(data)
+    unpack_programs(bundle, run_dir)
     ids = [r["run_id"] for r in bundle.manifest.get("runs", [])]
     (run_dir / "run.json").write_text(json.dumps({"run_id": ids[0] if len(ids) == 1 else None,
                                                   "storage": default_url(run_dir)}, indent=2))  # fmt: skip
@@ -255,12 +261,27 @@ def reproduce(path: str | Path, out: str | Path | None = None, tasks_dirs: list[
     return Reproduction(run_dir, differences, check_tasks(bundle, tasks_dirs))
 
 
+def unpack_programs(bundle: Bundle, root: Path) -> None:
+    """The bundle's saved programs written under `root`, each path checked to stay inside it."""
+    top = root.resolve()
+    for entry, data in bundle.entries.items():
+        if entry.startswith("programs/"):
+            target = (root / entry).resolve()
+            if not target.is_relative_to(top):
+                raise UserError(f"Bundle {bundle.path} holds an entry that points outside its folder ({entry[:80]!r}).")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+
 def _fresh_folder(folder: Path) -> Path:
-    """The folder a reproduction writes: new, empty, or one an earlier reproduction made (rebuilt)."""
+    """The folder a reproduction writes: new, empty, or one an earlier reproduction made (rebuilt,
+    keeping its `rerun` folder so a rerun resumes without asking again)."""
     if folder.exists() and any(folder.iterdir()):
         if not (folder / REPRODUCED).exists():
             raise UserError(f"{folder} already holds files not made by `promptopt reproduce`; give another --out.")
-        shutil.rmtree(folder)
+        for child in folder.iterdir():
+            if child.name != "rerun":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / REPRODUCED).write_text(json.dumps({"promptopt_version": __version__}) + "\n")
     return folder
@@ -362,10 +383,7 @@ def rerun(path: str | Path, n: int, *, seed: int = 0, out: str | Path, api_base:
     if dry_run:
         return drifts
     out = Path(out)
-    for entry, data in bundle.entries.items():  # saved programs, where _program finds them
-        if entry.startswith("programs/"):
-            (out / "bundle" / entry).parent.mkdir(parents=True, exist_ok=True)
-            (out / "bundle" / entry).write_bytes(data)
+    unpack_programs(bundle, out / "bundle")  # saved programs, where _program finds them
     key = hashlib.sha1(json.dumps([bundle.digest, n, seed, api_base]).encode()).hexdigest()[:10]
     budget = None
     for i, (run_id, identity) in enumerate(sorted({(d.run_id, d.model) for d in drifts if not d.skipped})):

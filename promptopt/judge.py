@@ -355,22 +355,23 @@ def read_labels(task, path) -> list[dict]:
     """A labels file's rows: {id, answer, verdict (bool), annotator}, one per human verdict; every
     row checked (fields, verdict words, item ids the task has) before any call."""
     import csv
+    import io
     import json
     from pathlib import Path
 
     path = Path(path)
     where = f"Task {task.name}: judge.labels file {path}"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV may open with a byte-order mark
     except OSError as exc:
         raise UserError(f"{where} cannot be read ({exc.strerror}); give a JSONL or CSV file beside the task.") from None
     except UnicodeDecodeError:
         raise UserError(f"{where} is not UTF-8 text; save it as UTF-8.") from None
     if path.suffix.lower() == ".csv":
-        raw = list(csv.DictReader(text.splitlines()))
+        raw = list(csv.DictReader(io.StringIO(text, newline="")))  # quoted answers keep their newlines
     else:
         try:
-            raw = [json.loads(line) for line in text.splitlines() if line.strip()]
+            raw = [json.loads(line) for line in text.split("\n") if line.strip()]
         except ValueError as exc:
             raise UserError(f"{where} holds a line that is not JSON ({exc.msg}); one object per line.") from None
     rows = []
@@ -408,8 +409,14 @@ def grade_labels(judge: Judge, task, rows: list[dict], threads: int = 1) -> tupl
         ex = items[key[0]]
         return judge.grade(question_text(ex.inputs), ex.gold, key[1])
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        verdicts = list(pool.map(one, keys))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            verdicts = list(pool.map(one, keys))
+    except JudgeFailed as exc:
+        raise UserError(
+            f"Could not grade the human-labelled answers of task {task.name}: a judge call still failed after retries "
+            f"({exc}); the verdicts so far are cached, and the same command goes on from them."
+        ) from None
     usage = {"lm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
     for v in verdicts:
         for k in usage:
@@ -463,5 +470,7 @@ class Panel:
             try:
                 out.append(judge.grade(question, reference, answer))
             except JudgeFailed:
+                if self.aggregate != "first":  # a vote over fewer judges would be another metric
+                    raise
                 continue
         return out

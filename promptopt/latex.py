@@ -31,16 +31,18 @@ SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r
 def escape(text) -> str:
     """Any text as TeX that prints it: specials escaped, known symbols mapped, other non-ASCII
     letters reduced to their ASCII base (pdflatex's default input cannot hold them)."""
+    def plain(ch: str) -> str:  # one ASCII character
+        return SPECIAL.get(ch) or (ch if ch.isprintable() else " ")
+
     out = []
     for ch in str(text):
-        if ch in SPECIAL:
-            out.append(SPECIAL[ch])
-        elif ch in SYMBOLS:
+        if ch in SYMBOLS:
             out.append(SYMBOLS[ch])
         elif ord(ch) < 128:
-            out.append(ch if ch.isprintable() else " ")
-        else:
-            out.append(unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode() or "?")
+            out.append(plain(ch))
+        else:  # reduced to ASCII first, then escaped: a fullwidth backslash must not become a command
+            ascii_ = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+            out.append("".join(plain(c) for c in ascii_) or "?")
     return "".join(out)
 
 
@@ -79,11 +81,22 @@ def table(caption: str, label: str, headers: list[str], rows: list[list[str]], a
     return "\n".join(lines + [r"\end{table*}", ""])
 
 
+def _names(report) -> dict[str, str]:
+    """Each model of the report -> its short name, numbered where two share one (as the terminal's legend)."""
+    from promptopt.tables import model_legend
+
+    models = sorted({r.model for r in report.leaderboard} | {m for h in report.head_to_head for m in (h.model_a, h.model_b)}
+                    | {c.model for c in report.costs})  # fmt: skip
+    legend = model_legend(models)
+    return {m: legend.get(m, short_model(m)) for m in models}
+
+
 def macros(report) -> list[str]:
     out = [r"\makeatletter", r"\providecommand{\promptopt}[1]{\@ifundefined{promptopt@#1}{??}{\csname promptopt@#1\endcsname}}"]
     seen = set()
+    names = _names(report)
     for r in report.leaderboard:
-        tail = f"{key_part(short_model(r.model))}/{key_part(r.task)}"
+        tail = f"{key_part(names[r.model])}/{key_part(r.task)}"
         if tail in seen:  # the same model and task in two runs: the first run's (the table says both)
             continue
         seen.add(tail)
@@ -104,6 +117,7 @@ def macros(report) -> list[str]:
 
 def render_latex(report) -> str:
     several = len({r.run_id for r in report.leaderboard}) > 1
+    names = _names(report)
     parts = [f"% promptopt {__version__} report: \\input it after \\usepackage{{booktabs}}.", *macros(report)]
     for run_id, task in sorted({(r.run_id, r.task) for r in report.leaderboard}):
         board = sorted((r for r in report.leaderboard if (r.run_id, r.task) == (run_id, task)),
@@ -112,7 +126,7 @@ def render_latex(report) -> str:
             f"Prompt ceilings on {task}" + (f" ({run_id})" if several else ""),
             f"tab:promptopt-leaderboard-{key_part(task)}" + (f"-{run_id}" if several else ""),
             ["Model", "Baseline %", "95% CI", "Ceiling %", "95% CI", "Uplift pts", "95% CI", "n", "Verdict", "Config"],
-            [[short_model(r.model), _pct(r.baseline_score), _ci(r.baseline_ci_low, r.baseline_ci_high),
+            [[names[r.model], _pct(r.baseline_score), _ci(r.baseline_ci_low, r.baseline_ci_high),
               _pct(r.ceiling_score), _ci(r.ceiling_ci_low, r.ceiling_ci_high), _pts(r.uplift),
               _ci(r.uplift_ci_low, r.uplift_ci_high, _pts), str(r.uplift_n or "--"), r.verdict or "--",
               r.selected_config_id or "--"] for r in board],  # fmt: skip
@@ -124,7 +138,7 @@ def render_latex(report) -> str:
         parts.append(table(
             "Head-to-head on the same test items", "tab:promptopt-head-to-head",
             ["Task", "Model A", "Model B", "Under", "n", "A - B pts", "95% CI", "p (Holm)", "Outcome"],
-            [[r.task, short_model(r.model_a), short_model(r.model_b), r.setting, str(r.n), _pts(r.diff),
+            [[r.task, names[r.model_a], names[r.model_b], r.setting, str(r.n), _pts(r.diff),
               _ci(r.ci_low, r.ci_high, _pts), "--" if r.p_holm is None else f"{r.p_holm:.3g}", r.outcome or "--"]
              for r in report.head_to_head],  # fmt: skip
             "llllrrcrl",
@@ -133,7 +147,7 @@ def render_latex(report) -> str:
         parts.append(table(
             "Rank flips from the baseline prompt to each model's ceiling", "tab:promptopt-flips",
             ["Task", "Ahead at ceiling", "Behind", "Baseline diff pts", "Ceiling diff pts", "Status"],
-            [[r.task, short_model(r.model_a), short_model(r.model_b),
+            [[r.task, names.get(r.model_a, short_model(r.model_a)), names.get(r.model_b, short_model(r.model_b)),
               f"{_pts(r.baseline_diff)} {_ci(r.baseline_ci_low, r.baseline_ci_high, _pts)}",
               f"{_pts(r.ceiling_diff)} {_ci(r.ceiling_ci_low, r.ceiling_ci_high, _pts)}", r.status]
              for r in report.flips],  # fmt: skip
@@ -143,7 +157,7 @@ def render_latex(report) -> str:
         parts.append(table(
             "Cost per config", "tab:promptopt-cost",
             ["Model", "Task", "Config", "Calls/ex", "Tokens in/out per ex", "$/ex", "One-off $"],
-            [[short_model(r.model), r.task, r.config_id, f"{r.calls_per_example:.2f}",
+            [[names[r.model], r.task, r.config_id, f"{r.calls_per_example:.2f}",
               f"{r.prompt_tokens_per_example:.0f}/{r.completion_tokens_per_example:.0f}",
               f"{r.usd_per_example:.5f}", f"{r.one_off_usd:.4f}"] for r in report.costs],  # fmt: skip
             "lllrrrr",

@@ -1122,7 +1122,7 @@ def effective_jury(errors: list[np.ndarray]) -> tuple[float | None, float | None
     if not corr:
         return None, None
     r, k = float(np.mean(corr)), len(errors)
-    return r, k / (1 + (k - 1) * r)
+    return r, k / (1 + (k - 1) * max(0.0, r))  # errors that avoid each other count as independent, no more
 
 
 def juries(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:

@@ -536,7 +536,9 @@ class Store:
         store written before judges existed)."""
         if not self._has("judge_checks"):
             return pd.DataFrame()
-        q = select(judge_checks.c.run_id, judge_checks.c.result)
+        q = select(judge_checks.c.run_id, judge_checks.c.result).order_by(
+            judge_checks.c.created_at, judge_checks.c.run_id, judge_checks.c.task, judge_checks.c.judge
+        )  # the same order in a store rebuilt from a bundle
         if run_id:
             q = q.where(judge_checks.c.run_id == run_id)
         with self.engine.connect() as conn:
@@ -746,7 +748,8 @@ class Store:
     def runs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
             return pd.DataFrame(
-                conn.execute(select(runs)).fetchall(), columns=["run_id", "created_at", "plan", "version"]
+                conn.execute(select(runs).order_by(runs.c.created_at, runs.c.run_id)).fetchall(),
+                columns=["run_id", "created_at", "plan", "version"],
             )
 
 

@@ -172,6 +172,19 @@ def test_bad_bundles_and_a_rerun_without_access_get_one_sentence(store, bundle, 
             else:
                 a.writestr(name, body)
             b.writestr(name, body.replace(b'"score": 1.0', b'"score": 0.0') if name == "tables/records.jsonl" else body)
+    # an entry that climbs out of the folder, listed and signed in the manifest as if export had written it
+    import hashlib
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(evil, "w") as out:
+        manifest = json.loads(src.read("manifest.json"))
+        manifest["files"]["programs/../../../escaped/program.json"] = hashlib.sha256(b"{}").hexdigest()
+        for name in src.namelist():
+            out.writestr(name, json.dumps(manifest) if name == "manifest.json" else src.read(name))
+        out.writestr("programs/../../../escaped/program.json", "{}")
+    with pytest.raises(UserError, match="holds an entry promptopt does not write"):
+        promptopt.reproduce(evil, out=tmp_path / "deep" / "er" / "evil")
+    assert not list(tmp_path.rglob("escaped"))
     done = cli_many(*[["reproduce", str(p), "--out", str(tmp_path / p.stem)] for p in (text, empty, newer, tampered)],
                     ["export", store["url"], "--to", str(tmp_path / "x.tar")],
                     ["reproduce", str(bundle), "--out", str(tmp_path / "noaccess"), "--rerun", "2",
@@ -210,7 +223,7 @@ def test_a_report_of_runs_made_with_different_dspy_versions_warns_they_are_not_c
         promptopt.reproduce(bundle, out=store["root"])
 
 
-HOSTILE = "gpt_4o & co \\input{/etc/passwd} 100% $x$ #1 ~^ {x} – ±"
+HOSTILE = "gpt_4o & co \\input{/etc/passwd} 100% $x$ #1 ~^ {x} – ± ＼input｛/etc/hosts｝"
 
 
 def test_the_latex_report_compiles_with_a_real_tex_engine_and_its_macros_print_the_reported_numbers(store, tmp_path):
@@ -244,6 +257,7 @@ def test_the_latex_report_compiles_with_a_real_tex_engine_and_its_macros_print_t
     cited = f"{100 * ceiling.ceiling_score:.1f} [{100 * ceiling.ceiling_ci_low:.1f}, {100 * ceiling.ceiling_ci_high:.1f}]"
     assert f"Ceiling CITED {cited} END." in text  # the macro prints the number the report holds
     assert "4o & co \\input{/etc/passwd} 100% $x$ #1" in " ".join(text.split())  # a name is printed, never run
+    assert "\\input{/etc/hosts}" in " ".join(text.split())  # fullwidth look-alikes too
     subprocess.run(["pdftoppm", "-png", "-r", "80", "-singlefile", "report.forest.pdf", "forest"], cwd=paper, check=True)
     png = (paper / "forest.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2_000

@@ -533,3 +533,17 @@ def test_a_free_text_gold_with_several_references_scores_the_best_and_the_judge_
     )
     with pytest.raises(UserError, match=r"holds a list of 2 answers in .* takes one answer per row"):
         check_gold(load_task_file(tmp_path / "mc.yaml"))
+
+
+def test_a_labels_csv_from_a_spreadsheet_keeps_an_answer_s_newlines_and_its_bom_is_no_header():
+    from promptopt.judge import read_labels
+
+    task = load_task("medqa:open")
+    item = task.examples("val")[0].id
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "labels.csv"
+        path.write_bytes(("\ufeffid,answer,verdict,annotator\r\n" f'{item},"line one\nline two",pass,A\r\n').encode())
+        (row,) = read_labels(task, path)
+    assert row == {"id": item, "answer": "line one\nline two", "verdict": True, "annotator": "A"}
