@@ -864,11 +864,7 @@ def pareto_figure(report: Report, fmt: str = "svg", paper: bool = False) -> byte
             # beside the panel, never over a point or an interval
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
             _separate(fig, labels)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=110, metadata=_no_date(fmt), bbox_inches="tight")
-        plt.close(fig)
-    return buf.getvalue()
+        return _drawn(fig, fmt, tight=True)  # the legend beside the panel is kept in the picture
 
 
 def _separate(fig, labels: list, step: float = 8.0, rounds: int = 40) -> None:
@@ -925,11 +921,7 @@ def forest_figure(report: Report, fmt: str = "svg", paper: bool = False) -> byte
             ax.set_title(f"{task} ({run_id})" if several else task)
             ax.grid(axis="x", alpha=0.3)
             ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=110, metadata=_no_date(fmt))
-        plt.close(fig)
-    return buf.getvalue()
+        return _drawn(fig, fmt)
 
 
 def anytime_figure(report: Report, fmt: str = "svg", paper: bool = False) -> bytes | None:
@@ -958,14 +950,21 @@ def anytime_figure(report: Report, fmt: str = "svg", paper: bool = False) -> byt
             ax.set_title(f"{task} · {_short(model)}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=110, metadata=_no_date(fmt))
-        plt.close(fig)
-    return buf.getvalue()
+        return _drawn(fig, fmt)
 
 
 FIGURES = {"forest": forest_figure, "pareto": pareto_figure, "anytime": anytime_figure}
+
+
+def _drawn(fig, fmt: str, tight: bool = False) -> bytes:
+    """A finished figure as bytes of `fmt`, with no creation time; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110, metadata=_no_date(fmt), bbox_inches="tight" if tight else None)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def _style(paper: bool) -> dict:
