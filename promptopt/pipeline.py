@@ -268,7 +268,7 @@ def open_judges(ctx: RunContext, tasks, stack: contextlib.ExitStack, lives: dict
             budget.charge_judge(check.usage)
             extra = {"rubric": judge.rubric.digest, "order": chosen.index(judge_model), "aggregate": spec.aggregate}
             if labels:
-                note(on_progress, f"Judge {judge_model.name} grades the {len({(r['id'], r['answer']) for r in labels})} "
+                note(on_progress, f"Judge {judge_model.name} grades the {len({(r['id'], r['answer'], r.get('criterion')) for r in labels})} "
                                   f"human-labelled answers of {task.name} ...")  # fmt: skip
                 extra["labels"], usage = grade_labels(judge, task, labels, threads)
                 budget.charge_judge(usage)

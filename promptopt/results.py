@@ -309,7 +309,7 @@ class Jury(_Row):
     task: str
     judges: int
     aggregate: str  # first, majority, mean or all (promptopt.tasks.JudgeSpec.aggregate)
-    answers: int  # answers graded by two or more of them
+    answers: int  # answers (with per-item rubrics: criteria of answers) graded by two or more of them
     krippendorff_alpha: float | None
     error_correlation: float | None  # mean pairwise correlation of their errors on the planted pairs
     effective_size: float | None  # judges / (1 + (judges - 1) * error_correlation)
@@ -520,6 +520,7 @@ class Extras(_Row):
     language: dict[str, str] | None = None  # the task's language group and code, for the language probe
     judges: list[dict[str, Any]] | None = None  # each judge's verdict: judge, score, reply, cached, its calls
     judge_error: str | None = None  # the judge call failed after retries: `judge` is unmeasured
+    criteria: list[dict[str, Any]] | None = None  # per-item rubric: each criterion's points, tags and vote (met)
     letter_probs: dict[str, float] | None = None  # letter_logprob: each letter's probability (normalized over letters)
     letter_mass: float | None = None  # letter_logprob: the probability the letters had among the top tokens
     cloze: dict[str, Any] | None = None  # cloze: per letter logprob and characters; the acc and acc_norm answers

@@ -131,10 +131,10 @@ def measured(task: Task, answer: str | None, example: Example, panel=None) -> tu
     if panel is not None:
         if panel.judges and answer is not None:
             try:
-                verdicts = panel.grade(example.inputs, example.gold, answer)
+                verdicts = panel.grade(example.inputs, example.gold, answer, example.criteria)
             except JudgeFailed as exc:
                 failed = str(exc)
-        judged = panel.combine(verdicts) if verdicts else 0.0 if answer is None and not failed else None
+        judged = panel.combine(verdicts, example.criteria) if verdicts else 0.0 if answer is None and not failed else None
         metrics["judge"] = judged if panel.judges else None
         if panel.primary:
             score = judged or 0.0
@@ -148,6 +148,11 @@ def measured(task: Task, answer: str | None, example: Example, panel=None) -> tu
         extras["language"] = {"group": task.spec.language.group, "code": task.spec.language.code}
     if verdicts:
         extras["judges"] = [v.to_extras() for v in verdicts]
+    if example.criteria and panel is not None and panel.judges and not failed and (verdicts or answer is None):
+        # what the tag breakdown reads: each criterion's points, tags and vote (an unanswered item met none)
+        met = panel.met(verdicts, example.criteria) if verdicts else [0.0] * len(example.criteria)
+        extras["criteria"] = [{"points": c.points, "tags": list(c.tags), "met": m}
+                              for c, m in zip(example.criteria, met, strict=True)]  # fmt: skip
     if shown := digests(example.inputs):
         extras["images"] = shown
     return score, extras

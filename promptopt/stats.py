@@ -1085,7 +1085,7 @@ def judge_agreement(records: pd.DataFrame) -> pd.DataFrame:
     for r in part.itertuples():
         verdicts = [v for v in r.parsed.get("judges") or [] if v.get("judge")]
         for i, a in enumerate(verdicts):
-            for b_ in verdicts[i + 1 :]:
+            for b_ in [v for v in verdicts[i + 1 :] if v.get("criterion") == a.get("criterion")]:
                 said = (a.get("score") is not None and a["score"] >= 0.5, b_.get("score") is not None and b_["score"] >= 0.5)
                 pairs.setdefault((r.run_id, r.task, a["judge"], b_["judge"]), []).append(said)
     rows = []
@@ -1132,9 +1132,13 @@ def juries(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
     part = _measured(records)
     units: dict[tuple, list[list[bool]]] = {}
     for r in part.itertuples():
-        said = [v.get("score") is not None and v["score"] >= 0.5 for v in r.parsed.get("judges") or [] if v.get("judge")]
-        if len(said) >= 2:
-            units.setdefault((r.run_id, r.task), []).append(said)
+        by_criterion: dict = {}  # one unit per answer, or per criterion of its rubric
+        for v in r.parsed.get("judges") or []:
+            if v.get("judge"):
+                by_criterion.setdefault(v.get("criterion"), []).append(v.get("score") is not None and v["score"] >= 0.5)
+        for said in by_criterion.values():
+            if len(said) >= 2:
+                units.setdefault((r.run_id, r.task), []).append(said)
     rows = []
     for (run_id, task), graded in sorted(units.items()):
         mine = [] if checks is None or checks.empty else [

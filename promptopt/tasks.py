@@ -165,6 +165,10 @@ class JudgeSpec(_Spec):
     # with several judges, how their verdicts make the `judge` metric: the first trusted judge's,
     # the majority's (more than half pass), the mean of their scores, or pass only when all pass
     aggregate: Literal["first", "majority", "mean", "all"] = "first"
+    # per-item rubrics (HealthBench-style): the column holding each item's criteria, a list of
+    # {criterion, points, tags}; each criterion is judged on its own and the item scores points met
+    # over points possible (promptopt.judge.rubric_score)
+    criteria: str | None = None
 
     @model_validator(mode="after")
     def _rubric_reads(self) -> JudgeSpec:
@@ -257,6 +261,7 @@ class Example:
     inputs: dict[str, Any]
     gold: str
     labels: dict[str, str] = field(default_factory=dict, compare=False)  # the task's `labels:`, never shown
+    criteria: tuple = field(default=(), compare=False)  # promptopt.judge.Criterion per judge.criteria, never shown
 
 
 @dataclass
@@ -791,7 +796,45 @@ def _example(task: Task, row: dict, default_id: str) -> Example:
         # several answers: exact_text's any-of (a JSON list); `check_gold` refuses them for other types
         gold = answers[0] if len(answers) == 1 else json.dumps(answers) if answers else ""
     labels = {name: str(_plain(row[col])) for name, col in spec.labels.items() if not _empty(row.get(col))}
-    return Example(id=ex_id, inputs=inputs, gold=gold, labels=labels)
+    criteria = _criteria(task, row, ex_id) if spec.judge and spec.judge.criteria else ()
+    return Example(id=ex_id, inputs=inputs, gold=gold, labels=labels, criteria=criteria)
+
+
+def _criteria(task: Task, row: dict, ex_id: str) -> tuple:
+    """An item's rubric: its judge.criteria cell (a list, or that list as JSON text) read as
+    promptopt.judge.Criterion, or one sentence naming the item and what a criterion needs."""
+    import math
+
+    from promptopt.judge import Criterion
+
+    column = task.spec.judge.criteria
+    where = f"Task {task.name}, item {ex_id}: judge.criteria column {column!r}"
+    form = 'a list of {"criterion": TEXT, "points": NUMBER} objects (and optional "tags": [TEXT, ...])'
+    if column not in row:
+        raise UserError(f"{where} is not in the data; name a column that holds {form}.")
+    value = _plain(row[column])
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise UserError(f"{where} holds text that is not JSON; it must hold {form}.") from None
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{where} holds {type(value).__name__ if value != [] else 'an empty list'}; it must hold {form}.")
+    out = []
+    for i, c in enumerate(value, 1):
+        c = _plain(c)
+        text, points, tags = (c.get("criterion"), c.get("points"), c.get("tags", [])) if isinstance(c, dict) else (None,) * 3
+        tags = [tags] if isinstance(tags, str) else tags
+        if not isinstance(text, str) or not text.strip() or isinstance(points, bool) or not isinstance(points, int | float) \
+                or not math.isfinite(points) or points == 0 or not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise UserError(f"{where}: criterion {i} is {json.dumps(c, default=str)[:80]}; each must be {{\"criterion\": "
+                            "non-empty text, \"points\": a non-zero number (negative for what an answer should not do)} "
+                            "with optional \"tags\": a list of text.")  # fmt: skip
+        out.append(Criterion(text.strip(), float(points), tuple(t.strip() for t in tags if t.strip())))
+    if not any(c.points > 0 for c in out):
+        raise UserError(f"{where} has no criterion with positive points, so the item has no points possible; "
+                        "give it at least one.")  # fmt: skip
+    return tuple(out)
 
 
 def _image_folder(task: Task) -> Path:

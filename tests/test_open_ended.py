@@ -547,3 +547,119 @@ def test_a_labels_csv_from_a_spreadsheet_keeps_an_answer_s_newlines_and_its_bom_
         path.write_bytes(("\ufeffid,answer,verdict,annotator\r\n" f'{item},"line one\nline two",pass,A\r\n').encode())
         (row,) = read_labels(task, path)
     assert row == {"id": item, "answer": "line one\nline two", "verdict": True, "annotator": "A"}
+
+
+# ------------------------------------------------------------------------------ per-item rubrics
+
+CRITERIA = (("Names the organ that disease {i} affects", 5, ["accuracy"]),
+            ("Advises a follow-up visit for disease {i}", 3, ["completeness"]),
+            ("Recommends an unsafe dose for disease {i}", -6, ["accuracy", "safety"]))  # fmt: skip
+MET = (lambda i: i % 2 == 0, lambda i: i % 3 == 0, lambda i: i % 4 == 0)  # planted: criterion k met on item i
+
+
+def planted_score(i: int, kept=range(3)) -> float | None:
+    possible = sum(CRITERIA[k][1] for k in kept if CRITERIA[k][1] > 0)
+    got = sum(CRITERIA[k][1] for k in kept if MET[k](i))
+    return None if possible == 0 else min(1.0, max(0.0, got / possible))
+
+
+def _rubric_task(folder, criteria=None):
+    rows = []
+    for i in range(24):
+        items = [{"criterion": text.format(i=i), "points": points, "tags": tags} for text, points, tags in CRITERIA]
+        # a CSV-born cell holds the list as JSON text; both are read
+        rows.append({"id": f"c{i}", "question": f"What should a patient with disease {i} know?",
+                     "answer": f"reference {i}", "rubric": json.dumps(items) if i % 5 == 0 else items})  # fmt: skip
+    if criteria is not None:
+        rows[3]["rubric"] = criteria
+    (folder / "care.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "care.yaml").write_text(
+        "name: care\ndescription: d\ncitation: c\nlicense: CC0\nsource: {format: jsonl, files: care.jsonl}\nid: id\n"
+        "inputs: {question: question}\nanswer: {type: free_text, gold: answer, options: {metrics: [judge], primary: judge}}\n"
+        "judge: {checks: 8, criteria: rubric, labels: care_labels.jsonl}\nsplit: {seed: 1, train: 4, val: 8}\n"
+        "baseline: {instructions: Advise the patient.}\n"
+    )
+
+
+def test_a_rubric_item_scores_points_met_over_points_possible_and_tags_break_it_down(tmp_path):
+    _rubric_task(tmp_path)
+    # two annotators rule on criteria of the answers: A as planted, B flips criterion 1 of c0
+    labels = [{"id": f"c{i}", "answer": f"answer {i}", "criterion": str(k + 1) if i % 2 else CRITERIA[k][0].format(i=i),
+               "verdict": MET[k](i) != (who == "B" and (i, k) == (0, 0)), "annotator": who}
+              for i in range(4) for k in range(3) for who in "AB"]  # fmt: skip
+    (tmp_path / "care_labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in labels))
+    asked = []
+
+    def judge(prompt):
+        criterion, answer = tagged(prompt, "criterion"), tagged(prompt, "answer")
+        asked.append(criterion)
+        if answer == criterion:  # validation: a criterion's own statement meets it
+            return "yes"
+        found = re.fullmatch(r"answer (\d+)", answer)
+        if not found:  # another item's criterion, or the criterion negated
+            return "no"
+        i = int(found.group(1))
+        k = next(k for k, (text, _, _) in enumerate(CRITERIA) if text.format(i=i) == criterion)
+        return "yes" if MET[k](i) else "no"
+
+    def model(prompt):
+        i = re.findall(r"disease (\d+) know", prompt)[-1]
+        return fill_fields(prompt, f"answer {i}") if "[[ ## " in prompt else f"answer {i}"
+
+    with ScriptedServer(model, replies={"judge": judge}) as server:
+        data = report_of(run(server, tmp_path / "out", "--tasks-dir", str(tmp_path), "--task", "care",
+                             "--strategy", "predict", "--judge-model", "openai/judge"))  # fmt: skip
+    assert None not in asked  # every judge call ruled on one criterion
+    (check,) = data["judges"]
+    assert check["trusted"] and check["agreement"] == 1.0 and check["near_misses"] == check["own"] == 8
+    assert check["labelled"] == 11 and check["labels_agreement"] == 1.0  # the tie on c0's criterion 1 left out
+    task = load_task(str(tmp_path / "care.yaml"))
+    for split in ("val", "test"):
+        ids = [int(e.id[1:]) for e in task.examples(split)]
+        rows = [r for r in data["rows"] if r["split"] == split]
+        assert len(rows) == 2 and all(r["score"] == pytest.approx(sum(map(planted_score, ids)) / len(ids)) for r in rows)
+        tags = {t["tag"]: t for t in data["rubric_tags"] if t["split"] == split and t["config_id"].startswith("predict")}
+        assert set(tags) == {"accuracy", "completeness"}  # safety has only negative points: none possible
+        assert tags["accuracy"]["score"] == pytest.approx(sum(planted_score(i, (0, 2)) for i in ids) / len(ids))
+        assert tags["completeness"]["score"] == pytest.approx(sum(MET[1](i) for i in ids) / len(ids))
+        assert tags["accuracy"]["criteria"] == 2 * len(ids) and tags["completeness"]["items"] == len(ids)
+    assert 0.0 in {planted_score(i) for i in ids} and "Rubric scores by criterion tag" in cli("report", data["_dir"]).stdout
+
+
+@pytest.mark.parametrize(("cell", "said"), [
+    ("give 5 points for naming the organ", "holds text that is not JSON"),
+    ({"criterion": "Names the organ", "points": 5}, "holds dict; it must hold a list of"),
+    ([{"criterion": "Names the organ"}], 'criterion 1 is {"criterion": "Names the organ"}; each must be'),
+    ([{"criterion": "Names the organ", "points": 0}], "a non-zero number"),
+    ([{"criterion": "Is unsafe", "points": -2}], "has no criterion with positive points"),
+])  # fmt: skip
+def test_a_criteria_column_that_is_not_a_list_of_criterion_and_points_is_one_sentence(tmp_path, cell, said):
+    _rubric_task(tmp_path, criteria=cell)
+    with pytest.raises(UserError, match=re.escape(said)) as caught:
+        load_task(str(tmp_path / "care.yaml")).rows()
+    assert "Task care, item c3: judge.criteria column 'rubric'" in str(caught.value)
+    assert str(caught.value).count(". ") == 0 and str(caught.value).endswith(".")
+
+
+def test_a_jury_votes_on_each_criterion_apart_and_a_rubric_without_its_placeholder_is_refused(tmp_path):
+    from promptopt.judge import Criterion, Panel, Verdict
+
+    criteria = (Criterion("a", 4), Criterion("b", 2), Criterion("c", -3))
+    said = {"j1": (1, 1, 0), "j2": (1, 0, 1), "j3": (0, 0, 1)}  # per judge, its verdict on each criterion
+    verdicts = [Verdict(j, float(s), "", False, criterion=k) for j, row in said.items() for k, s in enumerate(row)]
+    assert Panel([], True, "majority").combine(verdicts, criteria) == pytest.approx((4 - 3) / 6)
+    assert Panel([], True, "mean").combine(verdicts, criteria) == pytest.approx((4 * 2 / 3 + 2 / 3 - 3 * 2 / 3) / 6)
+    assert Panel([], True, "all").combine(verdicts, criteria) == 0.0
+    assert Panel([], True, "first").combine(verdicts, criteria) == 1.0  # j1: a and b, not c
+    _rubric_task(tmp_path)
+    spec = (tmp_path / "care.yaml").read_text()
+    (tmp_path / "care.yaml").write_text(spec.replace("criteria: rubric,", "criteria: rubric, rubric: 'Is {answer} ok?',"))
+    done = cli("tasks", "validate", str(tmp_path / "care.yaml"))
+    assert done.returncode != 0 and "needs a {criterion} placeholder" in done.stderr
+    from promptopt.judge import read_labels
+
+    (tmp_path / "care.yaml").write_text(spec)
+    (tmp_path / "care_labels.jsonl").write_text(json.dumps({"id": "c1", "answer": "x", "criterion": "9", "verdict": 1,
+                                                            "annotator": "A"}) + "\n")  # fmt: skip
+    with pytest.raises(UserError, match=r"row 1 names criterion '9', which item c1 does not have; .* from 1 to 3\."):
+        read_labels(load_task(str(tmp_path / "care.yaml")), tmp_path / "care_labels.jsonl")
