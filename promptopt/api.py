@@ -186,14 +186,15 @@ def _summary(records) -> ConfigSummary | None:
 
 def report(
     source: str | Path, *, run_id: str | None = None, bootstrap: int = 10_000, seed: int = 0, local_price: float = 0.0,
-    equivalence_margin: float | None = None,
+    equivalence_margin: float | None = None, pareto_cost: str = "inference",
 ) -> Report:
     """The report of a run folder or storage URL (every run in it, each apart, or `run_id`'s);
-    with `equivalence_margin` (a share, 0.02 for 2 points) head-to-head also tests equivalence."""
+    with `equivalence_margin` (a share, 0.02 for 2 points) head-to-head also tests equivalence;
+    `pareto_cost="all"` puts judging and one-off compile cost in the Pareto frontier's cost."""
     from promptopt import reports
 
     return reports.report(str(source), run_id=run_id, b=bootstrap, seed=seed, local_usd_per_mtok=local_price,
-                          equivalence_margin=equivalence_margin)  # fmt: skip
+                          equivalence_margin=equivalence_margin, pareto_cost=pareto_cost)  # fmt: skip
 
 
 def export(source: str | Path, to: str | Path, *, run_id: str | None = None, tasks_dirs: list[Path] | None = None) -> Path:

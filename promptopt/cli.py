@@ -365,6 +365,10 @@ def report_cmd(
     figures: Annotated[
         str | None, typer.Option(help="pdf or svg: also write the forest, Pareto and anytime figures beside --output.")
     ] = None,
+    pareto_cost: Annotated[
+        str, typer.Option(help="inference (the task model's calls) or all (also judging, compiles and preparation, "
+                               "spread over the examples) as the Pareto frontier's cost.")
+    ] = "inference",
     wide: Annotated[
         bool, typer.Option(help="On a terminal, keep model names whole and every column in its table (stacked when too wide).")
     ] = False,
@@ -383,7 +387,8 @@ def report_cmd(
         if equivalence_margin is not None and not 0 < equivalence_margin < 100:
             raise UserError(f"--equivalence-margin is in points, between 0 and 100, not {equivalence_margin:g}.")
         built = promptopt.report(source, run_id=run, bootstrap=bootstrap, seed=seed, local_price=local_price,
-                                 equivalence_margin=None if equivalence_margin is None else equivalence_margin / 100)  # fmt: skip
+                                 equivalence_margin=None if equivalence_margin is None else equivalence_margin / 100,
+                                 pareto_cost=pareto_cost)  # fmt: skip
         if format == "csv":  # a CSV holds rows only: what a reader must know goes to stderr
             for warning in built.warnings:
                 typer.echo(f"WARNING: {warning}", err=True)

@@ -67,6 +67,7 @@ def build(
     equivalence_margin: float | None = None,
     judge_checks: pd.DataFrame | None = None,
     tables: dict[str, pd.DataFrame] | None = None,
+    pareto_cost: str = "inference",
 ) -> Report:
     """Every section of the report from records (and compile costs, and the runs' statuses):
     pure, no I/O. Every statistic is per run; several runs are shown apart, never pooled.
@@ -75,7 +76,9 @@ def build(
     `local_usd_per_mtok` dollars per million tokens; tokens are always shown beside dollars.
     `warnings` holds one sentence per thing a reader must know before trusting a number.
     `tables`: the store's other tables by name (a search's `choices`, which the report's choice
-    follows, and what sections of their own files read, e.g. `anytime`).
+    follows, and what sections of their own files read, e.g. `anytime`). `pareto_cost`: the
+    Pareto cost per example is the task model's inference (`inference`) or also the judge's
+    grading and the one-off compile and preparation cost spread over the examples (`all`).
     """
     from promptopt.sections import Inputs, registered
 
@@ -85,7 +88,7 @@ def build(
     settings = {"bootstrap_resamples": b, "seed": seed, "local_usd_per_mtok": local_usd_per_mtok,
                 "unpriced_models": unpriced, "price_unknown_models": unknown, "alpha": stats.ALPHA,
                 "min_paired_items": stats.MIN_PAIRED, "correction": "holm",
-                "equivalence_margin": equivalence_margin}  # fmt: skip
+                "equivalence_margin": equivalence_margin, "pareto_cost": pareto_cost}  # fmt: skip
     empty = {key: [] for key in SECTIONS}
     runs = run_rows(records, runs)
     if records.empty:
@@ -109,8 +112,8 @@ def build(
         "flips": flips,
         "sensitivity": stats.sensitivity(summary, records),
         "consistency": stats.consistency(records),
-        "costs": stats.costs(records, compiles),
-        "pareto": stats.pareto(summary, still_free),
+        "costs": (costs := stats.costs(records, compiles)),
+        "pareto": stats.pareto(summary, still_free, costs, include=pareto_cost),
         "metrics": stats.metric_scores(records, b=b, seed=seed),
         "judges": stats.judges(records, judge_checks),
         "judge_agreement": stats.judge_agreement(records),
@@ -514,7 +517,8 @@ def _costs_sections(report: Report) -> list[Section]:
 def _pareto_sections(report: Report) -> list[Section]:
     return _tabulate(
         report.pareto,
-        "Pareto frontier: score vs inference cost per example",
+        "Pareto frontier: score vs " + ("inference cost" if report.settings.pareto_cost == "inference" else
+                                         "cost (inference, judging, one-off compile)") + " per example",
         [
             "task", "model", "strategy", "optimizer", "config", "split", "score % [95% CI]", "$/ex",
             "tokens/ex", "frontier",
@@ -528,7 +532,11 @@ def _pareto_sections(report: Report) -> list[Section]:
         + ("; chosen = what a search chose on val" if any(r.search_chose for r in report.pareto) else "")
         + ". Cost axis: dollars, or "
         "tokens per example where every point of a task costs $0 or priced and unpriced models are mixed "
-        "(a $0 model would otherwise be on the frontier for free).",
+        "(a $0 model would otherwise be on the frontier for free)."
+        + (" The cost is the task model's calls alone; --pareto-cost all adds judging and compiles."
+           if report.settings.pareto_cost == "inference" else
+           " The cost adds to the task model's calls the judge's grading per example and the one-off compile and "
+           "preparation cost over the examples scored (both apart in the JSON)."),
     )
 
 
@@ -848,8 +856,9 @@ def pareto_figure(report: Report, fmt: str = "svg", paper: bool = False) -> byte
             labels = [ax.annotate(_point_label(r), (r.cost, 100 * r.score), textcoords="offset points", xytext=(5, 4),
                                   fontsize=7) for r in pts.itertuples()]  # fmt: skip
             axis = pts["cost_axis"].iloc[0]
+            whole = report.settings.pareto_cost == "all"
             ax.set_xlabel(
-                "inference $ per example"
+                ("$ per example (inference, judging, one-off)" if whole else "inference $ per example")
                 if axis == "usd"
                 else "tokens per example (priced and unpriced models mixed)"
                 if axis == "tokens (mixed)"
@@ -1106,7 +1115,7 @@ def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataF
 
 def report(
     source: str, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0, run_id: str | None = None,
-    equivalence_margin: float | None = None,
+    equivalence_margin: float | None = None, pareto_cost: str = "inference",
 ) -> Report:
     """The typed report of a run folder or storage URL (every run in it, or `run_id`'s), with the
     store's own warnings (overlap, early stops) first."""
@@ -1119,8 +1128,11 @@ def report(
     tables = {name: store.table(name, run_id or found) for name in sorted(names)}
     if equivalence_margin is not None and not 0 < equivalence_margin < 1:
         raise UserError(f"The equivalence margin is a share between 0 and 1 (0.02 for 2 points), not {equivalence_margin}.")
+    if pareto_cost not in stats.PARETO_COSTS:
+        raise UserError(f"Unknown Pareto cost (--pareto-cost) {pareto_cost!r}; valid: inference (the task model's calls) or all "
+                        "(also judging, compiles and preparation).")  # fmt: skip
     built = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs,
-                  judge_checks=checks, tables=tables, equivalence_margin=equivalence_margin)  # fmt: skip
+                  judge_checks=checks, tables=tables, equivalence_margin=equivalence_margin, pareto_cost=pareto_cost)  # fmt: skip
     built.warnings = warnings + built.warnings
     return built
 

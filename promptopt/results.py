@@ -234,6 +234,7 @@ class Cost(_Config, _RunModelTask):
     one_off_usd: float
     judge_calls_per_example: float = 0.0  # an LLM judge's, apart from the task model's
     judge_usd_per_example: float = 0.0
+    judge_tokens_per_example: float = 0.0
 
 
 class MetricScore(_Config, _RunModelTask):
@@ -433,6 +434,8 @@ class ParetoPoint(_Config, _RunTaskModel):
     cost_axis: Literal["usd", "tokens", "tokens (mixed)"]
     cost: float
     frontier: bool
+    judge_usd_per_example: float = 0.0  # the judge's grading, in the cost with --pareto-cost all
+    one_off_usd_per_example: float = 0.0  # compile and preparation over the examples scored (--pareto-cost all)
     search_chose: bool = False  # a search chose this config on val (--objective pareto: each of its front)
 
 
@@ -454,6 +457,7 @@ class Settings(_Row):
     min_paired_items: int
     correction: str
     equivalence_margin: float | None = None  # a share; head-to-head says equivalent within it, or not
+    pareto_cost: Literal["inference", "all"] = "inference"  # all: judging and one-off costs in the Pareto cost too
 
 
 class SummaryLine(_Row):

@@ -827,14 +827,21 @@ def costs(records: pd.DataFrame, compiles: pd.DataFrame | None = None) -> pd.Dat
                 "one_off_usd": float(c.cost_usd + p.cost_usd),
                 "judge_calls_per_example": float(g["judge_lm_calls"].sum() / n),
                 "judge_usd_per_example": float(g["judge_cost_usd"].sum() / n),
+                "judge_tokens_per_example": float((g["judge_prompt_tokens"] + g["judge_completion_tokens"]).sum() / n),
             }
         )  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def pareto(summary: pd.DataFrame, unpriced: set[str] | None = None) -> pd.DataFrame:
-    """Every (model, config) per (run, task) as a point of score vs inference cost per example,
-    frontier marked.
+PARETO_COSTS = ("inference", "all")
+
+
+def pareto(summary: pd.DataFrame, unpriced: set[str] | None = None, costs: pd.DataFrame | None = None,
+           include: str = "inference") -> pd.DataFrame:
+    """Every (model, config) per (run, task) as a point of score vs cost per example, frontier
+    marked: the task model's inference cost, or with `include="all"` also the judge's grading per
+    example and the one-off cost (compile and preparation) spread over the examples scored, from
+    `costs` (promptopt.stats.costs); each point keeps those two parts apart.
 
     Points are test scores (val for a task with no test records). Cost is dollars per example
     when every model of the task has a price; tokens per example when none has (local models
@@ -852,11 +859,16 @@ def pareto(summary: pd.DataFrame, unpriced: set[str] | None = None) -> pd.DataFr
             continue
         usd = g["cost_usd"] / g["n_items"]
         tokens = (g["prompt_tokens"] + g["completion_tokens"]) / g["n_items"]
+        parts = _cost_parts(g, costs)
+        if include == "all":
+            usd = usd + parts["judge_usd_per_example"] + parts["one_off_usd_per_example"]
+            tokens = tokens + parts["judge_tokens_per_example"] + parts["one_off_tokens_per_example"]
         free = set(g["model"]) & unpriced
         mixed = bool(free) and bool(set(g["model"]) - free)
         axis = "tokens (mixed)" if mixed else "usd" if (usd > 0).any() else "tokens"
         pts = g.assign(
-            usd_per_example=usd, tokens_per_example=tokens, cost=usd if axis == "usd" else tokens, cost_axis=axis
+            usd_per_example=usd, tokens_per_example=tokens, cost=usd if axis == "usd" else tokens, cost_axis=axis,
+            judge_usd_per_example=parts["judge_usd_per_example"], one_off_usd_per_example=parts["one_off_usd_per_example"],
         )
         pts = pts.sort_values(["cost", "score", "model", "config_id"], ascending=[True, False, True, True])
         best, last, on = -math.inf, None, []
@@ -870,8 +882,26 @@ def pareto(summary: pd.DataFrame, unpriced: set[str] | None = None) -> pd.DataFr
         pts["split"] = split
         rows.append(pts)
     cols = ["run_id", "task", "model", "strategy", "optimizer", "config_id", "split", "n", "score", "ci_low",
-            "ci_high", "usd_per_example", "tokens_per_example", "cost_axis", "cost", "frontier"]  # fmt: skip
+            "ci_high", "usd_per_example", "tokens_per_example", "cost_axis", "cost", "frontier",
+            "judge_usd_per_example", "one_off_usd_per_example"]  # fmt: skip
     return pd.concat(rows)[cols].reset_index(drop=True) if rows else pd.DataFrame(columns=cols)
+
+
+def _cost_parts(points: pd.DataFrame, costs: pd.DataFrame | None) -> pd.DataFrame:
+    """Per point (run, model, task, config), the judge's dollars and tokens per example and the
+    one-off dollars and tokens (compile and preparation) over the examples its cost counts; 0
+    without a costs table."""
+    names = ["judge_usd_per_example", "judge_tokens_per_example", "one_off_usd_per_example", "one_off_tokens_per_example"]
+    out = pd.DataFrame(0.0, index=points.index, columns=names)
+    if costs is None or costs.empty:
+        return out
+    by = {(r.run_id, r.model, r.task, r.config_id): r for r in costs.itertuples()}
+    for idx, p in points.iterrows():
+        c = by.get((p["run_id"], p["model"], p["task"], p["config_id"]))
+        if c is not None and c.n:
+            out.loc[idx] = [c.judge_usd_per_example, c.judge_tokens_per_example, c.one_off_usd / c.n,
+                            (c.compile_tokens + c.prep_tokens) / c.n]  # fmt: skip
+    return out
 
 
 def clearly_worse(candidate: pd.Series, other: pd.Series, alpha: float) -> bool:

@@ -624,6 +624,15 @@ def test_a_rubric_item_scores_points_met_over_points_possible_and_tags_break_it_
         assert tags["completeness"]["score"] == pytest.approx(sum(MET[1](i) for i in ids) / len(ids))
         assert tags["accuracy"]["criteria"] == 2 * len(ids) and tags["completeness"]["items"] == len(ids)
     assert 0.0 in {planted_score(i) for i in ids} and "Rubric scores by criterion tag" in cli("report", data["_dir"]).stdout
+    # the judge's cost on the Pareto frontier: its tokens per example (a config whose answers were
+    # graded before, the other config's, is graded from the cache for nothing)
+    whole = json.loads(cli("report", data["_dir"], "--format", "json", "--pareto-cost", "all").stdout)
+    judged = {(c["config_id"], c["split"]): c["judge_tokens_per_example"] for c in data["costs"]}
+    assert whole["settings"]["pareto_cost"] == "all" and sorted(v > 0 for v in judged.values()) == [False, True]
+    alone = {p["config_id"]: p["cost"] for p in data["pareto"]}
+    for both in whole["pareto"]:
+        assert both["cost"] == pytest.approx(alone[both["config_id"]] + judged[(both["config_id"], both["split"])])
+    assert "--pareto-cost" in cli("report", data["_dir"], "--pareto-cost", "judge").stderr
 
 
 @pytest.mark.parametrize(("cell", "said"), [
