@@ -309,10 +309,18 @@ def validation_pairs(task, n: int = DEFAULT_CHECKS, seed: int = 0) -> list[tuple
     return pairs
 
 
-def near_misses(task, items: list, seed: int = 0) -> list[tuple[Any, str]]:
-    """(item, answer that should fail) per item: a plausible wrong answer, not an unrelated one —
-    for an open-ended twin, one of the question's own distractor options; otherwise the reference
-    negated ("Not <reference>"), which names the same thing and means the opposite."""
+NEAR_KINDS = ("distractor", "same_label", "number_swapped", "negated")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+
+
+def near_misses(task, items: list, seed: int = 0) -> list[tuple[Any, str, str]]:
+    """(item, answer that should fail, its kind) per item: a plausible wrong answer, not an
+    unrelated one. For an open-ended twin, one of the question's own distractor options
+    (`distractor`); otherwise, drawn by seed from what the item allows: the reference of another
+    item sharing a label named by the task's `judge.near_by` (MedQuAD: the same focus, another
+    question type's answer: `same_label`), the reference with a number in it replaced by another
+    number of the item's text, or doubled (a swapped dose: `number_swapped`), or the reference
+    negated (`negated`)."""
     from promptopt.metrics import normalize_text, references
 
     rng = random.Random(seed)
@@ -322,10 +330,35 @@ def near_misses(task, items: list, seed: int = 0) -> list[tuple[Any, str]]:
         for ex in base.examples("val"):  # a loaded item's options are letter -> text
             shown = ex.inputs.get("options")
             options[ex.id] = [str(v) for k, v in shown.items() if k != ex.gold] if isinstance(shown, dict) else []
+    near_by = list(getattr(task.spec.judge, "near_by", None) or [])
+    by_label: dict[tuple[str, str], list[str]] = {}
+    if near_by:
+        for ex in task.rows():
+            for label in near_by:
+                if ex.labels.get(label) and ex.gold.strip():
+                    by_label.setdefault((label, ex.labels[label]), []).append(references(ex.gold)[0])
     out = []
     for ex in items:
-        wrong = [o for o in options.get(ex.id, []) if normalize_text(o) != normalize_text(ex.gold)]
-        out.append((ex, rng.choice(wrong) if wrong else f"Not {references(ex.gold)[0].strip()}"))
+        reference = references(ex.gold)[0].strip()
+        mine = {normalize_text(r) for r in references(ex.gold)}
+        wrong = [o for o in options.get(ex.id, []) if normalize_text(o) not in mine]
+        if wrong:
+            out.append((ex, rng.choice(wrong), "distractor"))
+            continue
+        kinds = [("negated", f"Not {reference}")]
+        for label in near_by:  # the first label that offers another reference
+            shared = sorted({r for r in by_label.get((label, ex.labels.get(label, "")), []) if normalize_text(r) not in mine})
+            if shared:
+                kinds.append(("same_label", rng.choice(shared)))
+                break
+        if found := list(_NUMBER.finditer(reference)):
+            at = rng.choice(found)
+            text = " ".join(str(v) for v in ex.inputs.values() if isinstance(v, str)) + " " + reference
+            others = sorted({n for n in _NUMBER.findall(text) if float(n) != float(at.group())})
+            swapped = rng.choice(others) if others else f"{2 * float(at.group()):g}"
+            kinds.append(("number_swapped", reference[: at.start()] + swapped + reference[at.end() :]))
+        kind, answer = rng.choice(kinds)
+        out.append((ex, answer, kind))
     return out
 
 
@@ -380,6 +413,7 @@ class Check:
     near: int = 0  # near misses graded
     failed_near: int = 0  # of those, failed (as they should be)
     near_kappa: float | None = None  # kappa on own references (pass) and near misses (fail)
+    near_kinds: dict = field(default_factory=dict)  # near misses by kind (promptopt.judge.NEAR_KINDS)
 
     @property
     def trusted(self) -> bool:
@@ -389,7 +423,7 @@ class Check:
     def as_row(self) -> dict:
         return {k: getattr(self, k) for k in ("task", "judge", "n", "agreement", "kappa", "min_kappa", "unreadable",
                                               "passed_own", "own", "failed_other", "other", "near", "failed_near",
-                                              "near_kappa", "pairs")} | {
+                                              "near_kappa", "near_kinds", "pairs")} | {
             "trusted": self.trusted, **self.usage}  # fmt: skip
 
 
@@ -401,10 +435,12 @@ def validate(judge: Judge, task, min_kappa: float, n: int = DEFAULT_CHECKS, thre
         asked = criteria_pairs(task, n)
         pairs = [(ex, answer, want) for ex, answer, want, _ in asked]
         near = [(ex, f"It is not the case that: {text}", text) for ex, _, want, text in asked if want]
+        planted = [(ex, answer, "negated") for ex, answer, _ in near]
     else:
         asked = [(*pair, "") for pair in validation_pairs(task, n)]
         pairs = [pair[:3] for pair in asked]
-        near = [(ex, answer, "") for ex, answer in near_misses(task, [ex for ex, _, want in pairs if want])]
+        planted = near_misses(task, [ex for ex, _, want in pairs if want])
+        near = [(ex, answer, "") for ex, answer, _ in planted]
 
     def one(pair):
         ex, answer, criterion = pair[0], pair[1], pair[-1]
@@ -438,6 +474,7 @@ def validate(judge: Judge, task, min_kappa: float, n: int = DEFAULT_CHECKS, thre
         pairs=[[ex.id, s, e] for (ex, _, e), s in zip(pairs, said, strict=True)],
         failed_near=sum(not s for s in near_said),
         near_kappa=kappa(own_said + near_said, [True] * len(own_said) + [False] * len(near_said)) if near_said else None,
+        near_kinds={k: n for k in NEAR_KINDS if (n := sum(kind == k for _, _, kind in planted))},
     )  # fmt: skip
 
 

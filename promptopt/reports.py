@@ -302,6 +302,11 @@ def _uplift(r: LeaderboardRow) -> str:
     return text
 
 
+def _kinds(kinds: dict[str, int]) -> str:
+    """Near misses by kind, when there are several kinds: ' (12 same_label, 8 negated)'."""
+    return f" ({', '.join(f'{n} {k}' for k, n in kinds.items())})" if len(kinds) > 1 else ""
+
+
 def _run_label(report: Report, run_id: str | None) -> str:
     return f" — {run_id}" if len(report.runs) > 1 and run_id else ""
 
@@ -570,14 +575,15 @@ def _judges_sections(report: Report) -> list[Section]:
             "—" if r.near_kappa is None else f"{r.near_kappa:.2f}",
             ("yes" if r.trusted else f"NO (a kappa < {r.min_kappa:g}): scores withheld"),
             f"{r.passed_own}/{r.own}", f"{r.failed_other}/{r.other}",
-            "—" if not r.near_misses else f"{r.failed_near}/{r.near_misses}", str(r.unreadable),
+            "—" if not r.near_misses else f"{r.failed_near}/{r.near_misses}" + _kinds(r.near_kinds), str(r.unreadable),
             f"{r.graded} ({r.cached})", str(r.validation_calls + r.grading_calls),
             str(r.validation_tokens + r.grading_tokens),
             _money(r.validation_usd + r.grading_usd),
         ],
         "Before grading, each judge graded val items' own references (should pass), another item's "
         "reference (should fail) and a near miss (should fail: one of the question's own distractors for an "
-        "open-ended twin, else the reference negated); agreement and Cohen's kappa are against the first two, "
+        "open-ended twin; else, drawn by seed, another item's reference sharing a judge.near_by label, the "
+        "reference with a number swapped, or the reference negated); agreement and Cohen's kappa are against the first two, "
         "the near-miss kappa against own references and near misses, and a judge is trusted only when both "
         "kappas clear the bar (a judge that passes any answer on the right topic fails the near misses). Judge "
         "calls, tokens and dollars (validation + grading) are the judge's, apart from the task model's. Intervals "

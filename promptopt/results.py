@@ -270,6 +270,7 @@ class JudgeValidation(_Row):
     near_misses: int = 0  # plausible wrong answers graded (a distractor of the same question, a negated reference)
     failed_near: int = 0  # of those, failed as they should be
     near_kappa: float | None = None  # kappa on own references and near misses; None without near misses
+    near_kinds: dict[str, int] = {}  # near misses by kind: distractor, same_label, number_swapped, negated
     # with human labels (judge.labels): promptopt.stats.judge_vs_humans; None without
     labelled: int | None = None  # answers with a human majority (ties left out)
     labels_agreement: float | None = None

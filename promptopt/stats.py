@@ -1096,6 +1096,7 @@ def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
             "passed_own": c["passed_own"], "own": c["own"], "failed_other": c["failed_other"], "other": c["other"],
             "near_misses": int(_or(c.get("near"), 0)), "failed_near": int(_or(c.get("failed_near"), 0)),
             "near_kappa": None if _or(c.get("near_kappa"), None) is None else float(c["near_kappa"]),
+            "near_kinds": c["near_kinds"] if isinstance(c.get("near_kinds"), dict) else {},
             "validation_calls": int(c.get("lm_calls", 0)), "validation_usd": float(c.get("cost_usd", 0.0)),
             "validation_tokens": int(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0)),
             "graded": g["graded"], "cached": g["cached"], "grading_calls": int(g["lm_calls"]),

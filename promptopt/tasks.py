@@ -169,6 +169,9 @@ class JudgeSpec(_Spec):
     # {criterion, points, tags}; each criterion is judged on its own and the item scores points met
     # over points possible (promptopt.judge.rubric_score)
     criteria: str | None = None
+    # labels (the task's `labels:`) whose value a near miss may share: another item's reference
+    # with the same value, tried in this order (MedQuAD: focus, then question type)
+    near_by: list[str] = []
 
     @model_validator(mode="after")
     def _rubric_reads(self) -> JudgeSpec:
@@ -219,6 +222,14 @@ class TaskSpec(_Spec):
     probes: list[str] = []  # robustness probes every run of this task also scores (promptopt.probes)
     labels: dict[str, str] = {}  # name -> column kept with each item, never shown (organ: for organ_pair)
     corpus: CorpusSpec | None = None  # passages a retrieval strategy reads (promptopt.corpus)
+
+    @model_validator(mode="after")
+    def _near_by_labels(self) -> TaskSpec:
+        unknown = [name for name in (self.judge.near_by if self.judge else []) if name not in self.labels]
+        if unknown:
+            raise FieldError("judge.near_by", f"names {unknown[0]!r}, which is not one of the task's labels "
+                             f"({', '.join(self.labels) or 'none declared'}); declare it under labels: {{NAME: COLUMN}}")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _probes_known(self) -> TaskSpec:

@@ -672,3 +672,39 @@ def test_a_jury_votes_on_each_criterion_apart_and_a_rubric_without_its_placehold
                                                             "annotator": "A"}) + "\n")  # fmt: skip
     with pytest.raises(UserError, match=r"row 1 names criterion '9', which item c1 does not have; .* from 1 to 3\."):
         read_labels(load_task(str(tmp_path / "care.yaml")), tmp_path / "care_labels.jsonl")
+
+
+def test_near_misses_of_a_free_text_task_share_its_declared_label_or_swap_a_number_and_catch_a_lenient_judge(tmp_path):
+    organs = ["liver", "kidney", "heart", "lung", "brain", "skin"]
+    rows = [{"id": f"q{i}", "question": f"Which organ does disease {i} affect, and at what dose?", "organ": organs[i % 6],
+             "answer": f"Disease {i} affects the {organs[i % 6]}; the dose is {i + 1} mg."} for i in range(30)]  # fmt: skip
+    (tmp_path / "doses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "doses.yaml").write_text(
+        "name: doses\ndescription: d\ncitation: c\nlicense: CC0\nsource: {format: jsonl, files: doses.jsonl}\nid: id\n"
+        "inputs: {question: question}\nanswer: {type: free_text, gold: answer, options: {metrics: [exact, judge]}}\n"
+        "labels: {organ: organ}\njudge: {checks: 10, near_by: [organ]}\nsplit: {seed: 1, train: 5, val: 10}\n"
+        "baseline: {instructions: Answer.}\n"
+    )
+    gold = {r["question"]: r["answer"] for r in rows}
+
+    def lenient(prompt):  # passes any answer about the reference's organ: the right topic
+        organ = re.search(r"affects the (\w+)", tagged(prompt, "reference")).group(1)
+        return "yes" if organ in tagged(prompt, "answer") else "no"
+
+    def model(prompt):
+        return fill_fields(prompt, gold[next(q for q in gold if q in prompt)])
+
+    found = {}
+    for name, judge in (("lenient", lenient), ("honest", honest_judge)):
+        with ScriptedServer(model, replies={"judge": judge}) as server:
+            done = run(server, tmp_path / name, "--tasks-dir", str(tmp_path), "--task", "doses", "--strategy",
+                       "predict", "--limit", "2", "--judge-model", "openai/judge")  # fmt: skip
+            (found[name],) = report_of(done)["judges"]
+    kinds = found["lenient"]["near_kinds"]
+    assert {"same_label", "number_swapped"} <= set(kinds) and sum(kinds.values()) == found["lenient"]["near_misses"] == 10
+    # each near miss names the reference's organ, so the lenient judge passes all of them
+    assert found["lenient"]["failed_near"] == 0 and found["lenient"]["near_kappa"] <= 0 and not found["lenient"]["trusted"]
+    assert found["honest"]["trusted"] and found["honest"]["failed_near"] == 10 and found["honest"]["near_kinds"] == kinds
+    (tmp_path / "doses.yaml").write_text((tmp_path / "doses.yaml").read_text().replace("near_by: [organ]", "near_by: [topic]"))
+    done = cli("tasks", "validate", str(tmp_path / "doses.yaml"))
+    assert done.returncode != 0 and "names 'topic', which is not one of the task's labels (organ)" in done.stderr
