@@ -110,7 +110,7 @@ def build(
         "leaderboard": ceil[LEADERBOARD_FIELDS] if len(ceil) else ceil,
         "head_to_head": h2h,
         "flips": flips,
-        "sensitivity": stats.sensitivity(summary, records),
+        "sensitivity": stats.sensitivity(summary, records, seed=seed),
         "consistency": stats.consistency(records),
         "costs": (costs := stats.costs(records, compiles)),
         "pareto": stats.pareto(summary, still_free, costs, include=pareto_cost),
@@ -473,11 +473,13 @@ def _sensitivity_sections(report: Report) -> list[Section]:
         lambda r: [
             _display(r.model), r.task + _run_label(report, r.run_id), r.family, str(r.n_configs),
             _pct(r.min_score), _pct(r.max_score), _pct(r.spread), _pct(r.noise_spread), _pct(r.std),
-            _pct(r.net_std),
+            _pct(r.net_std) if r.net_std_ci_low is None else _ci(r.net_std, r.net_std_ci_low, r.net_std_ci_high, _pts),
         ],
         "Spread from noise = the max − min that configs of identical accuracy would show from sampling "
-        "alone at these n; std net of noise = the spread of the configs' true scores once sampling noise "
-        "is taken out (0 when the measured spread is all noise). Reasoning: cot, self_consistency, "
+        "alone: the mean over 1,000 permutations of each shared test item's scores among the configs (binomial "
+        "where they share too few items: configs that answer alike show little); std net of noise = the std of the "
+        "configs' true scores once that noise is taken out, centred so that it averages 0 for configs of equal "
+        "accuracy, with the permutations' 95% range (holding 0: no larger than noise). Reasoning: cot, self_consistency, "
         "verify_choices, knn_fewshot, choice_shuffle with reasoning; non-reasoning: baseline, predict, "
         "choice_shuffle without; other: user strategies.",
     )

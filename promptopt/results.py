@@ -206,8 +206,11 @@ class Sensitivity(_RunModelTask):
     spread: float
     std: float | None
     noise_spread: float | None
-    noise_std: float | None
-    net_std: float | None
+    noise_std: float | None  # the permutation null's mean std on the shared items (binomial without them)
+    net_std: float | None  # measured std on the shared items minus noise_std: mean 0 for equal configs
+    net_std_ci_low: float | None = None  # the permutation null's 95% range around it: holds 0 when all is noise
+    net_std_ci_high: float | None = None
+    shared_items: int = 0  # test items every config answered (the permutations' items)
 
 
 class Consistency(_RunModelTask):

@@ -608,17 +608,17 @@ def expected_range(k: int, draws: int = 20_000) -> float:
     return float((x.max(axis=1) - x.min(axis=1)).mean())
 
 
-def sensitivity(summary: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+def sensitivity(summary: pd.DataFrame, records: pd.DataFrame, b: int = 1_000, seed: int = 0) -> pd.DataFrame:
     """Spread of test scores across configs per (run, model, task), and how much of it is noise.
 
-    `spread` (max − min) and `std` (over configs, population form) are what was measured;
-    `noise_spread` and `noise_std` are what configs of identical accuracy would show from
-    binomial sampling alone at these n (`noise_std` on the same footing as `std`); `net_std` is
-    the standard deviation of the configs' true scores once that noise is taken out (the
-    observed variance minus the expected sampling part, floored at 0). The noise figures treat
-    configs as scored on independent items; on shared items whose difficulty the configs agree
-    on they overstate the noise (by about 15% in `benchmarks/validity.py`'s world), so
-    `net_std` errs low.
+    `spread` (max − min) and `std` (over configs, population form) are what was measured.
+    `noise_spread` and `noise_std` are what configs of identical accuracy would show from sampling
+    alone: the mean over `b` permutations that shuffle, item by item, the configs' scores among the
+    configs on the items they all answered (so items every config finds hard stay hard), or the
+    binomial figures where the configs share fewer than MIN_PAIRED items. `net_std` is the std of
+    the configs' true scores once that noise is taken out, centred on the permutations so that its
+    mean is 0 for configs of equal accuracy (`permuted_spread`), with an interval that holds 0
+    when the spread is no larger than noise.
     """
     test = summary[(summary["split"] == "test") & (summary["n"] > 0)]
     if test.empty:
@@ -629,8 +629,11 @@ def sensitivity(summary: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
         for cid, s in zip(test.config_id, test.strategy, strict=True)
     }
     test = test.assign(family=test["config_id"].map(family))
+    scored = records[records["split"] == "test"]
     rows = []
     for (run_id, model, task), g in test.groupby(["run_id", "model", "task"], sort=True):
+        mine = scored[(scored["run_id"] == run_id) & (scored["model"] == model) & (scored["task"] == task)]
+        by_item = mine.pivot_table(index="example_id", columns="config_id", values="score", aggfunc="first")
         for fam in ("all", "reasoning", "non-reasoning", "other"):
             part = g if fam == "all" else g[g.family == fam]
             if part.empty:
@@ -640,18 +643,47 @@ def sensitivity(summary: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
             noise_var = float(np.mean(scores * (1 - scores) / np.maximum(n - 1, 1)))  # of one config's score
             # on the same footing as `std` (the population form over the k configs): E[var0] = var0(true) + noise (k-1)/k
             noise_var0 = noise_var * (k - 1) / k
-            observed_var = float(scores.var())
-            rows.append(
-                {
-                    "run_id": run_id, "model": model, "task": task, "family": fam, "n_configs": len(part),
-                    "min_score": float(scores.min()), "max_score": float(scores.max()),
-                    "spread": float(scores.max() - scores.min()), "std": float(scores.std()),
-                    "noise_spread": expected_range(len(part)) * math.sqrt(noise_var),
-                    "noise_std": math.sqrt(noise_var0),
-                    "net_std": math.sqrt(max(0.0, observed_var - noise_var0)),
-                }
-            )  # fmt: skip
+            row = {
+                "run_id": run_id, "model": model, "task": task, "family": fam, "n_configs": len(part),
+                "min_score": float(scores.min()), "max_score": float(scores.max()),
+                "spread": float(scores.max() - scores.min()), "std": float(scores.std()),
+                "noise_spread": expected_range(len(part)) * math.sqrt(noise_var), "noise_std": math.sqrt(noise_var0),
+                "net_std": None, "net_std_ci_low": None, "net_std_ci_high": None, "shared_items": 0,
+            }  # fmt: skip
+            cols = [c for c in part["config_id"] if c in by_item.columns]
+            shared = by_item[cols].dropna().to_numpy(float) if len(cols) == k else np.empty((0, k))
+            if k > 1 and len(shared) >= MIN_PAIRED:
+                row |= permuted_spread(shared, b=b, seed=seed) | {"shared_items": len(shared)}
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def permuted_spread(scores: np.ndarray, b: int = 1_000, seed: int = 0, chunk: int = 50) -> dict:
+    """Configs' spread on shared items (rows: items, columns: configs) against its permutation
+    null: each item's scores shuffled among the configs, `b` times. The null's mean range and
+    variance are the noise (`noise_spread`, `noise_std`). The net std sqrt(max(0, measured
+    variance − noise)) is biased up when the configs are equal (a floor at 0 keeps only the
+    positive draws), so `net_std` subtracts the same estimate's mean under the null, and its
+    interval is its value minus the null's 97.5% and 2.5% quantiles of that estimate: for equal
+    configs `net_std` averages 0 and the interval holds 0; for configs far apart it is close to
+    the std of their true scores."""
+    rng = np.random.default_rng(seed)
+    observed = scores.mean(axis=0)
+    variances, ranges = [], []
+    for start in range(0, b, chunk):
+        size = min(chunk, b - start)
+        order = rng.random((size, *scores.shape)).argsort(axis=2)
+        means = np.take_along_axis(np.broadcast_to(scores, order.shape), order, axis=2).mean(axis=1)
+        variances.append(means.var(axis=1))
+        ranges.append(means.max(axis=1) - means.min(axis=1))
+    null, spread = np.concatenate(variances), np.concatenate(ranges)
+    noise = float(null.mean())
+    net = math.sqrt(max(0.0, float(observed.var()) - noise))
+    under_null = np.sqrt(np.maximum(0.0, null - noise))
+    low, high = np.quantile(under_null, [0.025, 0.975])
+    return {"noise_spread": float(spread.mean()), "noise_std": math.sqrt(noise),
+            "net_std": net - float(under_null.mean()), "net_std_ci_low": net - float(high),
+            "net_std_ci_high": net - float(low)}  # fmt: skip
 
 
 def with_extras(records: pd.DataFrame) -> pd.DataFrame:
