@@ -764,6 +764,7 @@ def sections(report: Report) -> list[Section]:
 def rows_section(report: Report) -> Section:
     """Every (model, task, config, split) row; with several runs, each row names its run."""
     several = len(report.runs) > 1
+    grouped = any(r.design_effect is not None for r in report.rows)  # some task's items come in clusters
     return Section(
         "All results (model, task, config, split)",
         ["run"] * several
@@ -774,6 +775,9 @@ def rows_section(report: Report) -> Section:
             "optimizer",
             "split",
             "n",
+        ]
+        + ["clusters (design effect)"] * grouped
+        + [
             "score % [95% CI]",
             "parse fail %",
             "errors % (count)",
@@ -791,6 +795,9 @@ def rows_section(report: Report) -> Section:
                 r.optimizer,
                 r.split,
                 str(r.n),
+            ]
+            + ([f"{r.clusters} ({r.design_effect:.2f})" if r.design_effect is not None else "—"] if grouped else [])
+            + [
                 _ci(r.score, r.ci_low, r.ci_high),
                 _pct(r.parse_failure_rate),
                 f"{_pct(r.error_rate)} ({r.errors})",
@@ -803,7 +810,11 @@ def rows_section(report: Report) -> Section:
         ],
         "score = accuracy, or a free-text task's primary metric (see Metrics). n = items answered; items whose "
         "LM call failed after retries are errors, left out of the score (not counted as wrong). sel (*) = config "
-        "chosen on val; its test score is the ceiling.",
+        "chosen on val; its test score is the ceiling."
+        + (" Clusters: items that are not independent (a probe's items of one source item, a task's cluster "
+           "column) share one; the design effect is the score's variance counting clusters over its variance as "
+           "if items were independent, and intervals and paired tests of those items resample clusters."
+           if grouped else ""),
     )
 
 

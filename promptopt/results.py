@@ -68,6 +68,8 @@ class ConfigSummary(_Config, _ModelTask):
     n_items: int
     errors: int
     selected_on: str | None
+    clusters: int | None = None  # clusters among the answered items, when items share one (probes, a cluster column)
+    design_effect: float | None = None  # the score's variance counting clusters over it as if items were independent
 
 
 class Ceiling(_Row):
@@ -536,6 +538,7 @@ class Extras(_Row):
     recall: float | None = None  # retrieve: share of the item's gold passages among the retrieved ones
     reasoning_effort: str | None = None  # the config's reasoning effort, for reasoning models
     images: list[str] | None = None  # the content digests of the item's images, as asked (a changed image is re-asked)
+    cluster: str | None = None  # the item's cluster (the task's cluster column, a probe item's source item)
 
     @classmethod
     def of(cls, prediction: Any, declared: Any, knobs: dict[str, Any]) -> Extras:

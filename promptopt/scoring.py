@@ -155,6 +155,8 @@ def measured(task: Task, answer: str | None, example: Example, panel=None) -> tu
                               for c, m in zip(example.criteria, met, strict=True)]  # fmt: skip
     if shown := digests(example.inputs):
         extras["images"] = shown
+    if example.cluster and example.cluster != example.id:  # intervals resample clusters (promptopt.stats.cluster_labels)
+        extras["cluster"] = example.cluster
     return score, extras
 
 

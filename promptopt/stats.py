@@ -72,6 +72,54 @@ def bootstrap_means(values: np.ndarray, b: int = 10_000, seed: int = 0) -> np.nd
     return out
 
 
+def clustered(clusters) -> bool:
+    """Do these per-item cluster labels put any two items together?"""
+    return clusters is not None and len(clusters) > 0 and len(pd.unique(np.asarray(clusters))) < len(clusters)
+
+
+def _cluster_sums(values: np.ndarray, clusters) -> tuple[np.ndarray, np.ndarray]:
+    codes, _ = pd.factorize(np.asarray(clusters))
+    return np.bincount(codes, weights=values), np.bincount(codes).astype(float)
+
+
+def cluster_se(values: np.ndarray, clusters) -> tuple[float, int]:
+    """The standard error of the mean over clustered items (the ratio estimator's, with the small
+    sample factor k / (k − 1)) and the number of clusters k."""
+    values = np.asarray(values, dtype=float)
+    sums, sizes = _cluster_sums(values, clusters)
+    k = len(sums)
+    if k < 2:
+        return 0.0, k
+    resid = sums - values.mean() * sizes
+    return float(math.sqrt(k / (k - 1) * (resid**2).sum()) / len(values)), k
+
+
+def cluster_t(values: np.ndarray, clusters) -> tuple[float, float, float]:
+    """95% interval of the mean of clustered items, and the two-sided p of "the mean is 0": Student's
+    t with k − 1 degrees of freedom on the clusters' standard error (a percentile bootstrap over
+    30 clusters covers about 92%, this one about 95%: benchmarks/clustered_intervals.py)."""
+    from scipy.stats import t
+
+    mean = float(np.mean(values))
+    se, k = cluster_se(values, clusters)
+    if se == 0.0:
+        return mean, mean, (1.0 if mean == 0.0 else 0.0)
+    q = float(t.ppf(0.975, k - 1))
+    return mean - q * se, mean + q * se, float(2 * t.sf(abs(mean) / se, k - 1))
+
+
+def design_effect(values: np.ndarray, clusters) -> float:
+    """The variance of the mean counting clusters (the ratio estimator's, over clusters) over the
+    variance as if the items were independent: 1 for independent items, up to the cluster size
+    when a cluster's items always agree. 1 without clusters or without variance."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if not clustered(clusters) or n < 2 or values.var() == 0:
+        return 1.0
+    se, k = cluster_se(values, clusters)
+    return 1.0 if k < 2 else float(se**2 / (values.var(ddof=1) / n))
+
+
 def bootstrap_ci(scores: np.ndarray, b: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap over items, for scores that are not plain 0/1."""
     if len(scores) == 0:
@@ -80,11 +128,19 @@ def bootstrap_ci(scores: np.ndarray, b: int = 10_000, seed: int = 0) -> tuple[fl
     return (float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975)))
 
 
-def score_ci(scores: np.ndarray, b: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Wilson for binary scores, bootstrap otherwise."""
-    if np.isin(scores, (0.0, 1.0)).all():
-        return wilson(float(scores.sum()), len(scores))
-    return bootstrap_ci(scores, b=b, seed=seed)
+def score_ci(scores: np.ndarray, b: int = 10_000, seed: int = 0, clusters=None) -> tuple[float, float]:
+    """Wilson for binary scores, bootstrap otherwise; items in clusters (per-item labels): Wilson
+    at the effective number of items (n over the design effect, which is at least 1), or the
+    bootstrap over clusters."""
+    scores = np.asarray(scores, dtype=float)
+    binary = bool(np.isin(scores, (0.0, 1.0)).all())
+    if not clustered(clusters):
+        return wilson(float(scores.sum()), len(scores)) if binary else bootstrap_ci(scores, b=b, seed=seed)
+    if binary:
+        effective = len(scores) / max(1.0, design_effect(scores, clusters))
+        return wilson(float(scores.mean()) * effective, effective)
+    low, high, _ = cluster_t(scores, clusters)
+    return (low, high)
 
 
 def paired_bootstrap(a: np.ndarray, b_: np.ndarray, b: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
@@ -131,7 +187,7 @@ def paired_p(a: np.ndarray, b_: np.ndarray, b: int = 10_000, seed: int = 0) -> f
     return float((1 + np.sum(np.abs(means - observed) >= abs(observed))) / (b + 1))
 
 
-def tost_p(diff: np.ndarray, margin: float) -> float | None:
+def tost_p(diff: np.ndarray, margin: float, n: float | None = None) -> float | None:
     """Two one-sided tests of "the mean difference lies within ±margin" (equivalence), normal
     approximation on the items' differences: the larger of the two one-sided p-values, so p < alpha
     claims equivalence at level alpha. None on fewer than two items."""
@@ -140,7 +196,7 @@ def tost_p(diff: np.ndarray, margin: float) -> float | None:
     diff = np.asarray(diff, dtype=float)
     if len(diff) < 2:
         return None
-    mean, se = float(diff.mean()), float(diff.std(ddof=1)) / math.sqrt(len(diff))
+    mean, se = float(diff.mean()), float(diff.std(ddof=1)) / math.sqrt(n or len(diff))  # n: effective items
     if se == 0.0:
         return 0.0 if abs(mean) < margin else 1.0
     normal = NormalDist()
@@ -196,11 +252,15 @@ def summarize(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataF
     count every record, errors included: they were paid for.
     """
     rows = []
+    labels = cluster_labels(records)
     for key, g in records.groupby(GROUP, sort=True):
         ok = g["error"].isna()
         scored = split_score(g)
         n, errors = scored["n"], scored["errors"]
-        low, high = score_ci(g.loc[ok, "score"].to_numpy(dtype=float), b=b, seed=seed)
+        values = g.loc[ok, "score"].to_numpy(dtype=float)
+        mine = labels.get((g["run_id"].iloc[0], g["task"].iloc[0]))
+        groups = None if mine is None else mine.reindex(g.loc[ok, "example_id"].astype(str)).to_numpy()
+        low, high = score_ci(values, b=b, seed=seed, clusters=groups)
         rows.append(
             dict(zip(GROUP, key, strict=True))
             | {
@@ -217,10 +277,13 @@ def summarize(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataF
                 "wall_s": float(g["latency_s"].sum()),
                 "n_items": len(g),
                 "errors": errors,
+                "clusters": len(pd.unique(groups)) if clustered(groups) else None,
+                "design_effect": design_effect(values, groups) if clustered(groups) else None,
             }
         )
     cols = [*GROUP, "n", "score", "ci_low", "ci_high", "parse_failure_rate", "error_rate", "lm_calls",
-            "prompt_tokens", "completion_tokens", "cost_usd", "wall_s", "n_items", "errors"]  # fmt: skip
+            "prompt_tokens", "completion_tokens", "cost_usd", "wall_s", "n_items", "errors", "clusters",
+            "design_effect"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -307,36 +370,82 @@ FLIP_KEYS = ("only_a", "only_b", "both", "neither", "only_a_items", "only_b_item
 
 
 def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: int = 1,
-           margin: float | None = None) -> dict:  # fmt: skip
+           margin: float | None = None, clusters: pd.Series | None = None) -> dict:  # fmt: skip
     """a − b on the items both answered: n, the two scores there, the difference, its 95%
     bootstrap interval and the two-sided p-value; on fewer than `min_n` common items no interval
     and no p (a bootstrap over 3 items reads as a claim it cannot carry). Also the detectable
     difference, for 0/1 scores who got which items right, and with a `margin` (a share) TOST's
-    p for equivalence within it."""
+    p for equivalence within it. `clusters` (example id -> cluster): the interval and the p count
+    clusters, not items (McNemar's test assumes independent items), and the detectable difference
+    and TOST the effective number of items."""
     common = sa.index.intersection(sb.index)
     a, c = sa.loc[common].to_numpy(), sb.loc[common].to_numpy()
     if not len(common):
         return {"n": 0, "score_a": None, "score_b": None, "diff": None, "ci_low": None, "ci_high": None, "p": None,
                 "mde": None, "equivalence_p": None, **dict.fromkeys(FLIP_KEYS)}  # fmt: skip
+    groups = None if clusters is None else clusters.reindex(common).fillna(pd.Series(common, index=common)).to_numpy()
+    if clustered(groups):
+        return _paired_clusters(common, a.astype(float), c.astype(float), groups, min_n, margin)
     diff, low, high = paired_bootstrap(a, c, b=b, seed=seed)
     few = len(common) < min_n
     a, c = a.astype(float), c.astype(float)
-    binary = bool(np.isin(a, (0.0, 1.0)).all() and np.isin(c, (0.0, 1.0)).all())
-    flips = dict.fromkeys(FLIP_KEYS)
-    if binary:  # which items each config gets right that the other does not, and which those are
-        ids = np.asarray(common.astype(str))
-        flips = {"only_a": int(((a == 1) & (c == 0)).sum()), "only_b": int(((a == 0) & (c == 1)).sum()),
-                 "both": int(((a == 1) & (c == 1)).sum()), "neither": int(((a == 0) & (c == 0)).sum()),
-                 "only_a_items": sorted(ids[(a == 1) & (c == 0)].tolist()),
-                 "only_b_items": sorted(ids[(a == 0) & (c == 1)].tolist())}  # fmt: skip
     return {
         "n": len(common), "score_a": float(a.mean()), "score_b": float(c.mean()), "diff": diff,
         "ci_low": None if few else low, "ci_high": None if few else high,
         "p": None if few else paired_p(a, c, b=b, seed=seed),
         "mde": mde(float(np.mean((a - c) ** 2)), len(common), ALPHA),
         "equivalence_p": None if margin is None else tost_p(a - c, margin),
-        **flips,
+        **_flips(common, a, c),  # which items each config gets right that the other does not
     }  # fmt: skip
+
+
+def _flips(common: pd.Index, a: np.ndarray, c: np.ndarray) -> dict:
+    """For 0/1 scores, who got which items right (else every flip field None)."""
+    if not (np.isin(a, (0.0, 1.0)).all() and np.isin(c, (0.0, 1.0)).all()):
+        return dict.fromkeys(FLIP_KEYS)
+    ids = np.asarray(common.astype(str))
+    return {"only_a": int(((a == 1) & (c == 0)).sum()), "only_b": int(((a == 0) & (c == 1)).sum()),
+            "both": int(((a == 1) & (c == 1)).sum()), "neither": int(((a == 0) & (c == 0)).sum()),
+            "only_a_items": sorted(ids[(a == 1) & (c == 0)].tolist()),
+            "only_b_items": sorted(ids[(a == 0) & (c == 1)].tolist())}  # fmt: skip
+
+
+def _paired_clusters(common, a, c, groups, min_n: int, margin: float | None) -> dict:
+    """`paired` on clustered items: Student's t over the clusters for the interval and the p
+    (`cluster_t`), the design effect of the differences for the detectable difference and TOST."""
+    diff = a - c
+    low, high, p = cluster_t(diff, groups)
+    observed = float(diff.mean())
+    few = len(common) < min_n
+    effective = len(diff) / max(1.0, design_effect(diff, groups))
+    tost = None
+    if margin is not None and len(diff) >= 2:
+        tost = tost_p(diff, margin, n=effective)
+    return {
+        "n": len(common), "score_a": float(a.mean()), "score_b": float(c.mean()), "diff": observed,
+        "ci_low": None if few else low, "ci_high": None if few else high, "p": None if few else p,
+        "mde": mde(float(np.mean(diff**2)), int(effective), ALPHA), "equivalence_p": tost,
+        **_flips(common, a, c),
+    }  # fmt: skip
+
+
+def cluster_labels(records: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
+    """(run, task) -> example id -> cluster, for the tasks whose items come in clusters: the
+    cluster a record keeps (the task's cluster column, a probe item's source item), else for a
+    probe task (TASK~probe) the source id before `~` (stores written before clusters were kept)."""
+    from promptopt.probes import SEP
+
+    frame = with_extras(records)
+    out = {}
+    for (run_id, task), g in frame.groupby(["run_id", "task"], sort=True):
+        ids = g["example_id"].astype(str)
+        kept = g["extras"].map(lambda e: extras_of(e).get("cluster") if isinstance(e, str) and '"cluster"' in e else None)
+        fallback = ids.str.split(SEP, n=1).str[0] if SEP in task else ids
+        labels = pd.Series(np.where(kept.notna(), kept, fallback), index=ids.to_numpy())
+        labels = labels[~labels.index.duplicated()]
+        if clustered(labels.to_numpy()):
+            out[(run_id, task)] = labels
+    return out
 
 
 def _first(frame: pd.DataFrame, col: str):
@@ -346,6 +455,7 @@ def _first(frame: pd.DataFrame, col: str):
 def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: int) -> pd.DataFrame:
     chosen = select_configs(summary)
     items, val_items = item_scores(records, "test"), item_scores(records, "val")
+    labels = cluster_labels(records)
     rows = []
     for pick in chosen.itertuples():
         mine = (summary.run_id == pick.run_id) & (summary.model == pick.model) & (summary.task == pick.task)
@@ -387,7 +497,8 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
         if len(sel) and len(base):
             a = items[(pick.run_id, pick.model, pick.task, pick.config_id)]
             c = items[(pick.run_id, pick.model, pick.task, base.iloc[0].config_id)]
-            pr = paired(a, c, b, seed, min_n=MIN_PAIRED)  # no interval a bootstrap over 3 items cannot carry
+            pr = paired(a, c, b, seed, min_n=MIN_PAIRED,  # no interval a bootstrap over 3 items cannot carry
+                        clusters=labels.get((pick.run_id, pick.task)))  # fmt: skip
             row |= {
                 "uplift": pr["diff"], "uplift_ci_low": pr["ci_low"], "uplift_ci_high": pr["ci_high"],
                 "uplift_n": pr["n"], "uplift_ceiling_score": pr["score_a"], "uplift_baseline_score": pr["score_b"],
@@ -422,6 +533,7 @@ def _procedure_cells(summary: pd.DataFrame, pick, val_items: dict, test_items: d
 def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: int,
                       margin: float | None = None) -> pd.DataFrame:  # fmt: skip
     items = item_scores(records, "test")
+    labels = cluster_labels(records)
     rows = []
     if ceil.empty:
         return pd.DataFrame(rows)
@@ -434,7 +546,7 @@ def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: i
                 sa, sb = items.get((run_id, model_a, task, ca)), items.get((run_id, model_b, task, cb))
                 if sa is None or sb is None:
                     continue
-                pr = paired(sa, sb, b, seed, min_n=MIN_PAIRED, margin=margin)
+                pr = paired(sa, sb, b, seed, min_n=MIN_PAIRED, margin=margin, clusters=labels.get((run_id, task)))
                 if pr["n"] == 0:
                     continue
                 on = None

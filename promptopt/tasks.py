@@ -221,6 +221,7 @@ class TaskSpec(_Spec):
     language: LanguageSpec | None = None
     probes: list[str] = []  # robustness probes every run of this task also scores (promptopt.probes)
     labels: dict[str, str] = {}  # name -> column kept with each item, never shown (organ: for organ_pair)
+    cluster: str | None = None  # a column whose equal values mark items that are not independent (one case's questions)
     corpus: CorpusSpec | None = None  # passages a retrieval strategy reads (promptopt.corpus)
 
     @model_validator(mode="after")
@@ -273,6 +274,9 @@ class Example:
     gold: str
     labels: dict[str, str] = field(default_factory=dict, compare=False)  # the task's `labels:`, never shown
     criteria: tuple = field(default=(), compare=False)  # promptopt.judge.Criterion per judge.criteria, never shown
+    # the items it is not independent of share its cluster (the task's `cluster:` column; a probe
+    # item's source item): intervals resample clusters. None: an item on its own
+    cluster: str | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -290,6 +294,13 @@ class Task:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def derived(self, ex: Example) -> list[Example]:
+        """This derived task's items of one source item, each in the source item's cluster (its
+        declared one, else the source item itself): a probe's items are not independent of it."""
+        from dataclasses import replace
+
+        return [d if d.cluster else replace(d, cluster=ex.cluster or ex.id) for d in self.derive(ex)]
 
     @cached_property
     def answer_type(self) -> AnswerType:
@@ -310,7 +321,7 @@ class Task:
                 self._parts = _load_parts(self)
             else:
                 base = self.derived_from
-                self._parts = {part: [d for ex in rows for d in self.derive(ex)] for part, rows in base.parts().items()}
+                self._parts = {part: [d for ex in rows for d in self.derived(ex)] for part, rows in base.parts().items()}
                 self.dropped = base.dropped
         return self._parts
 
@@ -325,7 +336,7 @@ class Task:
         if split not in SPLITS:
             raise UserError(f"Unknown split {split!r}; valid splits are {', '.join(SPLITS)}.")
         if self.derived_from is not None and limit is not None:  # the limit counts source items
-            return [d for ex in self.derived_from.examples(split, limit) for d in self.derive(ex)]
+            return [d for ex in self.derived_from.examples(split, limit) for d in self.derived(ex)]
         chosen = self.splits[split]
         return chosen if limit is None else chosen[:limit]
 
@@ -454,7 +465,7 @@ def _shown(gold: str) -> str:
 def _make_splits(task: Task) -> dict[str, list[Example]]:
     if task.derived_from is not None:  # each item keeps its source item's split: nothing is carved again
         base = task.derived_from.splits
-        return {s: [d for ex in base[s] for d in task.derive(ex)] for s in SPLITS}
+        return {s: [d for ex in base[s] for d in task.derived(ex)] for s in SPLITS}
     spec, parts = task.spec, task.parts()
     rule = spec.split
     if "pool" in parts and not rule.test_ids:
@@ -808,7 +819,13 @@ def _example(task: Task, row: dict, default_id: str) -> Example:
         gold = answers[0] if len(answers) == 1 else json.dumps(answers) if answers else ""
     labels = {name: str(_plain(row[col])) for name, col in spec.labels.items() if not _empty(row.get(col))}
     criteria = _criteria(task, row, ex_id) if spec.judge and spec.judge.criteria else ()
-    return Example(id=ex_id, inputs=inputs, gold=gold, labels=labels, criteria=criteria)
+    cluster = None
+    if spec.cluster:
+        if spec.cluster not in row:
+            raise UserError(f"Task {task.name}: cluster column {spec.cluster!r} is not in the data; valid columns: "
+                            f"{', '.join(map(str, row))}.")  # fmt: skip
+        cluster = None if _empty(row[spec.cluster]) else str(_plain(row[spec.cluster]))
+    return Example(id=ex_id, inputs=inputs, gold=gold, labels=labels, criteria=criteria, cluster=cluster)
 
 
 def _criteria(task: Task, row: dict, ex_id: str) -> tuple:

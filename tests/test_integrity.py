@@ -9,6 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pytest
+
 from conftest import cli, exam_server
 
 from promptopt.testing import ScriptedHTTPError
@@ -334,3 +338,38 @@ def test_promptopt_evaluate_leaves_failed_calls_out_of_the_accuracy(medqa, tmp_p
     assert done.returncode == 0, done.stderr
     assert "accuracy 80.0%" in done.stdout and "(n=5 answered)" in done.stdout  # 4 right of the 5 answered
     assert "errors 50.0% (5 of 10, not counted as wrong)" in done.stdout
+
+
+def test_a_task_whose_items_come_in_clusters_reports_their_design_effect_and_counts_clusters_not_items(tmp_path):
+    from promptopt import stats
+    from promptopt.tasks import load_task
+
+    rows = [{"id": f"c{c}-{j}", "case": f"case{c}", "question": f"Case {c}, question {j}: is it serious?",
+             "a": "yes", "b": "no", "answer": "A"} for c in range(24) for j in range(4)]  # fmt: skip
+    (tmp_path / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = ("name: cases\ndescription: d\ncitation: c\nlicense: CC0\nsource: {format: jsonl, files: cases.jsonl}\n"
+            "id: id\ncluster: case\ninputs: {question: question, options: [a, b]}\nanswer: {type: multiple_choice, "
+            "gold: answer}\nsplit: {seed: 2, train: 8, val: 8}\nbaseline: {instructions: Pick one.}\n")  # fmt: skip
+    (tmp_path / "cases.yaml").write_text(spec)
+    task = load_task(str(tmp_path / "cases.yaml"))
+    right = {ex.id for ex in task.rows() if int(ex.id[1:].split("-")[0]) % 3 != 0}  # whole cases right or wrong
+    with exam_server(task, right, 100) as server:
+        done = cli("run", "--tasks-dir", str(tmp_path), "--task", "cases", "--model", "openai/m", "--api-base",
+                   server.base_url, "--out", str(tmp_path / "out"), "--split", "test", "--limit", "80")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(cli("report", done.stdout.strip().splitlines()[-1].removeprefix("Run folder: "),
+                          "--format", "json").stdout)  # fmt: skip
+    test = task.examples("test")
+    scores = np.array([float(ex.id in right) for ex in test])
+    cases = [ex.cluster for ex in test]
+    sums = pd.Series(scores).groupby(cases).agg(["sum", "size"])
+    k, n = len(sums), len(scores)
+    by_hand = k / (k - 1) * ((sums["sum"] - scores.mean() * sums["size"]) ** 2).sum() / n**2 / (scores.var(ddof=1) / n)
+    effective = n / by_hand
+    for row in [r for r in data["rows"] if r["split"] == "test"]:  # every config is right on the same cases
+        assert row["clusters"] == k and row["design_effect"] == pytest.approx(by_hand) and by_hand > 2
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(stats.wilson(scores.mean() * effective, effective))
+    # a cluster column the data does not have: one sentence before any call
+    (tmp_path / "cases.yaml").write_text(spec.replace("cluster: case", "cluster: case_id"))
+    bad = cli("tasks", "validate", str(tmp_path / "cases.yaml"))
+    assert bad.returncode != 0 and "cluster column 'case_id' is not in the data; valid columns: id, case," in bad.stderr

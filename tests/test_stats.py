@@ -392,3 +392,29 @@ def test_krippendorffs_alpha_and_the_effective_jury_size_equal_their_hand_comput
     same, other = np.array([1.0, 1, 0, 0]), np.array([1.0, 0, 1, 0])
     r, size = stats.effective_jury([same, same.copy(), other])
     assert r == pytest.approx(1 / 3) and size == pytest.approx(3 / (1 + 2 / 3))  # 1.8 judges' worth
+
+
+def test_items_in_clusters_get_the_design_effect_a_hand_computation_gives_and_a_wider_interval():
+    # 10 clusters of 4 items that always agree: 6 clusters right, 4 wrong
+    values = np.repeat([1.0] * 6 + [0.0] * 4, 4)
+    groups = np.repeat([f"case{c}" for c in range(10)], 4)
+    n, k = len(values), 10
+    assert stats.design_effect(values, groups) == pytest.approx((n - 1) / (k - 1))  # var over clusters / var iid
+    assert stats.design_effect(values, np.arange(n)) == 1.0  # every item its own cluster
+    effective = n / ((n - 1) / (k - 1))
+    assert stats.score_ci(values, clusters=groups) == pytest.approx(stats.wilson(0.6 * effective, effective))
+    assert stats.score_ci(values, clusters=np.arange(n)) == stats.wilson(24, 40)  # unchanged without clusters
+    # probe items cluster by their source item; a kept cluster wins; a task without clusters has none
+    recs = exact({("m", "a", "test"): [1, 0, 1, 1]}, task="t~shuffle")
+    recs["example_id"] = ["q1~s0", "q1~s1", "q2~s0", "q3~s0"]
+    recs["extras"] = [None, None, None, json.dumps({"cluster": "q2"})]
+    (labels,) = stats.cluster_labels(recs).values()
+    assert labels.to_dict() == {"q1~s0": "q1", "q1~s1": "q1", "q2~s0": "q2", "q3~s0": "q2"}
+    assert stats.cluster_labels(exact({("m", "a", "test"): [1, 0, 1]})) == {}
+    # a paired comparison resamples clusters: configs that differ on two whole clusters of 4
+    a = pd.Series(values, index=[f"i{j}" for j in range(n)])
+    c = pd.Series(np.where(np.arange(n) < 8, 0.0, values), index=a.index)
+    by = pd.Series(groups, index=a.index)
+    alone, together = stats.paired(a, c, b=4000), stats.paired(a, c, b=4000, clusters=by)
+    assert together["diff"] == alone["diff"] == pytest.approx(0.2)
+    assert together["ci_low"] < alone["ci_low"] and together["p"] > alone["p"]
