@@ -4,12 +4,13 @@ Worlds of n items shared by two configs, each item's difficulty a logit offset d
 as in benchmarks/validity.py, each config's answer drawn on its own given the item:
 
 - **McNemar under the null**: both configs of accuracy 0.6; the share of 1,000 replications in
-  which `stats.paired_p` (the exact binomial on the discordant items, what every verdict uses
-  for 0/1 scores) is below α = 0.05, and the mid-p version beside it;
+  which `stats.paired_p` (McNemar's mid-p, what every verdict uses for 0/1 scores since
+  2026-12-03) is below α = 0.05, and the exact binomial test (`stats.sign_test_p`) beside it;
 - **TOST at the margin**: the true difference exactly the margin (2 and 5 points); the share in
-  which `stats.tost_p` < 0.05 claims equivalence (at most α for a level-α test);
+  which `stats.tost_p` < 0.05 claims equivalence (at most α for a level-α test), and with no
+  true difference the share that it claims it (its power);
 - **the MDE**: per n, `detectable.mde` from the world's discordance, then 1,000 replications with
-  that true difference: the share the exact test finds at α = 0.05 (the MDE promises 80%).
+  that true difference: the share `stats.paired_p` finds at α = 0.05 (the MDE promises 80%).
 
 Prints its figures (BENCHMARKS.md §16); asserts nothing.
 
@@ -21,10 +22,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy.stats import binom
-
 from promptopt.detectable import mde
-from promptopt.stats import paired_p, tost_p
+from promptopt.stats import paired_p, sign_test_p, tost_p
 
 SIGMA = 1.5
 
@@ -48,12 +47,8 @@ def pair(rng, n: int, acc_a: float, acc_b: float) -> tuple[np.ndarray, np.ndarra
     return (rng.random(n) < pa).astype(float), (rng.random(n) < pb).astype(float)
 
 
-def mid_p(a: np.ndarray, b: np.ndarray) -> float:
-    w, v = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
-    m, k = w + v, min(w, v)
-    if m == 0:
-        return 1.0
-    return min(1.0, 2 * (binom.cdf(k, m, 0.5) - 0.5 * binom.pmf(k, m, 0.5)))
+def exact_p(a: np.ndarray, b: np.ndarray) -> float:
+    return sign_test_p(int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum()))
 
 
 def main() -> None:
@@ -63,28 +58,31 @@ def main() -> None:
     rng = np.random.default_rng(0)
     reps = args.reps
     print(f"McNemar under the null (accuracy 0.6 both, {reps} replications, alpha 0.05)")
-    print("| n | mean discordance | exact (used) | mid-p |")
+    print("| n | mean discordance | exact binomial | mid-p (used) |")
     print("|---:|---:|---:|---:|")
     for n in (20, 100, 773):
         exact, mid, disc = [], [], []
         for _ in range(reps):
             a, b = pair(rng, n, 0.6, 0.6)
-            exact.append(paired_p(a, b) < 0.05)
-            mid.append(mid_p(a, b) < 0.05)
+            exact.append(exact_p(a, b) < 0.05)
+            mid.append(paired_p(a, b) < 0.05)
             disc.append(np.mean(a != b))
         print(f"| {n} | {np.mean(disc):.2f} | {100 * np.mean(exact):.1f}% | {100 * np.mean(mid):.1f}% |")
     print(f"\nTOST with the true difference at the margin ({reps} replications, alpha 0.05)")
-    print("| n | margin | equivalence claimed |")
-    print("|---:|---:|---:|")
-    for n, margin in ((100, 0.05), (773, 0.02), (773, 0.05)):
-        claimed = []
+    print("| n | margin | claimed at the margin (≤ α) | claimed with no difference (power) |")
+    print("|---:|---:|---:|---:|")
+    for n, margin in ((100, 0.05), (300, 0.05), (773, 0.02), (773, 0.05)):
+        claimed, power = [], []
         for _ in range(reps):
             a, b = pair(rng, n, 0.6 + margin, 0.6)
             p = tost_p(a - b, margin)
             claimed.append(p is not None and p < 0.05)
-        print(f"| {n} | {100 * margin:g} pts | {100 * np.mean(claimed):.1f}% |")
+            a, b = pair(rng, n, 0.6, 0.6)
+            p = tost_p(a - b, margin)
+            power.append(p is not None and p < 0.05)
+        print(f"| {n} | {100 * margin:g} pts | {100 * np.mean(claimed):.1f}% | {100 * np.mean(power):.1f}% |")
     print(f"\nThe minimum detectable effect against simulated power ({reps} replications each)")
-    print("| n | discordance | MDE pts | found at the MDE (exact, alpha 0.05) |")
+    print("| n | discordance | MDE pts | found at the MDE (mid-p, alpha 0.05) |")
     print("|---:|---:|---:|---:|")
     for n in (100, 300, 773):
         disc = np.mean([np.mean(np.not_equal(*pair(rng, n, 0.6, 0.6))) for _ in range(200)])

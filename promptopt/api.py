@@ -186,15 +186,16 @@ def _summary(records) -> ConfigSummary | None:
 
 def report(
     source: str | Path, *, run_id: str | None = None, bootstrap: int = 10_000, seed: int = 0, local_price: float = 0.0,
-    equivalence_margin: float | None = None, pareto_cost: str = "inference",
+    equivalence_margin: float | None = None, pareto_cost: str = "inference", alpha: float = 0.05,
 ) -> Report:
     """The report of a run folder or storage URL (every run in it, each apart, or `run_id`'s);
     with `equivalence_margin` (a share, 0.02 for 2 points) head-to-head also tests equivalence;
-    `pareto_cost="all"` puts judging and one-off compile cost in the Pareto frontier's cost."""
+    `pareto_cost="all"` puts judging and one-off compile cost in the Pareto frontier's cost;
+    `alpha` is the level of the verdicts, detectable differences and TOST."""
     from promptopt import reports
 
     return reports.report(str(source), run_id=run_id, b=bootstrap, seed=seed, local_usd_per_mtok=local_price,
-                          equivalence_margin=equivalence_margin, pareto_cost=pareto_cost)  # fmt: skip
+                          equivalence_margin=equivalence_margin, pareto_cost=pareto_cost, alpha=alpha)  # fmt: skip
 
 
 def export(source: str | Path, to: str | Path, *, run_id: str | None = None, tasks_dirs: list[Path] | None = None) -> Path:
@@ -312,8 +313,8 @@ def power(
     for name, value, low_open in (("accuracy", accuracy, True), ("alpha", alpha, True), ("power", power, True),
                                   ("discordance", discordance, False), ("difference", difference, True)):  # fmt: skip
         if value is not None and not (0 < value < 1 if low_open else 0 <= value <= 1):
-            what = "a probability" if name in ("alpha", "power") else "a share (0.05 for 5 points)"
-            raise UserError(f"power: {name} must be {what} between 0 and 1, not {value}.")
+            what = {"alpha": "a probability", "power": "a probability (0.8 for 80%)"}.get(name, "a share (0.05 for 5 points)")
+            raise UserError(f"power: {name} must be {what} between 0 and 1, not {value:g}.")
     if task is not None:
         if items is not None:
             raise UserError("power: give the items or a task whose split gives them, not both.")

@@ -369,6 +369,9 @@ def report_cmd(
         str, typer.Option(help="inference (the task model's calls) or all (also judging, compiles and preparation, "
                                "spread over the examples) as the Pareto frontier's cost.")
     ] = "inference",
+    alpha: Annotated[
+        float, typer.Option(help="Test level of the verdicts (Holm-corrected), detectable differences and TOST.")
+    ] = 0.05,
     wide: Annotated[
         bool, typer.Option(help="On a terminal, keep model names whole and every column in its table (stacked when too wide).")
     ] = False,
@@ -388,7 +391,7 @@ def report_cmd(
             raise UserError(f"--equivalence-margin is in points, between 0 and 100, not {equivalence_margin:g}.")
         built = promptopt.report(source, run_id=run, bootstrap=bootstrap, seed=seed, local_price=local_price,
                                  equivalence_margin=None if equivalence_margin is None else equivalence_margin / 100,
-                                 pareto_cost=pareto_cost)  # fmt: skip
+                                 pareto_cost=pareto_cost, alpha=alpha)  # fmt: skip
         if format == "csv":  # a CSV holds rows only: what a reader must know goes to stderr
             for warning in built.warnings:
                 typer.echo(f"WARNING: {warning}", err=True)

@@ -68,6 +68,7 @@ def build(
     judge_checks: pd.DataFrame | None = None,
     tables: dict[str, pd.DataFrame] | None = None,
     pareto_cost: str = "inference",
+    alpha: float = stats.ALPHA,
 ) -> Report:
     """Every section of the report from records (and compile costs, and the runs' statuses):
     pure, no I/O. Every statistic is per run; several runs are shown apart, never pooled.
@@ -86,7 +87,7 @@ def build(
     unpriced = sorted(stats.unpriced_models(records)) if len(records) else []
     unknown = sorted(stats.price_unknown(set(unpriced)))
     settings = {"bootstrap_resamples": b, "seed": seed, "local_usd_per_mtok": local_usd_per_mtok,
-                "unpriced_models": unpriced, "price_unknown_models": unknown, "alpha": stats.ALPHA,
+                "unpriced_models": unpriced, "price_unknown_models": unknown, "alpha": alpha,
                 "min_paired_items": stats.MIN_PAIRED, "correction": "holm",
                 "equivalence_margin": equivalence_margin, "pareto_cost": pareto_cost}  # fmt: skip
     empty = {key: [] for key in SECTIONS}
@@ -103,7 +104,7 @@ def build(
     summary["selected"] = [(r.run_id, r.model, r.task, r.config_id) in picked for r in summary.itertuples()]
     chosen_on = {(r.run_id, r.model, r.task): r.selected_on for r in chosen.itertuples()}
     summary["selected_on"] = [chosen_on.get((r.run_id, r.model, r.task)) for r in summary.itertuples()]
-    ceil, h2h, flips = stats.compare(records, summary, b=b, seed=seed, equivalence_margin=equivalence_margin)
+    ceil, h2h, flips = stats.compare(records, summary, b=b, seed=seed, equivalence_margin=equivalence_margin, alpha=alpha)
     still_free = set() if local_usd_per_mtok else set(unpriced)
     own = Inputs(records, summary, tables)
     tables = {
@@ -370,7 +371,7 @@ def _leaderboards_sections(report: Report) -> list[Section]:
                 "all configs, biased upward. Scores leave out items whose LM call failed. Uplift = ceiling − "
                 "baseline on the test items both answered (n), paired bootstrap interval; verdicts are corrected "
                 f"with Holm's method over the {comparisons} comparisons of this task (uplifts and head-to-head) at "
-                f"{stats.ALPHA:g}; no verdict on fewer than {MIN_PAIRED} common items.",
+                f"{report.settings.alpha:g}; no verdict on fewer than {MIN_PAIRED} common items.",
             )
         )
     return out
@@ -386,7 +387,7 @@ def _robust_cells(r) -> list[str]:
 def _head_to_head_sections(report: Report) -> list[Section]:
     margin = report.settings.equivalence_margin
     equivalence = ("" if margin is None else f" Within ±{100 * margin:g} pts: equivalent when both one-sided "
-                   f"tests (TOST) put the difference inside the margin at alpha {stats.ALPHA:g}, different when "
+                   f"tests (TOST) put the difference inside the margin at alpha {report.settings.alpha:g}, different when "
                    "the corrected outcome is a win or loss, else undecided.")  # fmt: skip
     return _tabulate(
         report.head_to_head,
@@ -407,7 +408,7 @@ def _head_to_head_sections(report: Report) -> list[Section]:
         "Under baseline: both models with the fixed baseline prompt; under ceiling: each model with its "
         "own chosen config. n = test items both answered. Outcomes are Holm-corrected over every "
         "comparison of the task; the interval is per comparison. Detectable: the smallest difference "
-        "this comparison finds 80% of the time at alpha 0.05, from its items' discordance (a tie with a "
+        f"this comparison finds 80% of the time at alpha {report.settings.alpha:g}, from its items' discordance (a tie with a "
         "large detectable difference says little); the last column splits the items by who got them right."
         + equivalence,
     )
@@ -456,7 +457,7 @@ def flip_sentences(report: Report) -> list[tuple[str, str, str]]:
         real = sum(f.status == "real" for f in flips)
         detectable = sorted(h.mde for h in pairs if h.mde is not None)
         at = (f"; at their ceilings the comparisons detect differences of {100 * detectable[len(detectable) // 2]:.1f} "
-              "points or more (median over pairs, 80% power, alpha 0.05)") if detectable else ""  # fmt: skip
+              f"points or more (median over pairs, 80% power, alpha {report.settings.alpha:g})") if detectable else ""  # fmt: skip
         lines.append((run_id, task, f"{task}{_run_label(report, run_id)}: {len(flips)} of {len(pairs)} model pairs "
                                     f"changed order, {real} of them a real flip after Holm{at}."))  # fmt: skip
     return lines
@@ -1134,7 +1135,7 @@ def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataF
 
 def report(
     source: str, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0, run_id: str | None = None,
-    equivalence_margin: float | None = None, pareto_cost: str = "inference",
+    equivalence_margin: float | None = None, pareto_cost: str = "inference", alpha: float = stats.ALPHA,
 ) -> Report:
     """The typed report of a run folder or storage URL (every run in it, or `run_id`'s), with the
     store's own warnings (overlap, early stops) first."""
@@ -1147,11 +1148,14 @@ def report(
     tables = {name: store.table(name, run_id or found) for name in sorted(names)}
     if equivalence_margin is not None and not 0 < equivalence_margin < 1:
         raise UserError(f"The equivalence margin is a share between 0 and 1 (0.02 for 2 points), not {equivalence_margin}.")
+    if not 0 < alpha < 0.5:
+        raise UserError(f"The test level alpha is a probability between 0 and 0.5 (0.05 for 5%), not {alpha:g}.")
     if pareto_cost not in stats.PARETO_COSTS:
         raise UserError(f"Unknown Pareto cost (--pareto-cost) {pareto_cost!r}; valid: inference (the task model's calls) or all "
                         "(also judging, compiles and preparation).")  # fmt: skip
     built = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs,
-                  judge_checks=checks, tables=tables, equivalence_margin=equivalence_margin, pareto_cost=pareto_cost)  # fmt: skip
+                  judge_checks=checks, tables=tables, equivalence_margin=equivalence_margin, pareto_cost=pareto_cost,
+                  alpha=alpha)  # fmt: skip
     built.warnings = warnings + built.warnings
     return built
 

@@ -168,17 +168,30 @@ def sign_test_p(wins: int, losses: int, one_sided: bool = False) -> float:
     return min(1.0, tail if one_sided else 2 * tail)
 
 
+def mid_p(wins: int, losses: int) -> float:
+    """McNemar's mid-p on the discordant items: the exact two-sided p minus the probability of
+    the observed split itself. Its level is closer to alpha than the exact test's, which is
+    conservative on few discordant items (at alpha 0.05: 4.4% against 3.1% at n = 100,
+    BENCHMARKS.md §16)."""
+    m = wins + losses
+    if m == 0:
+        return 1.0
+    k = min(wins, losses)
+    at_k = math.exp(math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1) - m * math.log(2))
+    return min(1.0, max(0.0, sign_test_p(wins, losses) - (at_k if wins != losses else 0.0)))
+
+
 def paired_p(a: np.ndarray, b_: np.ndarray, b: int = 10_000, seed: int = 0) -> float:
     """Two-sided p-value for "a and b score the same on these items".
 
-    Binary scores: the exact McNemar test. Other scores: the bootstrap shifted to a zero mean
-    (the share of resampled means at least as far from the observed one as zero is).
+    Binary scores: McNemar's test, mid-p (`mid_p`). Other scores: the bootstrap shifted to a
+    zero mean (the share of resampled means at least as far from the observed one as zero is).
     """
     a, b_ = np.asarray(a, dtype=float), np.asarray(b_, dtype=float)
     if len(a) == 0:
         return 1.0
     if np.isin(a, (0.0, 1.0)).all() and np.isin(b_, (0.0, 1.0)).all():
-        return sign_test_p(int(((a == 1) & (b_ == 0)).sum()), int(((a == 0) & (b_ == 1)).sum()))
+        return mid_p(int(((a == 1) & (b_ == 0)).sum()), int(((a == 0) & (b_ == 1)).sum()))
     diff = a - b_
     observed = float(diff.mean())
     if observed == 0.0:
@@ -188,19 +201,45 @@ def paired_p(a: np.ndarray, b_: np.ndarray, b: int = 10_000, seed: int = 0) -> f
 
 
 def tost_p(diff: np.ndarray, margin: float, n: float | None = None) -> float | None:
-    """Two one-sided tests of "the mean difference lies within ±margin" (equivalence), normal
-    approximation on the items' differences: the larger of the two one-sided p-values, so p < alpha
-    claims equivalence at level alpha. None on fewer than two items."""
+    """Two one-sided tests of "the mean difference lies within ±margin" (equivalence): the larger
+    of the two one-sided p-values, so p < alpha claims equivalence at level alpha. Differences of
+    0/1 scores (in -1, 0, 1) on independent items: each one-sided test is the score test with the
+    variance at its boundary (`_paired_score_z`; the plain normal approximation claimed
+    equivalence 6.8% of the time at the margin, BENCHMARKS.md §16); other differences, or `n`
+    effective items of clustered ones: the normal approximation. None on fewer than two items."""
     from statistics import NormalDist
 
     diff = np.asarray(diff, dtype=float)
     if len(diff) < 2:
         return None
+    if n is None and np.isin(diff, (-1.0, 0.0, 1.0)).all():
+        wins, losses = int((diff == 1).sum()), int((diff == -1).sum())
+        normal = NormalDist()
+        upper = normal.cdf(_paired_score_z(wins, losses, len(diff), margin))  # H0: difference >= margin
+        lower = 1 - normal.cdf(_paired_score_z(wins, losses, len(diff), -margin))  # H0: difference <= -margin
+        return max(upper, lower)
     mean, se = float(diff.mean()), float(diff.std(ddof=1)) / math.sqrt(n or len(diff))  # n: effective items
     if se == 0.0:
         return 0.0 if abs(mean) < margin else 1.0
     normal = NormalDist()
     return max(1 - normal.cdf((mean + margin) / se), normal.cdf((mean - margin) / se))
+
+
+def _paired_score_z(wins: int, losses: int, n: int, delta: float) -> float:
+    """The score statistic of "p10 − p01 = delta" for paired 0/1 scores (`wins` items right under
+    a only, `losses` under b only, of n): (observed difference − delta) over its standard error
+    with p01 at its maximum-likelihood value under that constraint, the positive root of
+    2n q² − [(w + l) + delta (w − l − 2n)] q − l delta (1 − delta) = 0 (for delta < 0 the same with
+    a and b swapped)."""
+    if delta < 0:
+        return -_paired_score_z(losses, wins, n, -delta)
+    linear = (wins + losses) + delta * (wins - losses - 2 * n)
+    q = (linear + math.sqrt(linear * linear + 8 * n * losses * delta * (1 - delta))) / (4 * n)
+    variance = (2 * q + delta * (1 - delta)) / n
+    observed = (wins - losses) / n
+    if variance <= 0:
+        return 0.0 if observed == delta else math.copysign(math.inf, observed - delta)
+    return (observed - delta) / math.sqrt(variance)
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -220,11 +259,11 @@ def verdict(low: float, high: float) -> str:
     return "better" if low > 0 else "worse" if high < 0 else "tie"
 
 
-def corrected_verdict(diff: float, p_adjusted: float | None, n: int) -> str | None:
+def corrected_verdict(diff: float, p_adjusted: float | None, n: int, alpha: float = ALPHA) -> str | None:
     """better / worse / tie after the family-wise correction; None on too few common items."""
     if n < MIN_PAIRED or p_adjusted is None:
         return None
-    if p_adjusted >= ALPHA:
+    if p_adjusted >= alpha:
         return "tie"
     return "better" if diff > 0 else "worse"
 
@@ -332,10 +371,13 @@ def procedure_interval(val: list[pd.Series], test: list[pd.Series], b: int = 10_
                        seed: int = 0) -> tuple[float, float] | None:  # fmt: skip
     """95% interval of the ceiling as the whole procedure makes it: resample the val items and the
     test items (apart: they are different items), choose again on the resampled val (ties to the
-    earlier config of the list, the cheaper), and take that config's mean on the resampled test
-    items. `val` and `test` hold each candidate's item scores, cheapest first. The choice's own
-    binomial interval treats the choice as fixed; this one carries its uncertainty too. None
-    when a config has no val or test item."""
+    earlier config of the list, the cheaper), and take how far that config's mean on the
+    resampled test items falls from its own observed test mean; the interval is the chosen
+    config's test score minus those errors' 97.5% and 2.5% quantiles (a basic bootstrap of the
+    procedure's error). `val` and `test` hold each candidate's item scores, cheapest first. The
+    choice's own binomial interval treats the choice as fixed; this one resamples it too, and
+    mixing the configs' own test distributions instead (each centred on its own observed mean)
+    over-covered at 98-100% (BENCHMARKS.md §12). None when a config has no val or test item."""
     ids_v = sorted(set().union(*(v.index for v in val)))
     ids_t = sorted(set().union(*(t.index for t in test)))
     if not ids_v or not ids_t or any(v.empty for v in val) or any(t.empty for t in test):
@@ -351,10 +393,13 @@ def procedure_interval(val: list[pd.Series], test: list[pd.Series], b: int = 10_
         return (np.nan_to_num(grid) @ counts) / np.maximum(seen.astype(float) @ counts, 1)
 
     on_val, on_test = means(val, ids_v), means(test, ids_t)
-    order = np.arange(len(val))[:, None] * 1e-12  # the cheaper config wins an exact tie
-    chosen = np.argmax(on_val - order, axis=0)
-    ceiling = on_test[chosen, np.arange(b)]
-    return float(np.quantile(ceiling, 0.025)), float(np.quantile(ceiling, 0.975))
+    order = np.arange(len(val)) * 1e-12  # the cheaper config wins an exact tie
+    observed_val = np.array([v.mean() for v in val])
+    observed_test = np.array([t.mean() for t in test])
+    chosen = np.argmax(on_val - order[:, None], axis=0)
+    error = on_test[chosen, np.arange(b)] - observed_test[chosen]
+    ceiling = float(observed_test[int(np.argmax(observed_val - order))])
+    return ceiling - float(np.quantile(error, 0.975)), ceiling - float(np.quantile(error, 0.025))
 
 
 def item_scores(records: pd.DataFrame, split: str = "test") -> dict[tuple[str, str, str, str], pd.Series]:
@@ -370,7 +415,7 @@ FLIP_KEYS = ("only_a", "only_b", "both", "neither", "only_a_items", "only_b_item
 
 
 def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: int = 1,
-           margin: float | None = None, clusters: pd.Series | None = None) -> dict:  # fmt: skip
+           margin: float | None = None, clusters: pd.Series | None = None, alpha: float = ALPHA) -> dict:  # fmt: skip
     """a − b on the items both answered: n, the two scores there, the difference, its 95%
     bootstrap interval and the two-sided p-value; on fewer than `min_n` common items no interval
     and no p (a bootstrap over 3 items reads as a claim it cannot carry). Also the detectable
@@ -385,7 +430,7 @@ def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: 
                 "mde": None, "equivalence_p": None, **dict.fromkeys(FLIP_KEYS)}  # fmt: skip
     groups = None if clusters is None else clusters.reindex(common).fillna(pd.Series(common, index=common)).to_numpy()
     if clustered(groups):
-        return _paired_clusters(common, a.astype(float), c.astype(float), groups, min_n, margin)
+        return _paired_clusters(common, a.astype(float), c.astype(float), groups, min_n, margin, alpha)
     diff, low, high = paired_bootstrap(a, c, b=b, seed=seed)
     few = len(common) < min_n
     a, c = a.astype(float), c.astype(float)
@@ -393,7 +438,7 @@ def paired(sa: pd.Series, sb: pd.Series, b: int = 10_000, seed: int = 0, min_n: 
         "n": len(common), "score_a": float(a.mean()), "score_b": float(c.mean()), "diff": diff,
         "ci_low": None if few else low, "ci_high": None if few else high,
         "p": None if few else paired_p(a, c, b=b, seed=seed),
-        "mde": mde(float(np.mean((a - c) ** 2)), len(common), ALPHA),
+        "mde": mde(float(np.mean((a - c) ** 2)), len(common), alpha),
         "equivalence_p": None if margin is None else tost_p(a - c, margin),
         **_flips(common, a, c),  # which items each config gets right that the other does not
     }  # fmt: skip
@@ -410,7 +455,7 @@ def _flips(common: pd.Index, a: np.ndarray, c: np.ndarray) -> dict:
             "only_b_items": sorted(ids[(a == 0) & (c == 1)].tolist())}  # fmt: skip
 
 
-def _paired_clusters(common, a, c, groups, min_n: int, margin: float | None) -> dict:
+def _paired_clusters(common, a, c, groups, min_n: int, margin: float | None, alpha: float) -> dict:
     """`paired` on clustered items: Student's t over the clusters for the interval and the p
     (`cluster_t`), the design effect of the differences for the detectable difference and TOST."""
     diff = a - c
@@ -424,7 +469,7 @@ def _paired_clusters(common, a, c, groups, min_n: int, margin: float | None) -> 
     return {
         "n": len(common), "score_a": float(a.mean()), "score_b": float(c.mean()), "diff": observed,
         "ci_low": None if few else low, "ci_high": None if few else high, "p": None if few else p,
-        "mde": mde(float(np.mean(diff**2)), int(effective), ALPHA), "equivalence_p": tost,
+        "mde": mde(float(np.mean(diff**2)), int(effective), alpha), "equivalence_p": tost,
         **_flips(common, a, c),
     }  # fmt: skip
 
@@ -452,7 +497,7 @@ def _first(frame: pd.DataFrame, col: str):
     return frame.iloc[0][col] if len(frame) else None
 
 
-def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: int) -> pd.DataFrame:
+def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: int, alpha: float = ALPHA) -> pd.DataFrame:
     chosen = select_configs(summary)
     items, val_items = item_scores(records, "test"), item_scores(records, "val")
     labels = cluster_labels(records)
@@ -498,7 +543,7 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
             a = items[(pick.run_id, pick.model, pick.task, pick.config_id)]
             c = items[(pick.run_id, pick.model, pick.task, base.iloc[0].config_id)]
             pr = paired(a, c, b, seed, min_n=MIN_PAIRED,  # no interval a bootstrap over 3 items cannot carry
-                        clusters=labels.get((pick.run_id, pick.task)))  # fmt: skip
+                        clusters=labels.get((pick.run_id, pick.task)), alpha=alpha)  # fmt: skip
             row |= {
                 "uplift": pr["diff"], "uplift_ci_low": pr["ci_low"], "uplift_ci_high": pr["ci_high"],
                 "uplift_n": pr["n"], "uplift_ceiling_score": pr["score_a"], "uplift_baseline_score": pr["score_b"],
@@ -531,7 +576,7 @@ def _procedure_cells(summary: pd.DataFrame, pick, val_items: dict, test_items: d
 
 
 def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: int,
-                      margin: float | None = None) -> pd.DataFrame:  # fmt: skip
+                      margin: float | None = None, alpha: float = ALPHA) -> pd.DataFrame:  # fmt: skip
     items = item_scores(records, "test")
     labels = cluster_labels(records)
     rows = []
@@ -546,7 +591,8 @@ def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: i
                 sa, sb = items.get((run_id, model_a, task, ca)), items.get((run_id, model_b, task, cb))
                 if sa is None or sb is None:
                     continue
-                pr = paired(sa, sb, b, seed, min_n=MIN_PAIRED, margin=margin, clusters=labels.get((run_id, task)))
+                pr = paired(sa, sb, b, seed, min_n=MIN_PAIRED, margin=margin, clusters=labels.get((run_id, task)),
+                            alpha=alpha)  # fmt: skip
                 if pr["n"] == 0:
                     continue
                 on = None
@@ -565,17 +611,17 @@ def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: i
     return pd.DataFrame(rows)
 
 
-def _equivalence(outcome: str | None, p: float | None, n: int) -> str | None:
+def _equivalence(outcome: str | None, p: float | None, n: int, alpha: float = ALPHA) -> str | None:
     """`different` when the corrected paired test decided, `equivalent` when TOST says the
     difference is within the margin, else `undecided`; nothing on too few items or no margin."""
     if p is None or n < MIN_PAIRED:
         return None
     if outcome in ("win", "loss"):
         return "different"
-    return "equivalent" if p < ALPHA else "undecided"
+    return "equivalent" if p < alpha else "undecided"
 
 
-def _correct(ceil: pd.DataFrame, h2h: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _correct(ceil: pd.DataFrame, h2h: pd.DataFrame, alpha: float = ALPHA) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Holm over every comparison of a (run, task) — each model's uplift and each pair of models
     under the baseline and at the ceiling — then the verdicts from the adjusted p-values."""
     ceil, h2h = ceil.copy(), h2h.copy()
@@ -607,28 +653,29 @@ def _correct(ceil: pd.DataFrame, h2h: pd.DataFrame) -> tuple[pd.DataFrame, pd.Da
             h2h.loc[hhere, "comparisons"] = len(tests)
     if not ceil.empty:
         ceil["verdict"] = [
-            corrected_verdict(d, p, n) for d, p, n in zip(ceil.uplift, ceil.uplift_p_holm, ceil.uplift_n, strict=True)
+            corrected_verdict(d, p, n, alpha) for d, p, n in zip(ceil.uplift, ceil.uplift_p_holm, ceil.uplift_n, strict=True)
         ]
     if not h2h.empty:
         outcome = {"better": "win", "worse": "loss", "tie": "tie", None: None}
         h2h["outcome"] = [
-            outcome[corrected_verdict(d, p, n)] for d, p, n in zip(h2h["diff"], h2h.p_holm, h2h.n, strict=True)
+            outcome[corrected_verdict(d, p, n, alpha)] for d, p, n in zip(h2h["diff"], h2h.p_holm, h2h.n, strict=True)
         ]
         if "equivalence_p" in h2h:
-            h2h["equivalence"] = [_equivalence(o, p, n) for o, p, n in
+            h2h["equivalence"] = [_equivalence(o, p, n, alpha) for o, p, n in
                                   zip(h2h.outcome, h2h.equivalence_p, h2h.n, strict=True)]  # fmt: skip
     return ceil, h2h
 
 
 def compare(
     records: pd.DataFrame, summary: pd.DataFrame | None = None, b: int = 10_000, seed: int = 0,
-    equivalence_margin: float | None = None,
+    equivalence_margin: float | None = None, alpha: float = ALPHA,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Ceilings, head-to-head and rank flips, with one family-wise correction per (run, task);
-    with an equivalence margin (a share), each pair also says equivalent, different or undecided."""
+    """Ceilings, head-to-head and rank flips, with one family-wise correction per (run, task) at
+    `alpha` (the verdicts, the detectable differences and TOST); with an equivalence margin (a
+    share), each pair also says equivalent, different or undecided."""
     summary = summarize(records, b=b, seed=seed) if summary is None else summary
-    ceil = _raw_ceilings(records, summary, b, seed)
-    ceil, h2h = _correct(ceil, _raw_head_to_head(records, ceil, b, seed, equivalence_margin))
+    ceil = _raw_ceilings(records, summary, b, seed, alpha)
+    ceil, h2h = _correct(ceil, _raw_head_to_head(records, ceil, b, seed, equivalence_margin, alpha), alpha)
     return ceil, h2h, rank_flips(ceil, h2h)
 
 

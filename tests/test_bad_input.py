@@ -233,6 +233,7 @@ def test_power_answers_in_points_and_refuses_bad_values_in_one_sentence():
         ["power", "--difference", "5", "--discordance", "20"],
         ["power"], ["power", "--items", "0"], ["power", "--accuracy", "150"], ["power", "--items", "40", "--alpha", "2"],
         ["power", "--difference", "30", "--discordance", "10"], ["power", "--task", "medqa", "--split", "dev"],
+        ["power", "--items", "40", "--power", "1"], ["report", "tests/fixtures/store.sqlite", "--equivalence-margin", "-2"],
     )  # fmt: skip
     # Connor's formula by hand: (1.96 sqrt(.2) + 0.8416 sqrt(.2 - .05^2))^2 / .05^2 = 625.5
     assert good.returncode == 0 and "needs 626 items per config" in good.stdout
@@ -240,9 +241,11 @@ def test_power_answers_in_points_and_refuses_bad_values_in_one_sentence():
         "power needs items (or a task) to say what they detect, or a difference to say what it needs.",
         "power: items must be at least 1, not 0.",
         "--accuracy is in percent (points), between 0 and 100, not 150.",
-        "power: alpha must be a probability between 0 and 1, not 2.0.",
+        "power: alpha must be a probability between 0 and 1, not 2.",
         "--difference 30 needs the configs to disagree on at least 30% of the items; --discordance is 10.",
         "power: split 'dev' is not one of train, val, test.",
+        "power: power must be a probability (0.8 for 80%) between 0 and 1, not 1.",
+        "--equivalence-margin is in points, between 0 and 100, not -2.",
     ]
     for done, message in zip(bad, messages, strict=True):
         _one_sentence(done, message)

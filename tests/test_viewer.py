@@ -202,8 +202,9 @@ def test_an_inspect_log_made_by_inspect_imports_with_the_accuracy_inspect_report
     assert got == sorted(reported.values()) == [0.4, 0.8]
     assert len({r.task for r in report.rows}) == 1 and report.rows[0].model == "mockllm/model"
     paired = next(line for line in lines if " − " in line)
-    # the 4 items only the system-message config got right, all one way: exact sign test p = 2 / 2^4
-    assert "= -40.0 points [" in paired and "on 10 paired items (p = 0.125)" in paired
+    # the 4 items only the system-message config got right, all one way: the exact sign test's
+    # p = 2 / 2^4, and McNemar's mid-p less the chance of that split, 1 / 2^4
+    assert "= -40.0 points [" in paired and "on 10 paired items (p = 0.0625)" in paired
 
 
 def test_lm_eval_samples_import_with_the_accuracy_lm_eval_reports(tmp_path):
