@@ -1133,19 +1133,24 @@ def _measured(records: pd.DataFrame) -> pd.DataFrame:
 def metric_scores(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """Per (run, model, task, config, split) and metric: the mean over the answered items the
     metric was measured on, with its 95% interval (Wilson for 0/1 scores, else the bootstrap over
-    items); `primary` marks the metric that is the record's score."""
+    items; counting clusters where the items come in clusters, as `summarize` does); `primary`
+    marks the metric that is the record's score."""
     part = _measured(records)
+    labels = cluster_labels(records)
     rows = []
     for key, g in part.groupby(GROUP, sort=True):
-        per_item = pd.DataFrame([e.get("metrics") or {} for e in g["parsed"]], index=g["example_id"].to_numpy())
+        per_item = pd.DataFrame([e.get("metrics") or {} for e in g["parsed"]], index=g["example_id"].astype(str).to_numpy())
         primary = {e.get("primary") for e in g["parsed"]} - {None}
+        mine = labels.get((g["run_id"].iloc[0], g["task"].iloc[0]))
         for metric in per_item.columns:
-            values = per_item[metric].dropna().to_numpy(dtype=float)
+            measured_on = per_item[metric].dropna()
+            values = measured_on.to_numpy(dtype=float)
             if not len(values):
                 rows.append(dict(zip(GROUP, key, strict=True)) | {"metric": metric, "n": 0, "score": None,
                             "ci_low": None, "ci_high": None, "primary": metric in primary})  # fmt: skip
                 continue
-            low, high = score_ci(values, b=b, seed=seed)
+            groups = None if mine is None else mine.reindex(measured_on.index).to_numpy()
+            low, high = score_ci(values, b=b, seed=seed, clusters=groups)
             rows.append(
                 dict(zip(GROUP, key, strict=True))
                 | {"metric": metric, "n": len(values), "score": float(values.mean()), "ci_low": low,
