@@ -94,16 +94,19 @@ def cluster_se(values: np.ndarray, clusters) -> tuple[float, int]:
     return float(math.sqrt(k / (k - 1) * (resid**2).sum()) / len(values)), k
 
 
-def cluster_t(values: np.ndarray, clusters) -> tuple[float, float, float]:
+def cluster_t(values: np.ndarray, clusters, bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float, float]:
     """95% interval of the mean of clustered items, and the two-sided p of "the mean is 0": Student's
     t with k − 1 degrees of freedom on the clusters' standard error (a percentile bootstrap over
-    30 clusters covers about 92%, this one about 95%: benchmarks/clustered_intervals.py)."""
+    30 clusters covers about 92%, this one about 95%: benchmarks/clustered_intervals.py). With one
+    cluster, the whole range `bounds` and p = 1."""
     from scipy.stats import t
 
     mean = float(np.mean(values))
     se, k = cluster_se(values, clusters)
-    if se == 0.0:
-        return mean, mean, (1.0 if mean == 0.0 else 0.0)
+    if k < 2:  # one cluster is one unit of evidence: no interval narrower than the scores' range
+        return bounds[0], bounds[1], 1.0
+    if se == 0.0:  # every cluster agrees: the sign test over clusters
+        return mean, mean, (1.0 if mean == 0.0 else sign_test_p(k, 0))
     q = float(t.ppf(0.975, k - 1))
     return mean - q * se, mean + q * se, float(2 * t.sf(abs(mean) / se, k - 1))
 
@@ -117,7 +120,7 @@ def design_effect(values: np.ndarray, clusters) -> float:
     if not clustered(clusters) or n < 2 or values.var() == 0:
         return 1.0
     se, k = cluster_se(values, clusters)
-    return 1.0 if k < 2 else float(se**2 / (values.var(ddof=1) / n))
+    return float(n) if k < 2 else float(se**2 / (values.var(ddof=1) / n))  # one cluster: one item's worth
 
 
 def bootstrap_ci(scores: np.ndarray, b: int = 10_000, seed: int = 0) -> tuple[float, float]:
@@ -459,7 +462,7 @@ def _paired_clusters(common, a, c, groups, min_n: int, margin: float | None, alp
     """`paired` on clustered items: Student's t over the clusters for the interval and the p
     (`cluster_t`), the design effect of the differences for the detectable difference and TOST."""
     diff = a - c
-    low, high, p = cluster_t(diff, groups)
+    low, high, p = cluster_t(diff, groups, bounds=(-1.0, 1.0))
     observed = float(diff.mean())
     few = len(common) < min_n
     effective = len(diff) / max(1.0, design_effect(diff, groups))
@@ -485,9 +488,10 @@ def cluster_labels(records: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
     for (run_id, task), g in frame.groupby(["run_id", "task"], sort=True):
         ids = g["example_id"].astype(str)
         kept = g["extras"].map(lambda e: extras_of(e).get("cluster") if isinstance(e, str) and '"cluster"' in e else None)
-        fallback = ids.str.split(SEP, n=1).str[0] if SEP in task else ids
-        labels = pd.Series(np.where(kept.notna(), kept, fallback), index=ids.to_numpy())
-        labels = labels[~labels.index.duplicated()]
+        kept = kept.groupby(ids.to_numpy()).first()  # an item's cluster, from any config's record (an error keeps none)
+        unique = ids.drop_duplicates()
+        fallback = pd.Series((unique.str.split(SEP, n=1).str[0] if SEP in task else unique).to_numpy(), index=unique.to_numpy())
+        labels = kept.reindex(fallback.index).fillna(fallback)
         if clustered(labels.to_numpy()):
             out[(run_id, task)] = labels
     return out
@@ -788,7 +792,7 @@ def sensitivity(summary: pd.DataFrame, records: pd.DataFrame, b: int = 1_000, se
         for cid, s in zip(test.config_id, test.strategy, strict=True)
     }
     test = test.assign(family=test["config_id"].map(family))
-    scored = records[records["split"] == "test"]
+    scored = answered(records[records["split"] == "test"])  # failed calls are not answers, as everywhere
     rows = []
     for (run_id, model, task), g in test.groupby(["run_id", "model", "task"], sort=True):
         mine = scored[(scored["run_id"] == run_id) & (scored["model"] == model) & (scored["task"] == task)]

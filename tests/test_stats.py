@@ -423,3 +423,12 @@ def test_items_in_clusters_get_the_design_effect_a_hand_computation_gives_and_a_
     alone, together = stats.paired(a, c, b=4000), stats.paired(a, c, b=4000, clusters=by)
     assert together["diff"] == alone["diff"] == pytest.approx(0.2)
     assert together["ci_low"] < alone["ci_low"] and together["p"] > alone["p"]
+    # one cluster is one unit of evidence: no verdict, an interval as wide as the scores can be
+    one = stats.paired(a, c, b=1000, min_n=10, clusters=pd.Series("case0", index=a.index))
+    assert one["p"] == 1.0 and (one["ci_low"], one["ci_high"]) == (-1.0, 1.0)
+    assert stats.corrected_verdict(one["diff"], one["p"], one["n"]) == "tie"
+    assert stats.score_ci(values, clusters=np.zeros(n)) == stats.wilson(0.6, 1)
+    # an item whose first record is a failed call (no extras) keeps the cluster its other records name
+    recs = exact({("m", "a", "test"): [0, 1], ("m", "b", "test"): [1, 1]})
+    recs["example_id"], recs["extras"] = ["q0", "q1"] * 2, [None, json.dumps({"cluster": "k"})] + [json.dumps({"cluster": "k"})] * 2
+    assert stats.cluster_labels(recs)[("r", "t")].to_dict() == {"q0": "k", "q1": "k"}
