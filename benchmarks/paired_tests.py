@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+
 from promptopt.detectable import mde
 from promptopt.stats import paired_p, sign_test_p, tost_p
 

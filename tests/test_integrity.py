@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import cli, exam_server
 
 from promptopt.testing import ScriptedHTTPError
