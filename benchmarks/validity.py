@@ -437,7 +437,7 @@ def verdict_chunk(tag: int, kind: str, n: int, seeds: list[int], s: Settings):
 # Sensitivity: eight configs of one accuracy
 
 
-PERMUTATIONS = 200  # per seed in the sensitivity scenarios (the report uses 1,000)
+PERMUTATIONS = stats.PERMUTATIONS  # per seed in the sensitivity scenarios, as the report uses
 
 
 def sensitivity_chunk(tag: int, sigma: float, n: int, seeds: list[int], s: Settings):
@@ -705,7 +705,7 @@ def main() -> None:
                  "net_std", "interval holds 0", "|mean| ≤ 0.3"], rows))  # fmt: skip
     note(
         "means over seeds, in points. The true spread is 0, so net_std should average 0: it is the floored net std minus "
-        f"its mean over {PERMUTATIONS} permutations of each item's scores among the configs (the report uses 1,000); "
+        f"its mean over {PERMUTATIONS} permutations of each item's scores among the configs (as the report); "
         "its interval is the permutations' 95% range"
     )
 

@@ -431,19 +431,17 @@ def validate(judge: Judge, task, min_kappa: float, n: int = DEFAULT_CHECKS, thre
     """The judge grades the planted pairs of `task`; its agreement and kappa against them."""
     from concurrent.futures import ThreadPoolExecutor
 
+    # one shape for both: (item, answer, should pass / near-miss kind, criterion ruled on or "")
     if judge.rubric.per_criterion:
         asked = criteria_pairs(task, n)
-        pairs = [(ex, answer, want) for ex, answer, want, _ in asked]
-        near = [(ex, f"It is not the case that: {text}", text) for ex, _, want, text in asked if want]
-        planted = [(ex, answer, "negated") for ex, answer, _ in near]
+        near = [(ex, f"It is not the case that: {c}", "negated", c) for ex, _, want, c in asked if want]
     else:
         asked = [(*pair, "") for pair in validation_pairs(task, n)]
-        pairs = [pair[:3] for pair in asked]
-        planted = near_misses(task, [ex for ex, _, want in pairs if want])
-        near = [(ex, answer, "") for ex, answer, _ in planted]
+        near = [(*miss, "") for miss in near_misses(task, [ex for ex, _, want, _ in asked if want])]
+    pairs = [pair[:3] for pair in asked]
 
-    def one(pair):
-        ex, answer, criterion = pair[0], pair[1], pair[-1]
+    def one(item):
+        ex, answer, _, criterion = item
         return judge.grade(question_text(ex.inputs), ex.gold, answer, criterion)
 
     try:
@@ -474,7 +472,7 @@ def validate(judge: Judge, task, min_kappa: float, n: int = DEFAULT_CHECKS, thre
         pairs=[[ex.id, s, e] for (ex, _, e), s in zip(pairs, said, strict=True)],
         failed_near=sum(not s for s in near_said),
         near_kappa=kappa(own_said + near_said, [True] * len(own_said) + [False] * len(near_said)) if near_said else None,
-        near_kinds={k: n for k in NEAR_KINDS if (n := sum(kind == k for _, _, kind in planted))},
+        near_kinds={k: n for k in NEAR_KINDS if (n := sum(kind == k for _, _, kind, _ in near))},
     )  # fmt: skip
 
 

@@ -477,7 +477,7 @@ def _sensitivity_sections(report: Report) -> list[Section]:
             _pct(r.net_std) if r.net_std_ci_low is None else _ci(r.net_std, r.net_std_ci_low, r.net_std_ci_high, _pts),
         ],
         "Spread from noise = the max − min that configs of identical accuracy would show from sampling "
-        "alone: the mean over 1,000 permutations of each shared test item's scores among the configs (binomial "
+        "alone: the mean over 200 permutations of each shared test item's scores among the configs (binomial "
         "where they share too few items: configs that answer alike show little); std net of noise = the std of the "
         "configs' true scores once that noise is taken out, centred so that it averages 0 for configs of equal "
         "accuracy, with the permutations' 95% range (holding 0: no larger than noise). Reasoning: cot, self_consistency, "
