@@ -1,8 +1,8 @@
 """Coverage of the ceiling's two intervals over simulated worlds with a known truth.
 
-The ceiling is the test score of the config chosen on val. Its usual interval (Wilson, of the
-chosen config) treats the choice as fixed; the whole-procedure interval
-(`promptopt.stats.procedure_interval`) resamples val and test items and chooses again each time.
+The ceiling is the test score of the config chosen on val. Its default interval, over the whole
+procedure (`promptopt.stats.procedure_interval`), resamples val and test items and chooses again
+each time; the chosen config's own interval (Wilson, `ceiling_fixed_ci_*`) treats the choice as fixed.
 Each world draws val and test answers for k configs at known accuracies (ties included), runs the
 comparator, and asks whether each interval holds the chosen config's true accuracy.
 
@@ -34,11 +34,12 @@ def coverage(accuracies: list[float], worlds: int, n: int) -> tuple[float, ...]:
         recs = simulate({"m": configs}, n={"val": n, "test": n}, seed=seed)
         row = stats.ceilings(recs, b=1000, seed=seed).iloc[0]
         true = truth[row.selected_config_id]
-        fixed += row.ceiling_ci_low <= true <= row.ceiling_ci_high
-        procedure += row.ceiling_procedure_ci_low <= true <= row.ceiling_procedure_ci_high
-        width += row.ceiling_procedure_ci_high - row.ceiling_procedure_ci_low
-        fixed_best += row.ceiling_ci_low <= best <= row.ceiling_ci_high
-        procedure_best += row.ceiling_procedure_ci_low <= best <= row.ceiling_procedure_ci_high
+        assert row.ceiling_interval == "procedure"  # the default interval, when chosen on val among 2+
+        fixed += row.ceiling_fixed_ci_low <= true <= row.ceiling_fixed_ci_high
+        procedure += row.ceiling_ci_low <= true <= row.ceiling_ci_high
+        width += row.ceiling_ci_high - row.ceiling_ci_low
+        fixed_best += row.ceiling_fixed_ci_low <= best <= row.ceiling_fixed_ci_high
+        procedure_best += row.ceiling_ci_low <= best <= row.ceiling_ci_high
     return fixed / worlds, procedure / worlds, width / worlds, fixed_best / worlds, procedure_best / worlds
 
 

@@ -347,15 +347,15 @@ def _leaderboards_sections(report: Report) -> list[Section]:
             Section(
                 f"Leaderboard — {task}{_run_label(report, run_id)}",
                 [
-                    "model", "baseline % [95% CI]", "ceiling % [95% CI]", "selection included", "ceiling config (chosen on)",
+                    "model", "baseline % [95% CI]", "ceiling % [95% CI]", "choice fixed", "ceiling config (chosen on)",
                     "optimistic max %", "uplift pts [95% CI] n", "verdict (Holm)", "rank baseline", "rank ceiling",
                 ] + (["robust ceiling % [95% CI] n", "robust choice % (config)"] if robust else []),
                 [
                     [
                         _display(r.model), _ci(r.baseline_score, r.baseline_ci_low, r.baseline_ci_high),
                         _ci(r.ceiling_score, r.ceiling_ci_low, r.ceiling_ci_high),
-                        "—" if r.ceiling_procedure_ci_low is None else
-                        f"[{_pct(r.ceiling_procedure_ci_low)}, {_pct(r.ceiling_procedure_ci_high)}]",
+                        "—" if r.ceiling_interval == "fixed" or r.ceiling_fixed_ci_low is None else
+                        f"[{_pct(r.ceiling_fixed_ci_low)}, {_pct(r.ceiling_fixed_ci_high)}]",
                         f"{r.selected_config_id} ({_chosen_on(r.selected_on)})", _pct(r.optimistic_max_score),
                         _uplift(r), _verdict(r.verdict, r.uplift_n, r.baseline_score is not None),
                         str(r.rank_baseline or "—"), str(r.rank_ceiling or "—"),
@@ -365,9 +365,10 @@ def _leaderboards_sections(report: Report) -> list[Section]:
                 ("Robust ceiling = the ceiling config's test items counted only when also right on every probe "
                  "that ran (partial and noimage aside); robust choice = the config the robust score picks on val, and its "
                  "robust test score. " if robust else "") + "Ceiling = test score of the config chosen on val among the configs scored on all of val (on test "
-                "only when no val was scored: then it is optimistic too); its interval is the chosen config's own. "
-                "Selection included = the ceiling's 95% interval over the whole procedure: val and test items "
-                "resampled and the choice made again each time. Optimistic max = best test score over "
+                "only when no val was scored: then it is optimistic too). Its interval includes the selection: val and "
+                "test items (clusters, where items share one) resampled and the choice made again each time; "
+                "choice fixed = the chosen config's own interval, as if the choice had been made in advance "
+                "(the only one when there was no choice). Optimistic max = best test score over "
                 "all configs, biased upward. Scores leave out items whose LM call failed. Uplift = ceiling − "
                 "baseline on the test items both answered (n), paired bootstrap interval; verdicts are corrected "
                 f"with Holm's method over the {comparisons} comparisons of this task (uplifts and head-to-head) at "

@@ -100,10 +100,13 @@ class Ceiling(_Row):
     comparisons: int | None
     selected_config_id: str | None
     baseline_config_id: str | None
-    # the ceiling's 95% interval over the whole procedure (val and test items resampled, the choice
-    # made again each time: promptopt.stats.procedure_interval); None unless chosen on val among 2+
-    ceiling_procedure_ci_low: float | None = None
-    ceiling_procedure_ci_high: float | None = None
+    # which interval ceiling_ci_* holds: "procedure" = over the whole procedure (val and test items
+    # resampled, the choice made again each time: promptopt.stats.procedure_interval), used when the
+    # config was chosen on val among 2+; "fixed" = the chosen config's own, as if the choice were fixed
+    ceiling_interval: Literal["procedure", "fixed"] = "fixed"
+    # the chosen config's own 95% interval (Wilson on its test items; clusters counted), always
+    ceiling_fixed_ci_low: float | None = None
+    ceiling_fixed_ci_high: float | None = None
 
 
 class LeaderboardRow(_Row):
@@ -138,10 +141,13 @@ class LeaderboardRow(_Row):
     rank_baseline: int | None
     rank_ceiling: int | None
     uplift_mde: float | None = None  # smallest uplift this comparison detects at 80% power (promptopt.detectable)
-    # the ceiling's 95% interval over the whole procedure (val and test items resampled, the choice
-    # made again each time: promptopt.stats.procedure_interval); None unless chosen on val among 2+
-    ceiling_procedure_ci_low: float | None = None
-    ceiling_procedure_ci_high: float | None = None
+    # which interval ceiling_ci_* holds: "procedure" = over the whole procedure (val and test items
+    # resampled, the choice made again each time: promptopt.stats.procedure_interval), used when the
+    # config was chosen on val among 2+; "fixed" = the chosen config's own, as if the choice were fixed
+    ceiling_interval: Literal["procedure", "fixed"] = "fixed"
+    # the chosen config's own 95% interval (Wilson on its test items; clusters counted), always
+    ceiling_fixed_ci_low: float | None = None
+    ceiling_fixed_ci_high: float | None = None
 
 
 class Comparison(_Row):

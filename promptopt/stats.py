@@ -370,8 +370,8 @@ def _by_cost(full: pd.DataFrame) -> pd.DataFrame:
     return full.assign(_cost=cost, _calls=calls).sort_values(["_cost", "_calls", "config_id"])
 
 
-def procedure_interval(val: list[pd.Series], test: list[pd.Series], b: int = 10_000,
-                       seed: int = 0) -> tuple[float, float] | None:  # fmt: skip
+def procedure_interval(val: list[pd.Series], test: list[pd.Series], b: int = 10_000, seed: int = 0,
+                       clusters: pd.Series | None = None) -> tuple[float, float] | None:  # fmt: skip
     """95% interval of the ceiling as the whole procedure makes it: resample the val items and the
     test items (apart: they are different items), choose again on the resampled val (ties to the
     earlier config of the list, the cheaper), and take how far that config's mean on the
@@ -380,7 +380,9 @@ def procedure_interval(val: list[pd.Series], test: list[pd.Series], b: int = 10_
     procedure's error). `val` and `test` hold each candidate's item scores, cheapest first. The
     choice's own binomial interval treats the choice as fixed; this one resamples it too, and
     mixing the configs' own test distributions instead (each centred on its own observed mean)
-    over-covered at 98-100% (BENCHMARKS.md §12). None when a config has no val or test item."""
+    over-covered at 98-100% (BENCHMARKS.md §12). `clusters` (example id -> cluster): whole clusters
+    are resampled, each item weighing as often as its cluster is drawn. The interval is clipped to
+    [0, 1] for 0/1 scores. None when a config has no val or test item."""
     ids_v = sorted(set().union(*(v.index for v in val)))
     ids_t = sorted(set().union(*(t.index for t in test)))
     if not ids_v or not ids_t or any(v.empty for v in val) or any(t.empty for t in test):
@@ -389,9 +391,10 @@ def procedure_interval(val: list[pd.Series], test: list[pd.Series], b: int = 10_
 
     def means(series: list[pd.Series], ids: list) -> np.ndarray:
         grid = np.array([s.reindex(ids).to_numpy(dtype=float) for s in series])  # configs x items, NaN unanswered
-        n = len(ids)  # each resample's draw counts per item (a multinomial, counted from uniform draws: fast)
+        codes = _cluster_codes(ids, clusters)
+        n = int(codes.max()) + 1  # each resample's draw counts per cluster (a multinomial, from uniform draws: fast)
         draws = rng.integers(0, n, size=(b, n), dtype=np.int32) + (np.arange(b, dtype=np.int64) * n)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).T.astype(float)  # items x resamples
+        counts = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).T.astype(float)[codes]  # items x resamples
         seen = ~np.isnan(grid)
         return (np.nan_to_num(grid) @ counts) / np.maximum(seen.astype(float) @ counts, 1)
 
@@ -402,7 +405,19 @@ def procedure_interval(val: list[pd.Series], test: list[pd.Series], b: int = 10_
     chosen = np.argmax(on_val - order[:, None], axis=0)
     error = on_test[chosen, np.arange(b)] - observed_test[chosen]
     ceiling = float(observed_test[int(np.argmax(observed_val - order))])
-    return ceiling - float(np.quantile(error, 0.975)), ceiling - float(np.quantile(error, 0.025))
+    low, high = ceiling - float(np.quantile(error, 0.975)), ceiling - float(np.quantile(error, 0.025))
+    if all(np.isin(t.to_numpy(dtype=float), (0.0, 1.0)).all() for t in test):  # a basic bootstrap can leave [0, 1]
+        low, high = max(low, 0.0), min(high, 1.0)
+    return low, high
+
+
+def _cluster_codes(ids: list, clusters: pd.Series | None) -> np.ndarray:
+    """Each item's cluster as a code 0..k-1 (an item with no label is its own cluster)."""
+    if clusters is None:
+        return np.arange(len(ids))
+    keys = pd.Index([str(i) for i in ids])
+    labels = clusters.reindex(keys).fillna(pd.Series(keys, index=keys))
+    return pd.factorize(labels.to_numpy())[0]
 
 
 def item_scores(records: pd.DataFrame, split: str = "test") -> dict[tuple[str, str, str, str], pd.Series]:
@@ -531,8 +546,10 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
             "baseline_ci_high": _first(base, "ci_high"),
             "baseline_n": _first(base, "n"),
             "ceiling_score": _first(sel, "score"),
-            "ceiling_ci_low": _first(sel, "ci_low"),
+            "ceiling_ci_low": _first(sel, "ci_low"),  # replaced by the whole procedure's when chosen on val
             "ceiling_ci_high": _first(sel, "ci_high"),
+            "ceiling_fixed_ci_low": _first(sel, "ci_low"),
+            "ceiling_fixed_ci_high": _first(sel, "ci_high"),
             "ceiling_n": _first(sel, "n") or 0,
             "optimistic_max_score": float(best.score),
             "optimistic_config_id": best.config_id,
@@ -544,7 +561,7 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
             "uplift_baseline_score": None,
             "uplift_p": None,
             "uplift_mde": None,
-            **_procedure_cells(summary, pick, val_items, items, b, seed),
+            **_ceiling_interval(summary, pick, val_items, items, b, seed, labels.get((pick.run_id, pick.task))),
         }
         if len(sel) and len(base):
             a = items[(pick.run_id, pick.model, pick.task, pick.config_id)]
@@ -566,21 +583,27 @@ def _raw_ceilings(records: pd.DataFrame, summary: pd.DataFrame, b: int, seed: in
     return out
 
 
-def _procedure_cells(summary: pd.DataFrame, pick, val_items: dict, test_items: dict, b: int, seed: int) -> dict:
-    """The whole-procedure interval of one ceiling chosen on val among two or more candidates
-    (`val_items`, `test_items`: item_scores of the split)."""
-    none = {"ceiling_procedure_ci_low": None, "ceiling_procedure_ci_high": None}
+def _ceiling_interval(summary: pd.DataFrame, pick, val_items: dict, test_items: dict, b: int, seed: int,
+                      clusters: pd.Series | None) -> dict:  # fmt: skip
+    """The ceiling's default interval: over the whole procedure (promptopt.stats.procedure_interval)
+    when the config was chosen on val among two or more candidates, else the chosen config's own
+    (`ceiling_fixed_ci_*`, already in the row as `fixed`). `val_items`, `test_items`: item_scores
+    of the split; `clusters`: the task's cluster labels, resampled whole."""
+    fixed = {"ceiling_interval": "fixed"}
     if pick.selected_on != "val" or pick.candidates < 2:
-        return none
+        return fixed
     mine = summary[(summary.run_id == pick.run_id) & (summary.model == pick.model) & (summary.task == pick.task)]
     val = mine[(mine.split == "val") & (mine.n > 0)]
     full = _by_cost(val[val["n_items"] == val["n_items"].max()])
     keys = [(pick.run_id, pick.model, pick.task, c) for c in full.config_id]
     if not all(k in val_items and k in test_items for k in keys):
-        return none
+        return fixed
     # 2,000 resamples place a 95% interval's ends well enough, at a fifth of 10,000's time
-    found = procedure_interval([val_items[k] for k in keys], [test_items[k] for k in keys], b=min(b, 2_000), seed=seed)
-    return none if found is None else {"ceiling_procedure_ci_low": found[0], "ceiling_procedure_ci_high": found[1]}
+    found = procedure_interval([val_items[k] for k in keys], [test_items[k] for k in keys], b=min(b, 2_000),
+                               seed=seed, clusters=clusters)  # fmt: skip
+    if found is None:
+        return fixed
+    return {"ceiling_interval": "procedure", "ceiling_ci_low": found[0], "ceiling_ci_high": found[1]}
 
 
 def _raw_head_to_head(records: pd.DataFrame, ceil: pd.DataFrame, b: int, seed: int,

@@ -39,7 +39,7 @@ def pct(x) -> str:
 # Columns a table too wide for the terminal moves under each row: detail a reader rarely compares across rows.
 DETAIL_FIRST = (
     "wall s", "tokens in/out", "tokens in/out per ex", "parse fail %", "sel", "rank baseline", "rank ceiling",
-    "optimistic max %", "selection included", "prompt tok", "completion tok", "one-off tokens", "compile calls",
+    "optimistic max %", "choice fixed", "prompt tok", "completion tok", "one-off tokens", "compile calls",
     "prep calls", "detectable pts", "A only / B only / both / neither", "chosen on", "LM calls", "primary",
 )  # fmt: skip
 

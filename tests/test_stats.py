@@ -368,6 +368,28 @@ def test_the_whole_procedure_interval_follows_the_choice_made_again_on_resampled
     a_val, b_val = pd.Series(ones(20, 40), index=ids_v), pd.Series(ones(20, 40)[::-1], index=ids_v)
     low, high = stats.procedure_interval([a_val, b_val], [test_a, test_b], b=2000)
     assert low < 0.75 < high and low > 0.5 and (low, high) == pytest.approx(always_a, abs=0.04)
+    # forty test items in ten clusters of four that agree are ten items' evidence: resampled whole,
+    # the interval is the one ten items give, not forty's
+    alone = [pd.Series(ones(10, 10), index=ids_v[:10]), pd.Series(ones(0, 10), index=ids_v[:10])]
+    ten = stats.procedure_interval(alone, [pd.Series(ones(7, 10), index=ids_t[:10])] * 2, b=4000)
+    in_fours = pd.Series(ones(28, 40), index=ids_t)
+    clusters = pd.Series([f"c{i // 4}" for i in range(40)], index=ids_t)
+    forty = stats.procedure_interval(alone, [in_fours] * 2, b=4000)
+    assert stats.procedure_interval(alone, [in_fours] * 2, b=4000, clusters=clusters) == pytest.approx(ten, abs=0.03)
+    assert forty[1] - forty[0] < 0.6 * (ten[1] - ten[0])
+
+
+def test_the_default_ceiling_interval_includes_the_selection_and_the_fixed_one_stays_beside_it():
+    recs = exact({("m", "baseline", "val"): ones(20, 40), ("m", "cot", "val"): ones(20, 40)[::-1],
+                  ("m", "baseline", "test"): ones(30, 40), ("m", "cot", "test"): ones(10, 40)})  # fmt: skip
+    row = stats.ceilings(recs, b=2000).iloc[0]
+    assert row.ceiling_interval == "procedure" and row.selected_on == "val"
+    assert (row.ceiling_ci_low, row.ceiling_ci_high) == stats.procedure_interval(
+        [stats.item_scores(recs, "val")[("r", "m", "t", c)] for c in ("baseline", "cot")],
+        [stats.item_scores(recs, "test")[("r", "m", "t", c)] for c in ("baseline", "cot")], b=2000)  # fmt: skip
+    assert (row.ceiling_fixed_ci_low, row.ceiling_fixed_ci_high) == stats.wilson(30, 40)
+    test_only = stats.ceilings(recs[recs.split == "test"], b=2000).iloc[0]  # no choice on val: nothing to include
+    assert test_only.ceiling_interval == "fixed" and test_only.ceiling_ci_low == test_only.ceiling_fixed_ci_low
 
 
 def test_head_to_head_names_the_items_each_model_alone_gets_right_and_mcnemar_is_the_exact_binomial():
