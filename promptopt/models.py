@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -234,6 +235,8 @@ class CallLog:
     cost_usd: float = 0.0
     outputs: list[str] = field(default_factory=list)
     sent: list[dict] = field(default_factory=list)  # each call's request as sent: {"messages": [...]} or {"prompt": ...}
+    batched: int = 0  # calls answered from a provider batch (promptopt.batch), at its price
+    asked: dict[str, int] = field(default_factory=dict)  # batch mode: times each request was asked in this item
 
     def usage(self) -> dict[str, int | float]:
         """What the calls cost, as the store's columns name it."""
@@ -348,15 +351,35 @@ def build_lm(model: Model, **overrides: Any):
             key = journal.key(self, args, kwargs) if journal else None
             if key is not None and (kept := journal.replay(key)) is not None:
                 return kept  # made before an interruption: replayed, not asked again
-            outputs = self._call(*args, **kwargs)
+            batched, found = self._from_batch(args, kwargs)
+            outputs = self._call(*args, **kwargs) if found is None else self._call(*args, mock_response=found, **kwargs)
+            if batched is not None and found is None:  # failed in its batch, answered now: kept for later rounds
+                self.batch_round.keep(batched, _last_usage.response)
             if key is not None:
                 journal.keep(key, outputs, _last_usage.value, getattr(_last_usage, "cost", 0.0))
             return outputs
 
+        def _from_batch(self, args, kwargs):
+            """In a batched pass (promptopt.batch): the answer a batch brought (None: call as usual)."""
+            batched = getattr(self, "batch_round", None)
+            if batched is None:
+                return None, None
+            from promptopt.batch import request_body, request_key
+
+            body = request_body(self, args, kwargs)
+            log = current_log.get()
+            plain = json.dumps(body, sort_keys=True, default=str)
+            seen = log.asked.get(plain, 0) if log is not None else 0
+            if log is not None:
+                log.asked[plain] = seen + 1
+            key = request_key(model.identity, body, seen)
+            return key, batched.lookup(key, body)
+
         def _call(self, *args, **kwargs):
             for attempt in range(model.num_retries + 1):
                 _last_usage.value, _last_usage.cost = None, 0.0
-                limiter.wait()
+                if "mock_response" not in kwargs:  # a batch's answer asks nothing of the endpoint
+                    limiter.wait()
                 try:
                     outputs = super().__call__(*args, **kwargs)
                     if not _empty(outputs, _last_usage.value):
@@ -375,16 +398,20 @@ def build_lm(model: Model, **overrides: Any):
                     time.sleep(min(60.0, model.backoff_s * 2**attempt) * random.uniform(1.0, 1.1))
 
         def update_history(self, entry: dict) -> None:
-            _last_usage.value = entry.get("usage") or {}
-            _last_usage.cost = _price(model, _last_usage.value, entry.get("cost"))
+            from promptopt.batch import batch_price
+
+            batched = "mock_response" in (entry.get("kwargs") or {})
+            usage = entry.get("usage") or {}
+            cost = batch_price(model, usage, entry.get("cost")) if batched else _price(model, usage, entry.get("cost"))
+            _last_usage.value, _last_usage.cost, _last_usage.response = usage, cost, entry.get("response")
             log = current_log.get() or getattr(self, "compile_log", None)
             if log is not None:
-                usage = entry.get("usage") or {}
                 with _count_lock:
                     log.calls += 1
+                    log.batched += batched
                     log.prompt_tokens += int(usage.get("prompt_tokens") or 0)
                     log.completion_tokens += int(usage.get("completion_tokens") or 0)
-                    log.cost_usd += _price(model, usage, entry.get("cost"))
+                    log.cost_usd += cost
                     for out in entry.get("outputs") or []:
                         log.outputs.append(out if isinstance(out, str) else str(out.get("text", out)))
                     log.sent.append(sent_request(entry))

@@ -111,6 +111,9 @@ OPTIONS: tuple[Option, ...] = (
            "language (repeatable).", flag="--probe"),
     Option("corpus", Path | None, None, "Passages for retrieve: a JSONL file (id, text per line) or a folder of .txt "
            "files; replaces the task's own corpus.", relative=True),
+    Option("batch", bool, False, "Send the calls of fixed programs scored on val and test (a search: on test) "
+           "through the provider's batch API, at its batch price (about half), waiting up to 24 h; a killed run "
+           "collects its batches instead of paying again."),
     # a search's own
     Option("trials", int | None, None, "Configs to search per model and task (default: all).", ge=1,
            modes=("search",)),

@@ -163,15 +163,26 @@ class Bench:
         prepare(program, self, cfg)
         return compile_once(program, self, cfg)
 
-    def score(self, program, cfg, split: str, examples=None) -> Scored:
+    def score(self, program, cfg, split: str, examples=None, adaptive: bool = False) -> Scored:
         """Score `program` on `examples` (default: the split's items up to the plan's limit); only
-        what is not yet recorded is asked. Returns the config's score on exactly those items."""
+        what is not yet recorded is asked. Returns the config's score on exactly those items.
+        With --batch the calls go through the provider's batch API, unless the pass is `adaptive`
+        (what it scores next depends on this score: a search's rungs)."""
         examples = self.task.examples(split, self.ctx.plan.limit) if examples is None else examples
-        evaluate(
-            program, examples, task=self.task, model=self.model, lm=self.lm, adapter=self.adapter, config=cfg,
-            split=split, run_id=self.ctx.run_id, store=self.ctx.store, threads=self.threads,
-            on_progress=self.ctx.on_progress, budget=self.ctx.budget, judges=self.judges,
-        )  # fmt: skip
+
+        def run() -> None:
+            evaluate(
+                program, examples, task=self.task, model=self.model, lm=self.lm, adapter=self.adapter, config=cfg,
+                split=split, run_id=self.ctx.run_id, store=self.ctx.store, threads=self.threads,
+                on_progress=self.ctx.on_progress, budget=self.ctx.budget, judges=self.judges,
+            )  # fmt: skip
+
+        if self.ctx.plan.batch and not adaptive:
+            from promptopt.batch import through_batches
+
+            through_batches(self, run)
+        else:
+            run()
         return self.measure(cfg, split, [e.id for e in examples])
 
     def records(self, config_id: str, split: str | None = None, ids=None, recs=None) -> pd.DataFrame:

@@ -111,6 +111,8 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
     models = [resolve_model(m, plan.api_base, **({"rpm": plan.rpm} if plan.rpm else {})) for m in plan.models]
     for model in models if credentials else ():  # a dry run calls nothing, so needs no key
         check_credentials(model)
+    if plan.batch:
+        check_batch(plan, models)
     judges = [judge for task in tasks for judge in judge_models(plan, task)]
     for judge in judges if credentials else ():
         check_credentials(judge)
@@ -149,6 +151,19 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
         for model in [*models, *judges]:
             check_endpoint(model)
     return tasks, models, configs, overlap
+
+
+def check_batch(plan: RunPlan, models: list) -> None:
+    """--batch needs calls a batch can carry: fixed programs scored (not only adaptive passes),
+    on models whose provider LiteLLM can batch."""
+    from promptopt.batch import check
+
+    if not plan.splits:
+        raise UserError("--batch: this plan scores no fixed program on val or test, and its adaptive calls (search "
+                        "rounds, optimizers' inner loops) must be answered at once; give --split val or test, or "
+                        "leave out --batch.")  # fmt: skip
+    for model in models:
+        check(model)
 
 
 def corpus_for(plan: RunPlan, task, strategy: str):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from promptopt.batch import Deferred
 from promptopt.config import Config
 from promptopt.errors import UserError
 from promptopt.images import digests
@@ -182,6 +183,8 @@ def score_example(
         corpus = getattr(getattr(program, "corpus", None), "gold", None)
         if extras.retrieved is not None and corpus == "item_id":  # the item's own passage is its gold one
             extras = extras.model_copy(update={"recall": float(example.id in extras.retrieved)})
+        if log.batched:
+            extras = extras.model_copy(update={"batch_calls": log.batched})
         fields = dict(
             prediction=answer,
             score=score,
@@ -198,6 +201,8 @@ def score_example(
                       extras=Extras(**more).to_json())  # fmt: skip
     except UserError:
         raise  # a judge that cannot be called (bad key): stop in its one sentence
+    except Deferred:  # a batched pass: a call waits for its batch, so the item is scored in a later round
+        return None, log
     except Exception as exc:
         reason = fatal_reason(exc, model)
         if reason:
@@ -262,7 +267,9 @@ def evaluate(
     where = dict(run_id=run_id, model=model.identity, task=task.name, strategy=config.strategy,
                  optimizer=config.optimizer, config_id=config.id, config=config.to_json(), split=split)  # fmt: skip
 
-    def finish(ex: Example, fields: dict, log: CallLog) -> None:
+    def finish(ex: Example, fields: dict | None, log: CallLog) -> None:
+        if fields is None:  # deferred to a batch (promptopt.batch): nothing asked yet, nothing recorded
+            return
         sent = json.dumps(log.sent) if log.sent else None  # what the model saw, for viewers
         pending.append(Record(**where, example_id=ex.id, gold=ex.gold, **log.usage(), created_at=time.time(),
                               sent=sent, **fields))  # fmt: skip

@@ -301,7 +301,7 @@ def _study_loop(study, by_id, settings: SearchSettings, bench: Bench):
         for step, size in enumerate(rungs):
             for cid in elim.survivors:
                 trial, cfg, program = active[cid]
-                scored = bench.score(program, cfg, "val", val[:size])
+                scored = bench.score(program, cfg, "val", val[:size], adaptive=True)  # the next rung depends on it
                 arms[cid] = Arm(cid, scored.cost, scored.items)
                 set_attr(trial, "n", size)
             alive = {c: arms[c] for c in elim.survivors}

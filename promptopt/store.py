@@ -152,6 +152,29 @@ judgments = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# Provider batches a run submitted (promptopt.batch): a killed process finds them here and
+# collects their answers instead of paying again.
+batches = per_run_and(
+    "batches",
+    ("model",),
+    Column("batch_id", String(200), primary_key=True),
+    Column("request_keys", Text, nullable=False),  # JSON list: the requests' keys, in the file's order
+    Column("status", String(20), nullable=False),  # submitted | collected
+    Column("created_at", Float, nullable=False),
+)
+
+# A batch's answers by request key (promptopt.batch.request_key): the response body, or why the
+# request failed (then it is asked synchronously).
+batch_answers = Table(
+    "batch_answers",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("body", Text),  # JSON: the chat completion as the provider returned it
+    Column("error", Text),
+    Column("created_at", Float, nullable=False),
+)
+
 # One row per (run, task, judge): how the judge did on the planted verdicts before it scored.
 judge_checks = per_run_and(
     "judge_checks",
@@ -526,6 +549,46 @@ class Store:
             raise KeyError(f"report sections may read {', '.join(readers)}, not {name!r}")
         return readers[name](run_id)
 
+    def add_batch(self, run_id: str, model: str, batch_id: str, keys: list[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(batches.insert().values(run_id=run_id, model=model, batch_id=batch_id, request_keys=json.dumps(keys),
+                                                 status="submitted", created_at=time.time()))  # fmt: skip
+
+    def open_batches(self, run_id: str, model: str) -> list[tuple[str, list[str]]]:
+        """(batch id, its request keys) of the batches submitted and not yet collected."""
+        q = select(batches.c.batch_id, batches.c.request_keys).where(
+            (batches.c.run_id == run_id) & (batches.c.model == model) & (batches.c.status == "submitted")
+        ).order_by(batches.c.created_at)
+        with self.engine.connect() as conn:
+            return [(bid, json.loads(keys)) for bid, keys in conn.execute(q)]
+
+    def collect_batch(self, run_id: str, model: str, batch_id: str, answers: dict[str, tuple[str | None, str | None]]) -> None:
+        """A batch's answers (key -> (body, error)) kept, and the batch marked collected, at once."""
+        with self.engine.begin() as conn:
+            self._add_batch_answers(conn, run_id, answers)
+            conn.execute(batches.update().where((batches.c.run_id == run_id) & (batches.c.model == model)
+                                                & (batches.c.batch_id == batch_id)).values(status="collected"))  # fmt: skip
+
+    def _add_batch_answers(self, conn, run_id: str, answers: dict[str, tuple[str | None, str | None]]) -> None:
+        if not answers:
+            return
+        now = time.time()
+        conn.execute(_insert_ignoring_duplicates(self.engine, batch_answers), [
+            {"key": k, "run_id": run_id, "body": body, "error": error, "created_at": now}
+            for k, (body, error) in answers.items()
+        ])  # fmt: skip
+
+    def keep_batch_answer(self, run_id: str, key: str, body: str) -> None:
+        """A request that failed in its batch, answered synchronously: kept, so no later round asks again."""
+        with self.engine.begin() as conn:
+            conn.execute(batch_answers.delete().where(batch_answers.c.key == key))
+            self._add_batch_answers(conn, run_id, {key: (body, None)})
+
+    def batch_answers(self, run_id: str) -> dict[str, tuple[str | None, str | None]]:
+        q = select(batch_answers.c.key, batch_answers.c.body, batch_answers.c.error).where(batch_answers.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return {k: (body, error) for k, body, error in conn.execute(q)}
+
     def _has(self, table: str) -> bool:
         from sqlalchemy import inspect
 
@@ -720,10 +783,11 @@ class Store:
 
     def dump(self, run_ids: list[str]) -> dict[str, list[dict]]:
         """Every row of every per-run table for `run_ids` (records with their requests as sent),
-        ordered by primary key. Left out: compile_calls and judgments, caches no report reads."""
+        ordered by primary key. Left out: compile_calls, judgments and the batch tables, caches no
+        report reads."""
         out = {}
         for table in metadata.sorted_tables:
-            if "run_id" not in table.c or not self._has(table.name):
+            if "run_id" not in table.c or table in (batches, batch_answers) or not self._has(table.name):
                 continue
             from sqlalchemy import inspect
 

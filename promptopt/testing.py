@@ -102,6 +102,16 @@ class ScriptedServer:
     # of `reply`; `images` keeps each chat request's image digests (promptopt.images.sent_digests)
     vision: Callable[[str, list[str]], str] | None = None
     images: list[list[str]] = field(default_factory=list)
+    # tokens and calls per model name, synchronous and batched alike: what a provider bills
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the files and batches API (OpenAI's): a batch completes after `batch_polls` retrieves;
+    # the first `batch_expire` requests of each batch come back failed (as expired requests do),
+    # and `batched` counts the requests answered inside batches (not in `calls`)
+    batch_polls: int = 1
+    batch_expire: int = 0
+    batched: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)
+    batches: dict[str, dict] = field(default_factory=dict)
     _httpd: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -128,13 +138,31 @@ class ScriptedServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
+                path = self.path.split("?")[0].rstrip("/")
+                if path.endswith("/models"):
                     self._send(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]})
+                elif "/files/" in path and path.endswith("/content") and path.split("/")[-2] in server.files:
+                    data = server.files[path.split("/")[-2]]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                elif "/batches/" in path and path.split("/")[-1] in server.batches:
+                    self._send(200, server._poll(path.split("/")[-1]))
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                path = self.path.split("?")[0].rstrip("/")
+                if path.endswith("/files"):
+                    self._send(200, server._upload(raw, self.headers.get("Content-Type", "")))
+                    return
+                if path.endswith("/batches"):
+                    self._send(*server._create_batch(json.loads(raw or b"{}")))
+                    return
+                body = json.loads(raw or b"{}")
                 if "messages" in body:
                     prompt = "\n\n".join(_text(m.get("content")) for m in body["messages"])
                 else:
@@ -178,8 +206,7 @@ class ScriptedServer:
                 except Exception as exc:  # a bug in the script, not a planted fault: the client retries it
                     REPLY_CRASHES.append(f"{type(exc).__name__}: {exc}"[:300])
                     raise
-                usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
-                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                usage = server._bill(body, prompt, text)
                 base = {
                     "id": f"x{time.time_ns()}",
                     "created": int(time.time()),
@@ -227,6 +254,88 @@ class ScriptedServer:
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
+
+    def _bill(self, body: dict, prompt: str, text: str) -> dict:
+        """The call's usage (a token per word), added to the model's bill."""
+        usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        with self._lock:
+            bill = self.usage.setdefault(str(body.get("model")), {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            bill["calls"] += 1
+            bill["prompt_tokens"] += usage["prompt_tokens"]
+            bill["completion_tokens"] += usage["completion_tokens"]
+        return usage
+
+    def _upload(self, raw: bytes, content_type: str) -> dict:
+        """POST /files: a multipart form with the file and its purpose."""
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        form = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        parts = {part.get_param("name", header="content-disposition"): part for part in form.iter_parts()}
+        data = parts["file"].get_payload(decode=True)
+        with self._lock:
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = data
+        return {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                "filename": parts["file"].get_filename() or "batch.jsonl", "purpose": "batch", "status": "processed"}  # fmt: skip
+
+    def _create_batch(self, body: dict) -> tuple[int, dict]:
+        if body.get("input_file_id") not in self.files:
+            return 400, {"error": {"message": "input_file_id not found", "type": "invalid_request_error"}}
+        lines = [json.loads(line) for line in self.files[body["input_file_id"]].splitlines() if line.strip()]
+        with self._lock:
+            batch_id = f"batch_{len(self.batches) + 1}"
+            self.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
+                "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window", "24h"),
+                "status": "validating", "output_file_id": None, "error_file_id": None,
+                "created_at": int(time.time()), "metadata": body.get("metadata"),
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0}, "_polls": 0, "_lines": lines,
+            }  # fmt: skip
+        return 200, self._public(self.batches[batch_id])
+
+    @staticmethod
+    def _public(batch: dict) -> dict:
+        return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+    def _poll(self, batch_id: str) -> dict:
+        """GET /batches/ID: in progress until the `batch_polls`-th look, then answered in full."""
+        batch = self.batches[batch_id]
+        with self._lock:
+            batch["_polls"] += 1
+            due = batch["status"] not in ("completed", "failed", "expired") and batch["_polls"] >= self.batch_polls
+            if not due and batch["status"] == "validating":
+                batch["status"] = "in_progress"
+        if due:
+            self._answer_batch(batch)
+        return self._public(batch)
+
+    def _answer_batch(self, batch: dict) -> None:
+        out, errors = [], []
+        for i, line in enumerate(batch["_lines"]):
+            body, custom_id = line["body"], line["custom_id"]
+            if i < self.batch_expire:
+                errors.append({"id": f"r-{custom_id}", "custom_id": custom_id, "response": None,
+                               "error": {"code": "batch_expired", "message": "not processed within 24h"}})  # fmt: skip
+                continue
+            prompt = "\n\n".join(_text(m.get("content")) for m in body["messages"])
+            text = self.replies.get(str(body.get("model")), self.reply)(prompt)
+            with self._lock:
+                self.batched += 1
+                self.requests.append(body)
+            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+            reply = {"id": f"x{time.time_ns()}", "object": "chat.completion", "created": int(time.time()),
+                     "model": body.get("model"), "usage": self._bill(body, prompt, text), "choices": [choice]}  # fmt: skip
+            out.append({"id": f"r-{custom_id}", "custom_id": custom_id, "response": {"status_code": 200, "body": reply},
+                        "error": None})  # fmt: skip
+        with self._lock:
+            for kind, rows in (("output_file_id", out), ("error_file_id", errors)):
+                if rows:
+                    batch[kind] = f"file-{len(self.files) + 1}"
+                    self.files[batch[kind]] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+            batch["status"] = "completed"
+            batch["request_counts"] = {"total": len(batch["_lines"]), "completed": len(out), "failed": len(errors)}
 
     def stop(self) -> None:
         if self._httpd:

@@ -1,0 +1,121 @@
+"""--batch: the calls of fixed programs go through the provider's files + batches API (a scripted
+OpenAI-compatible server implements both), with the records the synchronous path writes, at the
+price table's batch price, and nothing paid twice when a process dies while its batch runs."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import cli, exam_server
+
+LIMIT = 4
+PRICED = "openai/gpt-4o-mini"  # in LiteLLM's price table, with batch prices
+ARGS = ("--limit", str(LIMIT), "--split", "test", "--strategy", "baseline", "--strategy", "self_consistency:n=3")
+ENV = {"OPENAI_API_KEY": "sk-test", "PROMPTOPT_BATCH_POLL_S": "0.05"}
+SAME = ["config_id", "example_id", "prediction", "score", "parse_ok", "error", "raw_output", "lm_calls",
+        "prompt_tokens", "completion_tokens", "sent"]  # fmt: skip
+
+
+def _records(out: Path) -> pd.DataFrame:
+    (db,) = out.glob("*/results.sqlite")
+    with sqlite3.connect(db) as conn:
+        return pd.read_sql("select * from records order by config_id, example_id", conn)
+
+
+def _run(server, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return cli("run", "--model", PRICED, "--api-base", server.base_url, "--out", str(out), *ARGS, *extra, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def runs(medqa, tmp_path_factory):
+    """The same plan on one scripted model, synchronously and through batches (a fresh server each,
+    so each counts its own calls): (records, server) per mode."""
+    right = {e.id for e in medqa.examples("test", LIMIT)[:3]}
+    out = {}
+    for mode in ("sync", "batch"):
+        folder = tmp_path_factory.mktemp(mode)
+        with exam_server(medqa, right, LIMIT) as server:
+            server.batch_polls = 2
+            done = _run(server, folder, *(["--batch"] if mode == "batch" else []))
+            assert done.returncode == 0, done.stderr
+            out[mode] = (_records(folder), server, done)
+    return out
+
+
+def test_a_batched_run_records_what_the_synchronous_run_records_at_the_batch_price(runs):
+    (sync, sync_server, _), (batch, batch_server, done) = runs["sync"], runs["batch"]
+    assert len(batch) == 2 * LIMIT and batch[SAME].reset_index(drop=True).equals(sync[SAME].reset_index(drop=True))
+    # every call went through a batch, none synchronously, and the provider billed the same tokens
+    assert (batch_server.calls, batch_server.batched) == (0, sync_server.calls) and sync_server.calls == 4 * LIMIT
+    assert batch_server.usage == sync_server.usage
+    assert batch.extras.map(lambda e: '"batch_calls"' in e).all()
+    # LiteLLM's table prices gpt-4o-mini's batch tokens at half its synchronous ones
+    assert batch.cost_usd.sum() == pytest.approx(0.5 * sync.cost_usd.sum()) and sync.cost_usd.sum() > 0
+    assert "submitted" in done.stdout + done.stderr and "completed" in done.stdout + done.stderr
+
+
+def test_a_run_killed_while_its_batch_runs_collects_that_batch_and_pays_for_nothing_twice(medqa, tmp_path):
+    with exam_server(medqa, set(), LIMIT) as server:
+        server.batch_polls = 10**9  # the batch never ends while the first process waits on it
+        exe = Path(sys.executable).with_name("promptopt")
+        first = subprocess.Popen([str(exe), "run", "--model", PRICED, "--api-base", server.base_url, "--out",
+                                  str(tmp_path), *ARGS, "--batch"], env={**os.environ, **ENV},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not server.batches and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # the batch is in the store before the process polls it
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        submitted = sum(b["request_counts"]["total"] for b in server.batches.values())
+        assert submitted > 0 and server.batched == 0
+        server.batch_polls = 1
+        done = _run(server, tmp_path, "--batch")
+        assert done.returncode == 0, done.stderr
+        # the first batch was collected, not sent again: every request asked exactly once
+        assert server.calls == 0 and server.batched == 4 * LIMIT
+        assert server.batches["batch_1"]["request_counts"]["total"] == submitted
+    assert len(_records(tmp_path)) == 2 * LIMIT
+
+
+def test_requests_that_expire_in_their_batch_are_asked_synchronously_never_scored_wrong(medqa, tmp_path):
+    right = {e.id for e in medqa.examples("test", LIMIT)}
+    with exam_server(medqa, right, LIMIT) as server:
+        server.batch_expire = 1  # the first request of every batch comes back expired
+        done = _run(server, tmp_path, "--batch")
+        assert done.returncode == 0, done.stderr
+        batches = len(server.batches)
+        assert server.calls == batches and server.batched == 4 * LIMIT - batches
+    recs = _records(tmp_path)
+    assert recs.error.isna().all() and (recs.score == 1.0).all()  # the model is right on every item
+    assert "asked synchronously" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "said"),
+    [("local/gemma-3-270m", "has no batch API"), ("anthropic/claude-3-5-haiku-20241022", "cannot batch")],
+)
+def test_batch_refuses_a_model_it_cannot_batch_in_one_sentence_before_any_call(model, said, tmp_path):
+    done = cli("run", "--model", model, "--batch", "--out", str(tmp_path), env={"ANTHROPIC_API_KEY": "sk-test"})
+    assert done.returncode == 1 and said in done.stderr and "openai" in done.stderr  # names what it can batch
+    assert len(done.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+def test_batch_refuses_a_plan_with_nothing_but_adaptive_calls(tmp_path):
+    """Every command scores a fixed program on val or test (the CLI refuses no split); a plan built
+    in code with none has only adaptive calls, which a batch cannot answer at once."""
+    from dataclasses import replace
+
+    from promptopt import api
+    from promptopt.errors import UserError
+    from promptopt.runplan import validate_plan
+
+    plan = replace(api.plan(models=[PRICED], batch=True, out=tmp_path), splits=[])
+    with pytest.raises(UserError, match="scores no fixed program"):
+        validate_plan(plan, credentials=False)
