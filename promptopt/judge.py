@@ -197,6 +197,7 @@ class Verdict:
     cached: bool
     usage: dict = field(default_factory=dict)  # the calls this verdict cost now (none when cached)
     criterion: int | None = None  # with per-item rubrics: the index of the criterion it rules on
+    would: dict = field(default_factory=dict)  # cached: what its call cost when made (lm_calls, cost_usd)
 
     @property
     def passed(self) -> bool:
@@ -205,7 +206,8 @@ class Verdict:
     def to_extras(self) -> dict:
         return {"judge": self.judge, "score": self.score, "reply": self.reply[:200], "cached": self.cached,
                 **({"criterion": self.criterion} if self.criterion is not None else {}),
-                **({k: v for k, v in self.usage.items()} if self.usage else {})}  # fmt: skip
+                **({k: v for k, v in self.usage.items()} if self.usage else {}),
+                **({f"would_{k}": v for k, v in self.would.items()} if self.would else {})}  # fmt: skip
 
 
 @dataclass
@@ -234,7 +236,9 @@ class Judge:
         key = self.key(prompt)
         hit = self.store.judgment(key)
         if hit is not None:  # the stored reply is read again, so the verdict follows this version's reading
-            return Verdict(self.model.identity, self.rubric.read(hit["reply"]), hit["reply"] or "", cached=True)
+            would = {k: hit[k] for k in ("lm_calls", "cost_usd") if hit.get(k) is not None}
+            return Verdict(self.model.identity, self.rubric.read(hit["reply"]), hit["reply"] or "", cached=True,
+                           would=would)  # fmt: skip
         log = CallLog()
         token = current_log.set(log)
         try:

@@ -404,7 +404,8 @@ def build_lm(model: Model, **overrides: Any):
             usage = entry.get("usage") or {}
             cost = batch_price(model, usage, entry.get("cost")) if batched else _price(model, usage, entry.get("cost"))
             _last_usage.value, _last_usage.cost, _last_usage.response = usage, cost, entry.get("response")
-            log = current_log.get() or getattr(self, "compile_log", None)
+            # an optimizer's own prompt model counts apart (its role's log), wherever it is called from
+            log = getattr(self, "role_log", None) or current_log.get() or getattr(self, "compile_log", None)
             if log is not None:
                 with _count_lock:
                     log.calls += 1

@@ -335,6 +335,9 @@ def compile_once(program, bench: Bench, config):
     knobs = config.optimizer_knobs
     prompt_model = knobs.get("prompt_model") or knobs.get("reflection_model")
     prompt_lm = build_lm(resolve_model(prompt_model)) if prompt_model else None
+    prompt_log = CallLog()
+    if prompt_lm is not None:
+        prompt_lm.role_log = prompt_log  # its calls are the proposer's or reflection's, not the task model's
     with (
         counting_compile(log, *filter(None, [lm, prompt_lm]), journal=journal),
         dspy.context(lm=lm, adapter=bench.adapter),
@@ -357,9 +360,18 @@ def compile_once(program, bench: Bench, config):
             ) from exc
         finally:
             ctx.budget.charge(log)
+            ctx.budget.charge(prompt_log)
     save_program(compiled, bench, config)
-    whole = total(log, journal)  # the compile's cost includes what the interrupted try paid
+    task_part = total(log, journal)  # the compile's cost includes what the interrupted try paid
+    whole = task_part
+    roles = {"task": (model.name, task_part)}
+    if prompt_lm is not None:
+        roles["reflection" if knobs.get("reflection_model") else "proposer"] = (prompt_model, prompt_log)
+        whole = CallLog(task_part.calls + prompt_log.calls, task_part.prompt_tokens + prompt_log.prompt_tokens,
+                        task_part.completion_tokens + prompt_log.completion_tokens,
+                        task_part.cost_usd + prompt_log.cost_usd)  # fmt: skip
     ctx.store.add_compile(ctx.run_id, model.identity, task.name, config.id, whole, time.monotonic() - started)
+    ctx.store.add_compile_roles(ctx.run_id, model.identity, task.name, config.id, roles)
     replayed = f", {journal.replayed.calls} more replayed" if journal.replayed.calls else ""
     ctx.say(f"Compiled in {time.monotonic() - started:.0f}s with {log.calls} LM calls{replayed} (${whole.cost_usd:.4f}).")
     return compiled

@@ -128,6 +128,17 @@ compiles = per_run_and(
     Column("created_at", Float, nullable=False),
 )
 
+# A compile's cost per LM role: "task" (the task model, also as the optimizer's teacher) and the
+# optimizer's own prompt model ("proposer": MIPROv2's instruction proposer; "reflection": GEPA's).
+compile_roles = per_run_and(
+    "compile_roles",
+    ("model", "task", "config_id"),
+    Column("role", String(20), primary_key=True),
+    Column("lm", String(300), nullable=False),  # the model that played the role
+    *usage_columns(),
+    Column("created_at", Float, nullable=False),
+)
+
 # Every call of a compile as it returned (promptopt.checkpoint): scope = run|model|task|config.
 compile_calls = Table(
     "compile_calls",
@@ -463,6 +474,23 @@ class Store:
             )
             conn.execute(compiles.insert().values(**row))
 
+    def add_compile_roles(self, run_id: str, model: str, task: str, config_id: str, roles: dict) -> None:
+        """role -> (the LM's name, its CallLog) of one compile, replacing an earlier try's."""
+        key = dict(run_id=run_id, model=model, task=task, config_id=config_id)
+        with self.engine.begin() as conn:
+            conn.execute(compile_roles.delete().where(*[compile_roles.c[k] == v for k, v in key.items()]))
+            for role, (lm, log) in roles.items():
+                conn.execute(compile_roles.insert().values(**key, role=role, lm=lm, **log.usage(), created_at=time.time()))
+
+    def compile_roles(self, run_id: str | None = None) -> pd.DataFrame:
+        if not self._has("compile_roles"):
+            return pd.DataFrame(columns=[c.name for c in compile_roles.columns])
+        q = select(compile_roles)
+        if run_id:
+            q = q.where(compile_roles.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).fetchall(), columns=[c.name for c in compile_roles.columns])
+
     def compile_costs(self, run_id: str | None = None) -> pd.DataFrame:
         q = select(compiles)
         if run_id:
@@ -485,10 +513,12 @@ class Store:
 
     def judgment(self, key: str) -> dict | None:
         """A cached verdict ({score, reply}) or None."""
-        q = select(judgments.c.score, judgments.c.reply).where(judgments.c.key == key)
+        q = select(judgments.c.score, judgments.c.reply, judgments.c.lm_calls, judgments.c.cost_usd).where(
+            judgments.c.key == key
+        )
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
-        return None if row is None else {"score": row[0], "reply": row[1]}
+        return None if row is None else {"score": row[0], "reply": row[1], "lm_calls": row[2], "cost_usd": row[3]}
 
     def add_judgment(self, key: str, judge: str, prompt: str, reply: str, score: float | None, usage: dict) -> None:
         row = dict(key=key, judge=judge, prompt=prompt, reply=reply, score=score, **usage, created_at=time.time())
@@ -544,7 +574,8 @@ class Store:
 
     def table(self, name: str, run_id: str | None = None) -> pd.DataFrame:
         """One of the tables report sections may read, by name (anytime, choices)."""
-        readers = {"anytime": self.anytime, "choices": self.choices}
+        readers = {"anytime": self.anytime, "choices": self.choices, "compiles": self.compile_costs,
+                   "compile_roles": self.compile_roles, "judge_checks": self.judge_checks}  # fmt: skip
         if name not in readers:
             raise KeyError(f"report sections may read {', '.join(readers)}, not {name!r}")
         return readers[name](run_id)

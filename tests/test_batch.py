@@ -119,3 +119,35 @@ def test_batch_refuses_a_plan_with_nothing_but_adaptive_calls(tmp_path):
     plan = replace(api.plan(models=[PRICED], batch=True, out=tmp_path), splits=[])
     with pytest.raises(UserError, match="scores no fixed program"):
         validate_plan(plan, credentials=False)
+
+
+def test_the_ledger_totals_per_role_equal_what_the_provider_billed_each_model(medqa, tmp_path):
+    """A MIPROv2 compile with its own instruction proposer and a GEPA compile with its own
+    reflection model: the report's ledger bills each role what the server counted for its model."""
+    from promptopt.testing import CompileOracle, ScriptedServer, fill_fields
+
+    oracle = CompileOracle(medqa)
+    with ScriptedServer(oracle) as server:
+        server.replies = {m: (lambda p: fill_fields(p, "Read every option, then answer.")) for m in ("proposer", "reflector")}
+        done = cli("run", "--model", "openai/scripted", "--api-base", server.base_url, "--out", str(tmp_path),
+                   "--limit", "6", "--split", "val", "--strategy", "cot",
+                   "--optimizer", "mipro:val=10,prompt_model=openai/proposer",
+                   "--optimizer", "gepa:metric_calls=40,val=10,reflection_model=openai/reflector",
+                   env={"OPENAI_API_BASE": server.base_url, "OPENAI_API_KEY": "sk-test"})  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        billed = {m: u["calls"] for m, u in server.usage.items()}
+        tokens = {m: u["prompt_tokens"] + u["completion_tokens"] for m, u in server.usage.items()}
+    import json as _json
+
+    (run_dir,) = tmp_path.glob("run-*")
+    ledger = _json.loads(cli("report", str(run_dir), "--format", "json").stdout)["ledger"]
+    by = {}
+    for row in ledger:
+        by.setdefault(row["role"], [0, 0])
+        by[row["role"]][0] += row["lm_calls"]
+        by[row["role"]][1] += row["prompt_tokens"] + row["completion_tokens"]
+    assert billed["proposer"] > 0 and billed["reflector"] > 0
+    assert by == {"task": [billed["scripted"], tokens["scripted"]], "proposer": [billed["proposer"], tokens["proposer"]],
+                  "reflection": [billed["reflector"], tokens["reflector"]]}  # fmt: skip
+    assert {(r["role"], r["phase"]) for r in ledger} == {("task", "compile"), ("task", "val"), ("proposer", "compile"),
+                                                          ("reflection", "compile")}  # fmt: skip

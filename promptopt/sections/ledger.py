@@ -1,0 +1,106 @@
+"""The cost ledger: every LM call of a run by role and phase, with what came from a cache.
+
+Roles: `task` (the task model answering items, and as an optimizer's teacher inside a compile),
+`teacher` (the task model explaining the training pool a few-shot program prepares from),
+`proposer` and `reflection` (an optimizer's own prompt model: MIPROv2's instruction proposer,
+GEPA's reflection model), `judge`. Phases: `compile`, `prepare`, `val`, `test` (probe items
+included), `judge-validation`, `grading`. Per (run, role, phase): calls, tokens and dollars at
+the price in force when each call was made (batch calls at the batch price, `batch_calls` of
+them), and `cached_calls` / `would_cost_usd`: verdicts the judge cache served for free, and what
+a reader reproducing the run without that cache would pay for everything in the row. A record
+written once is never charged again when a run resumes, so the store holds no other cache hits.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from promptopt.sections import Inputs, ReportSection, register
+from promptopt.tables import Row, Section
+
+USAGE = ("lm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
+PHASES = ("compile", "prepare", "val", "test", "judge-validation", "grading")
+
+
+class LedgerRow(Row):
+    run_id: str
+    role: str
+    phase: str
+    lm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    batch_calls: int  # of lm_calls, answered through a provider batch at its price
+    cached_calls: int  # calls a cache served instead (free now; counted in would_cost_usd)
+    would_cost_usd: float  # cost_usd plus what the cached calls cost when first made
+
+
+def _rows(inputs: Inputs) -> list[dict]:
+    from promptopt.stats import extras_of
+
+    out: list[dict] = []
+    recs = inputs.records
+    for r in recs.itertuples() if len(recs) else ():
+        extras = extras_of(r.extras) if isinstance(r.extras, str) else {}
+        phase = "prepare" if r.split == "train" else r.split
+        out.append({"run_id": r.run_id, "role": "teacher" if r.split == "train" else "task", "phase": phase,
+                    **{k: getattr(r, k) for k in USAGE}, "batch_calls": int(extras.get("batch_calls") or 0)})  # fmt: skip
+        for verdict in extras.get("judges") or []:
+            out.append({"run_id": r.run_id, "role": "judge", "phase": "grading",
+                        **{k: verdict.get(k) or 0 for k in USAGE},
+                        "cached_calls": int(verdict.get("would_lm_calls") or 0) if verdict.get("cached") else 0,
+                        "would_extra": float(verdict.get("would_cost_usd") or 0.0) if verdict.get("cached") else 0.0})  # fmt: skip
+    roles = inputs.tables.get("compile_roles")
+    compiles = inputs.tables.get("compiles")
+    split = set()
+    for r in roles.itertuples() if roles is not None and len(roles) else ():
+        split.add((r.run_id, r.model, r.task, r.config_id))
+        out.append({"run_id": r.run_id, "role": r.role, "phase": "compile", **{k: getattr(r, k) for k in USAGE}})
+    for r in compiles.itertuples() if compiles is not None and len(compiles) else ():
+        if (r.run_id, r.model, r.task, r.config_id) not in split:  # a store from before roles were kept
+            out.append({"run_id": r.run_id, "role": "task", "phase": "compile", **{k: getattr(r, k) for k in USAGE}})
+    checks = inputs.tables.get("judge_checks")
+    for r in checks.to_dict(orient="records") if checks is not None and len(checks) else ():
+        out.append({"run_id": r["run_id"], "role": "judge", "phase": "judge-validation",
+                    **{k: r.get(k) or 0 for k in USAGE}})  # fmt: skip
+    return out
+
+
+def compute(inputs: Inputs) -> list[dict]:
+    rows = _rows(inputs)
+    if not rows:
+        return []
+    frame = pd.DataFrame(rows).reindex(columns=["run_id", "role", "phase", *USAGE, "batch_calls", "cached_calls",
+                                                "would_extra"]).fillna(0)  # fmt: skip
+    sums = frame.groupby(["run_id", "role", "phase"], as_index=False).sum(numeric_only=True)
+    sums["would_cost_usd"] = sums["cost_usd"] + sums.pop("would_extra")
+    order = {p: i for i, p in enumerate(PHASES)}
+    sums = sums.assign(_o=sums.phase.map(order)).sort_values(["run_id", "_o", "role"]).drop(columns="_o")
+    ints = ["lm_calls", "prompt_tokens", "completion_tokens", "batch_calls", "cached_calls"]
+    return [{**r, **{k: int(r[k]) for k in ints}} for r in sums.to_dict(orient="records") if r["lm_calls"] or r["cached_calls"]]
+
+
+def render(report) -> list[Section]:
+    rows = report.ledger
+    if not rows:
+        return []
+    several = len({r.run_id for r in rows}) > 1
+    body = [
+        ([r.run_id] if several else []) + [r.role, r.phase, f"{r.lm_calls:,}", f"{r.prompt_tokens:,}/{r.completion_tokens:,}",
+         f"${r.cost_usd:.4f}", f"{r.batch_calls:,}", f"{r.cached_calls:,}", f"${r.would_cost_usd:.4f}"]
+        for r in rows
+    ]  # fmt: skip
+    return [Section(
+        "Cost by role and phase",
+        (["run"] if several else []) + ["role", "phase", "calls", "tokens in/out", "cost", "batch calls",
+                                        "cached", "without cache"],
+        body,
+        "Every LM call of the run: the task model answering items (task), explaining the training pool a program "
+        "prepares from (teacher), an optimizer's prompt model (proposer, reflection) and judges; dollars at the "
+        "price in force (batch calls at the batch price). Cached = judge verdicts served from the cache for free; "
+        "without cache = what reproducing the row without it would cost.",
+    )]  # fmt: skip
+
+
+register(ReportSection("ledger", LedgerRow, compute, render, after="costs",
+                       reads=("compiles", "compile_roles", "judge_checks"), doc=__doc__))  # fmt: skip
