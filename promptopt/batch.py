@@ -14,7 +14,6 @@ synchronously, never scored as wrong.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,18 +21,13 @@ import time
 from dataclasses import dataclass, field
 
 from promptopt.errors import UserError
-from promptopt.models import Model
+from promptopt.models import Model, provider_of
 
 ENDPOINT = "/v1/chat/completions"
 MAX_REQUESTS = 50_000  # OpenAI's limit per batch
 MAX_BYTES = 190 * 2**20  # under OpenAI's 200 MB per input file
 MAX_ROUNDS = 20  # dependent calls per item a batched pass follows before giving up
 ENDED = ("completed", "failed", "expired", "cancelled")
-# request options that are the client's, not the provider's: never in a batch line
-NOT_SENT = {"prompt", "messages", "api_base", "api_key", "base_url", "timeout", "num_retries", "cache", "rollout_id",
-            "headers", "mock_response", "model_type", "engine"}  # fmt: skip
-
-
 class Deferred(BaseException):  # noqa: N818  (not an error: a BaseException, so no program's `except Exception` eats it)
     """An LM call waiting for its batch: the item stops and is scored in a later round."""
 
@@ -51,15 +45,6 @@ def providers() -> tuple[str, ...]:
     return tuple(n for n in names if n not in ("hosted_vllm", "litellm_proxy")) or ("openai",)
 
 
-def provider_of(model: Model) -> str:
-    import litellm
-
-    try:
-        return litellm.get_llm_provider(model.litellm_model)[1]
-    except Exception:
-        return model.litellm_model.split("/", 1)[0]
-
-
 def check(model: Model) -> None:
     """Refuse, in one sentence and before any call, a model whose calls cannot go through a batch."""
     can = ", ".join(providers())
@@ -72,39 +57,6 @@ def check(model: Model) -> None:
     if model.call_style != "chat":
         raise UserError(f"--batch: {model.name} is called through the text completions API; batches carry chat "
                         "calls only. Leave out --batch, or use the model's chat API.")  # fmt: skip
-
-
-def request_body(lm, args: tuple, kwargs: dict) -> dict:
-    """The chat request the synchronous path would send for this call, as a batch line's body."""
-    prompt = args[0] if args else kwargs.get("prompt")
-    messages = kwargs.get("messages") or (args[1] if len(args) > 1 else None) or [{"role": "user", "content": prompt}]
-    sent = {k: v for k, v in {**lm.kwargs, **kwargs}.items() if k not in NOT_SENT and v is not None}
-    name = lm.model.split("/", 1)[1] if "/" in lm.model else lm.model
-    return {"model": name, "messages": messages, **sent}
-
-
-def request_key(identity: str, body: dict, occurrence: int) -> str:
-    """A call's key: the model (with its endpoint), the request and which asking of it this is
-    within its item (a program that samples the same request three times asks three times)."""
-    text = json.dumps({"model": identity, "body": body, "occurrence": occurrence}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def batch_price(model: Model, usage: dict, reported: float | None) -> float:
-    """A batch call's dollars: the model's own price when given (what the user pays), else
-    LiteLLM's price table's batch fields, else what LiteLLM reported for the call."""
-    from promptopt.models import _price
-
-    if model.price_in is not None and model.price_out is not None:
-        return _price(model, usage, reported)
-    import litellm
-
-    name = model.litellm_model
-    info = litellm.model_cost.get(name) or litellm.model_cost.get(name.split("/", 1)[-1]) or {}
-    per_in, per_out = info.get("input_cost_per_token_batches"), info.get("output_cost_per_token_batches")
-    if per_in is None or per_out is None:
-        return float(reported or 0.0)
-    return usage.get("prompt_tokens", 0) * per_in + usage.get("completion_tokens", 0) * per_out
 
 
 @dataclass

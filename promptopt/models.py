@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import json
 import os
 import threading
@@ -364,8 +365,6 @@ def build_lm(model: Model, **overrides: Any):
             batched = getattr(self, "batch_round", None)
             if batched is None:
                 return None, None
-            from promptopt.batch import request_body, request_key
-
             body = request_body(self, args, kwargs)
             log = current_log.get()
             plain = json.dumps(body, sort_keys=True, default=str)
@@ -398,8 +397,6 @@ def build_lm(model: Model, **overrides: Any):
                     time.sleep(min(60.0, model.backoff_s * 2**attempt) * random.uniform(1.0, 1.1))
 
         def update_history(self, entry: dict) -> None:
-            from promptopt.batch import batch_price
-
             batched = "mock_response" in (entry.get("kwargs") or {})
             usage = entry.get("usage") or {}
             cost = batch_price(model, usage, entry.get("cost")) if batched else _price(model, usage, entry.get("cost"))
@@ -443,6 +440,54 @@ def build_lm(model: Model, **overrides: Any):
     lm = CountingLM(**kwargs)
     lm.promptopt_model = model  # what strategies that call the endpoint directly (cloze) need to know
     return lm
+
+
+# What a provider batch (promptopt.batch) needs of a call: the request as the synchronous path
+# sends it, its key, and its price.
+# request options that are the client's, not the provider's: never in a batch line
+NOT_SENT = {"prompt", "messages", "api_base", "api_key", "base_url", "timeout", "num_retries", "cache", "rollout_id",
+            "headers", "mock_response", "model_type", "engine"}  # fmt: skip
+
+
+def provider_of(model: Model) -> str:
+    import litellm
+
+    try:
+        return litellm.get_llm_provider(model.litellm_model)[1]
+    except Exception:
+        return model.litellm_model.split("/", 1)[0]
+
+
+def request_body(lm, args: tuple, kwargs: dict) -> dict:
+    """The chat request the synchronous path would send for this call, as a batch line's body."""
+    prompt = args[0] if args else kwargs.get("prompt")
+    messages = kwargs.get("messages") or (args[1] if len(args) > 1 else None) or [{"role": "user", "content": prompt}]
+    sent = {k: v for k, v in {**lm.kwargs, **kwargs}.items() if k not in NOT_SENT and v is not None}
+    name = lm.model.split("/", 1)[1] if "/" in lm.model else lm.model
+    return {"model": name, "messages": messages, **sent}
+
+
+def request_key(identity: str, body: dict, occurrence: int) -> str:
+    """A call's key: the model (with its endpoint), the request and which asking of it this is
+    within its item (a program that samples the same request three times asks three times)."""
+    text = json.dumps({"model": identity, "body": body, "occurrence": occurrence}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def batch_price(model: Model, usage: dict, reported: float | None) -> float:
+    """A batch call's dollars: the model's own price when given (what the user pays), else
+    LiteLLM's price table's batch fields, else what LiteLLM reported for the call."""
+    if model.price_in is not None and model.price_out is not None:
+        return _price(model, usage, reported)
+    import litellm
+
+    name = model.litellm_model
+    info = litellm.model_cost.get(name) or litellm.model_cost.get(name.split("/", 1)[-1]) or {}
+    per_in, per_out = info.get("input_cost_per_token_batches"), info.get("output_cost_per_token_batches")
+    if per_in is None or per_out is None:
+        return float(reported or 0.0)
+    return usage.get("prompt_tokens", 0) * per_in + usage.get("completion_tokens", 0) * per_out
+
 
 
 _effort_lock = threading.Lock()
