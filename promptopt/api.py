@@ -187,14 +187,17 @@ def _summary(records) -> ConfigSummary | None:
 def report(
     source: str | Path, *, run_id: str | None = None, bootstrap: int = 10_000, seed: int = 0, local_price: float = 0.0,
     equivalence_margin: float | None = None, pareto_cost: str = "inference", alpha: float = 0.05,
+    local_price_per_hour: float = 0.0,
 ) -> Report:
     """The report of a run folder or storage URL (every run in it, each apart, or `run_id`'s);
     with `equivalence_margin` (a share, 0.02 for 2 points) head-to-head also tests equivalence;
     `pareto_cost="all"` puts judging and one-off compile cost in the Pareto frontier's cost;
-    `alpha` is the level of the verdicts, detectable differences and TOST."""
+    `alpha` is the level of the verdicts, detectable differences and TOST; models without a price
+    cost `local_price` USD per million tokens or `local_price_per_hour` per hour of their calls."""
     from promptopt import reports
 
     return reports.report(str(source), run_id=run_id, b=bootstrap, seed=seed, local_usd_per_mtok=local_price,
+                          local_usd_per_hour=local_price_per_hour,
                           equivalence_margin=equivalence_margin, pareto_cost=pareto_cost, alpha=alpha)  # fmt: skip
 
 

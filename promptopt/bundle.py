@@ -252,7 +252,8 @@ def reproduce(path: str | Path, out: str | Path | None = None, tasks_dirs: list[
     settings = bundle.manifest.get("report_settings", {})
     margin = settings.get("equivalence_margin")
     built = reports.report(str(run_dir), b=settings.get("bootstrap_resamples", 10_000), seed=settings.get("seed", 0),
-                           local_usd_per_mtok=settings.get("local_usd_per_mtok", 0.0), equivalence_margin=margin,
+                           local_usd_per_mtok=settings.get("local_usd_per_mtok", 0.0),
+                           local_usd_per_hour=settings.get("local_usd_per_hour", 0.0), equivalence_margin=margin,
                            pareto_cost=settings.get("pareto_cost", "inference"), alpha=settings.get("alpha", 0.05))  # fmt: skip
     differences = json_differences(json.loads(bundle.entries["report.json"]), built.model_dump(mode="json"))
     if not differences:  # the same numbers must also render the same tables and figures

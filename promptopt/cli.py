@@ -353,7 +353,11 @@ def report_cmd(
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for intervals.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     local_price: Annotated[
-        float, typer.Option(min=0, help="USD per million tokens for models without a price (local ones).")
+        float, typer.Option(help="USD per million tokens for models without a price (local ones).")
+    ] = 0.0,
+    local_price_per_hour: Annotated[
+        float, typer.Option(help="USD per hour of wall time for models without a price (a rented GPU): the time "
+                                 "their calls ran, overlapping calls counted once.")
     ] = 0.0,
     run: Annotated[
         str | None, typer.Option("--run", help="Report this run of a shared store (default: every run, each apart).")
@@ -390,6 +394,7 @@ def report_cmd(
         if equivalence_margin is not None and not 0 < equivalence_margin < 100:
             raise UserError(f"--equivalence-margin is in points, between 0 and 100, not {equivalence_margin:g}.")
         built = promptopt.report(source, run_id=run, bootstrap=bootstrap, seed=seed, local_price=local_price,
+                                 local_price_per_hour=local_price_per_hour,
                                  equivalence_margin=None if equivalence_margin is None else equivalence_margin / 100,
                                  pareto_cost=pareto_cost, alpha=alpha)  # fmt: skip
         if format == "csv":  # a CSV holds rows only: what a reader must know goes to stderr

@@ -162,7 +162,8 @@ def render_latex(report) -> str:
               f"{r.usd_per_example:.5f}", f"{r.one_off_usd:.4f}"] for r in report.costs],  # fmt: skip
             "lllrrrr",
             "One-off: compiling and preparation. Models without a price are charged "
-            f"${report.settings.local_usd_per_mtok:g} per million tokens.",
+            + (f"${report.settings.local_usd_per_hour:g} per hour of their calls' wall time."
+               if report.settings.local_usd_per_hour else f"${report.settings.local_usd_per_mtok:g} per million tokens."),
         ))  # fmt: skip
     if report.warnings:
         parts.append("% Warnings a reader must know:\n" + "".join(f"%   {escape(w)}\n" for w in report.warnings))

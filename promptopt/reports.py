@@ -64,6 +64,7 @@ def build(
     seed: int = 0,
     local_usd_per_mtok: float = 0.0,
     runs: list[dict] | None = None,
+    local_usd_per_hour: float = 0.0,
     equivalence_margin: float | None = None,
     judge_checks: pd.DataFrame | None = None,
     tables: dict[str, pd.DataFrame] | None = None,
@@ -74,7 +75,8 @@ def build(
     pure, no I/O. Every statistic is per run; several runs are shown apart, never pooled.
 
     Models whose calls carry no price (embedded or self-hosted: $0 in total) are charged
-    `local_usd_per_mtok` dollars per million tokens; tokens are always shown beside dollars.
+    `local_usd_per_mtok` dollars per million tokens, or `local_usd_per_hour` dollars per hour of
+    the wall time their calls ran (stats.price_by_time); tokens are always shown beside dollars.
     `warnings` holds one sentence per thing a reader must know before trusting a number.
     `tables`: the store's other tables by name (a search's `choices`, which the report's choice
     follows, and what sections of their own files read, e.g. `anytime`). `pareto_cost`: the
@@ -86,7 +88,14 @@ def build(
     tables = tables or {}
     unpriced = sorted(stats.unpriced_models(records)) if len(records) else []
     unknown = sorted(stats.price_unknown(set(unpriced)))
+    if local_usd_per_mtok and local_usd_per_hour:
+        raise UserError("A local model is priced per million tokens or per hour, not both; give --local-price or "
+                        "--local-price-per-hour.")  # fmt: skip
+    if local_usd_per_mtok < 0 or local_usd_per_hour < 0:
+        raise UserError(f"A price cannot be negative (got {min(local_usd_per_mtok, local_usd_per_hour):g}); give "
+                        "USD per million tokens or per hour, 0 or more.")  # fmt: skip
     settings = {"bootstrap_resamples": b, "seed": seed, "local_usd_per_mtok": local_usd_per_mtok,
+                "local_usd_per_hour": local_usd_per_hour,
                 "unpriced_models": unpriced, "price_unknown_models": unknown, "alpha": alpha,
                 "min_paired_items": stats.MIN_PAIRED, "correction": "holm",
                 "equivalence_margin": equivalence_margin, "pareto_cost": pareto_cost}  # fmt: skip
@@ -98,6 +107,7 @@ def build(
     records = stats.price_unpriced(records, set(unpriced), local_usd_per_mtok)
     if compiles is not None and len(compiles):
         compiles = stats.price_unpriced(compiles, set(unpriced), local_usd_per_mtok)
+    records, compiles = stats.price_by_time(records, compiles, set(unpriced), local_usd_per_hour)
     summary = stats.summarize(records, b=b, seed=seed)
     chosen = stats.select_configs(summary, tables.get("choices"))
     picked = {(r.run_id, r.model, r.task, r.config_id) for r in chosen.itertuples()}
@@ -105,7 +115,7 @@ def build(
     chosen_on = {(r.run_id, r.model, r.task): r.selected_on for r in chosen.itertuples()}
     summary["selected_on"] = [chosen_on.get((r.run_id, r.model, r.task)) for r in summary.itertuples()]
     ceil, h2h, flips = stats.compare(records, summary, b=b, seed=seed, equivalence_margin=equivalence_margin, alpha=alpha)
-    still_free = set() if local_usd_per_mtok else set(unpriced)
+    still_free = set() if local_usd_per_mtok or local_usd_per_hour else set(unpriced)
     own = Inputs(records, summary, tables)
     tables = {
         "leaderboard": ceil[LEADERBOARD_FIELDS] if len(ceil) else ceil,
@@ -518,7 +528,9 @@ def _costs_sections(report: Report) -> list[Section]:
         ],
         "Inference per example on test (val if not scored on test). One-off = compiling (optimizer calls) "
         "+ preparation (split train, e.g. kNN explanations). Dollars from LiteLLM's price table; models "
-        f"without a price are charged ${settings.local_usd_per_mtok:g} per million tokens"
+        + (f"without a price are charged ${settings.local_usd_per_hour:g} per hour of the wall time their calls ran "
+           "(overlapping calls counted once)" if settings.local_usd_per_hour else
+           f"without a price are charged ${settings.local_usd_per_mtok:g} per million tokens")
         + (f" ({', '.join(map(_display, settings.unpriced_models))})." if settings.unpriced_models else "."),
     )
 
@@ -1135,7 +1147,8 @@ def load(source: str, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataF
 
 
 def report(
-    source: str, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0, run_id: str | None = None,
+    source: str, *, b: int = 10_000, seed: int = 0, local_usd_per_mtok: float = 0.0, local_usd_per_hour: float = 0.0,
+    run_id: str | None = None,
     equivalence_margin: float | None = None, pareto_cost: str = "inference", alpha: float = stats.ALPHA,
 ) -> Report:
     """The typed report of a run folder or storage URL (every run in it, or `run_id`'s), with the
@@ -1154,7 +1167,8 @@ def report(
     if pareto_cost not in stats.PARETO_COSTS:
         raise UserError(f"Unknown Pareto cost (--pareto-cost) {pareto_cost!r}; valid: inference (the task model's calls) or all "
                         "(also judging, compiles and preparation).")  # fmt: skip
-    built = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok, runs=runs,
+    built = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok,
+                  local_usd_per_hour=local_usd_per_hour, runs=runs,
                   judge_checks=checks, tables=tables, equivalence_margin=equivalence_margin, pareto_cost=pareto_cost,
                   alpha=alpha)  # fmt: skip
     built.warnings = warnings + built.warnings

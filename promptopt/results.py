@@ -470,6 +470,7 @@ class Settings(_Row):
     correction: str
     equivalence_margin: float | None = None  # a share; head-to-head says equivalent within it, or not
     pareto_cost: Literal["inference", "all"] = "inference"  # all: judging and one-off costs in the Pareto cost too
+    local_usd_per_hour: float = 0.0  # models without a price charged per hour of their calls' wall time instead
 
 
 class SummaryLine(_Row):

@@ -975,6 +975,42 @@ def price_unpriced(frame: pd.DataFrame, models: set[str], usd_per_mtok: float) -
     return out
 
 
+def busy_seconds(start: np.ndarray, end: np.ndarray) -> float:
+    """Seconds covered by the union of the intervals [start, end]: overlapping calls (threads
+    sharing one machine) count once, and pauses between runs not at all."""
+    order = np.argsort(start)
+    total, reach = 0.0, -np.inf
+    for a, b in zip(np.asarray(start, dtype=float)[order], np.asarray(end, dtype=float)[order], strict=True):
+        if a > reach:
+            total += b - a
+        elif b > reach:
+            total += b - reach
+        reach = max(reach, b)
+    return float(total)
+
+
+def price_by_time(records: pd.DataFrame, compiles: pd.DataFrame | None, models: set[str],
+                  usd_per_hour: float) -> tuple[pd.DataFrame, pd.DataFrame | None]:  # fmt: skip
+    """Charge the given models (local: no price of their own) `usd_per_hour` for their wall time,
+    as a rented machine bills: per (run, model), the seconds its records' calls were running
+    (each record spans its latency up to when it was written; overlaps count once), shared among
+    the records by their latency; a compile is charged its own seconds."""
+    if not usd_per_hour or records.empty or not models:
+        return records, compiles
+    out = records.copy()
+    mine = out[out["model"].isin(models)]
+    for _, g in mine.groupby(["run_id", "model"], sort=False):
+        latency = g["latency_s"].astype(float).clip(lower=0)
+        busy = busy_seconds((g["created_at"] - latency).to_numpy(), g["created_at"].to_numpy(dtype=float))
+        share = latency / latency.sum() if latency.sum() > 0 else pd.Series(1.0 / len(g), index=g.index)
+        out.loc[g.index, "cost_usd"] = share * busy * usd_per_hour / 3600
+    if compiles is not None and len(compiles) and "seconds" in compiles:
+        compiles = compiles.copy()
+        mask = compiles["model"].isin(models)
+        compiles.loc[mask, "cost_usd"] = compiles.loc[mask, "seconds"].astype(float) * usd_per_hour / 3600
+    return out, compiles
+
+
 def error_disparities(summary: pd.DataFrame, min_gap: float = 0.05) -> list[dict]:
     """Configs of one (run, model, task, split) whose error rates differ materially: the highest
     and lowest differ by more than `min_gap` and beyond what chance explains — a two-proportion

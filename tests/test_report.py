@@ -112,6 +112,22 @@ def test_a_local_price_charges_tokens_of_unpriced_models(tmp_path):
     assert data["rows"][0]["cost_usd"] == pytest.approx(10 * 1000 * 3 / 1e6)
 
 
+def test_a_price_per_hour_charges_the_wall_time_of_unpriced_models_calls_overlaps_once(tmp_path):
+    recs = simulate({"local/x": [SimConfig("baseline", 0.5)]}, n={"test": 4})
+    # four calls on two threads: [0, 2] and [1, 3] overlap, [5, 6] and [5, 7] too: 3 + 2 = 5 busy seconds
+    recs = recs.assign(latency_s=[2.0, 2.0, 1.0, 2.0], created_at=[1000.0 + t for t in (2, 3, 6, 7)])
+    run = write_run(recs, tmp_path / "run")
+    data = json.loads(cli("report", str(run), "--format", "json", "--local-price-per-hour", "36").stdout)
+    assert data["rows"][0]["cost_usd"] == pytest.approx(5 * 36 / 3600)  # $36 an hour is a cent a second
+    assert data["costs"][0]["usd_per_example"] == pytest.approx(5 * 36 / 3600 / 4)
+    assert data["settings"]["local_usd_per_hour"] == 36
+    text = cli("report", str(run), "--local-price-per-hour", "36", env={"COLUMNS": "400"}).stdout
+    assert "charged $36 per hour of the wall time their calls ran" in " ".join(text.split())
+    for bad in (["--local-price-per-hour", "-1"], ["--local-price", "-0.5"], ["--local-price", "1", "--local-price-per-hour", "2"]):
+        done = cli("report", str(run), *bad)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1 and "price" in done.stderr
+
+
 def test_an_unknown_format_is_one_sentence(two_models):
     done = cli("report", str(two_models), "--format", "pdf")
     assert done.returncode == 1
