@@ -199,22 +199,40 @@ class BatchRound:
         return out
 
 
+def batchable(model: Model) -> bool:
+    try:
+        check(model)
+    except UserError:
+        return False
+    return True
+
+
 def through_batches(bench, run) -> None:
-    """Call `run` (a scoring pass of `bench`'s model) in rounds, its LM answered from batches."""
-    lms = [bench.lm, *bench.lm.__dict__.get("_effort_copies", {}).values()]
-    round_ = BatchRound(bench.model, bench.ctx.store, bench.ctx.run_id, bench.ctx.say)
-    round_.collect()  # what an interrupted process left waiting
-    for lm in lms:
-        lm.batch_round = round_
+    """Call `run` (a scoring pass of `bench`) in rounds, the task model's calls and those of every
+    judge whose provider can batch answered from batches (a judge that cannot stays synchronous)."""
+    ctx = bench.ctx
+    rounds = [(BatchRound(bench.model, ctx.store, ctx.run_id, ctx.say),
+               [bench.lm, *bench.lm.__dict__.get("_effort_copies", {}).values()])]  # fmt: skip
+    for judge in getattr(bench.judges, "judges", None) or []:
+        if batchable(judge.model):
+            rounds.append((BatchRound(judge.model, ctx.store, ctx.run_id, ctx.say), [judge.lm]))
+    for round_, lms in rounds:
+        round_.collect()  # what an interrupted process left waiting
+        for lm in lms:
+            lm.batch_round = round_
     try:
         for _ in range(MAX_ROUNDS):
             run()
-            if not round_.pending:
+            waiting = [r for r, _ in rounds if r.pending]
+            if not waiting:
                 return
-            round_.submit()
-            round_.collect()
+            for round_ in waiting:
+                round_.submit()
+            for round_ in waiting:
+                round_.collect()
         raise UserError(f"--batch: items of {bench.task.name} still made new calls after {MAX_ROUNDS} batch rounds; "
                         "leave out --batch for this program.")  # fmt: skip
     finally:
-        for lm in lms:
-            lm.batch_round = None
+        for _, lms in rounds:
+            for lm in lms:
+                lm.batch_round = None

@@ -258,7 +258,8 @@ class Judge:
         reply = first if isinstance(first, str) else str(first.get("text", ""))
         score = self.rubric.read(reply)
         self.store.add_judgment(key, self.model.identity, prompt, reply, score, log.usage())
-        return Verdict(self.model.identity, score, reply, cached=False, usage=log.usage())
+        batched = {"batch_calls": log.batched} if log.batched else {}  # answered through a provider batch
+        return Verdict(self.model.identity, score, reply, cached=False, usage=log.usage() | batched)
 
 
 class JudgeFailed(Exception):

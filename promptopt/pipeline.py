@@ -14,7 +14,7 @@ import contextlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -430,10 +430,19 @@ def prepare(program, bench: Bench, config) -> None:
     explanations = None
     if teacher is not None:
         ctx = bench.ctx
-        evaluate(
-            teacher, train, task=bench.task, model=bench.model, lm=bench.lm, adapter=bench.adapter, config=config,
-            split="train", run_id=ctx.run_id, store=ctx.store, threads=bench.threads, on_progress=ctx.on_progress,
-            budget=ctx.budget,
-        )  # fmt: skip
+
+        def run() -> None:
+            evaluate(
+                teacher, train, task=bench.task, model=bench.model, lm=bench.lm, adapter=bench.adapter, config=config,
+                split="train", run_id=ctx.run_id, store=ctx.store, threads=bench.threads,
+                on_progress=ctx.on_progress, budget=ctx.budget,
+            )  # fmt: skip
+
+        if ctx.plan.batch:  # the teacher answers a fixed pool: nothing depends on its answers
+            from promptopt.batch import through_batches
+
+            through_batches(replace(bench, judges=None), run)
+        else:
+            run()
         explanations = ctx.store.explanations(ctx.run_id, bench.model.identity, bench.task.name, config.id)
     program.fit_pool(train, explanations)

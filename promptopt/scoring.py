@@ -249,7 +249,10 @@ def evaluate(
         if budget:
             budget.check()
         old = kept[ex.id]
-        score, more = measured(task, old["prediction"], ex, judges)
+        try:
+            score, more = measured(task, old["prediction"], ex, judges)
+        except Deferred:  # the judge's call waits for its batch: judged in a later round
+            continue
         extras = Extras.model_validate_json(old["extras"] or "{}").model_copy(update=more | {"judge_error": more.get("judge_error")})
         error = more.get("judge_error") if judges.primary else None
         store.replace(Record(**{**old, "score": score, "error": error, "extras": extras.to_json(), "created_at": time.time()}))

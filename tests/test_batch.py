@@ -151,3 +151,40 @@ def test_the_ledger_totals_per_role_equal_what_the_provider_billed_each_model(me
                   "reflection": [billed["reflector"], tokens["reflector"]]}  # fmt: skip
     assert {(r["role"], r["phase"]) for r in ledger} == {("task", "compile"), ("task", "val"), ("proposer", "compile"),
                                                           ("reflection", "compile")}  # fmt: skip
+
+
+def test_judge_grading_goes_through_batches_too_and_scores_what_a_synchronous_judge_scores(tmp_path):
+    import json as _json
+    import re
+
+    from test_open_ended import _judged_task, honest_judge
+
+    from promptopt.tasks import load_task
+    from promptopt.testing import ScriptedServer, fill_fields
+
+    rows = _judged_task(tmp_path)
+    gold = {r["question"]: r["answer"] for r in rows}
+
+    def model(prompt):
+        question = next(q for q in gold if q in prompt)
+        answer = gold[question] if int(re.search(r"disease (\d+)", question).group(1)) % 3 else "spleen"
+        return fill_fields(prompt, answer) if "[[ ## " in prompt else f" {answer}"
+
+    with ScriptedServer(model, replies={"gpt-4o": honest_judge}) as server:
+        done = cli("run", "--model", PRICED, "--api-base", server.base_url, "--judge-model", "openai/gpt-4o",
+                   "--judge-api-base", server.base_url, "--tasks-dir", str(tmp_path), "--task", "organs", "--split",
+                   "test", "--strategy", "baseline", "--out", str(tmp_path / "out"), "--batch", env=ENV)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        usage = server.usage
+        synchronous, batched = server.calls, server.batched
+    test_ids = [e.id for e in load_task("organs", [tmp_path]).examples("test")]
+    (run_dir,) = (tmp_path / "out").glob("run-*")
+    data = _json.loads(cli("report", str(run_dir), "--format", "json").stdout)
+    assert data["rows"][0]["score"] == pytest.approx(sum(int(i[1:]) % 3 != 0 for i in test_ids) / len(test_ids))
+    ledger = {(r["role"], r["phase"]): r for r in data["ledger"]}
+    # the task model's answers and the judge's grading came by batch; only its validation, which
+    # decides before any task call whether the judge may score, was asked synchronously
+    assert ledger[("task", "test")]["batch_calls"] == ledger[("task", "test")]["lm_calls"] == len(test_ids)
+    assert ledger[("judge", "grading")]["lm_calls"] == ledger[("judge", "grading")]["batch_calls"] == len(test_ids)
+    assert synchronous == ledger[("judge", "judge-validation")]["lm_calls"] and batched == 2 * len(test_ids)
+    assert usage["gpt-4o"]["calls"] == synchronous + len(test_ids)

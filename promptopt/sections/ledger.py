@@ -47,7 +47,7 @@ def _rows(inputs: Inputs) -> list[dict]:
                     **{k: getattr(r, k) for k in USAGE}, "batch_calls": int(extras.get("batch_calls") or 0)})  # fmt: skip
         for verdict in extras.get("judges") or []:
             out.append({"run_id": r.run_id, "role": "judge", "phase": "grading",
-                        **{k: verdict.get(k) or 0 for k in USAGE},
+                        **{k: verdict.get(k) or 0 for k in USAGE}, "batch_calls": int(verdict.get("batch_calls") or 0),
                         "cached_calls": int(verdict.get("would_lm_calls") or 0) if verdict.get("cached") else 0,
                         "would_extra": float(verdict.get("would_cost_usd") or 0.0) if verdict.get("cached") else 0.0})  # fmt: skip
     roles = inputs.tables.get("compile_roles")
