@@ -66,7 +66,7 @@ class BatchRound:
     model: Model
     store: object
     run_id: str
-    say: object = print
+    say: object = lambda text: None  # a note for the user (the run context's)
     poll_s: float = field(default_factory=lambda: float(os.environ.get("PROMPTOPT_BATCH_POLL_S", "5")))
     answers: dict[str, dict] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # key -> why: asked synchronously

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from promptopt.errors import UserError
+from promptopt.estimators import kappa  # noqa: F401  (also read as judge.kappa)
 from promptopt.models import CallLog, Model, current_log
 
 DEFAULT_MIN_KAPPA = 0.6
@@ -267,20 +268,6 @@ class JudgeFailed(Exception):
 
 
 # ------------------------------------------------------------------------------ validation
-
-
-def kappa(verdicts: list[bool], expected: list[bool]) -> float:
-    """Cohen's kappa between two raters' yes/no labels: (p_o - p_e) / (1 - p_e); 1 when both
-    agree on every item even with one label only, 0 when p_e is 1 and they do not."""
-    n = len(verdicts)
-    if n == 0:
-        return 0.0
-    observed = sum(a == b for a, b in zip(verdicts, expected, strict=True)) / n
-    yes_a, yes_b = sum(verdicts) / n, sum(expected) / n
-    chance = yes_a * yes_b + (1 - yes_a) * (1 - yes_b)
-    if chance >= 1.0:
-        return 1.0 if observed == 1.0 else 0.0
-    return (observed - chance) / (1 - chance)
 
 
 def validation_pairs(task, n: int = DEFAULT_CHECKS, seed: int = 0) -> list[tuple[Any, str, bool]]:

@@ -58,6 +58,18 @@ def test_no_module_of_promptopt_imports_itself_back_through_others():
     assert cycle(graph) is None, " -> ".join(cycle(graph))
 
 
+def test_the_estimators_are_pure_and_the_statistics_never_reach_a_model_or_a_judge():
+    trees = modules()
+    graph = {name: imports(tree, set(trees)) - {name, "promptopt"} for name, tree in trees.items()}
+    reached, todo = set(), ["stats"]
+    while todo:
+        for dep in graph[todo.pop()] - reached:
+            reached.add(dep)
+            todo.append(dep)
+    assert graph["estimators"] == set() and "estimators" in reached  # the walk sees stats' imports
+    assert not reached & {"models", "judge", "batch", "session", "server", "scoring", "tasks"}, sorted(reached)
+
+
 def test_the_cycle_finder_finds_a_planted_cycle():
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
 
