@@ -24,13 +24,13 @@ class Baseline(dspy.Module):
         self.instructions = task.spec.baseline.instructions
         self.answer_type = task.answer_type
         # a bare answer's length depends on its type: a letter needs a few tokens, a correction more
-        self.max_tokens = max_tokens or getattr(task.answer_type, "max_answer_tokens", 8)
+        self.max_tokens = max_tokens or task.answer_type.max_answer_tokens
 
     def forward(self, **inputs):
         prompt = render(self.instructions, inputs)
         # One line is the whole answer; stopping there also keeps base models from rambling.
         # A prose answer may have paragraphs: it ends at a blank line instead.
-        stop = ["\n\n"] if getattr(self.answer_type, "multiline", False) else ["\n"]
+        stop = ["\n\n"] if self.answer_type.multiline else ["\n"]
         images = refs_in(inputs)
         if images:  # the image parts follow the prompt's text in one user message
             messages = [{"role": "user", "content": message_content(prompt, images)}]

@@ -86,7 +86,7 @@ class KNNFewShot(dspy.Module):
     # -- answering ---------------------------------------------------------------------------
     def written(self, gold: str) -> str:
         """A gold answer as a right reply would write it (answer types may store gold encoded)."""
-        render = getattr(self.answer_type, "render", None)
+        render = self.answer_type.render
         return render(gold) if render else gold
 
     def neighbours(self, inputs: dict) -> list[dict]:

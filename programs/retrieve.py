@@ -56,7 +56,7 @@ class Retrieve(dspy.Module):
             raise ValueError("prompt=plain answers directly; it takes no reasoning=true")
         self.plain = prompt == "plain"
         self.instructions = task.spec.baseline.instructions
-        self.max_tokens = getattr(task.answer_type, "max_answer_tokens", 8)
+        self.max_tokens = task.answer_type.max_answer_tokens
         self.answer_type = task.answer_type
         self.k, self.query, self.chars = k, query, chars
         self.corpus, self.index_dir = None, None

@@ -42,5 +42,5 @@ class SelfConsistency(dspy.Module):
             votes.append(self.answer_type.parse(text, inputs))
             raws.append(text or "")
         # prose rarely repeats word for word: a free-text answer type picks its most central sample
-        pick = getattr(self.answer_type, "aggregate", vote)
+        pick = self.answer_type.aggregate or vote
         return dspy.Prediction(answer=pick(votes), votes=votes, raw=" | ".join(raws))

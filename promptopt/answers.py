@@ -24,9 +24,20 @@ from promptopt.registry import Registry
 
 
 class AnswerType(Protocol):
+    """Every hook an answer type has. The four methods are its own; the rest have the defaults of
+    `HOOKS`, which `@answer_type` gives a class that does not declare them, so every registered
+    type answers every hook and no caller guesses with getattr."""
+
     name: str
     max_answer_tokens: int  # tokens a bare answer needs, for strategies that cap the reply
     gold_form: ClassVar[str]  # what a valid gold answer is, for the error that refuses a bad one
+    offers_options: ClassVar[bool]  # items show lettered options (probes, open twins and distractors use them)
+    multiline: ClassVar[bool]  # a reply may span lines: strategies must not cut it at the first
+    judged: bool  # an LLM judge is among its metrics
+    primary_metric: str  # what a record's score is ("score": the type's own `score`)
+    measure: Any  # None, or (prediction, gold) -> {metric: value}: every metric of an item but the judge's
+    aggregate: Any  # None, or [answers] -> answer: how self-consistency combines samples (None: majority vote)
+    render: Any  # None, or (gold) -> text: how a right reply writes a gold answer stored encoded (None: as is)
 
     def describe(self, inputs: dict[str, Any]) -> str:
         """What the answer must look like, for prompts and DSPy field descriptions."""
@@ -44,6 +55,10 @@ class AnswerType(Protocol):
 
 ANSWER_TYPES: Registry[AnswerType] = Registry("answer type", "answer types")
 
+# The hooks an answer type may leave out, with what leaving them out means.
+HOOKS: dict[str, Any] = {"offers_options": False, "multiline": False, "judged": False, "primary_metric": "score",
+                         "measure": None, "aggregate": None, "render": None, "max_answer_tokens": 8}  # fmt: skip
+
 
 def answer_type(name: str | type, *, max_answer_tokens: int = 8, gold_form: str = ""):
     """Class decorator registering an answer type: `@answer_type("name", gold_form=...)` on a
@@ -53,6 +68,9 @@ def answer_type(name: str | type, *, max_answer_tokens: int = 8, gold_form: str 
     def register(cls: type) -> type:
         if isinstance(name, str):
             cls.name, cls.max_answer_tokens, cls.gold_form = name, max_answer_tokens, gold_form
+        for hook, default in HOOKS.items():
+            if not hasattr(cls, hook):
+                setattr(cls, hook, default)
         if not dataclasses.is_dataclass(cls):
             cls = dataclass(frozen=True)(cls)
         instance = cls()
@@ -76,6 +94,8 @@ def _norm(text: str) -> str:
 @answer_type("multiple_choice", max_answer_tokens=8, gold_form="the letter of one of its options")
 class MultipleChoice:
     """Options lettered A, B, C, ... (any number); the answer is one letter."""
+
+    offers_options: ClassVar[bool] = True
 
     def describe(self, inputs: dict[str, Any]) -> str:
         letters = list(inputs.get("options", {})) or ["A", "B", "C", "D"]
@@ -457,6 +477,12 @@ class FreeText:
         rouge = metrics.METRICS["rougeL"]
         centrality = [sum(rouge(a, b) for j, b in enumerate(valid) if j != i) for i, a in enumerate(valid)]
         return valid[max(range(len(valid)), key=lambda i: (centrality[i], -i))]
+
+
+def offers_options(type_name: str, known: dict[str, AnswerType] | None = None) -> bool:
+    """Does the answer type of this name show lettered options? (False for a name not registered.)"""
+    found = (known if known is not None else answer_types()).get(type_name)
+    return bool(found is not None and found.offers_options)
 
 
 def answer_types(extra_dirs: list[Path] | None = None) -> dict[str, AnswerType]:

@@ -66,7 +66,7 @@ def to_dspy(task, examples) -> list:
 
     from promptopt.signatures import as_text
 
-    render = getattr(task.answer_type, "render", None)
+    render = task.answer_type.render
     out = []
     for ex in examples:
         answer = render(ex.gold) if render else ex.gold

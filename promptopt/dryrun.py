@@ -52,7 +52,7 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
         + config.optimizer_knobs.get("labeled", 0)
     )
     prompt_per_call = chars / 4 * (1 + demos) + 150
-    answer = getattr(task.answer_type, "max_answer_tokens", 8)
+    answer = task.answer_type.max_answer_tokens
     completion_per_call = (model.max_tokens / 2 if model else 128) if reasons else answer
     calls = compile_calls + prep_calls + eval_calls
     prompt_tokens, completion_tokens = round(calls * prompt_per_call), round(calls * completion_per_call)

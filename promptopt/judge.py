@@ -318,7 +318,7 @@ def near_misses(task, items: list, seed: int = 0) -> list[tuple[Any, str, str]]:
     rng = random.Random(seed)
     base = getattr(task, "derived_from", None)
     options: dict[str, list[str]] = {}
-    if base is not None and base.spec.answer.type == "multiple_choice":
+    if base is not None and base.answer_type.offers_options:
         for ex in base.examples("val"):  # a loaded item's options are letter -> text
             shown = ex.inputs.get("options")
             options[ex.id] = [str(v) for k, v in shown.items() if k != ex.gold] if isinstance(shown, dict) else []

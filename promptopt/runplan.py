@@ -252,13 +252,13 @@ def _applies(probe, task) -> bool:
     """Image probes transform tasks with images, the others multiple-choice tasks."""
     if probe.name in IMAGE_PROBES:
         return bool(task.image_fields) and (probe.name != "organ_pair" or "organ" in task.spec.labels)
-    return task.spec.answer.type == "multiple_choice"
+    return task.answer_type.offers_options
 
 
 def judge_models(plan: RunPlan, task) -> list[Model]:
     """The judges of a judged task (none for others): --judge-model, else the task's own, else
     the embedded model (local and free; its validation says whether to trust it)."""
-    if not getattr(task.answer_type, "judged", False):
+    if not task.answer_type.judged:
         return []
     names = plan.judge_models or (task.spec.judge.models if task.spec.judge else []) or [DEFAULT_MODEL]
     # --api-base is the task models' endpoint; a judge is often a hosted model, so it has its own

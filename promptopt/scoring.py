@@ -127,7 +127,7 @@ def measured(task: Task, answer: str | None, example: Example, panel=None) -> tu
 
     kind = task.answer_type
     score = kind.score(answer, example.gold)
-    metrics = dict(kind.measure(answer, example.gold)) if hasattr(kind, "measure") else {}
+    metrics = dict(kind.measure(answer, example.gold)) if kind.measure else {}
     verdicts, failed = [], None
     if panel is not None:
         if panel.judges and answer is not None:
@@ -139,7 +139,7 @@ def measured(task: Task, answer: str | None, example: Example, panel=None) -> tu
         metrics["judge"] = judged if panel.judges else None
         if panel.primary:
             score = judged or 0.0
-    extras = {"metrics": metrics, "primary": getattr(kind, "primary_metric", None) or "score"} if metrics else {}
+    extras = {"metrics": metrics, "primary": kind.primary_metric} if metrics else {}
     if failed:
         extras["judge_error"] = failed
     options = example.inputs.get("options")

@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, model_validator
 
 from promptopt import _env  # noqa: F401  (offline settings before `datasets` is imported)
-from promptopt.answers import AnswerType, answer_options, answer_types, parse_options, with_options
+from promptopt.answers import AnswerType, answer_options, answer_types, offers_options, parse_options, with_options
 from promptopt.errors import UserError, shown
 from promptopt.images import digests, image_refs, is_image_field
 from promptopt.limits import ID_CHARS, check_lines, check_stream, check_yaml, check_zip, confined
@@ -244,7 +244,7 @@ class TaskSpec(_Spec):
         return self
 
     @model_validator(mode="after")
-    def _split_fits_source(self) -> TaskSpec:
+    def _split_fits_source(self, info: ValidationInfo) -> TaskSpec:
         per_split = isinstance(self.source.files, dict) or self.source.hub_splits is not None
         given = set(self.source.files if isinstance(self.source.files, dict) else self.source.hub_splits or {})
         if per_split:
@@ -262,7 +262,7 @@ class TaskSpec(_Spec):
         elif self.split.train is None or self.split.val is None:
             missing = "split.train" if self.split.train is None else "split.val"
             raise FieldError(missing, "is needed to carve one pool of rows into train, val and test")
-        if self.answer.gold_is and self.answer.type != "multiple_choice":
+        if self.answer.gold_is and not offers_options(self.answer.type, (info.context or {}).get("answer_types")):
             raise FieldError("answer.gold_is", "applies to multiple_choice answers only")
         return self
 
@@ -422,7 +422,7 @@ def check_gold(task: Task) -> None:
             f"{where} holds a list of {_listed(ex.gold)} answers in {_rows(len(listed))} (e.g. id {ex.id!r}); "
             f"answer type {kind.name} takes one answer per row."
         )
-    multiple_choice = spec.type == "multiple_choice"
+    multiple_choice = kind.offers_options
     form = _GOLD_IS_FORM.get(spec.gold_is or "", kind.gold_form)
     if multiple_choice and spec.gold_is in (None, "letter"):
         form += ", or set answer.gold_is (" + ", ".join(_GOLD_IS_FORM) + ")"
@@ -760,13 +760,13 @@ def _answers(value: Any) -> list[Any]:
     return [_plain(v) for v in value] if isinstance(value, list | tuple) else [value]
 
 
-def _one_gold(spec: AnswerSpec, value: Any, options: dict[str, str], keys: dict[str, str]) -> str:
+def _one_gold(spec: AnswerSpec, value: Any, options: dict[str, str], keys: dict[str, str], lettered: bool) -> str:
     """One gold answer as its answer type reads it; a multiple-choice gold becomes its option's
     letter, or stays as written when it names no option (so `check_gold` can show it)."""
     gold = "" if _empty(value) else str(value).strip()
     if spec.gold_after:
         gold = gold.rsplit(spec.gold_after, 1)[-1].strip()
-    if spec.type != "multiple_choice":
+    if not lettered:  # only an answer type that offers options reads a gold as an option
         return gold
     if spec.gold_is in ("index0", "index1"):
         try:
@@ -814,7 +814,8 @@ def _example(task: Task, row: dict, default_id: str) -> Example:
     if isinstance(gold_spec.gold, dict):
         gold = json.dumps({part: _plain(row[col]) for part, col in gold_spec.gold.items()})
     else:
-        answers = [_one_gold(gold_spec, a, inputs.get("options", {}), keys) for a in _answers(row[gold_spec.gold])]
+        lettered = offers_options(gold_spec.type, task.answer_types or None)
+        answers = [_one_gold(gold_spec, a, inputs.get("options", {}), keys, lettered) for a in _answers(row[gold_spec.gold])]
         # several answers: exact_text's any-of (a JSON list); `check_gold` refuses them for other types
         gold = answers[0] if len(answers) == 1 else json.dumps(answers) if answers else ""
     labels = {name: str(_plain(row[col])) for name, col in spec.labels.items() if not _empty(row.get(col))}
@@ -990,7 +991,7 @@ def open_twin(base: Task) -> Task:
     """The multiple-choice task `base` with its options withheld: the same items and splits, the
     gold option's text as the reference answer, scored as free text (token F1 first, with ROUGE-L,
     exact match and the judge beside it)."""
-    if base.spec.answer.type != "multiple_choice":
+    if not base.answer_type.offers_options:
         raise UserError(
             f"Task {base.name} has answer type {base.spec.answer.type}; only a multiple_choice task has an "
             f"open-ended twin ({base.name}{OPEN_SUFFIX} withholds its options)."
@@ -1023,7 +1024,7 @@ def probe_task(base: Task, suffix: str) -> Task:
     probe = probes.probe_of_suffix(suffix)
     if probe.name in probes.IMAGE_PROBES:
         return _image_probe_task(base, probe, suffix)
-    if base.spec.answer.type != "multiple_choice":
+    if not base.answer_type.offers_options:
         raise UserError(
             f"Task {base.name} has answer type {base.spec.answer.type}; the {probe.name} probe transforms "
             "multiple-choice tasks only."

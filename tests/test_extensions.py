@@ -228,3 +228,12 @@ def test_records_carry_what_each_strategy_declared_and_emitted_and_the_report_re
     assert row["n"] == n and row["orders"] == 3 and row["consistency"] == 1.0  # right under every order
     families = {r["family"] for r in data["sensitivity"]}
     assert families == {"all", "reasoning", "non-reasoning"}
+
+
+def test_a_user_answer_type_that_declares_no_optional_hook_gets_every_hook_s_default(tmp_path):
+    from promptopt.answers import HOOKS, answer_types
+
+    (tmp_path / "roman.py").write_text(ROMAN)
+    roman = answer_types([tmp_path])["roman_numeral"]
+    assert {hook: getattr(roman, hook) for hook in HOOKS} == HOOKS | {"max_answer_tokens": 8}
+    assert answer_types()["multiple_choice"].offers_options and not answer_types()["free_text"].offers_options
