@@ -436,6 +436,7 @@ def _rerun_group(bundle: Bundle, plan: dict, identity: str, drifts: list[Drift],
     from promptopt.config import Config
     from promptopt.pipeline import RunContext
     from promptopt.runplan import RunPlan
+    from promptopt.store import default_url
     model = _model_of(identity, api_base)
     tasks = {}
     for d in drifts:
@@ -448,7 +449,7 @@ def _rerun_group(bundle: Bundle, plan: dict, identity: str, drifts: list[Drift],
                     out=out, threads=threads, max_calls=max_calls, max_cost=max_cost, references=False,
                     judge_models=plan.get("judges") or [], judge_api_base=api_base or plan.get("judge_api_base"),
                     tasks_dirs=tasks_dirs or [])  # fmt: skip
-    ctx = RunContext.open(rplan, on_progress, run_dir=out, run_id=run_id, url=f"sqlite:///{(out / 'results.sqlite').resolve()}",
+    ctx = RunContext.open(rplan, on_progress, run_dir=out, run_id=run_id, url=default_url(out),
                           described={"rerun_of": bundle.digest, "run": run_id, "model": identity})  # fmt: skip
     if budget is not None:
         ctx = dataclasses.replace(ctx, budget=budget)

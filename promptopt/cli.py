@@ -305,7 +305,9 @@ def evaluate_cmd(
         f"{100 * row.error_rate:.1f}% ({row.errors} of {row.n_items}, not counted as wrong), "
         f"{row.lm_calls} LM calls, ${row.cost_usd:.4f}."
     )
-    store = f"sqlite:///{(program / 'evaluations.sqlite').resolve()}"
+    from promptopt.store import sqlite_url
+
+    store = sqlite_url(program / "evaluations.sqlite")
     lines = [f"  {row.errors} examples failed after retries and are left out of the score; run the same command "
              "again to retry them."] if row.errors else []  # fmt: skip
     lines.append(f"  Next: promptopt report {store} --run {row.run_id} · promptopt view {store}")

@@ -27,8 +27,7 @@ def run(plan: RunPlan, on_progress: Callable[[Progress], None] | None = None) ->
         for benches in each:
             for bench in benches.values():
                 if storage is None:
-                    for cfg in configs:
-                        bench.run_config(cfg)
+                    bench.run_configs(configs)
                 else:
                     _shared(ctx, bench, configs, storage)
                 programs |= {(bench.model.identity, bench.task.name, cid): p for cid, p in bench.saved.items()}

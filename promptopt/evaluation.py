@@ -19,6 +19,7 @@ from promptopt.config import Config
 from promptopt.errors import UserError
 from promptopt.pipeline import RunContext
 from promptopt.runplan import RunPlan, RunResult
+from promptopt.store import sqlite_url
 from promptopt.tasks import check_gold, load_task
 
 
@@ -54,7 +55,7 @@ def evaluate_program(
     run_id = "eval-" + hashlib.sha1(key).hexdigest()[:10]
     ctx = RunContext.open(
         plan, on_progress, run_dir=folder, run_id=run_id, manifest=False,
-        url=f"sqlite:///{(folder / 'evaluations.sqlite').resolve()}",
+        url=sqlite_url(folder / "evaluations.sqlite"),
         described={"program": str(folder), "split": split, "limit": limit},
     )  # fmt: skip
     with ctx.noted() as stopped, ctx.models([prog.model], [task], [config]) as each:

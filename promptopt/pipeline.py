@@ -169,21 +169,20 @@ class Bench:
         With --batch the calls go through the provider's batch API, unless the pass is `adaptive`
         (what it scores next depends on this score: a search's rungs)."""
         examples = self.task.examples(split, self.ctx.plan.limit) if examples is None else examples
-
-        def run() -> None:
-            evaluate(
-                program, examples, task=self.task, model=self.model, lm=self.lm, adapter=self.adapter, config=cfg,
-                split=split, run_id=self.ctx.run_id, store=self.ctx.store, threads=self.threads,
-                on_progress=self.ctx.on_progress, budget=self.ctx.budget, judges=self.judges,
-            )  # fmt: skip
-
         if self.ctx.plan.batch and not adaptive:
             from promptopt.batch import through_batches
 
-            through_batches(self, run)
+            through_batches(self, lambda: self._evaluate(program, cfg, split, examples))
         else:
-            run()
+            self._evaluate(program, cfg, split, examples)
         return self.measure(cfg, split, [e.id for e in examples])
+
+    def _evaluate(self, program, cfg, split: str, examples) -> None:
+        evaluate(
+            program, examples, task=self.task, model=self.model, lm=self.lm, adapter=self.adapter, config=cfg,
+            split=split, run_id=self.ctx.run_id, store=self.ctx.store, threads=self.threads,
+            on_progress=self.ctx.on_progress, budget=self.ctx.budget, judges=self.judges,
+        )  # fmt: skip
 
     def records(self, config_id: str, split: str | None = None, ids=None, recs=None) -> pd.DataFrame:
         """This bench's records of one config (`recs`: the run's records, when read already)."""
@@ -220,6 +219,27 @@ class Bench:
         for split in self.ctx.plan.splits:
             self.score(program, cfg, split)
         self.save(program, cfg)
+
+    def run_configs(self, configs) -> None:
+        """Every config of a grid run. With --batch, all are readied first and every (config,
+        split) pass shares each batch round: one batch per round for the whole grid, not one
+        per pass, since a batch may take hours to come back."""
+        if not self.ctx.plan.batch:
+            for cfg in configs:
+                self.run_config(cfg)
+            return
+        from promptopt.batch import through_batches
+
+        ready = [(cfg, self.ready(cfg)) for cfg in configs]
+
+        def every_pass() -> None:
+            for cfg, program in ready:
+                for split in self.ctx.plan.splits:
+                    self._evaluate(program, cfg, split, self.task.examples(split, self.ctx.plan.limit))
+
+        through_batches(self, every_pass)
+        for cfg, program in ready:
+            self.save(program, cfg)
 
 
 def check_endpoint(model: Model, configs, plan: RunPlan) -> None:

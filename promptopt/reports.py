@@ -22,7 +22,7 @@ from promptopt.errors import UserError
 from promptopt.manifest import mismatches
 from promptopt.results import Ceiling, ConfigSummary, LeaderboardRow, Report, SummaryLine
 from promptopt.stats import MIN_PAIRED
-from promptopt.store import Store
+from promptopt.store import Store, run_folder_url
 from promptopt.tables import Section
 
 ROW_FIELDS = list(ConfigSummary.model_fields)  # the CSV's columns and every JSON row's keys, in order
@@ -48,10 +48,7 @@ def open_source(source: str) -> tuple[Store, str | None]:
                                 f"e.g. {path / inside[-1]}.")  # fmt: skip
             raise UserError(f"{source} is not a run folder: it has no run.json (give a run folder or a storage URL).")
         info = json.loads(meta.read_text())
-        storage = info["storage"]
-        if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
-            storage = f"sqlite:///{(path / 'results.sqlite').resolve()}"  # folder moved since the run
-        return Store(storage, create=False), info["run_id"]
+        return Store(run_folder_url(info["storage"], path), create=False), info["run_id"]
     if "://" in source:
         return Store(source, create=False), None
     raise UserError(f"{source} is neither a run folder nor a storage URL (e.g. sqlite:///results.sqlite).")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from promptopt.store import RECORD_COLUMNS, Record, Store
+from promptopt.store import RECORD_COLUMNS, Record, Store, default_url
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def write_run(records: pd.DataFrame, run_dir: Path) -> Path:
     """A run folder (run.json + results.sqlite) holding `records` (of one run), as `promptopt run` leaves one."""
     run_id = str(records["run_id"].iloc[0])
     run_dir.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{(run_dir / 'results.sqlite').resolve()}"
+    url = default_url(run_dir)
     store = Store(url)
     store.start_run(run_id, {"simulated": True}, "sim")
     rows = records.astype(object).where(records.notna(), None).to_dict(orient="records")

@@ -277,8 +277,22 @@ RECORD_COLUMNS = [f.name for f in fields(Record)]
 REPORT_COLUMNS = [c for c in RECORD_COLUMNS if c != "sent"]
 
 
+def sqlite_url(path: Path) -> str:
+    """The storage URL of a SQLite file (absolute: a run started elsewhere finds it)."""
+    return f"sqlite:///{Path(path).resolve()}"
+
+
 def default_url(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'results.sqlite').resolve()}"
+    """A run folder's own store."""
+    return sqlite_url(run_dir / "results.sqlite")
+
+
+def run_folder_url(storage: str, run_dir: Path) -> str:
+    """The store a run folder's run.json names, or the folder's own SQLite file when the folder
+    was moved since the run (the path recorded no longer exists)."""
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
+        return default_url(run_dir)
+    return storage
 
 
 class Store:

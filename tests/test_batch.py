@@ -54,6 +54,9 @@ def test_a_batched_run_records_what_the_synchronous_run_records_at_the_batch_pri
     # every call went through a batch, none synchronously, and the provider billed the same tokens
     assert (batch_server.calls, batch_server.batched) == (0, sync_server.calls) and sync_server.calls == 4 * LIMIT
     assert batch_server.usage == sync_server.usage
+    # one batch per round for the whole grid: baseline's calls and the first samples, then the
+    # second samples, then the third (self-consistency's samples depend on each other in DSPy)
+    assert len(batch_server.batches) == 3
     assert batch.extras.map(lambda e: '"batch_calls"' in e).all()
     # LiteLLM's table prices gpt-4o-mini's batch tokens at half its synchronous ones
     assert batch.cost_usd.sum() == pytest.approx(0.5 * sync.cost_usd.sum()) and sync.cost_usd.sum() > 0
