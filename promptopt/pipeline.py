@@ -28,7 +28,7 @@ from promptopt.registry import get_strategy
 from promptopt.runplan import RunPlan, corpus_for, judge_models
 from promptopt.scoring import Budget, BudgetReached, evaluate, note
 from promptopt.session import adapter_for, endpoint, threads_for
-from promptopt.store import Store, default_url, safe_url
+from promptopt.store import ResultsStore, Store, default_url, safe_url
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class RunContext:
 
     plan: RunPlan
     run_dir: Path
-    store: Store
+    store: ResultsStore  # promptopt.store.Store: the SQL implementation
     url: str
     budget: Budget
     on_progress: Callable | None = None

@@ -70,6 +70,22 @@ def test_the_estimators_are_pure_and_the_statistics_never_reach_a_model_or_a_jud
     assert not reached & {"models", "judge", "batch", "session", "server", "scoring", "tasks"}, sorted(reached)
 
 
+def test_every_store_method_the_package_calls_is_on_the_store_boundary_and_the_sql_store_has_them_all(tmp_path):
+    import re
+
+    from promptopt.store import ResultsStore, Store
+
+    called = set()
+    for path in PKG.rglob("*.py"):
+        if path.name != "store.py":
+            called |= set(re.findall(r"\bstore\.([a-z_]+)\(", path.read_text()))
+    declared = {name for name in vars(ResultsStore) if not name.startswith("_")}
+    assert called and called <= declared, sorted(called - declared)
+    assert isinstance(Store(f"sqlite:///{tmp_path}/s.db"), ResultsStore)
+    sql = [p.name for p in PKG.rglob("*.py") if p.name != "store.py" and "sqlalchemy" in p.read_text()]
+    assert sql == []  # no SQL outside the boundary
+
+
 def test_the_cycle_finder_finds_a_planted_cycle():
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
 
