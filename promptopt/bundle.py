@@ -477,7 +477,6 @@ def _program(bench, cfg, d: Drift, bundle: Bundle):
     prepare) built again from its strategy; None (and why, on `d`) when neither can be had."""
     from promptopt import compiled
     from promptopt.pipeline import program_dir
-    from promptopt.registry import get_strategy
 
     folder = program_dir(bench.ctx.run_dir / "bundle", bench.model, bench.task, cfg)
     if (folder / "program.json").exists():
@@ -486,7 +485,7 @@ def _program(bench, cfg, d: Drift, bundle: Bundle):
         except UserError as exc:
             d.skipped = f"its saved program cannot be loaded here ({exc})"
             return None
-    program = get_strategy(cfg.strategy, bench.ctx.plan.programs_dirs).build(bench.task, **cfg.knobs)
+    program = bench.ctx.plan.catalog.strategy(cfg.strategy).build(bench.task, **cfg.knobs)
     if cfg.optimizer != "none" or hasattr(program, "fit_pool") or hasattr(program, "use_corpus"):
         d.skipped = "its compiled or prepared program is not in the bundle (export a run folder to include it)"
         return None

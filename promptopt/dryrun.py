@@ -8,7 +8,6 @@ from dataclasses import replace
 from promptopt.compiler import dev_split
 from promptopt.config import config_label, parse_config
 from promptopt.models import Model
-from promptopt.registry import get_strategy
 from promptopt.runplan import RunPlan, search_space, serves, validate_plan
 
 
@@ -23,7 +22,7 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     """
     from promptopt.compiler import estimate_compile_calls
 
-    strat = get_strategy(config.strategy, plan.programs_dirs)
+    strat = plan.catalog.strategy(config.strategy)
     sample = task.examples("val", 20) or task.examples("test", 20)
     n_options = max((len(e.inputs.get("options") or {}) for e in sample), default=4) or 4
     per_example = strat.calls(config.knobs, n_options)

@@ -24,7 +24,6 @@ from promptopt.errors import UserError
 from promptopt.manifest import environment, task_digest, versions
 from promptopt.models import Model, build_lm, resolve_model
 from promptopt.paths import bundled_dir
-from promptopt.registry import get_strategy
 from promptopt.runplan import RunPlan, corpus_for, judge_models
 from promptopt.scoring import Budget, BudgetReached, evaluate, note
 from promptopt.session import adapter_for, endpoint, threads_for
@@ -158,7 +157,7 @@ class Bench:
 
     def ready(self, cfg):
         """The config's program: built, given its corpus, its pool prepared and compiled (once)."""
-        program = get_strategy(cfg.strategy, self.ctx.plan.programs_dirs).build(self.task, **cfg.knobs)
+        program = self.ctx.plan.catalog.strategy(cfg.strategy).build(self.task, **cfg.knobs)
         give_corpus(program, self.ctx.plan, self.task, self.ctx.run_dir)
         prepare(program, self, cfg)
         return compile_once(program, self, cfg)
@@ -248,7 +247,7 @@ def check_endpoint(model: Model, configs, plan: RunPlan) -> None:
     from promptopt.logprobs import protocol
 
     for cfg in configs:
-        if "prompt_logprobs" in get_strategy(cfg.strategy, plan.programs_dirs).needs and not model.is_local:
+        if "prompt_logprobs" in plan.catalog.strategy(cfg.strategy).needs and not model.is_local:
             protocol(model)
             return
 
@@ -418,7 +417,7 @@ def save_program(program, bench: Bench, config) -> Path:
     prep = mine[mine.split == "train"]
     comp = ctx.store.compile_costs(ctx.run_id)
     comp = comp[(comp.model == model.identity) & (comp.task == task.name) & (comp.config_id == config.id)]
-    source = Path(get_strategy(config.strategy, ctx.plan.programs_dirs).source).resolve().parent
+    source = Path(ctx.plan.catalog.strategy(config.strategy).source).resolve().parent
     strategy_dir = None if source == bundled_dir("programs").resolve() else source
     return compiled.save(
         program, program_dir(ctx.run_dir, model, task, config), task=task, model=model, config=config,

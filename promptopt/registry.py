@@ -58,7 +58,10 @@ class Registry(Generic[T]):
         return table
 
     def get(self, name: str, extra_dirs: list[Path] | None = None) -> T:
-        known = self.load(extra_dirs)
+        return self.pick(self.load(extra_dirs), name)
+
+    def pick(self, known: dict[str, T], name: str) -> T:
+        """`name` from a table `load` made, or one sentence naming the valid ones."""
         if name not in known:
             raise UserError(f"Unknown {self.kind} {name!r}; valid {self.plural} are {', '.join(sorted(known))}.")
         return known[name]

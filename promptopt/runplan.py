@@ -8,6 +8,7 @@ resumes without repeating LM calls.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, make_dataclass
@@ -18,7 +19,6 @@ from promptopt.errors import UserError
 from promptopt.judge import DEFAULT_MIN_KAPPA
 from promptopt.models import Model, check_credentials, check_vision, redact_url, resolve_model
 from promptopt.options import BY_NAME, DEFAULT_LIMIT, DEFAULT_MODEL, DEFAULT_STRATEGIES, DEFAULT_TASK, OPTIONS  # noqa: F401
-from promptopt.registry import get_strategy
 from promptopt.tasks import check_gold, load_task
 
 
@@ -28,6 +28,13 @@ class _Plan:
     `mode` ("search": an Optuna search over the configs instead of scoring them all). Budgets do
     not change what a run computes, so they are not part of its id: the same command with a
     larger budget continues the same run."""
+
+    @functools.cached_property
+    def catalog(self):
+        """The strategies, optimizers and answer types this plan's folders hold, read once."""
+        from promptopt.catalog import Catalog
+
+        return Catalog.of(self.programs_dirs)
 
     def describe(self) -> dict:
         """What identifies the run; endpoints without credentials. Only what was asked: what
@@ -120,7 +127,7 @@ def validate_plan(plan: RunPlan, configs: list | None = None, credentials: bool 
     from promptopt.logprobs import check_model, check_reasoning_effort
 
     for cfg in configs:
-        strat = get_strategy(cfg.strategy, plan.programs_dirs)
+        strat = plan.catalog.strategy(cfg.strategy)
         for task in tasks:
             strat.build(task, **cfg.knobs)  # refuses answer types it cannot serve
             if strat.uses_corpus:
@@ -285,7 +292,7 @@ def search_space(plan: RunPlan, demo_sets: int = 1) -> list:
     space = []
     for name in plan.strategies:
         for opt in plan.optimizers:
-            strat = get_strategy(name.partition(":")[0], plan.programs_dirs)
+            strat = plan.catalog.strategy(name.partition(":")[0])
             if opt.partition(":")[0] != "none" and not strat.compilable:
                 continue  # e.g. knn_fewshot picks its own demos: only its uncompiled form is in the space
             space.append(parse_config(name, opt, plan.programs_dirs))
@@ -298,7 +305,7 @@ def search_space(plan: RunPlan, demo_sets: int = 1) -> list:
 def serves(cfg, task, plan: RunPlan) -> bool:
     """Whether the config's strategy can answer this task's answer type."""
     try:
-        get_strategy(cfg.strategy, plan.programs_dirs).build(task, **cfg.knobs)
+        plan.catalog.strategy(cfg.strategy).build(task, **cfg.knobs)
     except UserError:
         return False
     return True

@@ -35,7 +35,6 @@ from promptopt.config import parse_config
 from promptopt.errors import UserError
 from promptopt.options import DEFAULT_OPTIMIZERS, DEFAULT_SPACE  # noqa: F401  (benchmarks read them here)
 from promptopt.pipeline import Bench, RunContext
-from promptopt.registry import get_strategy
 from promptopt.runplan import RunPlan, RunResult, search_space, serves, validate_plan
 from promptopt.scoring import Note, Progress
 from promptopt.selection import Arm, Elimination, Rule
@@ -97,7 +96,7 @@ def search(
 
     for cfg in space:  # what each config needs of each model, before any call
         for model in models:
-            check_model(model, get_strategy(cfg.strategy, plan.programs_dirs).needs, cfg.strategy)
+            check_model(model, plan.catalog.strategy(cfg.strategy).needs, cfg.strategy)
             if cfg.knobs.get("reasoning_effort"):
                 check_reasoning_effort(model, cfg.id)
     searched = [t for t in tasks if "~" not in t.name]
