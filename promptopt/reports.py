@@ -488,9 +488,10 @@ def _sensitivity_sections(report: Report) -> list[Section]:
         "alone: the mean over 200 permutations of each shared test item's scores among the configs (binomial "
         "where they share too few items: configs that answer alike show little); std net of noise = the std of the "
         "configs' true scores once that noise is taken out, centred so that it averages 0 for configs of equal "
-        "accuracy, with the permutations' 95% range (holding 0: no larger than noise). Reasoning: cot, self_consistency, "
-        "verify_choices, knn_fewshot, choice_shuffle with reasoning; non-reasoning: baseline, predict, "
-        "choice_shuffle without; other: user strategies.",
+        "accuracy, with the permutations' 95% range (holding 0: no larger than noise). Reasoning or non-reasoning: "
+        "as each strategy declares it (`reasons`: a reasoning step before the answer, with its knobs), kept with "
+        "each record; records written before strategies declared it go by the bundled strategy of their name; "
+        "other: a strategy that declared nothing.",
     )
 
 
