@@ -239,7 +239,7 @@ def search(
 
 # Options of a run that compile and evaluate take too (declared once, in promptopt.options).
 _BENCH_OPTIONS = ("threads", "tasks_dirs", "max_calls", "max_cost", "max_error_rate", "judge_models", "judge_api_base",
-                  "min_judge_kappa")  # fmt: skip
+                  "min_judge_kappa", "batch")  # fmt: skip
 
 
 @app.command("compile")

@@ -29,7 +29,7 @@ def evaluate_program(
 ) -> tuple[RunResult, pd.DataFrame]:  # fmt: skip
     """Score a program folder on one split of its task. `options` are RunPlan fields (threads,
     tasks_dirs, max_calls, max_cost, max_error_rate, judge_models, judge_api_base,
-    min_judge_kappa). Returns the result (with `stopped` when a budget ended it) and the records."""
+    min_judge_kappa, batch). Returns the result (with `stopped` when a budget ended it) and the records."""
     if split not in ("val", "test"):
         raise UserError(f"Cannot evaluate on split {split!r}; valid splits are val and test.")
     folder = Path(folder)
@@ -46,10 +46,12 @@ def evaluate_program(
     plan = RunPlan(models=[prog.model.name], tasks=[task.name], limit=limit, splits=(split,), out=folder.parent,
                    programs_dirs=dirs, references=False, **options)  # fmt: skip
     from promptopt.models import check_credentials
-    from promptopt.runplan import judge_models
+    from promptopt.runplan import check_batch, judge_models
 
     for judge in judge_models(plan, task):
         check_credentials(judge)
+    if plan.batch:
+        check_batch(plan, [prog.model])
     state = hashlib.sha1((folder / "program.json").read_bytes()).hexdigest()
     key = json.dumps([prog.model.identity, split, limit, man["config_id"], state]).encode()
     run_id = "eval-" + hashlib.sha1(key).hexdigest()[:10]

@@ -191,3 +191,17 @@ def test_judge_grading_goes_through_batches_too_and_scores_what_a_synchronous_ju
     assert ledger[("judge", "grading")]["lm_calls"] == ledger[("judge", "grading")]["batch_calls"] == len(test_ids)
     assert synchronous == ledger[("judge", "judge-validation")]["lm_calls"] and batched == 2 * len(test_ids)
     assert usage["gpt-4o"]["calls"] == synchronous + len(test_ids)
+
+
+def test_evaluating_a_saved_program_with_batch_sends_its_calls_by_batch(medqa, tmp_path):
+    right = {e.id for e in medqa.examples("test", LIMIT)[:2]}
+    with exam_server(medqa, right, LIMIT) as server:
+        made = cli("run", "--model", PRICED, "--api-base", server.base_url, "--out", str(tmp_path), "--limit",
+                   str(LIMIT), "--split", "val", "--strategy", "cot", env=ENV)  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        (program,) = tmp_path.glob("run-*/programs/*cot*")
+        before = server.calls
+        done = cli("evaluate", str(program), "--api-base", server.base_url, "--limit", str(LIMIT), "--batch", env=ENV)
+        assert done.returncode == 0, done.stderr
+        assert (server.calls - before, server.batched) == (0, LIMIT)
+    assert f"accuracy {100 * 2 / LIMIT:.1f}%" in done.stdout  # right on the 2 planted of 4
