@@ -199,6 +199,23 @@ class BatchRound:
         return out
 
 
+def _within_budget(budget, rounds: list[BatchRound]) -> int:
+    """Keep only as many noted requests as --max-calls has room for (a batch is paid as a whole,
+    so it must not be sent past the budget); returns how many were left out. --max-cost is
+    checked between rounds, as batch dollars are known only once the answers are back."""
+    room, cost_left = budget.left()
+    if cost_left <= 0:
+        room = 0
+    left_out = 0
+    for round_ in rounds:
+        keep = max(0, min(len(round_.pending), int(room) if room != float("inf") else len(round_.pending)))
+        for key in list(round_.pending)[keep:]:
+            del round_.pending[key]
+            left_out += 1
+        room -= keep
+    return left_out
+
+
 def batchable(model: Model) -> bool:
     try:
         check(model)
@@ -226,10 +243,15 @@ def through_batches(bench, run) -> None:
             waiting = [r for r, _ in rounds if r.pending]
             if not waiting:
                 return
+            trimmed = _within_budget(ctx.budget, waiting)
             for round_ in waiting:
-                round_.submit()
+                if round_.pending:
+                    round_.submit()
             for round_ in waiting:
                 round_.collect()
+            if trimmed:  # what the budget allowed is answered: record it, then stop cleanly
+                run()
+                ctx.budget.check(next_calls=trimmed)
         raise UserError(f"--batch: items of {bench.task.name} still made new calls after {MAX_ROUNDS} batch rounds; "
                         "leave out --batch for this program.")  # fmt: skip
     finally:

@@ -205,3 +205,12 @@ def test_evaluating_a_saved_program_with_batch_sends_its_calls_by_batch(medqa, t
         assert done.returncode == 0, done.stderr
         assert (server.calls - before, server.batched) == (0, LIMIT)
     assert f"accuracy {100 * 2 / LIMIT:.1f}%" in done.stdout  # right on the 2 planted of 4
+
+
+def test_a_batch_is_never_sent_past_max_calls(medqa, tmp_path):
+    with exam_server(medqa, set(), LIMIT) as server:
+        done = cli("run", "--model", PRICED, "--api-base", server.base_url, "--out", str(tmp_path), "--limit",
+                   str(LIMIT), "--split", "test", "--strategy", "baseline", "--batch", "--max-calls", "3", env=ENV)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert (server.calls, server.batched) == (0, 3)  # a batch is paid whole: only what the budget allows went
+    assert len(_records(tmp_path)) == 3 and "--max-calls 3" in done.stdout + done.stderr
