@@ -228,15 +228,18 @@ def through_batches(bench, run) -> None:
     """Call `run` (a scoring pass of `bench`) in rounds, the task model's calls and those of every
     judge whose provider can batch answered from batches (a judge that cannot stays synchronous)."""
     ctx = bench.ctx
-    rounds = [(BatchRound(bench.model, ctx.store, ctx.run_id, ctx.say),
-               [bench.lm, *bench.lm.__dict__.get("_effort_copies", {}).values()])]  # fmt: skip
+
+    def copies(lm) -> list:  # an LM and the copies made of it for a reasoning effort (also during a round)
+        return [lm, *lm.__dict__.get("_effort_copies", {}).values()]
+
+    rounds = [(BatchRound(bench.model, ctx.store, ctx.run_id, ctx.say), bench.lm)]
     for judge in getattr(bench.judges, "judges", None) or []:
         if batchable(judge.model):
-            rounds.append((BatchRound(judge.model, ctx.store, ctx.run_id, ctx.say), [judge.lm]))
-    for round_, lms in rounds:
+            rounds.append((BatchRound(judge.model, ctx.store, ctx.run_id, ctx.say), judge.lm))
+    for round_, lm in rounds:
         round_.collect()  # what an interrupted process left waiting
-        for lm in lms:
-            lm.batch_round = round_
+        for each in copies(lm):
+            each.batch_round = round_
     try:
         for _ in range(MAX_ROUNDS):
             run()
@@ -255,6 +258,6 @@ def through_batches(bench, run) -> None:
         raise UserError(f"--batch: items of {bench.task.name} still made new calls after {MAX_ROUNDS} batch rounds; "
                         "leave out --batch for this program.")  # fmt: skip
     finally:
-        for _, lms in rounds:
-            for lm in lms:
-                lm.batch_round = None
+        for _, lm in rounds:
+            for each in copies(lm):
+                each.batch_round = None
