@@ -1,4 +1,5 @@
-"""The DSPy adapter every structured strategy runs with.
+"""The DSPy adapters structured strategies run with: the prompt format, a config knob
+(`adapter`: chat, the default, json or xml; promptopt.registry.ADAPTERS).
 
 DSPy's ChatAdapter, with changes that keep weak and base models measurable:
 - no silent JSON-adapter retry (it would add an uncounted second LM call per failure);
@@ -80,3 +81,48 @@ class LenientChatAdapter(dspy.ChatAdapter):
             if name not in found:
                 found[name] = completion if name == fields[-1] else ""
         return found
+
+
+def _lenient(parse):
+    """A parse that leaves no field missing: an unreadable reply's last output field (the answer)
+    is the whole completion, which the task's answer parser then reads or flags."""
+
+    def lenient(self, signature, completion: str) -> dict[str, Any]:
+        try:
+            found = dict(parse(self, signature, completion))
+        except AdapterParseError as exc:
+            found = dict(exc.parsed_result or {})
+        fields = list(signature.output_fields)
+        for name in fields:
+            if name not in found:
+                found[name] = completion if name == fields[-1] else ""
+        return found
+
+    return lenient
+
+
+class LenientJSONAdapter(dspy.JSONAdapter):
+    """DSPy's JSON adapter (a JSON object with the output fields), parsed leniently. It asks for
+    structured output where the provider supports it, as DSPy does; no retry in another format."""
+
+    parse = _lenient(dspy.JSONAdapter.parse)
+
+
+class LenientXMLAdapter(dspy.XMLAdapter):
+    """DSPy's XML adapter (each output field in its own tag), parsed leniently, with no silent
+    JSON-adapter retry (an uncounted second call)."""
+
+    def __init__(self):
+        super().__init__(use_json_adapter_fallback=False)
+
+    parse = _lenient(dspy.XMLAdapter.parse)
+
+
+def adapter_of(kind: str, prefill: bool = False):
+    """The adapter of a config's `adapter` knob; `prefill` (a base model's text call style) only
+    for chat, whose field markers a base model can continue."""
+    if kind == "json":
+        return LenientJSONAdapter()
+    if kind == "xml":
+        return LenientXMLAdapter()
+    return LenientChatAdapter(prefill=prefill)

@@ -53,7 +53,7 @@ def save(
         "strategy_dir": str(strategy_dir.resolve()) if strategy_dir else None,
         "model": {
             "name": model.name,
-            "adapter": adapter_name(model),
+            "adapter": adapter_name(model, config.knobs),
             "api_base": redact_url(model.api_base) if model.api_base and not model.is_local else None,
             "temperature": model.temperature,
             "max_tokens": model.max_tokens,
@@ -104,7 +104,7 @@ class LoadedProgram:
             from promptopt.session import adapter_for
 
             lm = lm_for(build_lm(live), self.manifest.get("knobs") or {})
-            self.lm, self.adapter, self._live = lm, adapter_for(live), live
+            self.lm, self.adapter, self._live = lm, adapter_for(live, self.manifest.get("knobs")), live
         return self._live
 
     def __call__(self, **inputs: Any):

@@ -32,8 +32,13 @@ def versions() -> dict[str, str]:
     return found | {"llama-server": SOURCE}
 
 
-def adapter_name(model) -> str:
-    """The DSPy adapter promptopt formats this model's prompts with (promptopt.session.adapter_for)."""
+def adapter_name(model, knobs: dict | None = None) -> str:
+    """The DSPy adapter promptopt formats this model's prompts with under a config's knobs
+    (promptopt.session.adapter_for); programs compiled under one adapter are not comparable
+    with another's, so the manifest names it beside the DSPy version."""
+    kind = (knobs or {}).get("adapter") or "chat"
+    if kind != "chat":
+        return {"json": "LenientJSONAdapter", "xml": "LenientXMLAdapter"}[kind]
     return "LenientChatAdapter(prefill)" if model.call_style == "text" else "LenientChatAdapter"
 
 

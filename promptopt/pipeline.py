@@ -178,10 +178,16 @@ class Bench:
 
     def _evaluate(self, program, cfg, split: str, examples) -> None:
         evaluate(
-            program, examples, task=self.task, model=self.model, lm=self.lm, adapter=self.adapter, config=cfg,
+            program, examples, task=self.task, model=self.model, lm=self.lm, adapter=self.adapter_of(cfg), config=cfg,
             split=split, run_id=self.ctx.run_id, store=self.ctx.store, threads=self.threads,
             on_progress=self.ctx.on_progress, budget=self.ctx.budget, judges=self.judges,
         )  # fmt: skip
+
+    def adapter_of(self, cfg):
+        """The prompt format of this config (its `adapter` knob; the model's default chat adapter
+        when it sets none)."""
+        kind = (cfg.knobs or {}).get("adapter")
+        return self.adapter if kind in (None, "chat") else adapter_for(self.model, cfg.knobs)
 
     def records(self, config_id: str, split: str | None = None, ids=None, recs=None) -> pd.DataFrame:
         """This bench's records of one config (`recs`: the run's records, when read already)."""
@@ -359,7 +365,7 @@ def compile_once(program, bench: Bench, config):
         prompt_lm.role_log = prompt_log  # its calls are the proposer's or reflection's, not the task model's
     with (
         counting_compile(log, *filter(None, [lm, prompt_lm]), journal=journal),
-        dspy.context(lm=lm, adapter=bench.adapter),
+        dspy.context(lm=lm, adapter=bench.adapter_of(config)),
         open(ctx.run_dir / "compile.log", "a") as out,
         contextlib.redirect_stdout(out),  # DSPy's optimizers print their progress
     ):
@@ -452,7 +458,8 @@ def prepare(program, bench: Bench, config) -> None:
 
         def run() -> None:
             evaluate(
-                teacher, train, task=bench.task, model=bench.model, lm=bench.lm, adapter=bench.adapter, config=config,
+                teacher, train, task=bench.task, model=bench.model, lm=bench.lm, adapter=bench.adapter_of(config),
+                config=config,
                 split="train", run_id=ctx.run_id, store=ctx.store, threads=bench.threads,
                 on_progress=ctx.on_progress, budget=ctx.budget,
             )  # fmt: skip

@@ -113,12 +113,11 @@ class Strategy:
     def check_knobs(self, knobs: dict[str, Any]) -> None:
         own = {k: v for k, v in knobs.items() if k not in COMMON_KNOBS}
         check_knob_values(f"Strategy {self.name!r}", self.knobs, own)
-        effort = knobs.get("reasoning_effort")
-        if "reasoning_effort" in knobs and effort not in REASONING_EFFORTS:
-            raise UserError(
-                f"Strategy {self.name!r}: knob 'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}, "
-                f"not {effort!r}."
-            )
+        for knob, valid in (("reasoning_effort", REASONING_EFFORTS), ("adapter", ADAPTERS)):
+            if knob in knobs and knobs[knob] not in valid:
+                raise UserError(
+                    f"Strategy {self.name!r}: knob {knob!r} must be one of {', '.join(valid)}, not {knobs[knob]!r}."
+                )
 
     def reasons_with(self, knobs: dict[str, Any]) -> bool | None:
         """Whether this strategy, with these knobs, writes a reasoning step before its answer
@@ -164,9 +163,11 @@ def check_knob_values(what: str, defaults: dict[str, Any], knobs: dict[str, Any]
 
 
 # Knobs every strategy takes, applied to its LM calls rather than to the module: the reasoning
-# effort of a reasoning model (LiteLLM's `reasoning_effort`, for models it lists as reasoning).
-COMMON_KNOBS = ("reasoning_effort",)
+# effort of a reasoning model (LiteLLM's `reasoning_effort`, for models it lists as reasoning),
+# and the prompt format, DSPy's adapter (promptopt.adapters: chat, json, xml; chat when not set).
+COMMON_KNOBS = ("reasoning_effort", "adapter")
 REASONING_EFFORTS = ("low", "medium", "high")
+ADAPTERS = ("chat", "json", "xml")
 
 ANY = "any"  # in `answer_types`: the strategy serves every answer type (it only uses the task's parser)
 

@@ -13,7 +13,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from promptopt.adapters import LenientChatAdapter
 from promptopt.errors import UserError
 from promptopt.models import Model, redact_url, with_endpoint
 
@@ -70,5 +69,8 @@ def endpoint(model: Model, log: Path | None = None, parallel: int = 1) -> Iterat
     yield model
 
 
-def adapter_for(model: Model) -> LenientChatAdapter:
-    return LenientChatAdapter(prefill=model.call_style == "text")
+def adapter_for(model: Model, knobs: dict | None = None):
+    """The adapter a config's knobs ask for (`adapter`: chat by default) on this model."""
+    from promptopt.adapters import adapter_of
+
+    return adapter_of((knobs or {}).get("adapter") or "chat", prefill=model.call_style == "text")
