@@ -117,10 +117,18 @@ class LiteLLMEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         import litellm
 
+        from promptopt.models import current_log
+
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.batch):
             resp = litellm.embedding(model=self.model, input=texts[start : start + self.batch], api_base=self.api_base)
             rows.extend(item["embedding"] for item in resp.data)
+            log = current_log.get()
+            if log is not None:  # the ledger's `embedding` role: what this call cost
+                usage = getattr(resp, "usage", None)
+                tokens = int(getattr(usage, "prompt_tokens", 0) or 0) if usage is not None else 0
+                cost = (getattr(resp, "_hidden_params", None) or {}).get("response_cost") or 0.0
+                log.embedded(1, tokens, float(cost))
         return _normalise(np.asarray(rows, dtype=np.float64))
 
     def state(self) -> dict:

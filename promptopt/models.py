@@ -237,7 +237,14 @@ class CallLog:
     outputs: list[str] = field(default_factory=list)
     sent: list[dict] = field(default_factory=list)  # each call's request as sent: {"messages": [...]} or {"prompt": ...}
     batched: int = 0  # calls answered from a provider batch (promptopt.batch), at its price
+    embedding: dict = field(default_factory=dict)  # hosted embedding calls (kNN's litellm: embedder), apart
     asked: dict[str, int] = field(default_factory=dict)  # batch mode: times each request was asked in this item
+
+    def embedded(self, calls: int, tokens: int, cost: float) -> None:
+        """Count an embedding call (role `embedding` in the ledger), apart from the LM calls."""
+        with _count_lock:
+            for key, value in (("lm_calls", calls), ("prompt_tokens", tokens), ("cost_usd", cost)):
+                self.embedding[key] = self.embedding.get(key, 0) + value
 
     def usage(self) -> dict[str, int | float]:
         """What the calls cost, as the store's columns name it."""

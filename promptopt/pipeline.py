@@ -471,4 +471,16 @@ def prepare(program, bench: Bench, config) -> None:
         else:
             run()
         explanations = ctx.store.explanations(ctx.run_id, bench.model.identity, bench.task.name, config.id)
-    program.fit_pool(train, explanations)
+    from promptopt.models import CallLog, current_log
+
+    log = CallLog()
+    token = current_log.set(log)  # a hosted embedder's calls over the pool are the ledger's `embedding` role
+    try:
+        program.fit_pool(train, explanations)
+    finally:
+        current_log.reset(token)
+    if log.embedding:
+        bench.ctx.budget.charge(log)
+        used = CallLog(int(log.embedding["lm_calls"]), int(log.embedding["prompt_tokens"]), 0, float(log.embedding["cost_usd"]))
+        bench.ctx.store.add_compile_roles(bench.ctx.run_id, bench.model.identity, bench.task.name, config.id,
+                                          {"embedding": (getattr(program.embedder, "model", "embedder"), used)})  # fmt: skip

@@ -547,6 +547,7 @@ class Extras(_Row):
     images: list[str] | None = None  # the content digests of the item's images, as asked (a changed image is re-asked)
     cluster: str | None = None  # the item's cluster (the task's cluster column, a probe item's source item)
     batch_calls: int | None = None  # calls answered through the provider's batch API (--batch), at its price
+    embedding: dict[str, float] | None = None  # hosted embedding calls of the item (lm_calls, prompt_tokens, cost_usd)
 
     @classmethod
     def of(cls, prediction: Any, declared: Any, knobs: dict[str, Any]) -> Extras:

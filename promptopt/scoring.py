@@ -75,8 +75,8 @@ class Budget:
     last_error: str = ""
 
     def charge(self, log: CallLog) -> None:
-        self.calls += log.calls
-        self.cost_usd += log.cost_usd
+        self.calls += log.calls + int(log.embedding.get("lm_calls", 0))
+        self.cost_usd += log.cost_usd + float(log.embedding.get("cost_usd", 0.0))
 
     def charge_judge(self, usage: dict) -> None:
         """A judge's calls count against the same --max-calls and --max-cost as the task model's."""
@@ -185,6 +185,8 @@ def score_example(
             extras = extras.model_copy(update={"recall": float(example.id in extras.retrieved)})
         if log.batched:
             extras = extras.model_copy(update={"batch_calls": log.batched})
+        if log.embedding:
+            extras = extras.model_copy(update={"embedding": dict(log.embedding)})
         fields = dict(
             prediction=answer,
             score=score,

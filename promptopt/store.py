@@ -130,7 +130,8 @@ compiles = per_run_and(
 )
 
 # A compile's cost per LM role: "task" (the task model, also as the optimizer's teacher) and the
-# optimizer's own prompt model ("proposer": MIPROv2's instruction proposer; "reflection": GEPA's).
+# optimizer's own prompt model ("proposer": MIPROv2's instruction proposer; "reflection": GEPA's);
+# and "embedding": a preparation's hosted embedding calls over its pool (kNN's litellm: embedder).
 compile_roles = per_run_and(
     "compile_roles",
     ("model", "task", "config_id"),
@@ -543,10 +544,12 @@ class Store:
             conn.execute(compiles.insert().values(**row))
 
     def add_compile_roles(self, run_id: str, model: str, task: str, config_id: str, roles: dict) -> None:
-        """role -> (the LM's name, its CallLog) of one compile, replacing an earlier try's."""
+        """role -> (the LM's name, its CallLog) of one compile (or a preparation's embedding),
+        replacing an earlier try's rows of those roles."""
         key = dict(run_id=run_id, model=model, task=task, config_id=config_id)
         with self.engine.begin() as conn:
-            conn.execute(compile_roles.delete().where(*[compile_roles.c[k] == v for k, v in key.items()]))
+            conn.execute(compile_roles.delete().where(*[compile_roles.c[k] == v for k, v in key.items()],
+                                                      compile_roles.c.role.in_(list(roles))))  # fmt: skip
             for role, (lm, log) in roles.items():
                 conn.execute(compile_roles.insert().values(**key, role=role, lm=lm, **log.usage(), created_at=time.time()))
 

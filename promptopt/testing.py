@@ -162,6 +162,9 @@ class ScriptedServer:
                 if path.endswith("/batches"):
                     self._send(*server._create_batch(json.loads(raw or b"{}")))
                     return
+                if path.endswith("/embeddings"):
+                    self._send(200, server._embed(json.loads(raw or b"{}")))
+                    return
                 body = json.loads(raw or b"{}")
                 if "messages" in body:
                     prompt = "\n\n".join(_text(m.get("content")) for m in body["messages"])
@@ -265,6 +268,27 @@ class ScriptedServer:
             bill["prompt_tokens"] += usage["prompt_tokens"]
             bill["completion_tokens"] += usage["completion_tokens"]
         return usage
+
+    def _embed(self, body: dict) -> dict:
+        """POST /embeddings: a vector of word counts hashed into 64 buckets per input (texts that
+        share words are near), a token per word, billed to the model like any call."""
+        import hashlib
+
+        texts = body.get("input") or []
+        texts = [texts] if isinstance(texts, str) else texts
+        data = []
+        for i, text in enumerate(texts):
+            vector = [0.0] * 64
+            for word in str(text).lower().split():
+                vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1.0
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        tokens = sum(len(str(t).split()) for t in texts)
+        with self._lock:
+            bill = self.usage.setdefault(str(body.get("model")), {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            bill["calls"] += 1
+            bill["prompt_tokens"] += tokens
+        return {"object": "list", "data": data, "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
 
     def _upload(self, raw: bytes, content_type: str) -> dict:
         """POST /files: a multipart form with the file and its purpose."""

@@ -214,3 +214,21 @@ def test_a_batch_is_never_sent_past_max_calls(medqa, tmp_path):
         assert done.returncode == 0, done.stderr
         assert (server.calls, server.batched) == (0, 3)  # a batch is paid whole: only what the budget allows went
     assert len(_records(tmp_path)) == 3 and "--max-calls 3" in done.stdout + done.stderr
+
+
+def test_a_hosted_embedder_s_calls_are_the_ledger_s_embedding_role_as_the_server_counted_them(medqa, tmp_path):
+    import json as _json
+
+    with exam_server(medqa, set(), LIMIT) as server:
+        done = cli("run", "--model", "openai/scripted", "--api-base", server.base_url, "--out", str(tmp_path),
+                   "--limit", str(LIMIT), "--split", "test",
+                   "--strategy", "knn_fewshot:k=2,pool=4,self_cot=false,embedder=litellm:openai/emb",
+                   env={"OPENAI_API_BASE": server.base_url, "OPENAI_API_KEY": "sk-test"})  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        billed = server.usage["emb"]
+    (run_dir,) = tmp_path.glob("run-*")
+    ledger = _json.loads(cli("report", str(run_dir), "--format", "json").stdout)["ledger"]
+    embedding = {r["phase"]: (r["lm_calls"], r["prompt_tokens"]) for r in ledger if r["role"] == "embedding"}
+    assert embedding["prepare"][0] == 1 and embedding["test"][0] == LIMIT  # the pool in one call, then each item
+    assert sum(c for c, _ in embedding.values()) == billed["calls"]
+    assert sum(t for _, t in embedding.values()) == billed["prompt_tokens"]

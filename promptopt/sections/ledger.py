@@ -3,7 +3,8 @@
 Roles: `task` (the task model answering items, and as an optimizer's teacher inside a compile),
 `teacher` (the task model explaining the training pool a few-shot program prepares from),
 `proposer` and `reflection` (an optimizer's own prompt model: MIPROv2's instruction proposer,
-GEPA's reflection model), `judge`. Phases: `compile`, `prepare`, `val`, `test` (probe items
+GEPA's reflection model), `embedding` (a hosted embedding model: kNN's `litellm:` embedder, over
+its pool when preparing and per item when answering), `judge`. Phases: `compile`, `prepare`, `val`, `test` (probe items
 included), `judge-validation`, `grading`. Per (run, model, task, config, role, phase) — a judge's
 validation has no config — calls, tokens and dollars at
 the price in force when each call was made (batch calls at the batch price, `batch_calls` of
@@ -50,6 +51,8 @@ def _rows(inputs: Inputs) -> list[dict]:
         key = {"run_id": r.run_id, "model": r.model, "task": r.task, "config_id": r.config_id}
         out.append({**key, "role": "teacher" if r.split == "train" else "task", "phase": phase,
                     **{k: getattr(r, k) for k in USAGE}, "batch_calls": int(extras.get("batch_calls") or 0)})  # fmt: skip
+        if extras.get("embedding"):
+            out.append({**key, "role": "embedding", "phase": phase, **{k: extras["embedding"].get(k) or 0 for k in USAGE}})
         for verdict in extras.get("judges") or []:
             out.append({**key, "role": "judge", "phase": "grading",
                         **{k: verdict.get(k) or 0 for k in USAGE}, "batch_calls": int(verdict.get("batch_calls") or 0),
@@ -59,9 +62,10 @@ def _rows(inputs: Inputs) -> list[dict]:
     compiles = inputs.tables.get("compiles")
     split = set()
     for r in roles.itertuples() if roles is not None and len(roles) else ():
-        split.add((r.run_id, r.model, r.task, r.config_id))
+        if r.role != "embedding":  # a preparation's embedding is not a compile
+            split.add((r.run_id, r.model, r.task, r.config_id))
         out.append({"run_id": r.run_id, "model": r.model, "task": r.task, "config_id": r.config_id, "role": r.role,
-                    "phase": "compile", **{k: getattr(r, k) for k in USAGE}})  # fmt: skip
+                    "phase": "prepare" if r.role == "embedding" else "compile", **{k: getattr(r, k) for k in USAGE}})  # fmt: skip
     for r in compiles.itertuples() if compiles is not None and len(compiles) else ():
         if (r.run_id, r.model, r.task, r.config_id) not in split:  # a store from before roles were kept
             out.append({"run_id": r.run_id, "model": r.model, "task": r.task, "config_id": r.config_id, "role": "task",
@@ -124,7 +128,8 @@ def render(report) -> list[Section]:
                                         "cached", "without cache"],
         body,
         "Every LM call of the run (per model, task and config in JSON): the task model answering items (task), explaining the training pool a program "
-        "prepares from (teacher), an optimizer's prompt model (proposer, reflection) and judges; dollars at the "
+        "prepares from (teacher), an optimizer's prompt model (proposer, reflection), a hosted embedding model "
+        "(embedding) and judges; dollars at the "
         "price in force (batch calls at the batch price). Cached = judge verdicts served from the cache for free; "
         "without cache = what reproducing the row without it would cost.",
     )]  # fmt: skip
