@@ -158,22 +158,13 @@ def test_the_ledger_totals_per_role_equal_what_the_provider_billed_each_model(me
 
 def test_judge_grading_goes_through_batches_too_and_scores_what_a_synchronous_judge_scores(tmp_path):
     import json as _json
-    import re
 
-    from test_open_ended import _judged_task, honest_judge
+    from test_open_ended import _judged_task, honest_judge, organ_model
 
     from promptopt.tasks import load_task
-    from promptopt.testing import ScriptedServer, fill_fields
+    from promptopt.testing import ScriptedServer
 
-    rows = _judged_task(tmp_path)
-    gold = {r["question"]: r["answer"] for r in rows}
-
-    def model(prompt):
-        question = next(q for q in gold if q in prompt)
-        answer = gold[question] if int(re.search(r"disease (\d+)", question).group(1)) % 3 else "spleen"
-        return fill_fields(prompt, answer) if "[[ ## " in prompt else f" {answer}"
-
-    with ScriptedServer(model, replies={"gpt-4o": honest_judge}) as server:
+    with ScriptedServer(organ_model(_judged_task(tmp_path)), replies={"gpt-4o": honest_judge}) as server:
         done = cli("run", "--model", PRICED, "--api-base", server.base_url, "--judge-model", "openai/gpt-4o",
                    "--judge-api-base", server.base_url, "--tasks-dir", str(tmp_path), "--task", "organs", "--split",
                    "test", "--strategy", "baseline", "--out", str(tmp_path / "out"), "--batch", env=ENV)  # fmt: skip

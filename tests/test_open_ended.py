@@ -234,8 +234,8 @@ def test_a_judge_that_answers_at_random_is_stopped_by_validation_before_any_task
     assert model.calls == 0  # not one task call was made, let alone scored
 
 
-def test_a_trusted_judge_is_the_score_when_it_is_the_primary_metric(tmp_path):
-    rows = _judged_task(tmp_path)
+def organ_model(rows):
+    """Right on the organ of disease i unless i is a multiple of 3 (then "spleen")."""
     gold = {r["question"]: r["answer"] for r in rows}
 
     def model(prompt):
@@ -243,6 +243,11 @@ def test_a_trusted_judge_is_the_score_when_it_is_the_primary_metric(tmp_path):
         answer = gold[question] if int(re.search(r"disease (\d+)", question).group(1)) % 3 else "spleen"
         return fill_fields(prompt, answer) if "[[ ## " in prompt else f" {answer}"
 
+    return model
+
+
+def test_a_trusted_judge_is_the_score_when_it_is_the_primary_metric(tmp_path):
+    model = organ_model(_judged_task(tmp_path))
     with ScriptedServer(model, replies={"judge": honest_judge}) as server:
         data = report_of(run(server, tmp_path / "out", "--tasks-dir", str(tmp_path), "--task", "organs",
                              "--judge-model", "openai/judge", "--split", "test"))  # fmt: skip
