@@ -40,24 +40,37 @@ class LedgerRow(Row):
     would_cost_usd: float  # cost_usd plus what the cached calls cost when first made
 
 
-def _rows(inputs: Inputs) -> list[dict]:
+def _record_rows(recs: pd.DataFrame) -> list[dict]:
+    """The task model's (and teacher's) calls summed per config and split, at once; the few
+    records whose extras name batch calls, embedding calls or verdicts parsed one by one."""
     from promptopt.stats import extras_of
 
-    out: list[dict] = []
-    recs = inputs.records
-    for r in recs.itertuples() if len(recs) else ():
-        extras = extras_of(r.extras) if isinstance(r.extras, str) else {}
-        phase = "prepare" if r.split == "train" else r.split
+    if not len(recs):
+        return []
+    keys = ["run_id", "model", "task", "config_id", "split"]
+    extras = recs["extras"] if "extras" in recs else pd.Series(None, index=recs.index, dtype=object)
+    batch = extras.map(lambda e: extras_of(e).get("batch_calls") or 0 if isinstance(e, str) and '"batch_calls"' in e else 0)
+    sums = recs.assign(batch_calls=batch).groupby(keys, as_index=False, sort=False)[[*USAGE, "batch_calls"]].sum()
+    out = [{**{k: r[k] for k in keys[:4]}, "role": "teacher" if r["split"] == "train" else "task",
+            "phase": "prepare" if r["split"] == "train" else r["split"], **{k: r[k] for k in (*USAGE, "batch_calls")}}
+           for r in sums.to_dict(orient="records")]  # fmt: skip
+    more = extras.map(lambda e: isinstance(e, str) and ('"judges"' in e or '"embedding"' in e)).astype(bool)
+    for r in recs[more].itertuples():
+        found = extras_of(r.extras)
         key = {"run_id": r.run_id, "model": r.model, "task": r.task, "config_id": r.config_id}
-        out.append({**key, "role": "teacher" if r.split == "train" else "task", "phase": phase,
-                    **{k: getattr(r, k) for k in USAGE}, "batch_calls": int(extras.get("batch_calls") or 0)})  # fmt: skip
-        if extras.get("embedding"):
-            out.append({**key, "role": "embedding", "phase": phase, **{k: extras["embedding"].get(k) or 0 for k in USAGE}})
-        for verdict in extras.get("judges") or []:
+        phase = "prepare" if r.split == "train" else r.split
+        if found.get("embedding"):
+            out.append({**key, "role": "embedding", "phase": phase, **{k: found["embedding"].get(k) or 0 for k in USAGE}})
+        for verdict in found.get("judges") or []:
             out.append({**key, "role": "judge", "phase": "grading",
                         **{k: verdict.get(k) or 0 for k in USAGE}, "batch_calls": int(verdict.get("batch_calls") or 0),
                         "cached_calls": int(verdict.get("would_lm_calls") or 0) if verdict.get("cached") else 0,
                         "would_extra": float(verdict.get("would_cost_usd") or 0.0) if verdict.get("cached") else 0.0})  # fmt: skip
+    return out
+
+
+def _rows(inputs: Inputs) -> list[dict]:
+    out = _record_rows(inputs.records)
     roles = inputs.tables.get("compile_roles")
     compiles = inputs.tables.get("compiles")
     split = set()
