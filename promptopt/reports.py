@@ -113,7 +113,7 @@ def build(
     summary["selected_on"] = [chosen_on.get((r.run_id, r.model, r.task)) for r in summary.itertuples()]
     ceil, h2h, flips = stats.compare(records, summary, b=b, seed=seed, equivalence_margin=equivalence_margin, alpha=alpha)
     still_free = set() if local_usd_per_mtok or local_usd_per_hour else set(unpriced)
-    own = Inputs(records, summary, tables)
+    own = Inputs(records, summary, tables, b=b, seed=seed)
     tables = {
         "leaderboard": ceil[LEADERBOARD_FIELDS] if len(ceil) else ceil,
         "head_to_head": h2h,

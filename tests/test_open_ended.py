@@ -713,3 +713,33 @@ def test_near_misses_of_a_free_text_task_share_its_declared_label_or_swap_a_numb
     (tmp_path / "doses.yaml").write_text((tmp_path / "doses.yaml").read_text().replace("near_by: [organ]", "near_by: [topic]"))
     done = cli("tasks", "validate", str(tmp_path / "doses.yaml"))
     assert done.returncode != 0 and "names 'topic', which is not one of the task's labels (organ)" in done.stderr
+
+
+def test_rubric_tag_intervals_count_clusters_and_follow_the_report_s_resampling():
+    import pandas as pd
+    from promptopt.sections import Inputs, rubric
+    from promptopt.stats import score_ci
+
+    def records(clustered: bool):
+        rows = []
+        for i in range(40):  # items in clusters of four that agree; a tag met on 3 clusters in 10
+            met = (i // 4) % 10 < 3
+            extras = {"criteria": [{"criterion": "c", "points": 2, "tags": ["t"], "met": float(met)},
+                                   {"criterion": "d", "points": 2, "tags": ["u"], "met": 0.5 + 0.5 * met}]}
+            if clustered:
+                extras["cluster"] = f"k{i // 4}"
+            rows.append({"run_id": "r", "model": "m", "task": "t", "config_id": "c", "split": "test",
+                         "example_id": f"q{i}", "extras": json.dumps(extras)})  # fmt: skip
+        return pd.DataFrame(rows)
+
+    def by_tag(recs, **kw):
+        return {r["tag"]: r for r in rubric.compute(Inputs(recs, pd.DataFrame(), {}, **kw))}
+
+    alone, together = by_tag(records(False)), by_tag(records(True))
+    assert (alone["t"]["ci_low"], alone["t"]["ci_high"]) == score_ci([1.0] * 12 + [0.0] * 28)
+    clusters = [f"k{i // 4}" for i in range(40)]
+    assert (together["t"]["ci_low"], together["t"]["ci_high"]) == score_ci(
+        [float((i // 4) % 10 < 3) for i in range(40)], clusters=clusters)
+    assert together["t"]["ci_high"] - together["t"]["ci_low"] > alone["t"]["ci_high"] - alone["t"]["ci_low"]
+    # a tag with partial credit is bootstrapped with the report's own resamples and seed
+    assert by_tag(records(False), b=2000, seed=1)["u"]["ci_low"] != by_tag(records(False), b=2000, seed=2)["u"]["ci_low"]

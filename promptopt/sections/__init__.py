@@ -25,6 +25,8 @@ class Inputs:
     records: pd.DataFrame
     summary: pd.DataFrame
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    b: int = 10_000  # bootstrap resamples (report --bootstrap)
+    seed: int = 0  # their seed (report --seed)
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,15 @@ config, split) and tag, an item's tag score is the points it met among the crite
 tag over the positive points among them, clipped to [0, 1], as the item's whole score is; an item
 whose criteria with the tag are all negative has no points possible there and is left out. The
 row gives the mean over items with its 95% interval (Wilson for 0/1 scores, else the bootstrap
-over items). An item whose judge call failed has no verdicts and is left out; an unanswered
+over items, with the report's --bootstrap and --seed; items that share a cluster count as one
+cluster, as everywhere in the report). An item whose judge call failed has no verdicts and is left out; an unanswered
 item met nothing.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from promptopt.sections import Inputs, ReportSection, register
 from promptopt.tables import Row, Section, pct
@@ -47,26 +49,30 @@ def tag_scores(criteria: list[dict]) -> dict[str, tuple[float, int]]:
 
 
 def compute(inputs: Inputs) -> list[dict]:
-    from promptopt.stats import extras_of, score_ci
+    from promptopt.stats import cluster_labels, extras_of, score_ci
 
     records = inputs.records
     if records.empty or "extras" not in records:
         return []
     has = records["extras"].map(lambda e: isinstance(e, str) and '"criteria"' in e).astype(bool)
-    by: dict[tuple, dict[str, list[tuple[float, int]]]] = {}
+    by: dict[tuple, dict[str, list[tuple[float, int, str]]]] = {}
     for r in records[has].itertuples():
         criteria = extras_of(r.extras).get("criteria")
         if isinstance(criteria, list):
             slot = by.setdefault(tuple(getattr(r, k) for k in KEY), {})
-            for tag, found in tag_scores(criteria).items():
-                slot.setdefault(tag, []).append(found)
+            for tag, (score, n) in tag_scores(criteria).items():
+                slot.setdefault(tag, []).append((score, n, str(r.example_id)))
+    labels = cluster_labels(records[has]) if has.any() else {}
     rows = []
     for key, tags in sorted(by.items()):
+        mine = labels.get((key[0], key[2]))  # items that share a cluster (the task's cluster column) resample together
         for tag, found in sorted(tags.items()):
-            scores = np.array([s for s, _ in found], dtype=float)
-            low, high = score_ci(scores)
+            scores = np.array([s for s, _, _ in found], dtype=float)
+            ids = pd.Series([i for _, _, i in found])
+            clusters = None if mine is None else ids.map(mine).fillna(ids).to_numpy()  # no label: its own cluster
+            low, high = score_ci(scores, b=inputs.b, seed=inputs.seed, clusters=clusters)
             rows.append(dict(zip(KEY, key, strict=True)) | {
-                "tag": tag, "items": len(found), "criteria": sum(n for _, n in found), "score": float(scores.mean()),
+                "tag": tag, "items": len(found), "criteria": sum(n for _, n, _ in found), "score": float(scores.mean()),
                 "ci_low": low, "ci_high": high})  # fmt: skip
     return rows
 
