@@ -717,6 +717,7 @@ def test_near_misses_of_a_free_text_task_share_its_declared_label_or_swap_a_numb
 
 def test_rubric_tag_intervals_count_clusters_and_follow_the_report_s_resampling():
     import pandas as pd
+
     from promptopt.sections import Inputs, rubric
     from promptopt.stats import score_ci
 
