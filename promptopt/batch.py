@@ -28,6 +28,8 @@ MAX_REQUESTS = 50_000  # OpenAI's limit per batch
 MAX_BYTES = 190 * 2**20  # under OpenAI's 200 MB per input file
 MAX_ROUNDS = 20  # dependent calls per item a batched pass follows before giving up
 ENDED = ("completed", "failed", "expired", "cancelled")
+
+
 class Deferred(BaseException):  # noqa: N818  (not an error: a BaseException, so no program's `except Exception` eats it)
     """An LM call waiting for its batch: the item stops and is scored in a later round."""
 
@@ -232,18 +234,24 @@ def through_batches(bench, run) -> None:
     def copies(lm) -> list:  # an LM and the copies made of it for a reasoning effort (also during a round)
         return [lm, *lm.__dict__.get("_effort_copies", {}).values()]
 
-    rounds = [(BatchRound(bench.model, ctx.store, ctx.run_id, ctx.say), bench.lm)]
-    for judge in getattr(bench.judges, "judges", None) or []:
-        if batchable(judge.model):
-            rounds.append((BatchRound(judge.model, ctx.store, ctx.run_id, ctx.say), judge.lm))
-    for round_, lm in rounds:
+    by_model: dict[str, BatchRound] = {}  # one round per model: a task model judging too shares it
+
+    def round_of(model: Model) -> BatchRound:
+        if model.identity not in by_model:
+            by_model[model.identity] = BatchRound(model, ctx.store, ctx.run_id, ctx.say)
+        return by_model[model.identity]
+
+    rounds = [(round_of(bench.model), bench.lm)]
+    rounds += [(round_of(j.model), j.lm) for j in getattr(bench.judges, "judges", None) or [] if batchable(j.model)]
+    for round_ in by_model.values():
         round_.collect()  # what an interrupted process left waiting
+    for round_, lm in rounds:
         for each in copies(lm):
             each.batch_round = round_
     try:
         for _ in range(MAX_ROUNDS):
             run()
-            waiting = [r for r, _ in rounds if r.pending]
+            waiting = [r for r in by_model.values() if r.pending]
             if not waiting:
                 return
             trimmed = _within_budget(ctx.budget, waiting)

@@ -156,7 +156,8 @@ def test_the_ledger_totals_per_role_equal_what_the_provider_billed_each_model(me
                                                           ("reflection", "compile")}  # fmt: skip
 
 
-def test_judge_grading_goes_through_batches_too_and_scores_what_a_synchronous_judge_scores(tmp_path):
+@pytest.mark.parametrize("judge", ["gpt-4o", "gpt-4o-mini"])  # another model, or the task model judging too
+def test_judge_grading_goes_through_batches_too_and_scores_what_a_synchronous_judge_scores(tmp_path, judge):
     import json as _json
 
     from test_open_ended import _judged_task, honest_judge, organ_model
@@ -164,24 +165,37 @@ def test_judge_grading_goes_through_batches_too_and_scores_what_a_synchronous_ju
     from promptopt.tasks import load_task
     from promptopt.testing import ScriptedServer
 
-    with ScriptedServer(organ_model(_judged_task(tmp_path)), replies={"gpt-4o": honest_judge}) as server:
-        done = cli("run", "--model", PRICED, "--api-base", server.base_url, "--judge-model", "openai/gpt-4o",
+    model = organ_model(_judged_task(tmp_path))
+
+    def reply(prompt):  # one model name may answer both: a judge's prompt quotes the answer to grade
+        return honest_judge(prompt) if "<reference>" in prompt else model(prompt)
+
+    with ScriptedServer(model, replies={judge: reply}) as server:
+        done = cli("run", "--model", PRICED, "--api-base", server.base_url, "--judge-model", f"openai/{judge}",
                    "--judge-api-base", server.base_url, "--tasks-dir", str(tmp_path), "--task", "organs", "--split",
-                   "test", "--strategy", "baseline", "--out", str(tmp_path / "out"), "--batch", env=ENV)  # fmt: skip
+                   "test", "--strategy", "baseline", "--strategy", "self_consistency:n=3", "--out",
+                   str(tmp_path / "out"), "--batch", env=ENV)  # fmt: skip
         assert done.returncode == 0, done.stderr
         usage = server.usage
         synchronous, batched = server.calls, server.batched
     test_ids = [e.id for e in load_task("organs", [tmp_path]).examples("test")]
     (run_dir,) = (tmp_path / "out").glob("run-*")
     data = _json.loads(cli("report", str(run_dir), "--format", "json").stdout)
-    assert data["rows"][0]["score"] == pytest.approx(sum(int(i[1:]) % 3 != 0 for i in test_ids) / len(test_ids))
-    ledger = {(r["role"], r["phase"]): r for r in data["ledger"]}
-    # the task model's answers and the judge's grading came by batch; only its validation, which
-    # decides before any task call whether the judge may score, was asked synchronously
-    assert ledger[("task", "test")]["batch_calls"] == ledger[("task", "test")]["lm_calls"] == len(test_ids)
-    assert ledger[("judge", "grading")]["lm_calls"] == ledger[("judge", "grading")]["batch_calls"] == len(test_ids)
-    assert synchronous == ledger[("judge", "judge-validation")]["lm_calls"] and batched == 2 * len(test_ids)
-    assert usage["gpt-4o"]["calls"] == synchronous + len(test_ids)
+    n = len(test_ids)
+    assert data["rows"][0]["score"] == pytest.approx(sum(int(i[1:]) % 3 != 0 for i in test_ids) / n)
+    ledger = {}
+    for r in data["ledger"]:
+        was = ledger.setdefault((r["role"], r["phase"]), {"lm_calls": 0, "batch_calls": 0, "cached_calls": 0})
+        ledger[(r["role"], r["phase"])] = {k: was[k] + r[k] for k in was}
+    # the task model's answers (one call for baseline, three for self-consistency) and the judge's
+    # grading came by batch (the two configs answer alike: the second one's verdicts come from the
+    # judge's cache); only its validation, which decides before any task call whether the judge
+    # may score, was asked synchronously
+    assert ledger[("task", "test")] == {"lm_calls": 4 * n, "batch_calls": 4 * n, "cached_calls": 0}
+    assert ledger[("judge", "grading")] == {"lm_calls": n, "batch_calls": n, "cached_calls": n}
+    # every request asked once, also when the task model judges too and the rounds carry both
+    assert synchronous == ledger[("judge", "judge-validation")]["lm_calls"] and batched == 5 * n
+    assert usage[judge]["calls"] == synchronous + n + (4 * n if judge == "gpt-4o-mini" else 0)
 
 
 def test_evaluating_a_saved_program_with_batch_sends_its_calls_by_batch(medqa, tmp_path):
