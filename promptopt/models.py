@@ -360,9 +360,15 @@ def build_lm(model: Model, **overrides: Any):
             if key is not None and (kept := journal.replay(key)) is not None:
                 return kept  # made before an interruption: replayed, not asked again
             batched, found = self._from_batch(args, kwargs)
-            outputs = self._call(*args, **kwargs) if found is None else self._call(*args, mock_response=found, **kwargs)
-            if batched is not None and found is None:  # failed in its batch, answered now: kept for later rounds
-                self.batch_round.keep(batched, _last_usage.response)
+            if found is not None:
+                try:
+                    outputs = self._call(*args, mock_response=found, **kwargs)
+                except EmptyCompletion:  # the batch's answer was empty: asked again, synchronously, as a retry is
+                    found = None
+            if found is None:
+                outputs = self._call(*args, **kwargs)
+                if batched is not None:  # failed in its batch, answered now: kept for later rounds
+                    self.batch_round.keep(batched, _last_usage.response)
             if key is not None:
                 journal.keep(key, outputs, _last_usage.value, getattr(_last_usage, "cost", 0.0))
             return outputs
@@ -395,7 +401,7 @@ def build_lm(model: Model, **overrides: Any):
                     if not is_retryable_lm_error(err):
                         raise
                     exc = err
-                if attempt == model.num_retries:
+                if attempt == model.num_retries or "mock_response" in kwargs:  # a batch's answer is what it is
                     raise exc
                 hint = getattr(exc, "retry_after", None)
                 if isinstance(hint, int | float) and hint >= 0:  # the server said when: every thread waits
@@ -450,8 +456,7 @@ def build_lm(model: Model, **overrides: Any):
 
 
 # What a provider batch (promptopt.batch) needs of a call: the request as the synchronous path
-# sends it, its key, and its price.
-# request options that are the client's, not the provider's: never in a batch line
+# sends it (without the options that are the client's, not the provider's), its key, its price.
 NOT_SENT = {"prompt", "messages", "api_base", "api_key", "base_url", "timeout", "num_retries", "cache", "rollout_id",
             "headers", "mock_response", "model_type", "engine"}  # fmt: skip
 
@@ -494,7 +499,6 @@ def batch_price(model: Model, usage: dict, reported: float | None) -> float:
     if per_in is None or per_out is None:
         return float(reported or 0.0)
     return usage.get("prompt_tokens", 0) * per_in + usage.get("completion_tokens", 0) * per_out
-
 
 
 _effort_lock = threading.Lock()

@@ -237,3 +237,27 @@ def test_a_hosted_embedder_s_calls_are_the_ledger_s_embedding_role_as_the_server
     assert embedding["prepare"][0] == 1 and embedding["test"][0] == LIMIT  # the pool in one call, then each item
     assert sum(c for c, _ in embedding.values()) == billed["calls"]
     assert sum(t for _, t in embedding.values()) == billed["prompt_tokens"]
+
+
+def test_an_empty_answer_in_a_batch_is_asked_again_synchronously_as_a_retry_would(medqa, tmp_path):
+    from promptopt.testing import ScriptedServer, structured_answer
+
+    items = {ex.inputs["question"]: ex for ex in medqa.examples("test", LIMIT)}
+    seen: set[str] = set()
+
+    def reply(prompt):  # the first answer to each question is empty (as an overloaded endpoint's can be)
+        question = next(q for q in items if q in prompt)
+        if question not in seen:
+            seen.add(question)
+            return ""
+        gold = items[question].gold
+        return structured_answer(gold) if "[[ ## " in prompt else f" {gold}"
+
+    with ScriptedServer(reply) as server:
+        done = cli("run", "--model", PRICED, "--api-base", server.base_url, "--out", str(tmp_path), "--limit",
+                   str(LIMIT), "--split", "test", "--strategy", "cot", "--batch", env=ENV)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        # cot and the baseline reference by batch; the one empty answer per question asked once more
+        assert (server.batched, server.calls) == (2 * LIMIT, LIMIT)
+    recs = _records(tmp_path)
+    assert recs.error.isna().all() and (recs.score == 1.0).all()
