@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import shutil
 import signal
 import sys
 import time
@@ -874,6 +875,9 @@ def main() -> None:
     from typer._click import exceptions as usage
 
     signal.signal(signal.SIGTERM, _terminate)
+    if shutil.get_terminal_size((80, 24)).columns < 100:  # rich's option tables cut long flags short there
+        for each in (app, tasks_app, strategies_app, models_app):  # ("--local-price-per-…"): click's plain help
+            each.rich_markup_mode = None
     try:
         code = app(standalone_mode=False)  # usage errors come here, to be said in one sentence
     except usage.NoArgsIsHelpError as exc:  # a bare `promptopt report`: its help, as click shows it

@@ -80,3 +80,11 @@ def test_at_80_columns_the_report_names_models_once_and_keeps_the_leaderboard_a_
                        tmp_path / "wide")  # fmt: skip
     assert not any(line.startswith("Models: ") for line in wide) and max(len(line) for line in wide) <= 80
     assert sum("openai/m-strong@127.0.0.1:43517/v1" in line for line in wide) > 5  # whole names, every row
+
+
+def test_at_80_columns_help_names_every_flag_whole(tmp_path):
+    lines = in_terminal([str(EXE), "report", "--help"], 80, tmp_path)
+    shown = "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines) and "…" not in shown  # rich's option tables cut them at 80
+    for flag in ("--local-price-per-hour", "--equivalence-margin", "--pareto-cost", "--bootstrap"):
+        assert flag in shown
