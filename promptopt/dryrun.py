@@ -55,6 +55,11 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
     completion_per_call = (model.max_tokens / 2 if model else 128) if reasons else answer
     calls = compile_calls + prep_calls + eval_calls
     prompt_tokens, completion_tokens = round(calls * prompt_per_call), round(calls * completion_per_call)
+    cost = None
+    if model:  # with --batch a run's scoring goes by batch (a search's val rounds stay synchronous)
+        batched = eval_calls if plan.batch and plan.mode != "search" else 0
+        cost = _cost(model, (calls - batched) * prompt_per_call, (calls - batched) * completion_per_call)
+        cost = _plus(cost, price(model, round(batched * prompt_per_call), round(batched * completion_per_call), batch=True))
     return {
         "config": config_label(config, plan.programs_dirs),
         "config_id": config.id,
@@ -63,9 +68,17 @@ def estimate_config(plan: RunPlan, task, config, model: Model | None = None) -> 
         "calls": calls,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
-        "cost_usd": price(model, prompt_tokens, completion_tokens) if model else None,
+        "cost_usd": cost,
         "seconds": seconds(model, prompt_tokens, completion_tokens) if model else None,
     }
+
+
+def _cost(model: Model, prompt_tokens: float, completion_tokens: float) -> float | None:
+    return price(model, round(prompt_tokens), round(completion_tokens))
+
+
+def _plus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
 
 
 def seconds(model: Model, prompt_tokens: float, completion_tokens: float) -> float | None:
@@ -88,10 +101,17 @@ def per_example(plan: RunPlan, task, config, model: Model) -> dict:
     return {"calls": calls, "prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": usd}
 
 
-def price(model: Model, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """USD for the tokens at the model's price (its own, else LiteLLM's table); None if unknown."""
+def price(model: Model, prompt_tokens: float, completion_tokens: float, batch: bool = False) -> float | None:
+    """USD for the tokens at the model's price (its own, else LiteLLM's table; `batch`: the
+    table's batch price where it has one); None if unknown."""
     if model.price_in is not None and model.price_out is not None:
         return (prompt_tokens * model.price_in + completion_tokens * model.price_out) / 1e6
+    if batch:
+        from promptopt.models import batch_rates
+
+        rates = batch_rates(model)
+        if rates is not None:
+            return prompt_tokens * rates[0] + completion_tokens * rates[1]
     import litellm
 
     try:
@@ -139,7 +159,7 @@ def _search_worst_case(plan: RunPlan, task, model: Model, configs: list) -> list
         share = row["eval_calls"] / max(row["calls"], 1)  # compiled during the val phase: only scoring
         tokens = {k: round(row[k] * share) for k in ("prompt_tokens", "completion_tokens")}
         row |= {"compile_calls": 0, "calls": row["eval_calls"], **tokens,
-                "cost_usd": price(model, tokens["prompt_tokens"], tokens["completion_tokens"]),
+                "cost_usd": price(model, tokens["prompt_tokens"], tokens["completion_tokens"], batch=plan.batch),
                 "seconds": seconds(model, tokens["prompt_tokens"], tokens["completion_tokens"])}  # fmt: skip
         rows.append({"model": model.name, "task": task.name, "phase": "test", **row})
     return rows

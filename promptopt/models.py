@@ -486,19 +486,26 @@ def request_key(identity: str, body: dict, occurrence: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def batch_price(model: Model, usage: dict, reported: float | None) -> float:
-    """A batch call's dollars: the model's own price when given (what the user pays), else
-    LiteLLM's price table's batch fields, else what LiteLLM reported for the call."""
-    if model.price_in is not None and model.price_out is not None:
-        return _price(model, usage, reported)
+def batch_rates(model: Model) -> tuple[float, float] | None:
+    """USD per prompt and per completion token in a batch, from LiteLLM's price table's batch
+    fields (None where the table has none)."""
     import litellm
 
     name = model.litellm_model
     info = litellm.model_cost.get(name) or litellm.model_cost.get(name.split("/", 1)[-1]) or {}
     per_in, per_out = info.get("input_cost_per_token_batches"), info.get("output_cost_per_token_batches")
-    if per_in is None or per_out is None:
+    return None if per_in is None or per_out is None else (float(per_in), float(per_out))
+
+
+def batch_price(model: Model, usage: dict, reported: float | None) -> float:
+    """A batch call's dollars: the model's own price when given (what the user pays), else
+    LiteLLM's price table's batch fields, else what LiteLLM reported for the call."""
+    if model.price_in is not None and model.price_out is not None:
+        return _price(model, usage, reported)
+    rates = batch_rates(model)
+    if rates is None:
         return float(reported or 0.0)
-    return usage.get("prompt_tokens", 0) * per_in + usage.get("completion_tokens", 0) * per_out
+    return usage.get("prompt_tokens", 0) * rates[0] + usage.get("completion_tokens", 0) * rates[1]
 
 
 _effort_lock = threading.Lock()

@@ -261,3 +261,17 @@ def test_an_empty_answer_in_a_batch_is_asked_again_synchronously_as_a_retry_woul
         assert (server.batched, server.calls) == (2 * LIMIT, LIMIT)
     recs = _records(tmp_path)
     assert recs.error.isna().all() and (recs.score == 1.0).all()
+
+
+def test_a_dry_run_with_batch_prices_the_scoring_at_the_batch_price(tmp_path):
+    from promptopt import api
+    from promptopt.dryrun import dry_run
+
+    def cost(**extra):
+        plan = api.plan(models=[PRICED], strategies=["baseline", "cot"], limit=10, out=tmp_path, **extra)
+        return {r["config_id"]: r["cost_usd"] for r in dry_run(plan)}
+
+    synchronous, batched = cost(), cost(batch=True)
+    assert set(batched) == set(synchronous) and all(v > 0 for v in synchronous.values())
+    for cid, usd in batched.items():  # nothing compiles here: every call is scoring, at half the price
+        assert usd == pytest.approx(0.5 * synchronous[cid], rel=1e-3)  # tokens are rounded only when synchronous
