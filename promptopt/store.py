@@ -176,13 +176,12 @@ batches = per_run_and(
     Column("created_at", Float, nullable=False),
 )
 
-# A batch's answers by request key (promptopt.batch.request_key): the response body, or why the
-# request failed (then it is asked synchronously).
-batch_answers = Table(
+# A batch's answers per run and request key (promptopt.batch.request_key): the response body, or
+# why the request failed (then it is asked synchronously). Two runs of one store that send the
+# same request each keep their own answer.
+batch_answers = per_run(
     "batch_answers",
-    metadata,
     Column("key", String(64), primary_key=True),
-    Column("run_id", String(64), nullable=False),
     Column("body", Text),  # JSON: the chat completion as the provider returned it
     Column("error", Text),
     Column("created_at", Float, nullable=False),
@@ -683,7 +682,7 @@ class Store:
     def keep_batch_answer(self, run_id: str, key: str, body: str) -> None:
         """A request that failed in its batch, answered synchronously: kept, so no later round asks again."""
         with self.engine.begin() as conn:
-            conn.execute(batch_answers.delete().where(batch_answers.c.key == key))
+            conn.execute(batch_answers.delete().where((batch_answers.c.run_id == run_id) & (batch_answers.c.key == key)))
             self._add_batch_answers(conn, run_id, {key: (body, None)})
 
     def batch_answers(self, run_id: str) -> dict[str, tuple[str | None, str | None]]:

@@ -275,3 +275,16 @@ def test_a_dry_run_with_batch_prices_the_scoring_at_the_batch_price(tmp_path):
     assert set(batched) == set(synchronous) and all(v > 0 for v in synchronous.values())
     for cid, usd in batched.items():  # nothing compiles here: every call is scoring, at half the price
         assert usd == pytest.approx(0.5 * synchronous[cid], rel=1e-3)  # tokens are rounded only when synchronous
+
+
+def test_two_runs_of_one_store_sending_the_same_request_each_keep_their_answer(tmp_path):
+    """What a process that resumes run B reads back: B's own answer, though run A sent the same request."""
+    from promptopt.store import Store
+
+    store = Store(f"sqlite:///{tmp_path}/shared.db")
+    for run, body in (("run-a", '{"a": 1}'), ("run-b", '{"b": 2}')):
+        store.add_batch(run, "m", f"batch-{run}", ["same-key"])
+        store.collect_batch(run, "m", f"batch-{run}", {"same-key": (body, None)})
+    assert store.batch_answers("run-b") == {"same-key": ('{"b": 2}', None)}
+    assert store.batch_answers("run-a") == {"same-key": ('{"a": 1}', None)}
+    assert store.open_batches("run-b", "m") == []
