@@ -74,6 +74,8 @@ class BatchRound:
     failed: dict[str, str] = field(default_factory=dict)  # key -> why: asked synchronously
     pending: dict[str, dict] = field(default_factory=dict)  # key -> body, noted this round
     waiting: set[str] = field(default_factory=set)  # keys in batches not yet collected
+    # verdicts (judge cache keys) an item's deferred attempt made: its finished attempt pays for them
+    uncharged: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         import threading

@@ -236,10 +236,19 @@ class Judge:
         prompt = self.rubric.render(question, reference, answer, criterion)
         key = self.key(prompt)
         hit = self.store.judgment(key)
+        round_ = getattr(self.lm, "batch_round", None)
+        if hit is not None and round_ is not None and key in round_.uncharged:
+            # made by this item in a batch round it did not finish (its next call waited for the
+            # next batch): the verdict's cost is this item's, not a cache hit
+            round_.uncharged.discard(key)
+            usage = {k: hit[k] or 0 for k in ("lm_calls", "prompt_tokens", "completion_tokens", "cost_usd")}
+            return Verdict(self.model.identity, self.rubric.read(hit["reply"]), hit["reply"] or "", cached=False,
+                           usage=usage | {"batch_calls": usage["lm_calls"]})  # fmt: skip
         if hit is not None:  # the stored reply is read again, so the verdict follows this version's reading
             would = {k: hit[k] for k in ("lm_calls", "cost_usd") if hit.get(k) is not None}
             return Verdict(self.model.identity, self.rubric.read(hit["reply"]), hit["reply"] or "", cached=True,
                            would=would)  # fmt: skip
+        item = current_log.get()  # the item being scored, whose attempt a batch round may defer
         log = CallLog()
         token = current_log.set(log)
         try:
@@ -259,6 +268,8 @@ class Judge:
         reply = first if isinstance(first, str) else str(first.get("text", ""))
         score = self.rubric.read(reply)
         self.store.add_judgment(key, self.model.identity, prompt, reply, score, log.usage())
+        if round_ is not None and item is not None:
+            item.judged.append((round_, key))
         batched = {"batch_calls": log.batched} if log.batched else {}  # answered through a provider batch
         return Verdict(self.model.identity, score, reply, cached=False, usage=log.usage() | batched)
 

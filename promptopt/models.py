@@ -239,6 +239,7 @@ class CallLog:
     batched: int = 0  # calls answered from a provider batch (promptopt.batch), at its price
     embedding: dict = field(default_factory=dict)  # hosted embedding calls (kNN's litellm: embedder), apart
     asked: dict[str, int] = field(default_factory=dict)  # batch mode: times each request was asked in this item
+    judged: list = field(default_factory=list)  # batch mode: (round, verdict key) of the judge calls this item made
 
     def embedded(self, calls: int, tokens: int, cost: float) -> None:
         """Count an embedding call (role `embedding` in the ledger), apart from the LM calls."""

@@ -204,6 +204,8 @@ def score_example(
     except UserError:
         raise  # a judge that cannot be called (bad key): stop in its one sentence
     except Deferred:  # a batched pass: a call waits for its batch, so the item is scored in a later round
+        for round_, key in log.judged:  # verdicts this attempt got are charged to the attempt that finishes
+            round_.uncharged.add(key)
         return None, log
     except Exception as exc:
         reason = fatal_reason(exc, model)

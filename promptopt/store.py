@@ -583,12 +583,11 @@ class Store:
 
     def judgment(self, key: str) -> dict | None:
         """A cached verdict ({score, reply}) or None."""
-        q = select(judgments.c.score, judgments.c.reply, judgments.c.lm_calls, judgments.c.cost_usd).where(
-            judgments.c.key == key
-        )
+        cols = ("score", "reply", "lm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
+        q = select(*(judgments.c[c] for c in cols)).where(judgments.c.key == key)
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
-        return None if row is None else {"score": row[0], "reply": row[1], "lm_calls": row[2], "cost_usd": row[3]}
+        return None if row is None else dict(zip(cols, row, strict=True))
 
     def add_judgment(self, key: str, judge: str, prompt: str, reply: str, score: float | None, usage: dict) -> None:
         row = dict(key=key, judge=judge, prompt=prompt, reply=reply, score=score, **usage, created_at=time.time())

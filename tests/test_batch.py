@@ -288,3 +288,31 @@ def test_two_runs_of_one_store_sending_the_same_request_each_keep_their_answer(t
     assert store.batch_answers("run-b") == {"same-key": ('{"b": 2}', None)}
     assert store.batch_answers("run-a") == {"same-key": ('{"a": 1}', None)}
     assert store.open_batches("run-b", "m") == []
+
+
+def test_a_jury_graded_by_batch_pays_each_verdict_once_and_the_ledger_charges_every_one(tmp_path):
+    """Two judges grade each answer: the first judge's verdict comes back in one round while the
+    second one's waits for the next, so the item is finished a round later; that verdict is
+    still this item's cost, not a cache hit."""
+    import json as _json
+
+    from test_open_ended import _judged_task, honest_judge, organ_model
+
+    from promptopt.tasks import load_task
+    from promptopt.testing import ScriptedServer
+
+    judges = ("gpt-4o", "gpt-4.1-mini")
+    with ScriptedServer(organ_model(_judged_task(tmp_path)), replies=dict.fromkeys(judges, honest_judge)) as server:
+        done = cli("run", "--model", PRICED, "--api-base", server.base_url, *[f"--judge-model=openai/{j}" for j in judges],
+                   "--judge-api-base", server.base_url, "--tasks-dir", str(tmp_path), "--task", "organs", "--split",
+                   "test", "--strategy", "baseline", "--out", str(tmp_path / "out"), "--batch", env=ENV)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        usage = server.usage
+    n = len(load_task("organs", [tmp_path]).examples("test"))
+    (run_dir,) = (tmp_path / "out").glob("run-*")
+    ledger = _json.loads(cli("report", str(run_dir), "--format", "json").stdout)["ledger"]
+    grading = [r for r in ledger if r["phase"] == "grading"]
+    validation = sum(r["lm_calls"] for r in ledger if r["phase"] == "judge-validation")
+    assert sum(r["lm_calls"] for r in grading) == sum(r["batch_calls"] for r in grading) == 2 * n
+    assert sum(r["cached_calls"] for r in grading) == 0
+    assert sum(usage[j]["calls"] for j in judges) == validation + 2 * n  # each verdict paid once, all charged
