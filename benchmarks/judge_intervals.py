@@ -6,7 +6,7 @@ a confusing item the judge errs on each of its pairs with probability 0.6, on th
 0.05 (true agreement 0.84). Independent world: every pair erred on with probability 0.16 alone.
 Per world, 5,000 validations; the share whose 95% interval holds the true agreement, for Wilson's
 interval over the 2n pairs (the report's before) and for the report's interval now
-(`promptopt.stats._agreement_intervals`: Wilson's at the effective number of pairs, the pairs
+(`promptopt.sections.judges._agreement_intervals`: Wilson's at the effective number of pairs, the pairs
 over the design effect measured from the items' agreement, at least 1), and for a percentile
 bootstrap over items (tried first, and left: it under-covers on 20 items).
 
@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from promptopt.stats import _agreement_intervals, wilson
+from promptopt.sections.judges import _agreement_intervals
+from promptopt.stats import wilson
 
 
 def validation(rng, n: int, clustered: bool) -> list[list]:

@@ -13,7 +13,7 @@ seed, so the best one is sometimes cheap and sometimes dear.
 
 The numbers. Records carry `promptopt.store.RECORD_COLUMNS`, and on the first `--exact` seeds
 of every scenario the full pipeline runs on them — `stats.summarize`, `stats.compare`
-(ceilings, head-to-head, flips, Holm verdicts), `stats.sensitivity` — and every figure it gives
+(ceilings, head-to-head, flips, Holm verdicts), `promptopt.sections.sensitivity` — and every figure it gives
 is checked against the fast path, which runs on every seed: the same rules (select_configs'
 choice, compare's pairs and Holm family) applied to the score arrays, calling the same `stats`
 functions on them (`wilson`, `paired_bootstrap`, `paired_p`, `holm`, `corrected_verdict`,
@@ -46,6 +46,7 @@ import pandas as pd
 
 from promptopt import stats
 from promptopt.searcher import SearchSettings, _rungs
+from promptopt.sections import sensitivity as sensitivity_section
 from promptopt.store import RECORD_COLUMNS
 
 CHUNK = 100  # seeds per job handed to a worker process
@@ -437,11 +438,11 @@ def verdict_chunk(tag: int, kind: str, n: int, seeds: list[int], s: Settings):
 # Sensitivity: eight configs of one accuracy
 
 
-PERMUTATIONS = stats.PERMUTATIONS  # per seed in the sensitivity scenarios, as the report uses
+PERMUTATIONS = sensitivity_section.PERMUTATIONS  # per seed in the sensitivity scenarios, as the report uses
 
 
 def sensitivity_chunk(tag: int, sigma: float, n: int, seeds: list[int], s: Settings):
-    """Spread of 8 equal configs' test scores vs `stats.sensitivity`'s noise figures."""
+    """Spread of 8 equal configs' test scores vs `promptopt.sections.sensitivity`'s noise figures."""
     configs = 8
     calls = 1 + np.arange(configs) % 5
     theta = logit_offsets(np.full(configs, 0.60), sigma)
@@ -453,12 +454,12 @@ def sensitivity_chunk(tag: int, sigma: float, n: int, seeds: list[int], s: Setti
         test = draw(rng, theta, n, sigma)
         scores = test.mean(axis=1)
         rows = np.argsort([f"test-{i}" for i in range(n)], kind="stable")  # items in the store's order, as the report has them
-        null = stats.permuted_spread(test.T[rows], b=PERMUTATIONS, seed=seed)  # items × configs
+        null = sensitivity_section.permuted_spread(test.T[rows], b=PERMUTATIONS, seed=seed)  # items × configs
         fast = (float(scores.max() - scores.min()), null["noise_spread"], float(scores.std()), null["noise_std"],
                 null["net_std"], null["net_std_ci_low"], null["net_std_ci_high"])  # fmt: skip
         if seed < s.exact:
             frame = recs.fill(f"seed-{seed}", {"test": test[None]})
-            sens = stats.sensitivity(stats.summarize(frame, b=s.b, seed=seed), frame, b=PERMUTATIONS, seed=seed)
+            sens = sensitivity_section.sensitivity(stats.summarize(frame, b=s.b, seed=seed), frame, b=PERMUTATIONS, seed=seed)
             row = sens[sens.family == "all"].iloc[0]
             bad.check(seed, "sensitivity " + ", ".join(keys), fast, tuple(float(row[k]) for k in keys))
         collect(out, dict(zip(keys, fast, strict=True)))

@@ -511,7 +511,7 @@ def show_report(report, wide: bool = False) -> None:
     if not sys.stdout.isatty():
         typer.echo(render_report(report, "text"), nl=False)
         return
-    from promptopt.reports import _display
+    from promptopt.tables import display as _display
 
     _show_sections(sections(report), report.warnings, wide, [_display(r.model) for r in report.rows],
                    [r.run_id for r in report.rows])  # fmt: skip

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 Z95 = 1.959963984540054
+MIN_PAIRED = 10  # fewest common items a paired verdict is given on
 
 
 def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:

@@ -17,7 +17,6 @@ Rules every number here follows, so that a report never claims more than the rec
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import math
@@ -27,6 +26,7 @@ import pandas as pd
 
 from promptopt.detectable import mde
 from promptopt.estimators import (  # noqa: F401  (the pure estimators, also read as stats.*)
+    MIN_PAIRED,
     Z95,
     _cluster_sums,
     _paired_score_z,
@@ -49,10 +49,8 @@ from promptopt.estimators import (  # noqa: F401  (the pure estimators, also rea
     verdict,
     wilson,
 )
-from promptopt.probes import PAIRED
 
 ALPHA = 0.05
-MIN_PAIRED = 10  # fewest common items a paired verdict is given on
 GROUP = ["run_id", "model", "task", "strategy", "optimizer", "config_id", "split"]
 
 
@@ -565,118 +563,6 @@ def rank_flips(ceil: pd.DataFrame, h2h: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# How records written before strategies declared `reasons` (in each record's extras) are classed.
-REASONING = {"cot", "self_consistency", "verify_choices", "knn_fewshot"}
-NON_REASONING = {"baseline", "predict"}
-
-
-def strategy_family(strategy: str, config_json: str | None = None, extras: str | None = None) -> str:
-    """`reasoning` or `non-reasoning`, as the strategy declared it in the record's extras; for
-    older records by the bundled names, and `other` for a user strategy that declared nothing."""
-    declared = extras_of(extras).get("reasons")
-    if declared is not None:
-        return "reasoning" if declared else "non-reasoning"
-    if strategy == "choice_shuffle":
-        try:
-            knobs = json.loads(config_json or "{}").get("knobs", {})
-        except ValueError:
-            knobs = {}
-        return "reasoning" if knobs.get("reasoning", True) else "non-reasoning"
-    if strategy in REASONING:
-        return "reasoning"
-    return "non-reasoning" if strategy in NON_REASONING else "other"
-
-
-@functools.cache
-def expected_range(k: int, draws: int = 20_000) -> float:
-    """Expected max − min of k independent standard normals (2 → 1.128, 8 → 2.847), by a
-    seeded simulation: the spread k configs of equal accuracy show from sampling alone."""
-    if k < 2:
-        return 0.0
-    x = np.random.default_rng(12345).standard_normal((draws, k))
-    return float((x.max(axis=1) - x.min(axis=1)).mean())
-
-
-PERMUTATIONS = 200  # per (run, model, task, family) in the sensitivity table: what benchmarks/validity.py validated
-
-
-def sensitivity(summary: pd.DataFrame, records: pd.DataFrame, b: int = PERMUTATIONS, seed: int = 0) -> pd.DataFrame:
-    """Spread of test scores across configs per (run, model, task), and how much of it is noise.
-
-    `spread` (max − min) and `std` (over configs, population form) are what was measured.
-    `noise_spread` and `noise_std` are what configs of identical accuracy would show from sampling
-    alone: the mean over `b` permutations that shuffle, item by item, the configs' scores among the
-    configs on the items they all answered (so items every config finds hard stay hard), or the
-    binomial figures where the configs share fewer than MIN_PAIRED items. `net_std` is the std of
-    the configs' true scores once that noise is taken out, centred on the permutations so that its
-    mean is 0 for configs of equal accuracy (`permuted_spread`), with an interval that holds 0
-    when the spread is no larger than noise.
-    """
-    test = summary[(summary["split"] == "test") & (summary["n"] > 0)]
-    if test.empty:
-        return pd.DataFrame()
-    first = with_extras(records).drop_duplicates("config_id").set_index("config_id")
-    family = {
-        cid: strategy_family(s, first["config"].get(cid), first["extras"].get(cid))
-        for cid, s in zip(test.config_id, test.strategy, strict=True)
-    }
-    test = test.assign(family=test["config_id"].map(family))
-    scored = answered(records[records["split"] == "test"])  # failed calls are not answers, as everywhere
-    rows = []
-    for (run_id, model, task), g in test.groupby(["run_id", "model", "task"], sort=True):
-        mine = scored[(scored["run_id"] == run_id) & (scored["model"] == model) & (scored["task"] == task)]
-        by_item = mine.pivot_table(index="example_id", columns="config_id", values="score", aggfunc="first")
-        for fam in ("all", "reasoning", "non-reasoning", "other"):
-            part = g if fam == "all" else g[g.family == fam]
-            if part.empty:
-                continue
-            scores, n = part["score"].to_numpy(float), part["n"].to_numpy(float)
-            k = len(scores)
-            noise_var = float(np.mean(scores * (1 - scores) / np.maximum(n - 1, 1)))  # of one config's score
-            # on the same footing as `std` (the population form over the k configs): E[var0] = var0(true) + noise (k-1)/k
-            noise_var0 = noise_var * (k - 1) / k
-            row = {
-                "run_id": run_id, "model": model, "task": task, "family": fam, "n_configs": len(part),
-                "min_score": float(scores.min()), "max_score": float(scores.max()),
-                "spread": float(scores.max() - scores.min()), "std": float(scores.std()),
-                "noise_spread": expected_range(len(part)) * math.sqrt(noise_var), "noise_std": math.sqrt(noise_var0),
-                "net_std": None, "net_std_ci_low": None, "net_std_ci_high": None, "shared_items": 0,
-            }  # fmt: skip
-            cols = [c for c in part["config_id"] if c in by_item.columns]
-            shared = by_item[cols].dropna().to_numpy(float) if len(cols) == k else np.empty((0, k))
-            if k > 1 and len(shared) >= MIN_PAIRED:
-                row |= permuted_spread(shared, b=b, seed=seed) | {"shared_items": len(shared)}
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def permuted_spread(scores: np.ndarray, b: int = PERMUTATIONS, seed: int = 0, chunk: int = 50) -> dict:
-    """Configs' spread on shared items (rows: items, columns: configs) against its permutation
-    null: each item's scores shuffled among the configs, `b` times. The null's mean range and
-    variance are the noise (`noise_spread`, `noise_std`). The net std sqrt(max(0, measured
-    variance − noise)) is biased up when the configs are equal (a floor at 0 keeps only the
-    positive draws), so `net_std` subtracts the same estimate's mean under the null, and its
-    interval is its value minus the null's 97.5% and 2.5% quantiles of that estimate: for equal
-    configs `net_std` averages 0 and the interval holds 0; for configs far apart it is close to
-    the std of their true scores."""
-    rng = np.random.default_rng(seed)
-    observed = scores.mean(axis=0)
-    variances, ranges = [], []
-    for start in range(0, b, chunk):
-        size = min(chunk, b - start)
-        means = rng.permuted(np.broadcast_to(scores, (size, *scores.shape)), axis=2).mean(axis=1)
-        variances.append(means.var(axis=1))
-        ranges.append(means.max(axis=1) - means.min(axis=1))
-    null, spread = np.concatenate(variances), np.concatenate(ranges)
-    noise = float(null.mean())
-    net = math.sqrt(max(0.0, float(observed.var()) - noise))
-    under_null = np.sqrt(np.maximum(0.0, null - noise))
-    low, high = np.quantile(under_null, [0.025, 0.975])
-    return {"noise_spread": float(spread.mean()), "noise_std": math.sqrt(noise),
-            "net_std": net - float(under_null.mean()), "net_std_ci_low": net - float(high),
-            "net_std_ci_high": net - float(low)}  # fmt: skip
-
-
 def with_extras(records: pd.DataFrame) -> pd.DataFrame:
     """Records with an `extras` column (None where a frame or store has none)."""
     return records if "extras" in records.columns else records.assign(extras=None)
@@ -691,59 +577,6 @@ def extras_of(extras: str | None) -> dict:
     except ValueError:
         return {}
     return found if isinstance(found, dict) else {}
-
-
-def shuffle_votes(raw_output: str | None) -> list | None:
-    """The votes a choice_shuffle record of an older store kept in its raw output, or None."""
-    if not raw_output or not raw_output.startswith("{"):
-        return None
-    try:
-        votes = json.loads(raw_output).get("votes")
-    except (ValueError, AttributeError):
-        return None
-    return votes if isinstance(votes, list) and votes else None
-
-
-def order_votes(record) -> list | None:
-    """The votes a record cast under shuffled option orders: from its extras (any strategy that
-    declares shuffles_options), or from an older choice_shuffle record's raw output."""
-    votes = extras_of(record.extras).get("order_votes")
-    if votes:
-        return votes
-    return shuffle_votes(record.raw_output) if record.strategy == "choice_shuffle" else None
-
-
-def consistency(records: pd.DataFrame) -> pd.DataFrame:
-    """Where a strategy voted under shuffled option orders (choice_shuffle, or any that declares
-    shuffles_options): the share of questions answered the same under every option order.
-
-    A question counts as consistent when every vote names the same option (an unreadable
-    vote breaks consistency). Records without stored votes (older runs) are left out.
-    """
-    part = answered(with_extras(records))
-    # only records that can hold such votes are parsed (a report of 100k records stays fast)
-    part = part[
-        (part["strategy"] == "choice_shuffle") | part["extras"].map(lambda e: isinstance(e, str) and "order_votes" in e)
-    ]
-    keys = ["run_id", "model", "task", "config_id", "split"]
-    rows = []
-    for key, g in part.groupby(keys, sort=True):
-        votes = [v for v in map(order_votes, g.itertuples()) if v is not None]
-        if not votes:
-            continue
-        same = sum(1 for v in votes if v[0] is not None and all(x == v[0] for x in v))
-        low, high = wilson(same, len(votes))
-        rows.append(
-            dict(zip(keys, key, strict=True))
-            | {
-                "n": len(votes),
-                "orders": max(len(v) for v in votes),
-                "consistency": same / len(votes),
-                "ci_low": low,
-                "ci_high": high,
-            }  # fmt: skip
-        )
-    return pd.DataFrame(rows)
 
 
 def unpriced_models(records: pd.DataFrame) -> set[str]:
@@ -830,125 +663,6 @@ def error_disparities(summary: pd.DataFrame, min_gap: float = 0.05) -> list[dict
     return out
 
 
-def costs(records: pd.DataFrame, compiles: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per (run, model, task, config): inference cost per example and the one-off optimization cost.
-
-    Inference is read from test records (val when a config has none), errors included (they
-    were paid for). The one-off cost adds the optimizer's compile calls and the preparation
-    records (split `train`, e.g. kNN's self-generated explanations).
-    """
-    cols = ["lm_calls", "prompt_tokens", "completion_tokens", "cost_usd"]
-    scored = records[records["split"].isin(["val", "test"])]
-    keys = ["run_id", "model", "task", "strategy", "optimizer", "config_id"]
-    ident_keys = ["run_id", "model", "task", "config_id"]
-    scored = scored.join(judge_usage(scored))
-    prep = records[records["split"] == "train"].groupby(ident_keys)[cols].sum()
-    comp = (
-        compiles.groupby(ident_keys)[cols].sum()
-        if compiles is not None and len(compiles)
-        else pd.DataFrame(columns=cols)
-    )
-    rows = []
-    for key, g in scored.groupby(keys, sort=True):
-        split = "test" if (g["split"] == "test").any() else "val"
-        g = g[g["split"] == split]
-        n = len(g)
-        sums = g[cols].sum()
-        ident = (key[0], key[1], key[2], key[5])
-        p = prep.loc[ident] if ident in prep.index else pd.Series(0, index=cols)
-        c = comp.loc[ident] if ident in comp.index else pd.Series(0, index=cols)
-        rows.append(
-            dict(zip(keys, key, strict=True))
-            | {
-                "split": split, "n": n,
-                "calls_per_example": float(sums.lm_calls / n),
-                "prompt_tokens_per_example": float(sums.prompt_tokens / n),
-                "completion_tokens_per_example": float(sums.completion_tokens / n),
-                "usd_per_example": float(sums.cost_usd / n),
-                "compile_calls": int(c.lm_calls), "compile_tokens": int(c.prompt_tokens + c.completion_tokens),
-                "compile_usd": float(c.cost_usd),
-                "prep_calls": int(p.lm_calls), "prep_tokens": int(p.prompt_tokens + p.completion_tokens),
-                "prep_usd": float(p.cost_usd),
-                "one_off_usd": float(c.cost_usd + p.cost_usd),
-                "judge_calls_per_example": float(g["judge_lm_calls"].sum() / n),
-                "judge_usd_per_example": float(g["judge_cost_usd"].sum() / n),
-                "judge_tokens_per_example": float((g["judge_prompt_tokens"] + g["judge_completion_tokens"]).sum() / n),
-            }
-        )  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-PARETO_COSTS = ("inference", "all")
-
-
-def pareto(summary: pd.DataFrame, unpriced: set[str] | None = None, costs: pd.DataFrame | None = None,
-           include: str = "inference") -> pd.DataFrame:
-    """Every (model, config) per (run, task) as a point of score vs cost per example, frontier
-    marked: the task model's inference cost, or with `include="all"` also the judge's grading per
-    example and the one-off cost (compile and preparation) spread over the examples scored, from
-    `costs` (promptopt.stats.costs); each point keeps those two parts apart.
-
-    Points are test scores (val for a task with no test records). Cost is dollars per example
-    when every model of the task has a price; tokens per example when none has (local models
-    at the default price), and also when priced and `unpriced` models are mixed — a $0 model
-    would otherwise sit on the frontier for free (`cost_axis` says "tokens (mixed)" then).
-    A point is on the frontier when no other point scores at least as well for no more cost,
-    and strictly better on one of them.
-    """
-    unpriced = unpriced or set()
-    rows = []
-    for _key, g in summary.groupby(["run_id", "task"], sort=True):
-        split = "test" if (g["split"] == "test").any() else "val"
-        g = g[(g["split"] == split) & (g["n"] > 0)]
-        if g.empty:
-            continue
-        usd = g["cost_usd"] / g["n_items"]
-        tokens = (g["prompt_tokens"] + g["completion_tokens"]) / g["n_items"]
-        parts = _cost_parts(g, costs)
-        if include == "all":
-            usd = usd + parts["judge_usd_per_example"] + parts["one_off_usd_per_example"]
-            tokens = tokens + parts["judge_tokens_per_example"] + parts["one_off_tokens_per_example"]
-        free = set(g["model"]) & unpriced
-        mixed = bool(free) and bool(set(g["model"]) - free)
-        axis = "tokens (mixed)" if mixed else "usd" if (usd > 0).any() else "tokens"
-        pts = g.assign(
-            usd_per_example=usd, tokens_per_example=tokens, cost=usd if axis == "usd" else tokens, cost_axis=axis,
-            judge_usd_per_example=parts["judge_usd_per_example"], one_off_usd_per_example=parts["one_off_usd_per_example"],
-        )
-        pts = pts.sort_values(["cost", "score", "model", "config_id"], ascending=[True, False, True, True])
-        best, last, on = -math.inf, None, []
-        for cost, score in zip(pts["cost"], pts["score"], strict=True):
-            if score > best or (cost, score) == last:
-                on.append(True)
-                best, last = score, (cost, score)
-            else:
-                on.append(False)
-        pts["frontier"] = on
-        pts["split"] = split
-        rows.append(pts)
-    cols = ["run_id", "task", "model", "strategy", "optimizer", "config_id", "split", "n", "score", "ci_low",
-            "ci_high", "usd_per_example", "tokens_per_example", "cost_axis", "cost", "frontier",
-            "judge_usd_per_example", "one_off_usd_per_example"]  # fmt: skip
-    return pd.concat(rows)[cols].reset_index(drop=True) if rows else pd.DataFrame(columns=cols)
-
-
-def _cost_parts(points: pd.DataFrame, costs: pd.DataFrame | None) -> pd.DataFrame:
-    """Per point (run, model, task, config), the judge's dollars and tokens per example and the
-    one-off dollars and tokens (compile and preparation) over the examples its cost counts; 0
-    without a costs table."""
-    names = ["judge_usd_per_example", "judge_tokens_per_example", "one_off_usd_per_example", "one_off_tokens_per_example"]
-    out = pd.DataFrame(0.0, index=points.index, columns=names)
-    if costs is None or costs.empty:
-        return out
-    by = {(r.run_id, r.model, r.task, r.config_id): r for r in costs.itertuples()}
-    for idx, p in points.iterrows():
-        c = by.get((p["run_id"], p["model"], p["task"], p["config_id"]))
-        if c is not None and c.n:
-            out.loc[idx] = [c.judge_usd_per_example, c.judge_tokens_per_example, c.one_off_usd / c.n,
-                            (c.compile_tokens + c.prep_tokens) / c.n]  # fmt: skip
-    return out
-
-
 def clearly_worse(candidate: pd.Series, other: pd.Series, alpha: float) -> bool:
     """Successive halving's stopping rule: is `candidate` worse than `other` beyond doubt, on the
     items both answered (scores indexed by example id)?
@@ -975,64 +689,6 @@ def clearly_worse(candidate: pd.Series, other: pd.Series, alpha: float) -> bool:
 
 
 # ------------------------------------------------------------------ free text: metrics and judges
-
-
-def _measured(records: pd.DataFrame) -> pd.DataFrame:
-    """Answered records that carry metrics (free-text and MEDEC tasks), with their extras parsed."""
-    part = answered(with_extras(records))
-    part = part[part["extras"].map(lambda e: isinstance(e, str) and '"metrics"' in e).astype(bool)]
-    return part.assign(parsed=part["extras"].map(extras_of))
-
-
-def metric_scores(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """Per (run, model, task, config, split) and metric: the mean over the answered items the
-    metric was measured on, with its 95% interval (Wilson for 0/1 scores, else the bootstrap over
-    items; counting clusters where the items come in clusters, as `summarize` does); `primary`
-    marks the metric that is the record's score."""
-    part = _measured(records)
-    labels = cluster_labels(records)
-    rows = []
-    for key, g in part.groupby(GROUP, sort=True):
-        per_item = pd.DataFrame([e.get("metrics") or {} for e in g["parsed"]], index=g["example_id"].astype(str).to_numpy())
-        primary = {e.get("primary") for e in g["parsed"]} - {None}
-        mine = labels.get((g["run_id"].iloc[0], g["task"].iloc[0]))
-        for metric in per_item.columns:
-            measured_on = per_item[metric].dropna()
-            values = measured_on.to_numpy(dtype=float)
-            if not len(values):
-                rows.append(dict(zip(GROUP, key, strict=True)) | {"metric": metric, "n": 0, "score": None,
-                            "ci_low": None, "ci_high": None, "primary": metric in primary})  # fmt: skip
-                continue
-            groups = None if mine is None else mine.reindex(measured_on.index).to_numpy()
-            low, high = score_ci(values, b=b, seed=seed, clusters=groups)
-            rows.append(
-                dict(zip(GROUP, key, strict=True))
-                | {"metric": metric, "n": len(values), "score": float(values.mean()), "ci_low": low,
-                   "ci_high": high, "primary": metric in primary}  # fmt: skip
-            )
-    cols = [*GROUP, "metric", "n", "score", "ci_low", "ci_high", "primary"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-USAGE = ("lm_calls", "prompt_tokens", "completion_tokens", "cost_usd")
-
-
-def judge_usage(records: pd.DataFrame) -> pd.DataFrame:
-    """Per record: the judge calls, tokens and cost its verdicts cost (0 for cached verdicts and
-    records without a judge), apart from the task model's columns."""
-    frame = with_extras(records)
-    out = pd.DataFrame(0.0, index=frame.index, columns=[f"judge_{k}" for k in USAGE])
-    has = frame["extras"].map(lambda e: isinstance(e, str) and '"judges"' in e).astype(bool)
-    for idx, extras in frame.loc[has, "extras"].items():
-        for given in extras_of(extras).get("judges") or []:
-            for k in USAGE:
-                out.at[idx, f"judge_{k}"] += float(given.get(k) or 0)
-    return out
-
-
-def _or(value, default):
-    """A judge check's field, or `default` where a check written before it existed has none (NaN in a frame)."""
-    return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 LABEL_FIELDS = ("labelled", "labels_agreement", "labels_kappa", "labels_macro_f1", "prevalence_bias",
@@ -1078,87 +734,6 @@ def judge_vs_humans(labelled: list[dict], b: int = 10_000, seed: int = 0) -> dic
     return out
 
 
-def _agreement_intervals(check: dict, b: int = 2_000, seed: int = 0) -> tuple:
-    """95% intervals of a judge's agreement and kappa on its planted pairs, counting each item as
-    one unit (its pairs share the judge's errors): the agreement's is Wilson's at the effective
-    number of pairs (pairs over the design effect, which is at least 1), the kappa's a percentile
-    bootstrap over items. A check stored before its pairs were kept gets Wilson's interval over
-    its pairs and none on kappa."""
-    graded = check.get("pairs")
-    if not isinstance(graded, list) or not graded:
-        return (*wilson(check["agreement"] * check["n"], check["n"]), None, None)
-    by_item: dict[str, list[tuple[bool, bool]]] = {}
-    for item, said, want in graded:
-        by_item.setdefault(str(item), []).append((bool(said), bool(want)))
-    items = list(by_item.values())
-    n = len(graded)
-    share = float(np.mean([s == w for s, w in (pair for item in items for pair in item)]))
-    means = np.array([np.mean([s == w for s, w in item]) for item in items])
-    iid = share * (1 - share) / n
-    clustered = float(means.var(ddof=1)) / len(items) if len(items) > 1 else iid
-    effective = n / max(1.0, clustered / iid) if iid > 0 else n
-    low, high = wilson(share * effective, effective)
-    rng = np.random.default_rng(seed)
-    kappas = []
-    for _ in range(b):
-        drawn = [pair for i in rng.integers(0, len(items), len(items)) for pair in items[i]]
-        kappas.append(kappa([s for s, _ in drawn], [w for _, w in drawn]))
-    return low, high, float(np.quantile(kappas, 0.025)), float(np.quantile(kappas, 0.975))
-
-
-def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
-    """Per (run, task, judge): its validation (agreement and kappa on planted verdicts, trusted or
-    not) and what grading the answers cost, calls and dollars apart from the task model's."""
-    part = _measured(records)
-    graded: dict[tuple, dict] = {}
-    for r in part.itertuples():
-        for v in r.parsed.get("judges") or []:
-            slot = graded.setdefault((r.run_id, r.task, v.get("judge")), {"graded": 0, "cached": 0} | dict.fromkeys(USAGE, 0))
-            slot["graded"] += 1
-            slot["cached"] += bool(v.get("cached"))
-            for k in USAGE:
-                slot[k] += v.get(k) or 0
-    rows = []
-    for c in (checks.to_dict(orient="records") if checks is not None and len(checks) else []):
-        g = graded.get((c["run_id"], c["task"], c["judge"]), {"graded": 0, "cached": 0} | dict.fromkeys(USAGE, 0))
-        low, high, k_low, k_high = _agreement_intervals(c)
-        rows.append({
-            "run_id": c["run_id"], "task": c["task"], "judge": c["judge"], "checks": c["n"],
-            "agreement": c["agreement"], "agreement_ci_low": low, "agreement_ci_high": high, "kappa": c["kappa"],
-            "kappa_ci_low": k_low, "kappa_ci_high": k_high,
-            "min_kappa": c["min_kappa"], "trusted": bool(c["trusted"]), "unreadable": c["unreadable"],
-            "passed_own": c["passed_own"], "own": c["own"], "failed_other": c["failed_other"], "other": c["other"],
-            "near_misses": int(_or(c.get("near"), 0)), "failed_near": int(_or(c.get("failed_near"), 0)),
-            "near_kappa": None if _or(c.get("near_kappa"), None) is None else float(c["near_kappa"]),
-            "near_kinds": c["near_kinds"] if isinstance(c.get("near_kinds"), dict) else {},
-            "validation_calls": int(c.get("lm_calls", 0)), "validation_usd": float(c.get("cost_usd", 0.0)),
-            "validation_tokens": int(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0)),
-            "graded": g["graded"], "cached": g["cached"], "grading_calls": int(g["lm_calls"]),
-            "grading_tokens": int(g["prompt_tokens"] + g["completion_tokens"]), "grading_usd": float(g["cost_usd"]),
-            **judge_vs_humans(c["labels"] if isinstance(c.get("labels"), list) else []),
-        })  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def judge_agreement(records: pd.DataFrame) -> pd.DataFrame:
-    """Per (run, task) and pair of judges that graded the same answers: how often their pass/fail
-    agrees and Cohen's kappa between them."""
-    part = _measured(records)
-    pairs: dict[tuple, list[tuple[bool, bool]]] = {}
-    for r in part.itertuples():
-        verdicts = [v for v in r.parsed.get("judges") or [] if v.get("judge")]
-        for i, a in enumerate(verdicts):
-            for b_ in [v for v in verdicts[i + 1 :] if v.get("criterion") == a.get("criterion")]:
-                said = (a.get("score") is not None and a["score"] >= 0.5, b_.get("score") is not None and b_["score"] >= 0.5)
-                pairs.setdefault((r.run_id, r.task, a["judge"], b_["judge"]), []).append(said)
-    rows = []
-    for (run_id, task, ja, jb), said in sorted(pairs.items()):
-        a, b_ = [s[0] for s in said], [s[1] for s in said]
-        rows.append({"run_id": run_id, "task": task, "judge_a": ja, "judge_b": jb, "n": len(said),
-                     "agreement": sum(x == y for x, y in said) / len(said), "kappa": kappa(a, b_)})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 def krippendorff_alpha(units: list[list[bool]]) -> float | None:
     """Krippendorff's alpha for nominal pass/fail verdicts: each unit (answer) holds the verdicts
     of the judges that graded it; units with fewer than two verdicts are left out. 1 - D_o / D_e
@@ -1188,306 +763,23 @@ def effective_jury(errors: list[np.ndarray]) -> tuple[float | None, float | None
     return r, k / (1 + (k - 1) * max(0.0, r))  # errors that avoid each other count as independent, no more
 
 
-def juries(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
-    """Per (run, task) graded by two or more judges: how they were combined, Krippendorff's alpha
-    over the answers they graded, the mean correlation of their errors on the planted validation
-    pairs and the effective jury size it implies (Inspect's users found 6 judges acting as ~1.9)."""
-    part = _measured(records)
-    units: dict[tuple, list[list[bool]]] = {}
-    for r in part.itertuples():
-        by_criterion: dict = {}  # one unit per answer, or per criterion of its rubric
-        for v in r.parsed.get("judges") or []:
-            if v.get("judge"):
-                by_criterion.setdefault(v.get("criterion"), []).append(v.get("score") is not None and v["score"] >= 0.5)
-        for said in by_criterion.values():
-            if len(said) >= 2:
-                units.setdefault((r.run_id, r.task), []).append(said)
-    rows = []
-    for (run_id, task), graded in sorted(units.items()):
-        mine = [] if checks is None or checks.empty else [
-            c for c in checks.to_dict(orient="records") if c["run_id"] == run_id and c["task"] == task and c.get("trusted")]  # fmt: skip
-        errors = [np.array([s != w for _, s, w in c["pairs"]], float) for c in mine if isinstance(c.get("pairs"), list)]
-        r, size = effective_jury(errors)
-        aggregate = next((c.get("aggregate") for c in mine if isinstance(c.get("aggregate"), str)), "first")
-        rows.append({"run_id": run_id, "task": task, "judges": max(len(u) for u in graded), "aggregate": aggregate,
-                     "answers": len(graded), "krippendorff_alpha": krippendorff_alpha(graded),
-                     "error_correlation": r, "effective_size": size})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-OPEN = ":open"
-
-
-def open_gaps(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """Each multiple-choice task beside its open-ended twin (TASK and TASK:open), for the same
-    run, model and config on the same test items: the multiple-choice accuracy, each metric of
-    the open-ended answers, and their paired difference (open − multiple choice) with its 95%
-    interval — the gap CUPCase reports."""
-    tasks = set(records["task"])
-    twins = [t for t in tasks if t.endswith(OPEN) and t.removesuffix(OPEN) in tasks]
-    if not twins:
-        return pd.DataFrame()
-    part = answered(with_extras(records[records["split"] == "test"]))
-    rows = []
-    for twin in sorted(twins):
-        base = twin.removesuffix(OPEN)
-        mc = part[part["task"] == base]
-        op = part[part["task"] == twin]
-        for (run_id, model, config_id), g in op.groupby(["run_id", "model", "config_id"], sort=True):
-            m = mc[(mc["run_id"] == run_id) & (mc["model"] == model) & (mc["config_id"] == config_id)]
-            if m.empty:
-                continue
-            mc_scores = m.set_index("example_id")["score"].astype(float)
-            per_item = pd.DataFrame([extras_of(e).get("metrics") or {} for e in g["extras"]],
-                                    index=g["example_id"].to_numpy())  # fmt: skip
-            for metric in per_item.columns:
-                scores = per_item[metric].dropna().astype(float)
-                found = paired(scores, mc_scores, b=b, seed=seed, min_n=MIN_PAIRED)
-                rows.append({
-                    "run_id": run_id, "model": model, "task": base, "open_task": twin, "config_id": config_id,
-                    "strategy": g["strategy"].iloc[0], "metric": metric, "n": found["n"],
-                    "multiple_choice_score": found["score_b"], "open_score": found["score_a"], "diff": found["diff"],
-                    "ci_low": found["ci_low"] if found["n"] else None, "ci_high": found["ci_high"] if found["n"] else None,
-                    "p": found["p"],
-                })  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 # ------------------------------------------------------------------ robustness probes
-
-
-def _probe_parts(task: str) -> tuple[str, str | None]:
-    """(source task, probe suffix) of a task name: medqa~negation -> (medqa, negation)."""
-    base, sep, suffix = task.rpartition("~")
-    return (base, suffix) if sep else (task, None)
-
-
-def _per_source(frame: pd.DataFrame) -> pd.DataFrame:
-    """Answered probe records with their source item's id."""
-    from promptopt.probes import source_id
-
-    return frame.assign(source=frame["example_id"].map(source_id))
-
-
-def _language_groups(records: pd.DataFrame) -> dict[str, tuple[str, str]]:
-    """task -> (group, language code) for records whose extras name a language (tasks that declare one)."""
-    out = {}
-    part = with_extras(records)
-    for task, g in part.groupby("task", sort=True):
-        sample = next((e for e in g["extras"] if isinstance(e, str) and '"language"' in e), None)
-        lang = extras_of(sample).get("language") if sample else None
-        if lang:
-            out[task] = (lang["group"], lang["code"])
-    return out
-
-
-def robustness(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """Per (run, model, source task, config, split) and probe: the probe's score on the items whose
-    source was answered, the source items' own score there, the paired difference (probe − source,
-    bootstrap over source items) and, per probe, what it adds: negation's two halves, partial's
-    share of the score retained, shuffle's consistency, the language pair's answer agreement."""
-    part = answered(with_extras(records))
-    if part.empty:
-        return pd.DataFrame()
-    part = _per_source(part)
-    keys = ["run_id", "model", "config_id", "split"]
-    rows = []
-    tasks = set(part["task"])
-    for task in sorted(tasks):
-        base, suffix = _probe_parts(task)
-        if suffix is None or base not in tasks:
-            continue
-        probe = part[part["task"] == task]
-        source = part[part["task"] == base]
-        for key, g in probe.groupby(keys, sort=True):
-            s = source[(source[keys] == pd.Series(key, index=keys)).all(axis=1)]
-            if s.empty:
-                continue
-            src = s.set_index("example_id")["score"].astype(float)
-            row = _probe_row(suffix, g, s, src, b, seed)
-            if row:
-                rows.append(dict(zip(keys, key, strict=True)) | {"task": base, "strategy": g["strategy"].iloc[0]} | row)
-    rows += _language_rows(part, b, seed)
-    cols = ["run_id", "model", "task", "strategy", "config_id", "split", "probe", "n", "source_score", "probe_score",
-            "diff", "ci_low", "ci_high", "yes_score", "no_score", "retained", "consistency", "consistency_ci_low",
-            "consistency_ci_high", "orders"]  # fmt: skip
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _probe_row(suffix: str, g: pd.DataFrame, s: pd.DataFrame, src: pd.Series, b: int, seed: int) -> dict | None:
-    by_source = g.groupby("source")
-    if suffix in PAIRED:  # negation, organ: a pair counts when both halves are right
-        halves = g.assign(half=g["example_id"].str.rsplit("~", n=1).str[-1])
-        pair = halves.groupby("source").filter(lambda x: len(x) == 2).groupby("source")["score"].min()
-        common = pair.index.intersection(src.index)
-        yes = halves[(halves["half"] == "yes") & halves["source"].isin(common)]["score"].mean()
-        no = halves[(halves["half"] == "no") & halves["source"].isin(common)]["score"].mean()
-        found = paired(pair.loc[common].astype(float), src, b=b, seed=seed, min_n=MIN_PAIRED)
-        extra = {"yes_score": float(yes) if len(common) else None, "no_score": float(no) if len(common) else None}
-    elif suffix.startswith("shuffle"):
-        every = by_source["score"].min()  # right under every shuffled order
-        common = every.index.intersection(src.index)
-        found = paired(by_source["score"].mean().loc[common].astype(float), src, b=b, seed=seed, min_n=MIN_PAIRED)
-        texts = by_source["extras"].apply(lambda es: [extras_of(e).get("answer_text") for e in es])
-        orig = s.set_index("example_id")["extras"].map(lambda e: extras_of(e).get("answer_text"))
-        same = [t[0] is not None and all(x == t[0] for x in t) for t in ([orig.get(i), *texts.loc[i]] for i in common)]
-        low, high = wilson(sum(same), len(same))
-        orders = 1 + int(by_source.size().max()) if len(g) else None
-        extra = {"consistency": sum(same) / len(same) if same else None, "consistency_ci_low": low,
-                 "consistency_ci_high": high, "orders": orders}  # fmt: skip
-    else:  # partialK, nota: one probe item per source item
-        one = by_source["score"].mean()
-        common = one.index.intersection(src.index)
-        found = paired(one.loc[common].astype(float), src, b=b, seed=seed, min_n=MIN_PAIRED)
-        extra = {}
-        if (suffix.startswith("partial") or suffix == "noimage") and found["n"]:
-            extra["retained"] = found["score_a"] / found["score_b"] if found["score_b"] else None
-    if not found["n"]:
-        return None
-    return {"probe": suffix, "n": found["n"], "source_score": found["score_b"], "probe_score": found["score_a"],
-            "diff": found["diff"], "ci_low": found["ci_low"], "ci_high": found["ci_high"], **extra}  # fmt: skip
-
-
-def _language_rows(part: pd.DataFrame, b: int, seed: int) -> list[dict]:
-    """Each language task against the first-named language of its group (by code order: en first),
-    same model, config and items: the other language's score, the gap and how often the same letter was given."""
-    groups = _language_groups(part)
-    rows = []
-    by_group: dict[str, list[tuple[str, str]]] = {}
-    for task, (group, code) in groups.items():
-        by_group.setdefault(group, []).append((code, task))
-    for members in by_group.values():
-        members.sort(key=lambda m: (m[0] != "en", m[0]))
-        (_, ref_task), others = members[0], members[1:]
-        ref = part[part["task"] == ref_task]
-        for code, task in others:
-            other = part[part["task"] == task]
-            for (run_id, model, config_id, split), g in other.groupby(["run_id", "model", "config_id", "split"], sort=True):
-                r = ref[(ref.run_id == run_id) & (ref.model == model) & (ref.config_id == config_id) & (ref.split == split)]
-                if r.empty:
-                    continue
-                a, c = g.set_index("example_id"), r.set_index("example_id")
-                found = paired(a["score"].astype(float), c["score"].astype(float), b=b, seed=seed, min_n=MIN_PAIRED)
-                common = a.index.intersection(c.index)
-                same = [a.at[i, "prediction"] is not None and a.at[i, "prediction"] == c.at[i, "prediction"] for i in common]
-                low, high = wilson(sum(same), len(same))
-                rows.append({"run_id": run_id, "model": model, "task": ref_task, "strategy": g["strategy"].iloc[0],
-                             "config_id": config_id, "split": split, "probe": f"language:{code}", "n": found["n"],
-                             "source_score": found["score_b"], "probe_score": found["score_a"], "diff": found["diff"],
-                             "ci_low": found["ci_low"], "ci_high": found["ci_high"],
-                             "consistency": sum(same) / len(same) if same else None, "consistency_ci_low": low,
-                             "consistency_ci_high": high, "orders": 2})  # fmt: skip
-    return rows
-
-
-def _items_per_source(task: str) -> int:
-    """How many probe items each source item has in this (probe or language) task."""
-    from promptopt.probes import probe_of_suffix
-
-    suffix = _probe_parts(task)[1]
-    if suffix is None:
-        return 1
-    probe = probe_of_suffix(suffix)
-    return 2 if probe.name in ("negation", "organ_pair") else probe.m if probe.name == "shuffle" else 1
-
-
-def _image_holders(probe: pd.DataFrame, items: pd.DataFrame) -> pd.Series:
-    """An organ pair's records under each item that shows the same image (by the digests in the
-    extras): a pair is asked once per image, held by one item, and speaks for every item showing it."""
-
-    def image(extras) -> str:
-        return " ".join(extras_of(extras).get("images") or [])
-
-    holder = dict(zip(probe["extras"].map(image), probe["source"], strict=True))
-    shown = items.assign(image=items["extras"].map(image))
-    by_holder: dict[str, list[str]] = {}
-    for item, img in zip(shown["example_id"], shown["image"], strict=True):
-        if img in holder:
-            by_holder.setdefault(holder[img], []).append(item)
-    # each pair record repeated under every item of its image (the holder among them)
-    return probe["source"].map(lambda s: by_holder.get(s, [s]))
-
-
-def robust_items(records: pd.DataFrame) -> dict[tuple, pd.Series]:
-    """(run, model, source task, config_id, split) -> per source item, 1.0 when the model is right on
-    the item and on each of its probes that ran (partial and noimage aside), else 0.0; items with a probe
-    record missing or failed are left out."""
-    part = _per_source(with_extras(records))
-    groups = _language_groups(part)
-    tasks = set(part["task"])
-    out: dict[tuple, pd.Series] = {}
-    keys = ["run_id", "model", "config_id", "split"]
-    for base in sorted(t for t in tasks if "~" not in t):
-        linked = [t for t in tasks if t != base and _probe_parts(t)[0] == base
-                  and not str(_probe_parts(t)[1]).startswith(("partial", "noimage"))]  # fmt: skip
-        lang = groups.get(base)
-        siblings = [t for t, gc in groups.items() if lang and gc[0] == lang[0] and t != base]
-        if not linked and not siblings:
-            continue
-        src = part[part["task"] == base]
-        for key, g in src.groupby(keys, sort=True):
-            ok = g.set_index("example_id")
-            right = ok["score"].where(ok["error"].isna())
-            for t in [*linked, *siblings]:
-                p = part[(part["task"] == t) & (part[keys] == pd.Series(key, index=keys)).all(axis=1)]
-                if p.empty:
-                    right = right.where(pd.Series(False, index=right.index))
-                    continue
-                if _probe_parts(t)[1] == "organ":  # one pair per image: every item showing it is checked by it
-                    p = p.assign(source=_image_holders(p, g)).explode("source")
-                failed = set(p.loc[p["error"].notna(), "source"])
-                # every probe item of a source must be there: one missing (a stopped run) is not a pass
-                short = p.groupby("source").size() < _items_per_source(t)
-                failed |= set(short[short].index)
-                worst = p.groupby("source")["score"].min()
-                worst = worst.reindex(right.index)
-                worst[worst.index.isin(failed)] = float("nan")
-                right = pd.concat([right, worst], axis=1).min(axis=1, skipna=False)
-            right = right.dropna()
-            out[(key[0], key[1], base, key[2], key[3])] = (right >= 1.0).astype(float)
-    return out
-
-
-def robust_ceilings(records: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """Per (run, model, task) with probes: the chosen config's robust test score beside its plain
-    ceiling, and the config that the robust score chooses on val with its robust test score."""
-    robust = robust_items(records)
-    if not robust:
-        return pd.DataFrame()
-    chosen = select_configs(summary)
-    rows = []
-    for c in chosen.itertuples():
-        mine = {k: v for k, v in robust.items() if k[:3] == (c.run_id, c.model, c.task)}
-        if not mine:
-            continue
-        test = mine.get((c.run_id, c.model, c.task, c.config_id, "test"))
-        plain = summary[(summary.run_id == c.run_id) & (summary.model == c.model) & (summary.task == c.task)
-                        & (summary.config_id == c.config_id) & (summary.split == "test")]  # fmt: skip
-        val = {k[3]: v for k, v in mine.items() if k[4] == "val" and len(v)}
-        scored = summary[(summary.run_id == c.run_id) & (summary.model == c.model) & (summary.task == c.task)
-                         & (summary.split == "val")]  # fmt: skip
-        full = set(scored.loc[scored["n_items"] == scored["n_items"].max(), "config_id"]) if len(scored) else set()
-        val = {cid: v for cid, v in val.items() if cid in full}  # as select_configs: configs scored on all of val
-        pick = max(sorted(val), key=lambda cid: val[cid].mean()) if val else None  # ties: the first config id
-        pick_test = mine.get((c.run_id, c.model, c.task, pick, "test")) if pick else None
-        low, high = wilson(float(test.sum()), len(test)) if test is not None and len(test) else (None, None)
-        plow, phigh = wilson(float(pick_test.sum()), len(pick_test)) if pick_test is not None and len(pick_test) else (None, None)
-        rows.append({
-            "run_id": c.run_id, "model": c.model, "task": c.task, "config_id": c.config_id,
-            "ceiling_score": float(plain["score"].iloc[0]) if len(plain) and plain["score"].iloc[0] is not None else None,
-            "robust_score": float(test.mean()) if test is not None and len(test) else None,
-            "robust_ci_low": low, "robust_ci_high": high, "robust_n": len(test) if test is not None else 0,
-            "robust_config_id": pick,
-            "robust_choice_score": float(pick_test.mean()) if pick_test is not None and len(pick_test) else None,
-            "robust_choice_ci_low": plow, "robust_choice_ci_high": phigh,
-        })  # fmt: skip
-    return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------ scoring by probability, retrieval
 
 
-def _carrying(records: pd.DataFrame, key: str) -> pd.DataFrame:
+def measured(records: pd.DataFrame) -> pd.DataFrame:
+    """Answered records that carry metrics (free-text and MEDEC tasks), with their extras parsed."""
+    part = answered(with_extras(records))
+    part = part[part["extras"].map(lambda e: isinstance(e, str) and '"metrics"' in e).astype(bool)]
+    return part.assign(parsed=part["extras"].map(extras_of))
+
+
+USAGE = ("lm_calls", "prompt_tokens", "completion_tokens", "cost_usd")  # what each call costs, in every table
+
+
+def carrying(records: pd.DataFrame, key: str) -> pd.DataFrame:
     """Answered or not, the records (without errors) whose extras carry `key`, extras parsed."""
     frame = with_extras(records)
     frame = frame[frame["error"].isna()] if "error" in frame else frame
@@ -1512,56 +804,3 @@ def brier_ece(probs: list[dict[str, float]], gold: list[str], bins: int = 10) ->
     return float(np.mean(brier)), float(ece), float(conf_a.mean()), float(right_a.mean())
 
 
-def calibration(records: pd.DataFrame) -> pd.DataFrame:
-    """Per config and split, for strategies that store a distribution over option letters
-    (letter_logprob): Brier score, ECE (10 bins), mean confidence and accuracy, over the items
-    with a distribution (`unread`: items whose top tokens held no letter)."""
-    part = _carrying(records, "letter_mass")
-    rows = []
-    for key, g in part.groupby(GROUP, sort=True):
-        has = [(e.get("letter_probs"), gold) for e, gold in zip(g["parsed"], g["gold"], strict=True)]
-        probs = [(p, gold) for p, gold in has if p]
-        row = dict(zip(GROUP, key, strict=True)) | {"n": len(probs), "unread": len(has) - len(probs)}
-        if probs:
-            brier, ece, confidence, accuracy = brier_ece([p for p, _ in probs], [gold for _, gold in probs])
-            mass = float(np.mean([e.get("letter_mass") or 0.0 for e in g["parsed"]]))
-            row |= {"brier": brier, "ece": ece, "mean_confidence": confidence, "accuracy": accuracy,
-                    "letter_mass": mass}  # fmt: skip
-        rows.append(row)
-    cols = [*GROUP, "n", "unread", "accuracy", "mean_confidence", "brier", "ece", "letter_mass"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def cloze_scores(records: pd.DataFrame) -> pd.DataFrame:
-    """Per config and split, for `cloze`: accuracy by summed log-probability (acc) and by
-    log-probability per character of the option (acc_norm), as lm-evaluation-harness reports them, with Wilson CIs."""
-    part = _carrying(records, "cloze")
-    rows = []
-    for key, g in part.groupby(GROUP, sort=True):
-        n = len(g)
-        acc = sum(e["cloze"].get("acc") == gold for e, gold in zip(g["parsed"], g["gold"], strict=True))
-        norm = sum(e["cloze"].get("acc_norm") == gold for e, gold in zip(g["parsed"], g["gold"], strict=True))
-        (al, ah), (nl, nh) = wilson(acc, n), wilson(norm, n)
-        rows.append(dict(zip(GROUP, key, strict=True)) | {
-            "n": n, "acc": acc / n, "acc_ci_low": al, "acc_ci_high": ah,
-            "acc_norm": norm / n, "acc_norm_ci_low": nl, "acc_norm_ci_high": nh})  # fmt: skip
-    cols = [*GROUP, "n", "acc", "acc_ci_low", "acc_ci_high", "acc_norm", "acc_norm_ci_low", "acc_norm_ci_high"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def retrieval(records: pd.DataFrame) -> pd.DataFrame:
-    """Per config and split, for retrieval strategies: passages read per item and, where the
-    task names each item's gold passage, recall@k (share of items whose gold passage was
-    retrieved) with its Wilson interval."""
-    part = _carrying(records, "retrieved")
-    rows = []
-    for key, g in part.groupby(GROUP, sort=True):
-        k = max((len(e.get("retrieved") or []) for e in g["parsed"]), default=0)
-        recalls = [e["recall"] for e in g["parsed"] if e.get("recall") is not None]
-        row = dict(zip(GROUP, key, strict=True)) | {"n": len(g), "k": k, "recall_n": len(recalls)}
-        if recalls:
-            hits = float(np.sum(recalls))
-            low, high = wilson(hits, len(recalls))
-            row |= {"recall": hits / len(recalls), "recall_ci_low": low, "recall_ci_high": high}
-        rows.append(row)
-    return pd.DataFrame(rows, columns=[*GROUP, "n", "k", "recall_n", "recall", "recall_ci_low", "recall_ci_high"])

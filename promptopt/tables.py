@@ -6,10 +6,14 @@ Kept apart from promptopt.results and promptopt.reports so that a report section
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from promptopt.estimators import MIN_PAIRED
 
 
 class Row(BaseModel):
@@ -22,6 +26,45 @@ class Row(BaseModel):
         return getattr(self, key)
 
 
+class ModelTask(Row):
+    model: str  # the model's identity: its name, and @endpoint when it has one
+    task: str
+
+
+class RunModelTask(Row):
+    run_id: str
+    model: str
+    task: str
+
+
+class RunTaskModel(Row):
+    run_id: str
+    task: str
+    model: str
+
+
+class ConfigRow(Row):
+    """Which config on which split, and on how many answered items."""
+
+    strategy: str
+    optimizer: str
+    config_id: str  # strategy-optimizer-hash of every knob
+    split: str
+    n: int
+
+
+class ConfigSplit(Row):
+    """One config of one model on one task and split (the key of per-config sections)."""
+
+    run_id: str
+    model: str
+    task: str
+    strategy: str
+    optimizer: str
+    config_id: str
+    split: str
+
+
 @dataclass
 class Section:
     """One table of a report as text, markdown and HTML all render it."""
@@ -32,8 +75,51 @@ class Section:
     note: str = ""
 
 
+def tabulate(rows: list, title: str, headers: list[str], cells: Callable[[Any], list[str]], note: str) -> list[Section]:
+    """The section of a table with one line of `cells(row)` per row, or none without rows."""
+    return [Section(title, headers, [cells(r) for r in rows], note)] if rows else []
+
+
+# How every table writes a number (shares are shown in percent).
 def pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
+
+
+def pts(x) -> str:
+    """A difference of fractions in percentage points, signed."""
+    return "—" if x is None else f"{100 * x:+.1f}"
+
+
+def ci(score, low, high, fmt=pct) -> str:
+    if score is not None and (low is None or high is None):
+        return f"{fmt(score)} (n<{MIN_PAIRED}: no interval)"
+    return f"{fmt(score)} [{fmt(low)}, {fmt(high)}]"
+
+
+def num(x) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def money(x) -> str:
+    return "—" if x is None else f"{x:.6f}" if x < 0.01 else f"{x:.4f}"
+
+
+def chosen_on(on: str | None) -> str:
+    return "test: optimistic" if on == "test" else on or "—"
+
+
+def display(model: str) -> str:
+    """A model identity for tables: an endpoint without its scheme, so no page holds a URL."""
+    return re.sub(r"@[a-z][a-z0-9+.-]*://", "@", model)
+
+
+def short(model: str) -> str:
+    return display(model).split("#", 1)[0]  # an embedded model's weights digest is identity, not a name
+
+
+def run_label(report, run_id: str | None) -> str:
+    """' — RUN' after a task's name when the report holds several runs."""
+    return f" — {run_id}" if len(report.runs) > 1 and run_id else ""
 
 
 # Columns a table too wide for the terminal moves under each row: detail a reader rarely compares across rows.

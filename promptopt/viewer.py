@@ -78,7 +78,7 @@ def table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 def shown(model: str) -> str:
     """A model identity without its endpoint's scheme (as every report table shows it)."""
-    from promptopt.reports import _display
+    from promptopt.tables import display as _display
 
     return esc(_display(model))
 
@@ -345,7 +345,7 @@ def _sent_html(sent: str | None) -> str:
 
 
 def example_page(view: View, run_id: str, record_id: int) -> str | None:
-    from promptopt.reports import _display
+    from promptopt.tables import display as _display
 
     r = view.record(run_id, record_id)
     if r is None:

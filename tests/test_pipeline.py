@@ -6,7 +6,8 @@ from pathlib import Path
 
 from conftest import cli, cli_many, exam_server
 
-from promptopt.reports import CEILING_FIELDS, ROW_FIELDS
+from promptopt.sections.leaderboard import CEILING_FIELDS
+from promptopt.sections.rows import ROW_FIELDS
 from promptopt.testing import ScriptedHTTPError
 
 

@@ -11,6 +11,7 @@ from conftest import cli, cli_many
 
 from promptopt import stats
 from promptopt.probes import NOTA_TEXT, source_id
+from promptopt.sections.robustness import robust_ceilings
 from promptopt.tasks import load_task
 from promptopt.testing import ScriptedServer, fill_fields
 
@@ -186,7 +187,7 @@ def test_the_robust_ceiling_equals_a_hand_computation_and_can_choose_another_con
             spec.append(("medqa~negation", "B", split, f"{ex}~no", 1.0))
     records = _records(spec)
     summary = stats.summarize(records, b=200)
-    (row,) = stats.robust_ceilings(records, summary).to_dict(orient="records")
+    (row,) = robust_ceilings(records, summary).to_dict(orient="records")
     assert row["config_id"] == "A" and row["ceiling_score"] == 0.9
     assert row["robust_score"] == 0.3  # A right and both halves right: items 0-2
     assert row["robust_config_id"] == "B" and row["robust_choice_score"] == 0.7

@@ -10,7 +10,8 @@ import pytest
 from conftest import cli
 from test_stats import exact, ones
 
-from promptopt.reports import CEILING_FIELDS, ROW_FIELDS
+from promptopt.sections.leaderboard import CEILING_FIELDS
+from promptopt.sections.rows import ROW_FIELDS
 from promptopt.simulate import SimConfig, simulate, write_run
 
 # two models x three configs; (right answers out of 100 on test, dollars per call)

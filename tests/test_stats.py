@@ -7,6 +7,9 @@ import pandas as pd
 import pytest
 
 from promptopt import stats
+from promptopt.sections.consistency import consistency
+from promptopt.sections.costs import costs
+from promptopt.sections.sensitivity import sensitivity
 from promptopt.simulate import SimConfig, simulate
 from promptopt.store import RECORD_COLUMNS
 
@@ -128,7 +131,8 @@ def test_a_rank_flip_is_real_only_when_both_differences_are_significant():
     assert flips.status.tolist() == ["within noise"]
     # the sentence a paper prints: flips, how many are real, and what the ceiling pair could detect
     from promptopt.detectable import mde
-    from promptopt.reports import build, flip_summary
+    from promptopt.reports import build
+    from promptopt.sections.flips import flip_summary
 
     (line,) = flip_summary(build(big, b=200))
     discordant = float(np.mean((np.array(ones(200, 300)) - np.array(ones(85, 300))) ** 2))
@@ -151,7 +155,7 @@ def test_sensitivity_separates_reasoning_from_non_reasoning_strategies():
         },
         config={"choice_shuffle": no_reasoning},
     )
-    sens = stats.sensitivity(stats.summarize(recs), recs).set_index("family")
+    sens = sensitivity(stats.summarize(recs), recs).set_index("family")
     assert sens.loc["reasoning", "n_configs"] == 2 and sens.loc["non-reasoning", "n_configs"] == 3
     assert sens.loc["reasoning", "spread"] == pytest.approx(0.2)
     assert sens.loc["reasoning", "std"] == pytest.approx(0.1)
@@ -167,10 +171,10 @@ def test_consistency_counts_questions_answered_the_same_under_every_order():
         json.dumps({"votes": ["C", "C", "C"]}),
         json.dumps({"votes": [None, None, None]}),  # unreadable every time: not a consistent answer
     ]
-    row = stats.consistency(recs).iloc[0]
+    row = consistency(recs).iloc[0]
     assert (row.n, row.orders, row.consistency) == (4, 3, 0.5)
     legacy = recs.assign(raw_output="A | B | A")  # runs before votes were stored: left out, not guessed
-    assert stats.consistency(legacy).empty
+    assert consistency(legacy).empty
 
 
 def test_costs_add_compile_and_preparation_once_and_price_local_models_per_million_tokens():
@@ -189,12 +193,12 @@ def test_costs_add_compile_and_preparation_once_and_price_local_models_per_milli
             }
         ]  # fmt: skip
     )
-    row = stats.costs(recs, compiles).iloc[0]
+    row = costs(recs, compiles).iloc[0]
     assert (row.calls_per_example, row.prompt_tokens_per_example, row.usd_per_example) == (1.0, 100.0, 0.0)
     assert (row.compile_calls, row.prep_calls, row.prep_tokens) == (7, 4, 440)
     assert stats.unpriced_models(recs) == {"local/m"}
     priced = stats.price_unpriced(recs, {"local/m"}, 2.0)  # $2 per million tokens
-    row = stats.costs(priced, stats.price_unpriced(compiles, {"local/m"}, 2.0)).iloc[0]
+    row = costs(priced, stats.price_unpriced(compiles, {"local/m"}, 2.0)).iloc[0]
     assert row.usd_per_example == pytest.approx(110 * 2 / 1e6)
     assert row.one_off_usd == pytest.approx((770 + 440) * 2 / 1e6)
 
@@ -214,7 +218,7 @@ def test_prompt_sensitivity_of_equal_configs_is_shown_as_sampling_noise_not_as_a
 
     def spread_of(configs, n, seed):
         recs = simulate({"m": configs}, n={"test": n}, seed=seed)
-        return stats.sensitivity(stats.summarize(recs), recs).set_index("family").loc["all"]
+        return sensitivity(stats.summarize(recs), recs).set_index("family").loc["all"]
 
     rows = pd.DataFrame([spread_of(equal, 20, seed) for seed in range(60)])
     # a ~30-point spread at n = 20 with no true difference: the noise figure says as much

@@ -57,4 +57,4 @@ def render(report) -> list[Section]:
     )]  # fmt: skip
 
 
-register(ReportSection("anytime", AnytimePoint, compute, render, after="pareto", reads=("anytime",), doc=__doc__))
+register(ReportSection("anytime", AnytimePoint, compute, render, shown=145, reads=("anytime",), doc=__doc__))

@@ -148,5 +148,5 @@ def render(report) -> list[Section]:
     )]  # fmt: skip
 
 
-register(ReportSection("ledger", LedgerRow, compute, render, after="costs",
+register(ReportSection("ledger", LedgerRow, compute, render, shown=135,
                        reads=("compiles", "compile_roles", "judge_checks"), doc=__doc__))  # fmt: skip

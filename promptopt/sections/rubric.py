@@ -97,4 +97,4 @@ def render(report) -> list[Section]:
     )]  # fmt: skip
 
 
-register(ReportSection("rubric_tags", RubricTag, compute, render, after="judges", doc=__doc__))
+register(ReportSection("rubric_tags", RubricTag, compute, render, shown=73, doc=__doc__))
