@@ -45,9 +45,9 @@ import numpy as np
 import pandas as pd
 
 from promptopt import stats
+from promptopt.records import RECORD_COLUMNS
 from promptopt.searcher import SearchSettings, _rungs
 from promptopt.sections import sensitivity as sensitivity_section
-from promptopt.store import RECORD_COLUMNS
 
 CHUNK = 100  # seeds per job handed to a worker process
 RUNG0, GROWTH = 20, 3  # the search's defaults (SearchSettings)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from promptopt import __version__
 from promptopt.errors import UserError
-from promptopt.store import Record, Store, default_url
+from promptopt.records import Record
+from promptopt.store import Store, default_url
 
 
 def _digest(data: object) -> str:

@@ -19,8 +19,8 @@ from promptopt.config import Config
 from promptopt.errors import UserError
 from promptopt.images import digests
 from promptopt.models import CallLog, Model, call_error, current_log, fatal_reason, lm_for
-from promptopt.results import Extras
-from promptopt.store import Record, Store
+from promptopt.records import Extras, Record
+from promptopt.store import Store
 from promptopt.tasks import Example, Task
 
 

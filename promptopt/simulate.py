@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from promptopt.store import RECORD_COLUMNS, Record, Store, default_url
+from promptopt.records import RECORD_COLUMNS, Record
+from promptopt.store import Store, default_url
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ Rules every number here follows, so that a report never claims more than the rec
 from __future__ import annotations
 
 import itertools
-import json
 import math
 
 import numpy as np
@@ -49,6 +48,7 @@ from promptopt.estimators import (  # noqa: F401  (the pure estimators, also rea
     verdict,
     wilson,
 )
+from promptopt.records import NONE, typed
 
 ALPHA = 0.05
 GROUP = ["run_id", "model", "task", "strategy", "optimizer", "config_id", "split"]
@@ -295,14 +295,14 @@ def cluster_labels(records: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
     probe task (TASK~probe) the source id before `~` (stores written before clusters were kept)."""
     from promptopt.probes import SEP
 
-    frame = with_extras(records)
-    marked = frame["extras"].map(lambda e: isinstance(e, str) and '"cluster"' in e).astype(bool)
+    frame = typed(records)
+    marked = frame["extras"].map(lambda e: (e or NONE).cluster is not None).astype(bool)
     out = {}
     for (run_id, task), g in frame.groupby(["run_id", "task"], sort=True):
         if SEP not in task and not marked.loc[g.index].any():  # every item stands alone: nothing to read
             continue
         ids = g["example_id"].astype(str)
-        kept = g["extras"].map(lambda e: extras_of(e).get("cluster") if isinstance(e, str) and '"cluster"' in e else None)
+        kept = g["extras"].map(lambda e: (e or NONE).cluster)
         kept = kept.groupby(ids.to_numpy()).first()  # an item's cluster, from any config's record (an error keeps none)
         unique = ids.drop_duplicates()
         fallback = pd.Series((unique.str.split(SEP, n=1).str[0] if SEP in task else unique).to_numpy(), index=unique.to_numpy())
@@ -563,22 +563,6 @@ def rank_flips(ceil: pd.DataFrame, h2h: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def with_extras(records: pd.DataFrame) -> pd.DataFrame:
-    """Records with an `extras` column (None where a frame or store has none)."""
-    return records if "extras" in records.columns else records.assign(extras=None)
-
-
-def extras_of(extras: str | None) -> dict:
-    """A record's extras (promptopt.results.Extras as JSON), {} where none were stored."""
-    if not isinstance(extras, str) or not extras:
-        return {}
-    try:
-        found = json.loads(extras)
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def unpriced_models(records: pd.DataFrame) -> set[str]:
     """Models whose calls carry no price (embedded and self-hosted ones): tokens but $0 in total."""
     totals = records.groupby("model")[["cost_usd", "prompt_tokens", "completion_tokens"]].sum()
@@ -770,21 +754,19 @@ def effective_jury(errors: list[np.ndarray]) -> tuple[float | None, float | None
 
 
 def measured(records: pd.DataFrame) -> pd.DataFrame:
-    """Answered records that carry metrics (free-text and MEDEC tasks), with their extras parsed."""
-    part = answered(with_extras(records))
-    part = part[part["extras"].map(lambda e: isinstance(e, str) and '"metrics"' in e).astype(bool)]
-    return part.assign(parsed=part["extras"].map(extras_of))
+    """Answered records that carry metrics (free-text and MEDEC tasks), extras typed."""
+    part = answered(typed(records))
+    return part[part["extras"].map(lambda e: (e or NONE).metrics is not None).astype(bool)]
 
 
 USAGE = ("lm_calls", "prompt_tokens", "completion_tokens", "cost_usd")  # what each call costs, in every table
 
 
 def carrying(records: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Answered or not, the records (without errors) whose extras carry `key`, extras parsed."""
-    frame = with_extras(records)
+    """Answered or not, the records (without errors) whose extras carry `key`, extras typed."""
+    frame = typed(records)
     frame = frame[frame["error"].isna()] if "error" in frame else frame
-    part = frame[frame["extras"].map(lambda e: isinstance(e, str) and f'"{key}"' in e).astype(bool)]
-    return part.assign(parsed=part["extras"].map(extras_of))
+    return frame[frame["extras"].map(lambda e: getattr(e or NONE, key) is not None).astype(bool)]
 
 
 def brier_ece(probs: list[dict[str, float]], gold: list[str], bins: int = 10) -> tuple[float, float, float, float]:

@@ -33,7 +33,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -62,6 +62,7 @@ from sqlalchemy.engine import Engine
 
 from promptopt.errors import CONTEXT_ERROR, UserError
 from promptopt.limits import ID_CHARS
+from promptopt.records import RECORD_COLUMNS, REPORT_COLUMNS, Record
 
 metadata = MetaData()
 
@@ -244,38 +245,6 @@ run_status = per_run(
     Column("expected", Text),  # JSON: the configs and the items per task and split the pass will score
 )
 RUN_STATUSES = ("in_progress", "complete", "stopped", "interrupted")
-
-
-@dataclass
-class Record:
-    run_id: str
-    model: str
-    task: str
-    strategy: str
-    optimizer: str
-    config_id: str
-    config: str
-    split: str
-    example_id: str
-    prediction: str | None
-    gold: str
-    score: float
-    parse_ok: bool
-    error: str | None
-    lm_calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    latency_s: float
-    raw_output: str | None
-    created_at: float = 0.0
-    extras: str | None = None  # JSON (promptopt.results.Extras); None in stores written before it existed
-    sent: str | None = None  # JSON list of each call's request as sent; None in stores written before it existed
-
-
-RECORD_COLUMNS = [f.name for f in fields(Record)]
-# what reports read: the requests as sent are for viewers, which read them one record at a time
-REPORT_COLUMNS = [c for c in RECORD_COLUMNS if c != "sent"]
 
 
 @runtime_checkable

@@ -194,7 +194,7 @@ def test_user_entries_are_seen_only_by_the_calls_that_name_their_folder(tmp_path
 
 
 def test_records_carry_what_each_strategy_declared_and_emitted_and_the_report_reads_it(medqa, tmp_path):
-    from promptopt.stats import extras_of
+    from promptopt.records import typed
     from promptopt.store import Store
     from promptopt.testing import shown_options
 
@@ -216,7 +216,7 @@ def test_records_carry_what_each_strategy_declared_and_emitted_and_the_report_re
     (run_dir,) = tmp_path.iterdir()
     info = json.loads((run_dir / "run.json").read_text())
     recs = Store(info["storage"]).records(info["run_id"])
-    extras = {s: [extras_of(e) for e in g.extras] for s, g in recs.groupby("strategy")}
+    extras = {s: [e.model_dump(exclude_none=True) for e in g.extras] for s, g in typed(recs).groupby("strategy")}
     assert all(e["reasons"] is False and "reasoning" not in e for e in extras["baseline"])
     assert all(e["reasons"] is True and e["reasoning"] for e in extras["cot"])
     # choice_shuffle without reasoning declares it through its knob; its votes are under shuffled orders

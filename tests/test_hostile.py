@@ -378,7 +378,7 @@ def _stores(tmp_path_factory) -> list[tuple[str, object]]:
 def test_records_holding_any_text_are_kept_whole_by_the_store_none_lost_none_doubled(tmp_path_factory, rows):
     import uuid
 
-    from promptopt.store import Record
+    from promptopt.records import Record
 
     for name, store in _stores(tmp_path_factory):
         run_id = f"fuzz-{uuid.uuid4().hex[:12]}"
@@ -422,7 +422,8 @@ def test_an_item_id_longer_than_the_stores_key_is_refused_in_one_sentence(tmp_pa
 
 def test_the_store_refuses_an_item_id_longer_than_its_key_whoever_wrote_it(tmp_path):
     from promptopt.limits import ID_CHARS
-    from promptopt.store import Record, Store
+    from promptopt.records import Record
+    from promptopt.store import Store
 
     store = Store(f"sqlite:///{tmp_path / 'results.sqlite'}")
     row = dict(run_id="r", model="m", task="t", strategy="predict", optimizer="none", config_id="c", config="{}",

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from promptopt import stats
+from promptopt.records import RECORD_COLUMNS
 from promptopt.sections.consistency import consistency
 from promptopt.sections.costs import costs
 from promptopt.sections.sensitivity import sensitivity
 from promptopt.simulate import SimConfig, simulate
-from promptopt.store import RECORD_COLUMNS
 
 
 def exact(scores: dict[tuple[str, str, str], list[float]], task="t", config=None, tokens=None) -> pd.DataFrame:

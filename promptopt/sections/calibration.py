@@ -42,12 +42,12 @@ def calibration(records: pd.DataFrame) -> pd.DataFrame:
     part = stats.carrying(records, "letter_mass")
     rows = []
     for key, g in part.groupby(GROUP, sort=True):
-        has = [(e.get("letter_probs"), gold) for e, gold in zip(g["parsed"], g["gold"], strict=True)]
+        has = [(e.letter_probs, gold) for e, gold in zip(g["extras"], g["gold"], strict=True)]
         probs = [(p, gold) for p, gold in has if p]
         row = dict(zip(GROUP, key, strict=True)) | {"n": len(probs), "unread": len(has) - len(probs)}
         if probs:
             brier, ece, confidence, accuracy = brier_ece([p for p, _ in probs], [gold for _, gold in probs])
-            mass = float(np.mean([e.get("letter_mass") or 0.0 for e in g["parsed"]]))
+            mass = float(np.mean([e.letter_mass or 0.0 for e in g["extras"]]))
             row |= {"brier": brier, "ece": ece, "mean_confidence": confidence, "accuracy": accuracy,
                     "letter_mass": mass}  # fmt: skip
         rows.append(row)

@@ -40,8 +40,8 @@ def cloze_scores(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, g in part.groupby(GROUP, sort=True):
         n = len(g)
-        acc = sum(e["cloze"].get("acc") == gold for e, gold in zip(g["parsed"], g["gold"], strict=True))
-        norm = sum(e["cloze"].get("acc_norm") == gold for e, gold in zip(g["parsed"], g["gold"], strict=True))
+        acc = sum(e.cloze.get("acc") == gold for e, gold in zip(g["extras"], g["gold"], strict=True))
+        norm = sum(e.cloze.get("acc_norm") == gold for e, gold in zip(g["extras"], g["gold"], strict=True))
         (al, ah), (nl, nh) = wilson(acc, n), wilson(norm, n)
         rows.append(dict(zip(GROUP, key, strict=True)) | {
             "n": n, "acc": acc / n, "acc_ci_low": al, "acc_ci_high": ah,

@@ -6,11 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from promptopt import stats
+from promptopt.records import NONE, typed
 from promptopt.sections import Inputs, ReportSection, register, rows_of
-from promptopt.stats import (
-    extras_of,
-    with_extras,
-)
 from promptopt.tables import (
     ConfigRow,
     RunModelTask,
@@ -90,11 +87,11 @@ def costs(records: pd.DataFrame, compiles: pd.DataFrame | None = None) -> pd.Dat
 def judge_usage(records: pd.DataFrame) -> pd.DataFrame:
     """Per record: the judge calls, tokens and cost its verdicts cost (0 for cached verdicts and
     records without a judge), apart from the task model's columns."""
-    frame = with_extras(records)
+    frame = typed(records)
     out = pd.DataFrame(0.0, index=frame.index, columns=[f"judge_{k}" for k in stats.USAGE])
-    has = frame["extras"].map(lambda e: isinstance(e, str) and '"judges"' in e).astype(bool)
+    has = frame["extras"].map(lambda e: bool((e or NONE).judges)).astype(bool)
     for idx, extras in frame.loc[has, "extras"].items():
-        for given in extras_of(extras).get("judges") or []:
+        for given in extras.judges:
             for k in stats.USAGE:
                 out.at[idx, f"judge_{k}"] += float(given.get(k) or 0)
     return out

@@ -143,7 +143,7 @@ def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
     part = stats.measured(records)
     graded: dict[tuple, dict] = {}
     for r in part.itertuples():
-        for v in r.parsed.get("judges") or []:
+        for v in r.extras.judges or []:
             slot = graded.setdefault((r.run_id, r.task, v.get("judge")), {"graded": 0, "cached": 0} | dict.fromkeys(stats.USAGE, 0))
             slot["graded"] += 1
             slot["cached"] += bool(v.get("cached"))
@@ -178,7 +178,7 @@ def judge_agreement(records: pd.DataFrame) -> pd.DataFrame:
     part = stats.measured(records)
     pairs: dict[tuple, list[tuple[bool, bool]]] = {}
     for r in part.itertuples():
-        verdicts = [v for v in r.parsed.get("judges") or [] if v.get("judge")]
+        verdicts = [v for v in r.extras.judges or [] if v.get("judge")]
         for i, a in enumerate(verdicts):
             for b_ in [v for v in verdicts[i + 1 :] if v.get("criterion") == a.get("criterion")]:
                 said = (a.get("score") is not None and a["score"] >= 0.5, b_.get("score") is not None and b_["score"] >= 0.5)
@@ -200,7 +200,7 @@ def juries(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
     units: dict[tuple, list[list[bool]]] = {}
     for r in part.itertuples():
         by_criterion: dict = {}  # one unit per answer, or per criterion of its rubric
-        for v in r.parsed.get("judges") or []:
+        for v in r.extras.judges or []:
             if v.get("judge"):
                 by_criterion.setdefault(v.get("criterion"), []).append(v.get("score") is not None and v["score"] >= 0.5)
         for said in by_criterion.values():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from promptopt.records import NONE, typed
 from promptopt.sections import Inputs, ReportSection, register
 from promptopt.tables import Row, Section
 
@@ -42,26 +43,25 @@ class LedgerRow(Row):
 
 def _record_rows(recs: pd.DataFrame) -> list[dict]:
     """The task model's (and teacher's) calls summed per config and split, at once; the few
-    records whose extras name batch calls, embedding calls or verdicts parsed one by one."""
-    from promptopt.stats import extras_of
-
+    records whose extras name embedding calls or verdicts read one by one."""
     if not len(recs):
         return []
     keys = ["run_id", "model", "task", "config_id", "split"]
-    extras = recs["extras"] if "extras" in recs else pd.Series(None, index=recs.index, dtype=object)
-    batch = extras.map(lambda e: extras_of(e).get("batch_calls") or 0 if isinstance(e, str) and '"batch_calls"' in e else 0)
+    recs = typed(recs)
+    extras = recs["extras"]
+    batch = extras.map(lambda e: (e or NONE).batch_calls or 0)
     sums = recs.assign(batch_calls=batch).groupby(keys, as_index=False, sort=False)[[*USAGE, "batch_calls"]].sum()
     out = [{**{k: r[k] for k in keys[:4]}, "role": "teacher" if r["split"] == "train" else "task",
             "phase": "prepare" if r["split"] == "train" else r["split"], **{k: r[k] for k in (*USAGE, "batch_calls")}}
            for r in sums.to_dict(orient="records")]  # fmt: skip
-    more = extras.map(lambda e: isinstance(e, str) and ('"judges"' in e or '"embedding"' in e)).astype(bool)
+    more = extras.map(lambda e: bool((e or NONE).judges or (e or NONE).embedding)).astype(bool)
     for r in recs[more].itertuples():
-        found = extras_of(r.extras)
+        found = r.extras
         key = {"run_id": r.run_id, "model": r.model, "task": r.task, "config_id": r.config_id}
         phase = "prepare" if r.split == "train" else r.split
-        if found.get("embedding"):
-            out.append({**key, "role": "embedding", "phase": phase, **{k: found["embedding"].get(k) or 0 for k in USAGE}})
-        for verdict in found.get("judges") or []:
+        if found.embedding:
+            out.append({**key, "role": "embedding", "phase": phase, **{k: found.embedding.get(k) or 0 for k in USAGE}})
+        for verdict in found.judges or []:
             out.append({**key, "role": "judge", "phase": "grading",
                         **{k: verdict.get(k) or 0 for k in USAGE}, "batch_calls": int(verdict.get("batch_calls") or 0),
                         "cached_calls": int(verdict.get("would_lm_calls") or 0) if verdict.get("cached") else 0,

@@ -42,8 +42,8 @@ def metric_scores(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.D
     labels = cluster_labels(records)
     rows = []
     for key, g in part.groupby(GROUP, sort=True):
-        per_item = pd.DataFrame([e.get("metrics") or {} for e in g["parsed"]], index=g["example_id"].astype(str).to_numpy())
-        primary = {e.get("primary") for e in g["parsed"]} - {None}
+        per_item = pd.DataFrame([e.metrics or {} for e in g["extras"]], index=g["example_id"].astype(str).to_numpy())
+        primary = {e.primary for e in g["extras"]} - {None}
         mine = labels.get((g["run_id"].iloc[0], g["task"].iloc[0]))
         for metric in per_item.columns:
             measured_on = per_item[metric].dropna()

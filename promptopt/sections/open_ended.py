@@ -6,12 +6,11 @@ from __future__ import annotations
 import pandas as pd
 
 from promptopt.estimators import MIN_PAIRED
+from promptopt.records import NONE, typed
 from promptopt.sections import ReportSection, register, rows_of
 from promptopt.stats import (
     answered,
-    extras_of,
     paired,
-    with_extras,
 )
 from promptopt.tables import (
     Row,
@@ -57,7 +56,7 @@ def open_gaps(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataF
     twins = [t for t in tasks if t.endswith(OPEN) and t.removesuffix(OPEN) in tasks]
     if not twins:
         return pd.DataFrame()
-    part = answered(with_extras(records[records["split"] == "test"]))
+    part = answered(typed(records[records["split"] == "test"]))
     rows = []
     for twin in sorted(twins):
         base = twin.removesuffix(OPEN)
@@ -68,7 +67,7 @@ def open_gaps(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataF
             if m.empty:
                 continue
             mc_scores = m.set_index("example_id")["score"].astype(float)
-            per_item = pd.DataFrame([extras_of(e).get("metrics") or {} for e in g["extras"]],
+            per_item = pd.DataFrame([(e or NONE).metrics or {} for e in g["extras"]],
                                     index=g["example_id"].to_numpy())  # fmt: skip
             for metric in per_item.columns:
                 scores = per_item[metric].dropna().astype(float)

@@ -40,8 +40,8 @@ def retrieval(records: pd.DataFrame) -> pd.DataFrame:
     part = stats.carrying(records, "retrieved")
     rows = []
     for key, g in part.groupby(GROUP, sort=True):
-        k = max((len(e.get("retrieved") or []) for e in g["parsed"]), default=0)
-        recalls = [e["recall"] for e in g["parsed"] if e.get("recall") is not None]
+        k = max((len(e.retrieved or []) for e in g["extras"]), default=0)
+        recalls = [e.recall for e in g["extras"] if e.recall is not None]
         row = dict(zip(GROUP, key, strict=True)) | {"n": len(g), "k": k, "recall_n": len(recalls)}
         if recalls:
             hits = float(np.sum(recalls))

@@ -8,12 +8,11 @@ import pandas as pd
 from promptopt import stats
 from promptopt.estimators import MIN_PAIRED, wilson
 from promptopt.probes import PAIRED
+from promptopt.records import NONE, typed
 from promptopt.sections import ReportSection, no_tables, register, rows_of
 from promptopt.stats import (
     answered,
-    extras_of,
     paired,
-    with_extras,
 )
 from promptopt.tables import (
     Row,
@@ -89,10 +88,10 @@ def _per_source(frame: pd.DataFrame) -> pd.DataFrame:
 def _language_groups(records: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """task -> (group, language code) for records whose extras name a language (tasks that declare one)."""
     out = {}
-    part = with_extras(records)
+    part = typed(records)
     for task, g in part.groupby("task", sort=True):
-        sample = next((e for e in g["extras"] if isinstance(e, str) and '"language"' in e), None)
-        lang = extras_of(sample).get("language") if sample else None
+        sample = next((e for e in g["extras"] if (e or NONE).language), None)
+        lang = sample.language if sample else None
         if lang:
             out[task] = (lang["group"], lang["code"])
     return out
@@ -104,7 +103,7 @@ def robustness(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.Data
     source was answered, the source items' own score there, the paired difference (probe − source,
     bootstrap over source items) and, per probe, what it adds: negation's two halves, partial's
     share of the score retained, shuffle's consistency, the language pair's answer agreement."""
-    part = answered(with_extras(records))
+    part = answered(typed(records))
     if part.empty:
         return pd.DataFrame()
     part = _per_source(part)
@@ -147,8 +146,8 @@ def _probe_row(suffix: str, g: pd.DataFrame, s: pd.DataFrame, src: pd.Series, b:
         every = by_source["score"].min()  # right under every shuffled order
         common = every.index.intersection(src.index)
         found = paired(by_source["score"].mean().loc[common].astype(float), src, b=b, seed=seed, min_n=MIN_PAIRED)
-        texts = by_source["extras"].apply(lambda es: [extras_of(e).get("answer_text") for e in es])
-        orig = s.set_index("example_id")["extras"].map(lambda e: extras_of(e).get("answer_text"))
+        texts = by_source["extras"].apply(lambda es: [(e or NONE).answer_text for e in es])
+        orig = s.set_index("example_id")["extras"].map(lambda e: (e or NONE).answer_text)
         same = [t[0] is not None and all(x == t[0] for x in t) for t in ([orig.get(i), *texts.loc[i]] for i in common)]
         low, high = wilson(sum(same), len(same))
         orders = 1 + int(by_source.size().max()) if len(g) else None
@@ -218,7 +217,7 @@ def _image_holders(probe: pd.DataFrame, items: pd.DataFrame) -> pd.Series:
     extras): a pair is asked once per image, held by one item, and speaks for every item showing it."""
 
     def image(extras) -> str:
-        return " ".join(extras_of(extras).get("images") or [])
+        return " ".join((extras or NONE).images or [])
 
     holder = dict(zip(probe["extras"].map(image), probe["source"], strict=True))
     shown = items.assign(image=items["extras"].map(image))
@@ -235,7 +234,7 @@ def robust_items(records: pd.DataFrame) -> dict[tuple, pd.Series]:
     """(run, model, source task, config_id, split) -> per source item, 1.0 when the model is right on
     the item and on each of its probes that ran (partial and noimage aside), else 0.0; items with a probe
     record missing or failed are left out."""
-    part = _per_source(with_extras(records))
+    part = _per_source(typed(records))
     groups = _language_groups(part)
     tasks = set(part["task"])
     out: dict[tuple, pd.Series] = {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from promptopt.records import NONE, typed
 from promptopt.sections import Inputs, ReportSection, register
 from promptopt.tables import Row, Section, pct
 
@@ -49,15 +50,15 @@ def tag_scores(criteria: list[dict]) -> dict[str, tuple[float, int]]:
 
 
 def compute(inputs: Inputs) -> list[dict]:
-    from promptopt.stats import cluster_labels, extras_of, score_ci
+    from promptopt.stats import cluster_labels, score_ci
 
-    records = inputs.records
-    if records.empty or "extras" not in records:
+    records = typed(inputs.records)
+    if records.empty:
         return []
-    has = records["extras"].map(lambda e: isinstance(e, str) and '"criteria"' in e).astype(bool)
+    has = records["extras"].map(lambda e: (e or NONE).criteria is not None).astype(bool)
     by: dict[tuple, dict[str, list[tuple[float, int, str]]]] = {}
     for r in records[has].itertuples():
-        criteria = extras_of(r.extras).get("criteria")
+        criteria = r.extras.criteria
         if isinstance(criteria, list):
             slot = by.setdefault(tuple(getattr(r, k) for k in KEY), {})
             for tag, (score, n) in tag_scores(criteria).items():

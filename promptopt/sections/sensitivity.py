@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 
 from promptopt.estimators import MIN_PAIRED
+from promptopt.records import NONE, Extras, typed
 from promptopt.sections import ReportSection, register, rows_of
 from promptopt.stats import (
     answered,
-    extras_of,
-    with_extras,
 )
 from promptopt.tables import (
     RunModelTask,
@@ -53,10 +52,10 @@ NON_REASONING = {"baseline", "predict"}
 
 
 
-def strategy_family(strategy: str, config_json: str | None = None, extras: str | None = None) -> str:
+def strategy_family(strategy: str, config_json: str | None = None, extras: Extras | None = None) -> str:
     """`reasoning` or `non-reasoning`, as the strategy declared it in the record's extras; for
     older records by the bundled names, and `other` for a user strategy that declared nothing."""
-    declared = extras_of(extras).get("reasons")
+    declared = (extras or NONE).reasons
     if declared is not None:
         return "reasoning" if declared else "non-reasoning"
     if strategy == "choice_shuffle":
@@ -101,7 +100,7 @@ def sensitivity(summary: pd.DataFrame, records: pd.DataFrame, b: int = PERMUTATI
     test = summary[(summary["split"] == "test") & (summary["n"] > 0)]
     if test.empty:
         return pd.DataFrame()
-    first = with_extras(records).drop_duplicates("config_id").set_index("config_id")
+    first = typed(records).drop_duplicates("config_id").set_index("config_id")
     family = {
         cid: strategy_family(s, first["config"].get(cid), first["extras"].get(cid))
         for cid, s in zip(test.config_id, test.strategy, strict=True)
