@@ -123,15 +123,15 @@ class Extras(Row):
             return cls.model_construct(**known)
 
 
-NONE = Extras()  # what a record without extras carried: read its fields as `(e or NONE).field`
+NONE = Extras()  # what a record that kept no extras carried
 
 
 def typed(records: pd.DataFrame) -> pd.DataFrame:
-    """Records whose `extras` column holds each record's Extras (None where it kept none), parsed
-    once; a frame already typed, or with no extras column, is given one as it is."""
+    """Records whose `extras` column holds each record's Extras (NONE where it kept none), parsed
+    once: a frame already typed (or a part of one) is given back as it is."""
     if "extras" not in records.columns:
-        return records.assign(extras=None)
+        return records.assign(extras=NONE)
     column = records["extras"]
-    if column.map(lambda e: e is None or isinstance(e, Extras)).all():
+    if not len(column) or isinstance(column.iloc[0], Extras):
         return records
-    return records.assign(extras=[e if isinstance(e, Extras) else Extras.read(e) for e in column])
+    return records.assign(extras=[e if isinstance(e, Extras) else Extras.read(e) or NONE for e in column])

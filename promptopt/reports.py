@@ -19,6 +19,7 @@ import pandas as pd
 from promptopt import stats
 from promptopt.errors import UserError
 from promptopt.manifest import mismatches
+from promptopt.records import typed
 from promptopt.results import Report, SummaryLine
 from promptopt.sections import Inputs, registered
 from promptopt.sections.flips import flip_sentences
@@ -99,7 +100,7 @@ def build(
     if records.empty:
         empty = {section.key: [] for section in registered()}
         return Report.model_validate(empty | {"runs": runs, "settings": settings, "warnings": run_warnings(runs)})
-    records = stats.price_unpriced(records, set(unpriced), local_usd_per_mtok)
+    records = typed(stats.price_unpriced(records, set(unpriced), local_usd_per_mtok))  # extras parsed once, here
     if compiles is not None and len(compiles):
         compiles = stats.price_unpriced(compiles, set(unpriced), local_usd_per_mtok)
     records, compiles = stats.price_by_time(records, compiles, set(unpriced), local_usd_per_hour)

@@ -48,7 +48,7 @@ from promptopt.estimators import (  # noqa: F401  (the pure estimators, also rea
     verdict,
     wilson,
 )
-from promptopt.records import NONE, typed
+from promptopt.records import typed
 
 ALPHA = 0.05
 GROUP = ["run_id", "model", "task", "strategy", "optimizer", "config_id", "split"]
@@ -296,13 +296,13 @@ def cluster_labels(records: pd.DataFrame) -> dict[tuple[str, str], pd.Series]:
     from promptopt.probes import SEP
 
     frame = typed(records)
-    marked = frame["extras"].map(lambda e: (e or NONE).cluster is not None).astype(bool)
+    marked = frame["extras"].map(lambda e: e.cluster is not None).astype(bool)
     out = {}
     for (run_id, task), g in frame.groupby(["run_id", "task"], sort=True):
         if SEP not in task and not marked.loc[g.index].any():  # every item stands alone: nothing to read
             continue
         ids = g["example_id"].astype(str)
-        kept = g["extras"].map(lambda e: (e or NONE).cluster)
+        kept = g["extras"].map(lambda e: e.cluster)
         kept = kept.groupby(ids.to_numpy()).first()  # an item's cluster, from any config's record (an error keeps none)
         unique = ids.drop_duplicates()
         fallback = pd.Series((unique.str.split(SEP, n=1).str[0] if SEP in task else unique).to_numpy(), index=unique.to_numpy())
@@ -756,7 +756,7 @@ def effective_jury(errors: list[np.ndarray]) -> tuple[float | None, float | None
 def measured(records: pd.DataFrame) -> pd.DataFrame:
     """Answered records that carry metrics (free-text and MEDEC tasks), extras typed."""
     part = answered(typed(records))
-    return part[part["extras"].map(lambda e: (e or NONE).metrics is not None).astype(bool)]
+    return part[part["extras"].map(lambda e: e.metrics is not None).astype(bool)]
 
 
 USAGE = ("lm_calls", "prompt_tokens", "completion_tokens", "cost_usd")  # what each call costs, in every table
@@ -766,7 +766,7 @@ def carrying(records: pd.DataFrame, key: str) -> pd.DataFrame:
     """Answered or not, the records (without errors) whose extras carry `key`, extras typed."""
     frame = typed(records)
     frame = frame[frame["error"].isna()] if "error" in frame else frame
-    return frame[frame["extras"].map(lambda e: getattr(e or NONE, key) is not None).astype(bool)]
+    return frame[frame["extras"].map(lambda e: getattr(e, key) is not None).astype(bool)]
 
 
 def brier_ece(probs: list[dict[str, float]], gold: list[str], bins: int = 10) -> tuple[float, float, float, float]:

@@ -122,6 +122,14 @@ def run_label(report, run_id: str | None) -> str:
     return f" — {run_id}" if len(report.runs) > 1 and run_id else ""
 
 
+CONFIG_HEADERS = ["model", "task", "config", "split"]
+
+
+def config_cells(report, r) -> list[str]:
+    """The cells that name a per-config row (CONFIG_HEADERS): model, task (and run), config, split."""
+    return [display(r.model), r.task + run_label(report, r.run_id), r.config_id, r.split]
+
+
 # Columns a table too wide for the terminal moves under each row: detail a reader rarely compares across rows.
 DETAIL_FIRST = (
     "wall s", "tokens in/out", "tokens in/out per ex", "parse fail %", "sel", "rank baseline", "rank ceiling",

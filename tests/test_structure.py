@@ -136,3 +136,23 @@ def test_bundled_entries_stay_bundled_whichever_registry_is_read_first():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["11", "True", "True"]
+
+
+def test_each_report_section_is_one_file_holding_its_rows_computation_and_tables():
+    """A section is one file of promptopt/sections: its row model, its computation and its
+    rendering are defined there, and the report's JSON fields are the sections' keys, in their
+    order, beside the report's own settings, warnings and summary."""
+    from promptopt.results import Report
+    from promptopt.sections import no_tables, registered
+
+    sections = registered()
+    assert len(sections) >= 20  # the walk sees every bundled section
+    for section in sections:
+        home = section.compute.__module__
+        assert home.startswith("promptopt.sections.") and section.row.__module__ == home, section.key
+        assert section.render is no_tables or section.render.__module__ == home, section.key
+        assert Report.model_fields[section.key].annotation == list[section.row]
+    keys = [s.key for s in sections]
+    assert list(Report.model_fields)[: keys.index("runs")] == keys[: keys.index("runs")]  # the JSON's order
+    own = {"settings", "warnings", "summary"}  # the report's own fields, beside its sections'
+    assert set(Report.model_fields) == set(keys) | own

@@ -1,5 +1,4 @@
-"""Calibration of option-letter probabilities (letter_logprob): Brier, ECE and the letters' mass.
-"""
+"""Calibration of option-letter probabilities (letter_logprob): Brier, ECE and the letters' mass."""
 
 from __future__ import annotations
 
@@ -8,19 +7,8 @@ import pandas as pd
 
 from promptopt import stats
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.stats import (
-    GROUP,
-    brier_ece,
-)
-from promptopt.tables import (
-    ConfigSplit,
-    Section,
-    display,
-    num,
-    pct,
-    run_label,
-    tabulate,
-)
+from promptopt.stats import GROUP, brier_ece
+from promptopt.tables import CONFIG_HEADERS, ConfigSplit, Section, config_cells, num, pct, tabulate
 
 
 class Calibration(ConfigSplit):
@@ -59,10 +47,10 @@ def _calibration_sections(report) -> list[Section]:
     return tabulate(
         report.calibration,
         "Calibration of option-letter probabilities (letter_logprob)",
-        ["model", "task", "config", "split", "items", "accuracy %", "mean confidence %", "Brier", "ECE",
+        [*CONFIG_HEADERS, "items", "accuracy %", "mean confidence %", "Brier", "ECE",
          "letter mass %", "no letter"],
         lambda r: [
-            display(r.model), r.task + run_label(report, r.run_id), r.config_id, r.split, str(r.n),
+            *config_cells(report, r), str(r.n),
             pct(r.accuracy), pct(r.mean_confidence), num(r.brier), num(r.ece), pct(r.letter_mass),
             str(r.unread),
         ],

@@ -1,5 +1,4 @@
-"""Cloze scoring: acc and acc_norm of each option's text scored as the question's continuation.
-"""
+"""Cloze scoring: acc and acc_norm of each option's text scored as the question's continuation."""
 
 from __future__ import annotations
 
@@ -8,17 +7,8 @@ import pandas as pd
 from promptopt import stats
 from promptopt.estimators import wilson
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.stats import (
-    GROUP,
-)
-from promptopt.tables import (
-    ConfigSplit,
-    Section,
-    ci,
-    display,
-    run_label,
-    tabulate,
-)
+from promptopt.stats import GROUP
+from promptopt.tables import CONFIG_HEADERS, ConfigSplit, Section, ci, config_cells, tabulate
 
 
 class ClozeScore(ConfigSplit):
@@ -54,9 +44,9 @@ def _cloze_sections(report) -> list[Section]:
     return tabulate(
         report.cloze,
         "Cloze scoring: acc and acc_norm",
-        ["model", "task", "config", "split", "items", "acc % [95% CI]", "acc_norm % [95% CI]"],
+        [*CONFIG_HEADERS, "items", "acc % [95% CI]", "acc_norm % [95% CI]"],
         lambda r: [
-            display(r.model), r.task + run_label(report, r.run_id), r.config_id, r.split, str(r.n),
+            *config_cells(report, r), str(r.n),
             ci(r.acc, r.acc_ci_low, r.acc_ci_high), ci(r.acc_norm, r.acc_norm_ci_low, r.acc_norm_ci_high),
         ],
         "Each option's text scored as the continuation of the question: acc by summed log-probability, "

@@ -1,5 +1,4 @@
-"""Consistency under option shuffling: the share of questions answered alike under every option order.
-"""
+"""Consistency under option shuffling: the share of questions answered alike under every option order."""
 
 from __future__ import annotations
 
@@ -8,19 +7,10 @@ import json
 import pandas as pd
 
 from promptopt.estimators import wilson
-from promptopt.records import NONE, typed
+from promptopt.records import typed
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.stats import (
-    answered,
-)
-from promptopt.tables import (
-    RunModelTask,
-    Section,
-    ci,
-    display,
-    run_label,
-    tabulate,
-)
+from promptopt.stats import answered
+from promptopt.tables import CONFIG_HEADERS, RunModelTask, Section, ci, config_cells, tabulate
 
 
 class Consistency(RunModelTask):
@@ -48,7 +38,7 @@ def shuffle_votes(raw_output: str | None) -> list | None:
 def order_votes(record) -> list | None:
     """The votes a record cast under shuffled option orders: from its extras (any strategy that
     declares shuffles_options), or from an older choice_shuffle record's raw output."""
-    votes = (record.extras or NONE).order_votes
+    votes = record.extras.order_votes
     if votes:
         return votes
     return shuffle_votes(record.raw_output) if record.strategy == "choice_shuffle" else None
@@ -64,7 +54,7 @@ def consistency(records: pd.DataFrame) -> pd.DataFrame:
     """
     part = answered(typed(records))
     part = part[
-        (part["strategy"] == "choice_shuffle") | part["extras"].map(lambda e: (e or NONE).order_votes is not None)
+        (part["strategy"] == "choice_shuffle") | part["extras"].map(lambda e: e.order_votes is not None)
     ]
     keys = ["run_id", "model", "task", "config_id", "split"]
     rows = []
@@ -91,9 +81,9 @@ def _consistency_sections(report) -> list[Section]:
     return tabulate(
         report.consistency,
         "Consistency under option shuffling (choice_shuffle)",
-        ["model", "task", "config", "split", "questions", "orders", "same answer % [95% CI]"],
+        [*CONFIG_HEADERS, "questions", "orders", "same answer % [95% CI]"],
         lambda r: [
-            display(r.model), r.task + run_label(report, r.run_id), r.config_id, r.split, str(r.n),
+            *config_cells(report, r), str(r.n),
             str(r.orders), ci(r.consistency, r.ci_low, r.ci_high),
         ],
         "Share of questions whose votes name the same option under every option order.",

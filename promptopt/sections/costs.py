@@ -1,22 +1,13 @@
-"""Cost per config: inference per example, and the one-off cost of compiling and preparing.
-"""
+"""Cost per config: inference per example, and the one-off cost of compiling and preparing."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from promptopt import stats
-from promptopt.records import NONE, typed
+from promptopt.records import typed
 from promptopt.sections import Inputs, ReportSection, register, rows_of
-from promptopt.tables import (
-    ConfigRow,
-    RunModelTask,
-    Section,
-    display,
-    money,
-    run_label,
-    tabulate,
-)
+from promptopt.tables import ConfigRow, RunModelTask, Section, display, money, run_label, tabulate
 
 
 class Cost(ConfigRow, RunModelTask):
@@ -89,7 +80,7 @@ def judge_usage(records: pd.DataFrame) -> pd.DataFrame:
     records without a judge), apart from the task model's columns."""
     frame = typed(records)
     out = pd.DataFrame(0.0, index=frame.index, columns=[f"judge_{k}" for k in stats.USAGE])
-    has = frame["extras"].map(lambda e: bool((e or NONE).judges)).astype(bool)
+    has = frame["extras"].map(lambda e: bool(e.judges)).astype(bool)
     for idx, extras in frame.loc[has, "extras"].items():
         for given in extras.judges:
             for k in stats.USAGE:

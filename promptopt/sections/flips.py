@@ -1,20 +1,11 @@
-"""Rank flips: pairs of models whose order under the baseline reverses at their ceilings, real or within noise.
-"""
+"""Rank flips: pairs of models whose order under the baseline reverses at their ceilings, real or within noise."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.tables import (
-    Row,
-    Section,
-    chosen_on,
-    ci,
-    display,
-    pts,
-    run_label,
-)
+from promptopt.tables import Row, Section, chosen_on, ci, display, pts, run_label
 
 
 class Flip(Row):

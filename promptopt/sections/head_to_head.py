@@ -1,5 +1,4 @@
-"""Head-to-head: each pair of models on the same test items, under the baseline and at their ceilings, Holm-corrected.
-"""
+"""Head-to-head: each pair of models on the same test items, under the baseline and at their ceilings, Holm-corrected."""
 
 from __future__ import annotations
 
@@ -7,16 +6,7 @@ from typing import Literal
 
 from promptopt.estimators import MIN_PAIRED
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.tables import (
-    Row,
-    Section,
-    chosen_on,
-    ci,
-    display,
-    pts,
-    run_label,
-    tabulate,
-)
+from promptopt.tables import Row, Section, chosen_on, ci, display, pts, run_label, tabulate
 
 
 class Comparison(Row):

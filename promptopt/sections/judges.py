@@ -12,22 +12,8 @@ import pandas as pd
 from promptopt import stats
 from promptopt.estimators import kappa, wilson
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.stats import (
-    effective_jury,
-    judge_vs_humans,
-    krippendorff_alpha,
-)
-from promptopt.tables import (
-    Row,
-    Section,
-    ci,
-    display,
-    money,
-    pct,
-    pts,
-    run_label,
-    tabulate,
-)
+from promptopt.stats import effective_jury, judge_vs_humans, krippendorff_alpha
+from promptopt.tables import Row, Section, ci, display, money, pct, pts, run_label, tabulate
 
 
 class JudgeValidation(Row):

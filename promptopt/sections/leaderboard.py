@@ -10,16 +10,7 @@ from typing import Literal
 
 from promptopt.estimators import MIN_PAIRED
 from promptopt.sections import ReportSection, no_tables, register, rows_of
-from promptopt.tables import (
-    Row,
-    Section,
-    chosen_on,
-    ci,
-    display,
-    pct,
-    pts,
-    run_label,
-)
+from promptopt.tables import Row, Section, chosen_on, ci, display, pct, pts, run_label
 
 
 class Ceiling(Row):

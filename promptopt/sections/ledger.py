@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from promptopt.records import NONE, typed
+from promptopt.records import typed
 from promptopt.sections import Inputs, ReportSection, register
 from promptopt.tables import Row, Section
 
@@ -49,12 +49,12 @@ def _record_rows(recs: pd.DataFrame) -> list[dict]:
     keys = ["run_id", "model", "task", "config_id", "split"]
     recs = typed(recs)
     extras = recs["extras"]
-    batch = extras.map(lambda e: (e or NONE).batch_calls or 0)
+    batch = extras.map(lambda e: e.batch_calls or 0)
     sums = recs.assign(batch_calls=batch).groupby(keys, as_index=False, sort=False)[[*USAGE, "batch_calls"]].sum()
     out = [{**{k: r[k] for k in keys[:4]}, "role": "teacher" if r["split"] == "train" else "task",
             "phase": "prepare" if r["split"] == "train" else r["split"], **{k: r[k] for k in (*USAGE, "batch_calls")}}
            for r in sums.to_dict(orient="records")]  # fmt: skip
-    more = extras.map(lambda e: bool((e or NONE).judges or (e or NONE).embedding)).astype(bool)
+    more = extras.map(lambda e: bool(e.judges or e.embedding)).astype(bool)
     for r in recs[more].itertuples():
         found = r.extras
         key = {"run_id": r.run_id, "model": r.model, "task": r.task, "config_id": r.config_id}

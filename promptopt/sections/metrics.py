@@ -1,5 +1,4 @@
-"""Metrics of free-text answers: each metric's mean over the items it was measured on, the primary one marked.
-"""
+"""Metrics of free-text answers: each metric's mean over the items it was measured on, the primary one marked."""
 
 from __future__ import annotations
 
@@ -7,18 +6,14 @@ import pandas as pd
 
 from promptopt import stats
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.stats import (
-    GROUP,
-    cluster_labels,
-    score_ci,
-)
+from promptopt.stats import GROUP, cluster_labels, score_ci
 from promptopt.tables import (
+    CONFIG_HEADERS,
     ConfigRow,
     RunModelTask,
     Section,
     ci,
-    display,
-    run_label,
+    config_cells,
     tabulate,
 )
 
@@ -67,9 +62,9 @@ def _metrics_sections(report) -> list[Section]:
     return tabulate(
         report.metrics,
         "Metrics of free-text answers",
-        ["model", "task", "config", "split", "metric", "items", "score [95% CI]", "primary"],
+        [*CONFIG_HEADERS, "metric", "items", "score [95% CI]", "primary"],
         lambda r: [
-            display(r.model), r.task + run_label(report, r.run_id), r.config_id, r.split, r.metric, str(r.n),
+            *config_cells(report, r), r.metric, str(r.n),
             ci(r.score, r.ci_low, r.ci_high), "★" if r.primary else "",
         ],
         "Each metric is a mean over the answered items it was measured on (0-100): exact and token_f1 on "

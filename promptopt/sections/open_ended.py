@@ -1,27 +1,14 @@
-"""Multiple choice against open-ended: the same model, config and test items, paired by item.
-"""
+"""Multiple choice against open-ended: the same model, config and test items, paired by item."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from promptopt.estimators import MIN_PAIRED
-from promptopt.records import NONE, typed
+from promptopt.records import typed
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.stats import (
-    answered,
-    paired,
-)
-from promptopt.tables import (
-    Row,
-    Section,
-    ci,
-    display,
-    pct,
-    pts,
-    run_label,
-    tabulate,
-)
+from promptopt.stats import answered, paired
+from promptopt.tables import Row, Section, ci, display, pct, pts, run_label, tabulate
 
 
 class OpenGap(Row):
@@ -67,7 +54,7 @@ def open_gaps(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataF
             if m.empty:
                 continue
             mc_scores = m.set_index("example_id")["score"].astype(float)
-            per_item = pd.DataFrame([(e or NONE).metrics or {} for e in g["extras"]],
+            per_item = pd.DataFrame([e.metrics or {} for e in g["extras"]],
                                     index=g["example_id"].to_numpy())  # fmt: skip
             for metric in per_item.columns:
                 scores = per_item[metric].dropna().astype(float)

@@ -1,5 +1,4 @@
-"""The Pareto frontier of score against cost per example, with the configs a search chose marked.
-"""
+"""The Pareto frontier of score against cost per example, with the configs a search chose marked."""
 
 from __future__ import annotations
 
@@ -10,16 +9,7 @@ import pandas as pd
 
 from promptopt.sections import Inputs, ReportSection, register, rows_of
 from promptopt.sections import costs as cost_section
-from promptopt.tables import (
-    ConfigRow,
-    RunTaskModel,
-    Section,
-    ci,
-    display,
-    money,
-    run_label,
-    tabulate,
-)
+from promptopt.tables import ConfigRow, RunTaskModel, Section, ci, display, money, run_label, tabulate
 
 
 class ParetoPoint(ConfigRow, RunTaskModel):

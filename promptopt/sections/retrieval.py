@@ -1,5 +1,4 @@
-"""Retrieval: the passages a strategy read, and recall@k of the gold passage.
-"""
+"""Retrieval: the passages a strategy read, and recall@k of the gold passage."""
 
 from __future__ import annotations
 
@@ -9,17 +8,8 @@ import pandas as pd
 from promptopt import stats
 from promptopt.estimators import wilson
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.stats import (
-    GROUP,
-)
-from promptopt.tables import (
-    ConfigSplit,
-    Section,
-    ci,
-    display,
-    run_label,
-    tabulate,
-)
+from promptopt.stats import GROUP
+from promptopt.tables import CONFIG_HEADERS, ConfigSplit, Section, ci, config_cells, tabulate
 
 
 class RetrievalScore(ConfigSplit):
@@ -55,9 +45,9 @@ def _retrieval_sections(report) -> list[Section]:
     return tabulate(
         report.retrieval,
         "Retrieval: passages read and recall@k",
-        ["model", "task", "config", "split", "items", "k", "recall@k % [95% CI]"],
+        [*CONFIG_HEADERS, "items", "k", "recall@k % [95% CI]"],
         lambda r: [
-            display(r.model), r.task + run_label(report, r.run_id), r.config_id, r.split, str(r.n), str(r.k),
+            *config_cells(report, r), str(r.n), str(r.k),
             ci(r.recall, r.recall_ci_low, r.recall_ci_high) if r.recall is not None else "no gold passages",
         ],
         "recall@k: share of items whose gold passage (named by the task's corpus) was among the k retrieved.",

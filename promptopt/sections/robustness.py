@@ -1,5 +1,4 @@
-"""Robustness probes paired with their source items, and the robust ceiling (right on every probe too).
-"""
+"""Robustness probes paired with their source items, and the robust ceiling (right on every probe too)."""
 
 from __future__ import annotations
 
@@ -8,22 +7,10 @@ import pandas as pd
 from promptopt import stats
 from promptopt.estimators import MIN_PAIRED, wilson
 from promptopt.probes import PAIRED
-from promptopt.records import NONE, typed
+from promptopt.records import typed
 from promptopt.sections import ReportSection, no_tables, register, rows_of
-from promptopt.stats import (
-    answered,
-    paired,
-)
-from promptopt.tables import (
-    Row,
-    Section,
-    ci,
-    display,
-    pct,
-    pts,
-    run_label,
-    tabulate,
-)
+from promptopt.stats import answered, paired
+from promptopt.tables import CONFIG_HEADERS, Row, Section, ci, config_cells, pct, pts, tabulate
 
 
 class Robustness(Row):
@@ -90,7 +77,7 @@ def _language_groups(records: pd.DataFrame) -> dict[str, tuple[str, str]]:
     out = {}
     part = typed(records)
     for task, g in part.groupby("task", sort=True):
-        sample = next((e for e in g["extras"] if (e or NONE).language), None)
+        sample = next((e for e in g["extras"] if e.language), None)
         lang = sample.language if sample else None
         if lang:
             out[task] = (lang["group"], lang["code"])
@@ -146,8 +133,8 @@ def _probe_row(suffix: str, g: pd.DataFrame, s: pd.DataFrame, src: pd.Series, b:
         every = by_source["score"].min()  # right under every shuffled order
         common = every.index.intersection(src.index)
         found = paired(by_source["score"].mean().loc[common].astype(float), src, b=b, seed=seed, min_n=MIN_PAIRED)
-        texts = by_source["extras"].apply(lambda es: [(e or NONE).answer_text for e in es])
-        orig = s.set_index("example_id")["extras"].map(lambda e: (e or NONE).answer_text)
+        texts = by_source["extras"].apply(lambda es: [e.answer_text for e in es])
+        orig = s.set_index("example_id")["extras"].map(lambda e: e.answer_text)
         same = [t[0] is not None and all(x == t[0] for x in t) for t in ([orig.get(i), *texts.loc[i]] for i in common)]
         low, high = wilson(sum(same), len(same))
         orders = 1 + int(by_source.size().max()) if len(g) else None
@@ -217,7 +204,7 @@ def _image_holders(probe: pd.DataFrame, items: pd.DataFrame) -> pd.Series:
     extras): a pair is asked once per image, held by one item, and speaks for every item showing it."""
 
     def image(extras) -> str:
-        return " ".join((extras or NONE).images or [])
+        return " ".join(extras.images or [])
 
     holder = dict(zip(probe["extras"].map(image), probe["source"], strict=True))
     shown = items.assign(image=items["extras"].map(image))
@@ -323,10 +310,10 @@ def _robustness_sections(report) -> list[Section]:
     return tabulate(
         report.robustness,
         "Robustness probes (paired with their source items)",
-        ["model", "task", "config", "split", "probe", "items", "unprobed %", "probed %", "probed − unprobed [95% CI]",
+        [*CONFIG_HEADERS, "probe", "items", "unprobed %", "probed %", "probed − unprobed [95% CI]",
          "what else"],
         lambda r: [
-            display(r.model), r.task + run_label(report, r.run_id), r.config_id, r.split, r.probe, str(r.n),
+            *config_cells(report, r), r.probe, str(r.n),
             pct(r.source_score), pct(r.probe_score), ci(r.diff, r.ci_low, r.ci_high, pts), extra(r),
         ],
         "negation: two yes/no questions per item (is the correct option the answer? is a distractor?), the "

@@ -1,17 +1,9 @@
-"""All results: one row per (run, model, task, config, split) with its score, interval, failures and cost.
-"""
+"""All results: one row per (run, model, task, config, split) with its score, interval, failures and cost."""
 
 from __future__ import annotations
 
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.tables import (
-    ConfigRow,
-    ModelTask,
-    Section,
-    ci,
-    display,
-    pct,
-)
+from promptopt.tables import ConfigRow, ModelTask, Section, ci, display, pct
 
 
 class ConfigSummary(ConfigRow, ModelTask):

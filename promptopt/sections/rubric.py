@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from promptopt.records import NONE, typed
+from promptopt.records import typed
 from promptopt.sections import Inputs, ReportSection, register
 from promptopt.tables import Row, Section, pct
 
@@ -55,7 +55,7 @@ def compute(inputs: Inputs) -> list[dict]:
     records = typed(inputs.records)
     if records.empty:
         return []
-    has = records["extras"].map(lambda e: (e or NONE).criteria is not None).astype(bool)
+    has = records["extras"].map(lambda e: e.criteria is not None).astype(bool)
     by: dict[tuple, dict[str, list[tuple[float, int, str]]]] = {}
     for r in records[has].itertuples():
         criteria = r.extras.criteria

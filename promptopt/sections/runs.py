@@ -1,16 +1,11 @@
-"""Runs: each run's status and records, and the configs an unfinished run left short (shown with several runs, or one unfinished).
-"""
+"""Runs: each run's status and records, and the configs an unfinished run left short (shown with several runs, or one unfinished)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from promptopt.sections import ReportSection, register
-from promptopt.tables import (
-    Row,
-    Section,
-    short,
-)
+from promptopt.tables import Row, Section, short
 
 
 class RunStatus(Row):

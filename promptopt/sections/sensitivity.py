@@ -1,5 +1,4 @@
-"""Prompt sensitivity: the spread of test scores across configs, and how much of it sampling noise explains.
-"""
+"""Prompt sensitivity: the spread of test scores across configs, and how much of it sampling noise explains."""
 
 from __future__ import annotations
 
@@ -13,19 +12,8 @@ import pandas as pd
 from promptopt.estimators import MIN_PAIRED
 from promptopt.records import NONE, Extras, typed
 from promptopt.sections import ReportSection, register, rows_of
-from promptopt.stats import (
-    answered,
-)
-from promptopt.tables import (
-    RunModelTask,
-    Section,
-    ci,
-    display,
-    pct,
-    pts,
-    run_label,
-    tabulate,
-)
+from promptopt.stats import answered
+from promptopt.tables import RunModelTask, Section, ci, display, pct, pts, run_label, tabulate
 
 
 class Sensitivity(RunModelTask):
