@@ -75,7 +75,10 @@ THREADS = 4
 RECIPE_VAL = 100
 Q = "[[ ## question ## ]]\n"
 INSTRUCTION = "Answer the medical licensing exam question with the letter of the single best option."
-TARGETS = "promptopt <= 0.33x the recipe's calls (baseline included), true accuracy >= recipe - 1 point, best config pruned in <= 5% of seeds"
+TARGETS = ("the search's anytime curve reaches the recipe's true accuracy at <= 0.4x its calls and ends at <= 0.6x "
+           "with true accuracy >= recipe + 2 points (baseline reference included); its choice within epsilon (1 point) "
+           "of the truly best config in >= 95% of seeds; bias of the reported ceiling within +-0.5 points")
+EPSILON = 0.01  # the search's default indifference zone (promptopt.selection.Rule)
 
 
 def _norm(text: str) -> str:
@@ -333,7 +336,14 @@ def promptopt_search(world: World, task, server, limit: int | None, out: Path, l
     top = max(c["true"] for c in space.values())
     best = sorted((cid for cid, c in space.items() if c["true"] >= top - 1e-12), key=lambda c: space[c]["calls"])
     baseline_calls = server.tally["plain"]
+    curve = store.table("anytime", result.run_id)
+    curve = curve[curve.optimizer == "*"].sort_values("step")
     return {
+        # the anytime curve: calls spent so far (compiles included) and the true accuracy of the
+        # config the search would have chosen then
+        "curve": [(int(c), space[cid]["true"]) for c, cid in zip(curve.lm_calls, curve.config_id, strict=True)],
+        "baseline_calls": baseline_calls,
+        "within_epsilon": space[chosen]["true"] >= top - EPSILON - 1e-12,
         "calls": server.calls,
         "calls_without_baseline": server.calls - baseline_calls,
         "recorded_calls": int(recs.lm_calls.sum()) + compile_calls,  # promptopt's own count
@@ -394,7 +404,7 @@ def run(args) -> None:
                 p = promptopt_search(world, task, server, limit, Path(tmp) / f"results-{seed}", log)
             t2 = time.perf_counter()
             r |= {"seed": seed, "world": world.describe(), "seconds": round(t1 - t0, 1)}
-            p |= {"seed": seed, "seconds": round(t2 - t1, 1)}
+            p |= {"seed": seed, "seconds": round(t2 - t1, 1), "reach": reach(p, r)}
             rows["recipe"].append(r)
             rows["promptopt"].append(p)
             w = world.p
@@ -409,6 +419,12 @@ def run(args) -> None:
             if args.json:  # after every seed, so a killed run keeps what it finished
                 args.json.write_text(json.dumps(rows))
     summarize(rows, time.perf_counter() - started)
+
+
+def reach(p: dict, r: dict) -> int | None:
+    """The calls at which the search's anytime curve first held a config at least as good as the
+    recipe's final choice, its baseline reference's calls added; None if it never did."""
+    return next((calls + p["baseline_calls"] for calls, true in p["curve"] if true >= r["true"] - 1e-12), None)
 
 
 def merge(paths: list[Path]) -> None:
@@ -453,9 +469,19 @@ def summarize(rows: dict, seconds: float) -> None:
     (rc, _, rt), (pc, pbare, pt) = summary["recipe"], summary["promptopt"]
     pruned = sum(p["best_pruned"] for p in pro)
     ok = lambda cond: "met" if cond else "NOT met"  # noqa: E731
-    print(f"calls ratio promptopt/recipe: {pc / rc:.2f} with the baseline reference (target <= 0.33: {ok(pc / rc <= 0.33)}); "
-          f"{pbare / rc:.2f} without it")  # fmt: skip
-    print(f"true accuracy promptopt - recipe: {pt - rt:+.1f} points (target >= -1: {ok(pt - rt >= -1)})")
+    print(f"calls ratio promptopt/recipe at the end: {pc / rc:.2f} with the baseline reference (target <= 0.6: "
+          f"{ok(pc / rc <= 0.6)}); {pbare / rc:.2f} without it")  # fmt: skip
+    reached = [p["reach"] / r["calls"] for p, r in zip(pro, rec, strict=True) if p.get("reach") is not None]
+    if "curve" in pro[0]:
+        median = statistics.median(reached) if reached else float("nan")
+        print(f"anytime curve at the recipe's true accuracy: reached in {len(reached)} of {n} seeds, at a median "
+              f"{median:.2f}x the recipe's calls, baseline reference included (target <= 0.4: "
+              f"{ok(len(reached) == n and max(reached) <= 0.4)}; per seed: "
+              + ", ".join("never" if p.get("reach") is None else f"{p['reach'] / r['calls']:.2f}" for p, r in zip(pro, rec, strict=True)) + ")")
+        within = sum(p["within_epsilon"] for p in pro)
+        print(f"choice within epsilon ({100 * EPSILON:g} point) of the truly best config: {within} of {n} seeds "
+              f"(target >= 95%: {ok(within / n >= 0.95)})")
+    print(f"true accuracy promptopt - recipe: {pt - rt:+.1f} points (target >= +2: {ok(pt - rt >= 2)})")
     print(f"truly best config of promptopt's space stopped before all of val: {pruned} of {n} seeds "
           f"({100 * pruned / n:.0f}%; target <= 5%: {ok(pruned / n <= 0.05)})")  # fmt: skip
     choices = Counter(p["chosen"] for p in pro)
