@@ -21,7 +21,7 @@ from promptopt.errors import UserError
 from promptopt.manifest import mismatches
 from promptopt.records import typed
 from promptopt.results import Report, SummaryLine
-from promptopt.sections import Inputs, registered
+from promptopt.sections import Inputs, in_shown_order, registered
 from promptopt.sections.flips import flip_sentences
 from promptopt.sections.pareto import PARETO_COSTS
 from promptopt.sections.rows import ROW_FIELDS
@@ -113,10 +113,8 @@ def build(
     if judge_checks is not None:
         tables = {**tables, "judge_checks": judge_checks}
     inputs = Inputs(records, summary, tables, b=b, seed=seed, compiles=compiles, runs=runs, settings=settings)
-    report = {section.key: section.compute(inputs) for section in registered()}
-    report |= {"settings": settings}
-    still_free = inputs.free
-    report["warnings"] = run_warnings(runs) + measurement_warnings(report, summary, unknown, still_free)
+    report = {section.key: section.compute(inputs) for section in registered()} | {"settings": settings}
+    report["warnings"] = run_warnings(runs) + measurement_warnings(report, summary, unknown, inputs.free)
     built = Report.model_validate(report)
     built.summary = [SummaryLine(run_id=r, task=t, text=line) for r, t, line in flip_sentences(built)]
     return built
@@ -171,12 +169,8 @@ def measurement_warnings(report: dict, summary: pd.DataFrame, unknown: list[str]
     return out
 
 
-
-
 def sections(report: Report) -> list[Section]:
     """The report as titled tables of text cells: what text, markdown and HTML all render, in one order."""
-    from promptopt.sections import in_shown_order
-
     return [table for section in in_shown_order() for table in section.render(report)]
 
 
@@ -494,10 +488,7 @@ def report(
     store's own warnings (overlap, early stops) first."""
     records, compiles, warnings, runs = load(source, run_id)
     store, found = open_source(source)
-    from promptopt.sections import registered
-
-    checks = store.judge_checks(run_id or found)
-    names = {"choices", *(name for plugin in registered() for name in plugin.reads)}
+    names = {"choices", *(name for section in registered() for name in section.reads)}
     tables = {name: store.table(name, run_id or found) for name in sorted(names)}
     if equivalence_margin is not None and not 0 < equivalence_margin < 1:
         raise UserError(f"The equivalence margin is a share between 0 and 1 (0.02 for 2 points), not {equivalence_margin}.")
@@ -508,7 +499,7 @@ def report(
                         "(also judging, compiles and preparation).")  # fmt: skip
     built = build(records, compiles, b=b, seed=seed, local_usd_per_mtok=local_usd_per_mtok,
                   local_usd_per_hour=local_usd_per_hour, runs=runs,
-                  judge_checks=checks, tables=tables, equivalence_margin=equivalence_margin, pareto_cost=pareto_cost,
+                  tables=tables, equivalence_margin=equivalence_margin, pareto_cost=pareto_cost,
                   alpha=alpha)  # fmt: skip
     built.warnings = warnings + built.warnings
     return built

@@ -61,6 +61,5 @@ def _calibration_sections(report) -> list[Section]:
     )
 
 
-
 register(ReportSection("calibration", Calibration, lambda i: rows_of(calibration(i.records)), _calibration_sections,
                        shown=100, stored=16, doc=__doc__))

@@ -34,7 +34,6 @@ def shuffle_votes(raw_output: str | None) -> list | None:
     return votes if isinstance(votes, list) and votes else None
 
 
-
 def order_votes(record) -> list | None:
     """The votes a record cast under shuffled option orders: from its extras (any strategy that
     declares shuffles_options), or from an older choice_shuffle record's raw output."""
@@ -42,7 +41,6 @@ def order_votes(record) -> list | None:
     if votes:
         return votes
     return shuffle_votes(record.raw_output) if record.strategy == "choice_shuffle" else None
-
 
 
 def consistency(records: pd.DataFrame) -> pd.DataFrame:

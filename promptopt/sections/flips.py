@@ -56,11 +56,9 @@ def _flips_sections(report) -> list[Section]:
     ]
 
 
-
 def flip_summary(report) -> list[str]:
     """Per (run, task), the sentence a paper would print (flip_sentences)."""
     return [line for _, _, line in flip_sentences(report)]
-
 
 
 def flip_sentences(report) -> list[tuple[str, str, str]]:

@@ -63,7 +63,6 @@ class JudgeValidation(Row):
     grading_usd: float
 
 
-
 class JudgeAgreement(Row):
     run_id: str
     task: str
@@ -72,7 +71,6 @@ class JudgeAgreement(Row):
     n: int
     agreement: float
     kappa: float
-
 
 
 class Jury(Row):
@@ -91,7 +89,6 @@ class Jury(Row):
 def _or(value, default):
     """A judge check's field, or `default` where a check written before it existed has none (NaN in a frame)."""
     return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
 
 
 def _agreement_intervals(check: dict, b: int = 2_000, seed: int = 0) -> tuple:
@@ -120,7 +117,6 @@ def _agreement_intervals(check: dict, b: int = 2_000, seed: int = 0) -> tuple:
         drawn = [pair for i in rng.integers(0, len(items), len(items)) for pair in items[i]]
         kappas.append(kappa([s for s, _ in drawn], [w for _, w in drawn]))
     return low, high, float(np.quantile(kappas, 0.025)), float(np.quantile(kappas, 0.975))
-
 
 
 def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
@@ -157,7 +153,6 @@ def judges(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-
 def judge_agreement(records: pd.DataFrame) -> pd.DataFrame:
     """Per (run, task) and pair of judges that graded the same answers: how often their pass/fail
     agrees and Cohen's kappa between them."""
@@ -175,7 +170,6 @@ def judge_agreement(records: pd.DataFrame) -> pd.DataFrame:
         rows.append({"run_id": run_id, "task": task, "judge_a": ja, "judge_b": jb, "n": len(said),
                      "agreement": sum(x == y for x, y in said) / len(said), "kappa": kappa(a, b_)})  # fmt: skip
     return pd.DataFrame(rows)
-
 
 
 def juries(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
@@ -208,7 +202,6 @@ def juries(records: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
 def _kinds(kinds: dict[str, int]) -> str:
     """Near misses by kind, when there are several kinds: ' (12 same_label, 8 negated)'."""
     return f" ({', '.join(f'{n} {k}' for k, n in kinds.items())})" if len(kinds) > 1 else ""
-
 
 
 def _judges_sections(report) -> list[Section]:

@@ -50,7 +50,6 @@ class Ceiling(Row):
     ceiling_fixed_ci_high: float | None = None
 
 
-
 class LeaderboardRow(Row):
     run_id: str
     task: str
@@ -95,16 +94,13 @@ class LeaderboardRow(Row):
 CEILING_FIELDS = list(Ceiling.model_fields)
 
 
-
 LEADERBOARD_FIELDS = list(LeaderboardRow.model_fields)
-
 
 
 def _verdict(v: str | None, n: int | None, has_baseline: bool = True) -> str:
     if v:
         return v
     return f"none (n={n or 0} < {MIN_PAIRED})" if has_baseline else "none (no baseline scored)"
-
 
 
 def _uplift(r: LeaderboardRow) -> str:
@@ -117,7 +113,6 @@ def _uplift(r: LeaderboardRow) -> str:
     ):
         text += f" (on common items: {pct(r.uplift_ceiling_score)} vs {pct(r.uplift_baseline_score)})"
     return text
-
 
 
 def _leaderboards_sections(report) -> list[Section]:
@@ -163,7 +158,6 @@ def _leaderboards_sections(report) -> list[Section]:
             )
         )
     return out
-
 
 
 def _robust_cells(r) -> list[str]:

@@ -33,7 +33,6 @@ class OpenGap(Row):
 OPEN = ":open"
 
 
-
 def open_gaps(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """Each multiple-choice task beside its open-ended twin (TASK and TASK:open), for the same
     run, model and config on the same test items: the multiple-choice accuracy, each metric of

@@ -29,7 +29,6 @@ class ParetoPoint(ConfigRow, RunTaskModel):
 PARETO_COSTS = ("inference", "all")
 
 
-
 def pareto(summary: pd.DataFrame, unpriced: set[str] | None = None, costs: pd.DataFrame | None = None,
            include: str = "inference") -> pd.DataFrame:
     """Every (model, config) per (run, task) as a point of score vs cost per example, frontier
@@ -81,7 +80,6 @@ def pareto(summary: pd.DataFrame, unpriced: set[str] | None = None, costs: pd.Da
     return pd.concat(rows)[cols].reset_index(drop=True) if rows else pd.DataFrame(columns=cols)
 
 
-
 def _cost_parts(points: pd.DataFrame, costs: pd.DataFrame | None) -> pd.DataFrame:
     """Per point (run, model, task, config), the judge's dollars and tokens per example and the
     one-off dollars and tokens (compile and preparation) over the examples its cost counts; 0
@@ -106,7 +104,6 @@ def _mark_chosen(pareto: pd.DataFrame, choices: pd.DataFrame | None) -> pd.DataF
     picked = set() if choices is None else set(zip(choices.run_id, choices.model, choices.task, choices.config_id, strict=True))
     keys = zip(pareto.run_id, pareto.model, pareto.task, pareto.config_id, strict=True)
     return pareto.assign(search_chose=[k in picked for k in keys])
-
 
 
 def _pareto_sections(report) -> list[Section]:

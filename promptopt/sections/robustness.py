@@ -38,7 +38,6 @@ class Robustness(Row):
     orders: int | None = None  # versions compared for consistency, the original included
 
 
-
 class RobustCeiling(Row):
     """Per model and task with probes: the ceiling config's robust score, and the robust choice."""
 
@@ -63,13 +62,11 @@ def _probe_parts(task: str) -> tuple[str, str | None]:
     return (base, suffix) if sep else (task, None)
 
 
-
 def _per_source(frame: pd.DataFrame) -> pd.DataFrame:
     """Answered probe records with their source item's id."""
     from promptopt.probes import source_id
 
     return frame.assign(source=frame["example_id"].map(source_id))
-
 
 
 def _language_groups(records: pd.DataFrame) -> dict[str, tuple[str, str]]:
@@ -82,7 +79,6 @@ def _language_groups(records: pd.DataFrame) -> dict[str, tuple[str, str]]:
         if lang:
             out[task] = (lang["group"], lang["code"])
     return out
-
 
 
 def robustness(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.DataFrame:
@@ -116,7 +112,6 @@ def robustness(records: pd.DataFrame, b: int = 10_000, seed: int = 0) -> pd.Data
             "diff", "ci_low", "ci_high", "yes_score", "no_score", "retained", "consistency", "consistency_ci_low",
             "consistency_ci_high", "orders"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
-
 
 
 def _probe_row(suffix: str, g: pd.DataFrame, s: pd.DataFrame, src: pd.Series, b: int, seed: int) -> dict | None:
@@ -153,7 +148,6 @@ def _probe_row(suffix: str, g: pd.DataFrame, s: pd.DataFrame, src: pd.Series, b:
             "diff": found["diff"], "ci_low": found["ci_low"], "ci_high": found["ci_high"], **extra}  # fmt: skip
 
 
-
 def _language_rows(part: pd.DataFrame, b: int, seed: int) -> list[dict]:
     """Each language task against the first-named language of its group (by code order: en first),
     same model, config and items: the other language's score, the gap and how often the same letter was given."""
@@ -186,7 +180,6 @@ def _language_rows(part: pd.DataFrame, b: int, seed: int) -> list[dict]:
     return rows
 
 
-
 def _items_per_source(task: str) -> int:
     """How many probe items each source item has in this (probe or language) task."""
     from promptopt.probes import probe_of_suffix
@@ -196,7 +189,6 @@ def _items_per_source(task: str) -> int:
         return 1
     probe = probe_of_suffix(suffix)
     return 2 if probe.name in ("negation", "organ_pair") else probe.m if probe.name == "shuffle" else 1
-
 
 
 def _image_holders(probe: pd.DataFrame, items: pd.DataFrame) -> pd.Series:
@@ -214,7 +206,6 @@ def _image_holders(probe: pd.DataFrame, items: pd.DataFrame) -> pd.Series:
             by_holder.setdefault(holder[img], []).append(item)
     # each pair record repeated under every item of its image (the holder among them)
     return probe["source"].map(lambda s: by_holder.get(s, [s]))
-
 
 
 def robust_items(records: pd.DataFrame) -> dict[tuple, pd.Series]:
@@ -255,7 +246,6 @@ def robust_items(records: pd.DataFrame) -> dict[tuple, pd.Series]:
             right = right.dropna()
             out[(key[0], key[1], base, key[2], key[3])] = (right >= 1.0).astype(float)
     return out
-
 
 
 def robust_ceilings(records: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:

@@ -31,10 +31,8 @@ class ConfigSummary(ConfigRow, ModelTask):
 ROW_FIELDS = list(ConfigSummary.model_fields)  # the CSV's columns and every JSON row's keys, in order
 
 
-
 def _rows_sections(report) -> list[Section]:
     return [rows_section(report)]
-
 
 
 def rows_section(report) -> Section:

@@ -55,9 +55,6 @@ def run_rows(records: pd.DataFrame, runs: list[dict] | None) -> list[dict]:
     return out
 
 
-
-# Each table's headers and cells are kept as compact as the table reads.
-
 def _runs_sections(report) -> list[Section]:
     if not (len(report.runs) > 1 or any(r.status not in ("complete", "unknown") for r in report.runs)):
         return []

@@ -35,9 +35,7 @@ class Sensitivity(RunModelTask):
 REASONING = {"cot", "self_consistency", "verify_choices", "knn_fewshot"}
 
 
-
 NON_REASONING = {"baseline", "predict"}
-
 
 
 def strategy_family(strategy: str, config_json: str | None = None, extras: Extras | None = None) -> str:
@@ -57,7 +55,6 @@ def strategy_family(strategy: str, config_json: str | None = None, extras: Extra
     return "non-reasoning" if strategy in NON_REASONING else "other"
 
 
-
 @functools.cache
 def expected_range(k: int, draws: int = 20_000) -> float:
     """Expected max − min of k independent standard normals (2 → 1.128, 8 → 2.847), by a
@@ -68,9 +65,7 @@ def expected_range(k: int, draws: int = 20_000) -> float:
     return float((x.max(axis=1) - x.min(axis=1)).mean())
 
 
-
 PERMUTATIONS = 200  # per (run, model, task, family) in the sensitivity table: what benchmarks/validity.py validated
-
 
 
 def sensitivity(summary: pd.DataFrame, records: pd.DataFrame, b: int = PERMUTATIONS, seed: int = 0) -> pd.DataFrame:
@@ -121,7 +116,6 @@ def sensitivity(summary: pd.DataFrame, records: pd.DataFrame, b: int = PERMUTATI
                 row |= permuted_spread(shared, b=b, seed=seed) | {"shared_items": len(shared)}
             rows.append(row)
     return pd.DataFrame(rows)
-
 
 
 def permuted_spread(scores: np.ndarray, b: int = PERMUTATIONS, seed: int = 0, chunk: int = 50) -> dict:
