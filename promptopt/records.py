@@ -128,10 +128,11 @@ NONE = Extras()  # what a record that kept no extras carried
 
 def typed(records: pd.DataFrame) -> pd.DataFrame:
     """Records whose `extras` column holds each record's Extras (NONE where it kept none), parsed
-    once: a frame already typed (or a part of one) is given back as it is."""
+    once: a frame already typed (or a part of one) is given back as it is, and a frame that mixes
+    typed and stored extras (two frames concatenated) has the stored ones parsed."""
     if "extras" not in records.columns:
-        return records.assign(extras=NONE)
+        return records.assign(extras=[NONE] * len(records))  # a list: pandas would read a model as a sequence
     column = records["extras"]
-    if not len(column) or isinstance(column.iloc[0], Extras):
+    if all(type(e) is Extras for e in column):
         return records
     return records.assign(extras=[e if isinstance(e, Extras) else Extras.read(e) or NONE for e in column])

@@ -197,7 +197,7 @@ def strategy(
     endpoint must return: "logprobs", "prompt_logprobs") and `uses_corpus` (class attribute: it
     retrieves from the task's corpus, given to it by `use_corpus`). What a prediction
     carries beyond its answer (reasoning, votes, retrieved ids) is stored as the record's extras
-    (promptopt.results.Extras).
+    (promptopt.records.Extras).
     """
 
     def register(cls: type) -> type:

@@ -116,7 +116,7 @@ records = Table(
     Column("latency_s", Float, nullable=False),
     Column("raw_output", Text),
     Column("created_at", Float, nullable=False),
-    Column("extras", Text),  # JSON of promptopt.results.Extras: what the prediction carried beyond its answer
+    Column("extras", Text),  # JSON of promptopt.records.Extras: what the prediction carried beyond its answer
     Column("sent", Text),  # JSON list: each LM call's request as sent (messages or prompt), for viewers
     UniqueConstraint("run_id", "model", "task", "config_id", "split", "example_id", name="one_record"),
 )

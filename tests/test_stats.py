@@ -163,6 +163,18 @@ def test_sensitivity_separates_reasoning_from_non_reasoning_strategies():
     assert sens.loc["all", "spread"] == pytest.approx(0.4)
 
 
+def test_extras_read_alike_from_stored_json_a_typed_part_beside_stored_ones_or_no_column_at_all():
+    from promptopt.records import typed
+
+    recs = exact({("m", "choice_shuffle", "test"): [1, 1, 0, 0]})
+    recs["extras"] = [json.dumps({"order_votes": v}) for v in (["A"] * 3, ["A", "B", "A"], ["C"] * 3, [None] * 3)]
+    stored = consistency(recs).iloc[0]
+    assert (stored.n, stored.orders, stored.consistency) == (4, 3, 0.5)
+    mixed = pd.concat([typed(recs.iloc[:2]), recs.iloc[2:]])  # a report's typed records beside a store's
+    assert consistency(mixed).iloc[0].to_dict() == stored.to_dict()
+    assert stats.summarize(recs.drop(columns="extras")).equals(stats.summarize(recs))
+
+
 def test_consistency_counts_questions_answered_the_same_under_every_order():
     recs = exact({("m", "choice_shuffle", "test"): [1, 1, 0, 0]})
     recs["raw_output"] = [

@@ -24,7 +24,7 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class Inputs:
-    """What a section computes from: the records (priced, extras typed: promptopt.stats.typed),
+    """What a section computes from: the records (priced, extras typed: promptopt.records.typed),
     the per-config summary (with the configs chosen on val marked), the compile costs, the
     store's tables the section declared it reads (`reads`), the report's runs and settings."""
 
