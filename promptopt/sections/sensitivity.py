@@ -31,28 +31,28 @@ class Sensitivity(RunModelTask):
     shared_items: int = 0  # test items every config answered (the permutations' items)
 
 
-# How records written before strategies declared `reasons` (in each record's extras) are classed.
-REASONING = {"cot", "self_consistency", "verify_choices", "knn_fewshot"}
-
-
-NON_REASONING = {"baseline", "predict"}
-
-
 def strategy_family(strategy: str, config_json: str | None = None, extras: Extras | None = None) -> str:
-    """`reasoning` or `non-reasoning`, as the strategy declared it in the record's extras; for
-    older records by the bundled names, and `other` for a user strategy that declared nothing."""
+    """`reasoning` or `non-reasoning`, as the strategy declared it in the record's extras; for a
+    record written before extras kept it, as the bundled strategy of its name declares it with
+    the record's knobs; `other` for a strategy that declared nothing (or is not bundled)."""
     declared = (extras or NONE).reasons
-    if declared is not None:
-        return "reasoning" if declared else "non-reasoning"
-    if strategy == "choice_shuffle":
-        try:
-            knobs = json.loads(config_json or "{}").get("knobs", {})
-        except ValueError:
-            knobs = {}
-        return "reasoning" if knobs.get("reasoning", True) else "non-reasoning"
-    if strategy in REASONING:
-        return "reasoning"
-    return "non-reasoning" if strategy in NON_REASONING else "other"
+    if declared is None:
+        declared = _bundled_reasons(strategy, config_json)
+    if declared is None:
+        return "other"
+    return "reasoning" if declared else "non-reasoning"
+
+
+def _bundled_reasons(strategy: str, config_json: str | None) -> bool | None:
+    from promptopt.errors import UserError
+    from promptopt.registry import get_strategy
+
+    try:
+        traits = get_strategy(strategy)
+        knobs = json.loads(config_json or "{}").get("knobs", {})
+    except (UserError, ValueError, AttributeError):
+        return None
+    return traits.reasons_with(knobs if isinstance(knobs, dict) else {})
 
 
 @functools.cache
