@@ -49,9 +49,12 @@ def _bundled_reasons(strategy: str, config_json: str | None) -> bool | None:
 
     try:
         traits = get_strategy(strategy)
-        knobs = json.loads(config_json or "{}").get("knobs", {})
-    except (UserError, ValueError, AttributeError):
+    except UserError:
         return None
+    try:
+        knobs = json.loads(config_json or "{}").get("knobs", {})
+    except (ValueError, AttributeError):
+        knobs = {}
     return traits.reasons_with(knobs if isinstance(knobs, dict) else {})
 
 
