@@ -421,12 +421,14 @@ def render_html(report: Report, title: str = "promptopt report") -> str:
         f"({settings.bootstrap_resamples} resamples, seed {settings.seed}). Built from the "
         "results store alone; per-example drill-down: <code>promptopt report RUN --format examples</code>.</p>"
     )
-    figure, forest = pareto_figure(report, "svg"), forest_figure(report, "svg")
+    figure, forest, anytime = pareto_figure(report, "svg"), forest_figure(report, "svg"), anytime_figure(report, "svg")
     shown_forest = False
     for section in sections(report):
         parts.append(_html_table(section))
         if figure and section.title.startswith("Pareto"):
             parts.append(f"<figure>{inline_svg(figure)}</figure>")
+        if anytime and section.title.startswith("Anytime"):
+            parts.append(f"<figure class='anytime'>{inline_svg(anytime)}</figure>")
         if forest and section.title.startswith("Leaderboard") and not shown_forest:
             parts.append(f"<figure>{inline_svg(forest)}</figure>")  # every task's panel, after the first table
             shown_forest = True

@@ -115,7 +115,8 @@ class View:
                 return cached[1], cached[2]
             report = reports.report(self.source, run_id=run_id, b=2000)
             figures = {}
-            for name, make in (("forest", reports.forest_figure), ("pareto", reports.pareto_figure)):
+            for name, make in (("forest", reports.forest_figure), ("pareto", reports.pareto_figure),
+                               ("anytime", reports.anytime_figure)):
                 svg = make(report, "svg")
                 figures[name] = reports.inline_svg(svg) if svg else ""
             self._reports[run_id] = (stamp, report, figures)
@@ -213,8 +214,8 @@ def run_page(view: View, run_id: str) -> str:
         parts.append(compare)
     if figures.get("forest"):
         parts.append("<h2>Forest plot: baseline and ceiling with 95% intervals</h2><figure>" + figures["forest"] + "</figure>")
-    keep = ("Leaderboard", "Head-to-head", "Rank flips", "Robustness", "Robust", "Cost", "Pareto", "Calibration",
-            "Cloze", "Retrieval", "Metrics", "Judges")  # fmt: skip
+    keep = ("Leaderboard", "Head-to-head", "Rank flips", "Robustness", "Robust", "Cost", "Pareto", "Anytime",
+            "Calibration", "Cloze", "Retrieval", "Metrics", "Judges")  # fmt: skip
     for section in sections(report):
         if not section.title.startswith(keep):
             continue
@@ -224,6 +225,8 @@ def run_page(view: View, run_id: str) -> str:
             parts.append(f"<p class='note'>{esc(section.note)}</p>")
         if section.title.startswith("Pareto") and figures.get("pareto"):
             parts.append("<figure>" + figures["pareto"] + "</figure>")
+        if section.title.startswith("Anytime") and figures.get("anytime"):
+            parts.append("<figure class='anytime'>" + figures["anytime"] + "</figure>")
     return page(f"Run {run_id}", "".join(parts), [("runs", "/")])
 
 

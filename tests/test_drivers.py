@@ -196,6 +196,11 @@ def test_configs_planted_equal_stop_the_search_early_on_a_one_call_config_and_th
     assert chosen.strategy in ("predict", "cot") and chosen.lm_calls == chosen.n_items  # a one-call config
     curve = [p for p in log.report.anytime if p.optimizer == "*"]
     assert [p.lm_calls for p in curve] == points and len(points) >= 2
+    from promptopt.reports import render_html
+    from promptopt.viewer import View, run_page
+
+    for page in (render_html(log.report), run_page(View(str(log.run_dir)), log.run_id)):  # the curve, drawn
+        assert "Anytime curve" in page and "<figure class='anytime'><svg" in page
 
 
 # Four seeds here; how often the rule keeps its promise over 1,000 planted worlds is
