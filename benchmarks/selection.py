@@ -10,9 +10,11 @@ the search uses (`promptopt.searcher._rungs`: 20, 60, 180, then all of val), exa
 Per scenario it prints: how often the choice is within ε of the truly best config (the rule's
 promise, split into seeds where the rule settled and seeds where val ran out first), how often
 the choice is the cheapest config within ε of the best, the true accuracy given up, and the val
-calls spent against an exhaustive pass over val.
+calls spent against an exhaustive pass over val. With `--objective pareto` the search's answer is
+its front (every survivor, each scored on test): "within ε" and "cheapest within ε" then ask
+whether the front holds such a config, and the last column says how many configs it holds.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/selection.py [--seeds 1000] [--epsilon 1] [--delta 0.05]
+    PYTHONPATH=. .venv/bin/python benchmarks/selection.py [--seeds 1000] [--epsilon 1] [--delta 0.05] [--objective pareto]
 """
 
 from __future__ import annotations
@@ -66,16 +68,27 @@ def one_seed(acc, cost, n, rule: Rule, settings: SearchSettings, rng) -> dict:
         elim.step({c: arms[c] for c in elim.survivors})
         if settled := elim.settled({c: arms[c] for c in elim.survivors}):
             break
-    chosen = names.index(elim.choice(arms))
     best = acc.max()
     within = acc >= best - rule.epsilon - 1e-12
     cheapest = min(np.flatnonzero(within), key=lambda k: (cost[k], -acc[k]))
+    if rule.objective == "pareto":  # the search's answer is its front, each config of it scored on test
+        front = [names.index(c) for c in elim.front(arms)]
+        return {
+            "within": bool(within[front].any()),  # the front holds a config within ε of the best
+            "settled": settled,
+            "cheapest": any(cost[k] <= cost[cheapest] and within[k] for k in front),
+            "loss": best - acc[front].max(),
+            "share": spent / (n * cost.sum()),
+            "front": len(front),
+        }
+    chosen = names.index(elim.choice(arms))
     return {
         "within": acc[chosen] >= best - rule.epsilon - 1e-12,
         "settled": settled,
         "cheapest": cost[chosen] <= cost[cheapest],
         "loss": best - acc[chosen],
         "share": spent / (n * cost.sum()),
+        "front": 1,
     }
 
 
@@ -85,13 +98,16 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="val examples")
     ap.add_argument("--epsilon", type=float, default=1.0, help="points")
     ap.add_argument("--delta", type=float, default=0.05)
+    ap.add_argument("--objective", choices=["accuracy", "pareto"], default="accuracy",
+                    help="pareto: the front is the answer; 'within ε' and 'cheapest' ask whether it holds such a config")
     args = ap.parse_args()
-    rule = Rule(args.epsilon / 100, args.delta)
+    rule = Rule(args.epsilon / 100, args.delta, args.objective)
     settings = SearchSettings(rule=rule)
     print(f"val n = {args.n}, rounds {_rungs(args.n, settings)}, ε = {args.epsilon} pts, δ = {args.delta}, "
-          f"{args.seeds} seeds per scenario\n")  # fmt: skip
-    header = "| scenario | within ε | … settled / val ran out | cheapest within ε | true pts given up | val calls / exhaustive |"
-    print(header + "\n|---|---:|---:|---:|---:|---:|")
+          f"objective {args.objective}, {args.seeds} seeds per scenario\n")  # fmt: skip
+    header = ("| scenario | within ε | … settled / val ran out | cheapest within ε | true pts given up "
+              "| val calls / exhaustive | configs chosen |")
+    print(header + "\n|---|---:|---:|---:|---:|---:|---:|")
     for name, (acc, cost) in scenarios(np.random.default_rng(0)).items():
         rng = np.random.default_rng(1)
         rows = pd.DataFrame([one_seed(acc, cost, args.n, rule, settings, rng) for _ in range(args.seeds)])
@@ -100,7 +116,7 @@ def main() -> None:
                  f"{100 * ran_out.within.mean():.1f}% of {len(ran_out)}") if len(ran_out) and len(settled) else (
                  f"{len(settled)} settled" if len(settled) else f"{len(ran_out)} ran out")  # fmt: skip
         print(f"| {name} | {100 * rows.within.mean():.1f}% | {split} | {100 * rows.cheapest.mean():.1f}% | "
-              f"{100 * rows.loss.mean():.2f} | {100 * rows.share.mean():.0f}% |")  # fmt: skip
+              f"{100 * rows.loss.mean():.2f} | {100 * rows.share.mean():.0f}% | {rows.front.mean():.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
