@@ -132,14 +132,20 @@ class RunContext:
 @dataclass(frozen=True)
 class Scored:
     """One config's score on some items of a split: the answered items' mean, how many were
-    answered and failed, cost per item attempted (USD, or LM calls for free models; failed calls
-    were paid for too) and the item scores (errors left out), for paired comparisons."""
+    answered and failed, its cost per item attempted in USD and in LM calls (failed calls were
+    paid for too) and the item scores (errors left out), for paired comparisons."""
 
     score: float | None
     n: int
     errors: int
-    cost: float
+    usd: float
+    calls: float
     items: pd.Series
+
+    @property
+    def cost(self) -> float:
+        """Cost per item: USD, or LM calls for a config whose calls cost nothing."""
+        return self.usd if self.usd > 0 else self.calls
 
 
 @dataclass
@@ -209,9 +215,9 @@ class Bench:
 
         mine = self.records(cfg.id, split, ids, recs)
         n = max(len(mine), 1)
-        cost = mine.cost_usd.sum() / n if mine.cost_usd.sum() > 0 else mine.lm_calls.sum() / n
         scored = stats.split_score(mine) if len(mine) else {"score": None, "n": 0, "errors": 0}
-        return Scored(scored["score"], scored["n"], scored["errors"], float(cost), stats.answered_scores(mine))
+        usd, calls = float(mine.cost_usd.sum() / n), float(mine.lm_calls.sum() / n)
+        return Scored(scored["score"], scored["n"], scored["errors"], usd, calls, stats.answered_scores(mine))
 
     def save(self, program, cfg) -> Path:
         """Save what was scored as a loadable program, with its scores and preparation cost."""

@@ -257,7 +257,7 @@ def evaluate(
             score, more = measured(task, old["prediction"], ex, judges)
         except Deferred:  # the judge's call waits for its batch: judged in a later round
             continue
-        extras = Extras.model_validate_json(old["extras"] or "{}").model_copy(update=more | {"judge_error": more.get("judge_error")})
+        extras = (Extras.read(old["extras"]) or Extras()).model_copy(update=more | {"judge_error": more.get("judge_error")})
         error = more.get("judge_error") if judges.primary else None
         store.replace(Record(**{**old, "score": score, "error": error, "extras": extras.to_json(), "created_at": time.time()}))
         if budget:

@@ -298,17 +298,19 @@ def _study_loop(study, by_id, settings: SearchSettings, bench: Bench):
         elim = Elimination(settings.rule, configs=len(active), rounds=len(rungs), survivors=sorted(active))
         arms: dict[str, Arm] = {}
         for step, size in enumerate(rungs):
+            scored = {}
             for cid in elim.survivors:
                 trial, cfg, program = active[cid]
-                scored = bench.score(program, cfg, "val", val[:size], adaptive=True)  # the next rung depends on it
-                arms[cid] = Arm(cid, scored.cost, scored.items)
+                scored[cid] = bench.score(program, cfg, "val", val[:size], adaptive=True)  # the next rung depends on it
                 set_attr(trial, "n", size)
-            alive = {c: arms[c] for c in elim.survivors}
-            _checkpoint(bench, step, size, elim, alive, active)
+            in_usd = any(s.usd > 0 for s in scored.values())  # one unit for every config compared
+            for cid, s in scored.items():
+                arms[cid] = Arm(cid, s.usd if in_usd else s.calls, s.items)
             before = set(elim.survivors)
-            elim.step(alive)
+            elim.step({c: arms[c] for c in elim.survivors})
             for cid in sorted(before - set(elim.survivors)):
                 _stopped(study, bench, active[cid], arms[cid], size, elim.dropped[cid])
+            _checkpoint(bench, step, size, elim, {c: arms[c] for c in elim.survivors}, by_id)
             if elim.settled({c: arms[c] for c in elim.survivors}):
                 break
         chosen = elim.front(arms) if settings.rule.objective == "pareto" else [elim.choice(arms)]
@@ -336,24 +338,26 @@ def _stopped(study, bench: Bench, held, arm: Arm, size: int, why: str) -> None:
     bench.save(program, cfg)
 
 
-def _checkpoint(bench: Bench, step: int, size: int, elim: Elimination, arms: dict[str, Arm], active: dict) -> None:
-    """One point of the anytime curve: what the search has spent on this (model, task) so far
-    (preparation, compiles and val, every config) and the config it would choose now, overall
-    and per optimizer; stored, and said."""
+def _checkpoint(bench: Bench, step: int, size: int, elim: Elimination, arms: dict[str, Arm], space: dict) -> None:
+    """One point of the anytime curve, after a round's eliminations: what the search has spent on
+    this (model, task) so far (preparation, compiles and val of every config of its space, those
+    a resumed or another worker's search scored too) and the config it would choose now — the
+    search's own choice overall, the best of each optimizer's survivors per optimizer; stored, and
+    said. (With several workers each writes the points of the configs it holds; a round's last
+    writer keeps it.)"""
     ctx = bench.ctx
     recs = bench.records_all()
     comp = ctx.store.compile_costs(ctx.run_id)
     comp = comp[(comp.model == bench.model.identity) & (comp.task == bench.task.name)]
-    optimizer = {cid: held[1].optimizer for cid, held in active.items()}
+    optimizer = {cid: cfg.optimizer for cid, cfg in space.items()}
     points = []
-    for group in ["*", *sorted(set(optimizer.values()))]:
+    for group in ["*", *sorted({optimizer[c] for c in arms})]:
         mine = {c: a for c, a in arms.items() if group in ("*", optimizer[c])}
-        if not mine:
-            continue
-        ids = set(active) if group == "*" else {c for c, o in optimizer.items() if o == group}
+        ids = set(space) if group == "*" else {c for c, o in optimizer.items() if o == group}
         spent = recs[recs.config_id.isin(ids) & recs.split.isin(["train", "val"])]
         paid = comp[comp.config_id.isin(ids)]
-        best = Elimination(elim.rule, elim.configs, elim.rounds, survivors=sorted(mine)).choice(mine)
+        best = elim.choice(arms) if group == "*" else Elimination(
+            elim.rule, elim.configs, elim.rounds, survivors=sorted(mine)).choice(mine)  # fmt: skip
         points.append({
             "model": bench.model.identity, "task": bench.task.name, "optimizer": group, "step": step, "n": size,
             "lm_calls": int(spent.lm_calls.sum() + paid.lm_calls.sum()),
@@ -394,4 +398,5 @@ def front(study, space: dict) -> list[str]:
     from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sorted(t.params["config"] for t in done if t.params.get("config") in space and t.user_attrs.get("chosen"))
+    picked = [t for t in done if t.params.get("config") in space and t.user_attrs.get("chosen")]
+    return [t.params["config"] for t in sorted(picked, key=lambda t: (t.values[1], t.params["config"]))]

@@ -8,14 +8,17 @@ Bonferroni over the comparisons that involve the truly best config), a config is
 1. another survivor is better than it beyond doubt (lower bound of their paired difference > 0;
    with the `pareto` objective only a survivor at most as costly counts), or
 2. a survivor that costs less per example is one it cannot beat by more than ε (upper bound of
-   their difference < ε): it would never be chosen over that cheaper one, and that cheaper one
-   is then *kept* from this second rule, so that "within ε" never chains into 2ε.
+   their difference < ε): it would never be chosen over that cheaper one. That cheaper one is
+   then *kept* from this second rule, and the dropped config's promise stays with it: whatever
+   is chosen must be that carrier (or the config that beat it beyond doubt, which takes the
+   promise over) or be within ε of the dropped config itself, so that "within ε" never chains
+   into 2ε.
 
-The search stops once one config is left, or every survivor is within ε of every other (then the
-cheapest is chosen), or val is exhausted (then the best on val, ties to the cheaper). When the
-bounds hold — with probability at least 1 − δ — the best config is never dropped by rule 1,
-and rule 2 drops it only for a cheaper config within ε of it, which is kept, so the choice is
-within ε of the best. The bounds are normal approximations (Agresti–Min's adjustment for paired
+The search stops once one config is left, or one survivor is within ε of every other and of
+every promise (then the cheapest such survivor is chosen), or val is exhausted (then the best on
+val, ties to the cheaper). When the bounds hold — with probability at least 1 − δ — the best
+config is never dropped by rule 1, and rule 2 drops it only with its promise kept, so a settled
+choice is within ε of the best. The bounds are normal approximations (Agresti–Min's adjustment for paired
 proportions: half a discordant pair added each way, so a prefix with no disagreement yet is
 not taken for certainty); `benchmarks/selection.py` measures how often the promise holds.
 
@@ -46,7 +49,7 @@ class Rule:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.epsilon, int | float) and 0 <= self.epsilon < 1):
-            raise UserError(f"--epsilon {self.epsilon!r} is not a score difference; give points from 0 to 100.")
+            raise UserError(f"--epsilon {self.epsilon!r} is not a score difference; give points from 0 up to (not including) 100.")
         if not (isinstance(self.delta, int | float) and 0 < self.delta < 1):
             raise UserError(f"--delta {self.delta!r} is not an error rate; give a number above 0 and below 1, e.g. 0.05.")
         if self.objective not in OBJECTIVES:
@@ -60,9 +63,9 @@ class Rule:
 def paired_bounds(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float]:
     """One-sided lower and upper bounds (each at `level`) of the mean of a − b over paired items.
 
-    With 0/1 scores this is Agresti and Min's adjusted interval for matched proportions: one
-    pseudo-item whose difference squares to 1 and sums to 0 is added (half a discordant pair each
-    way), so that twenty items without a disagreement do not make a difference certain."""
+    With 0/1 scores this is Agresti and Min's adjusted interval for matched proportions: two
+    pseudo-items are added, one discordant pair each way (their differences sum to 0 and square
+    to 1 in all), so that twenty items without a disagreement do not make a difference certain."""
     d = np.asarray(a, float) - np.asarray(b, float)
     n = len(d) + 2
     if len(d) == 0:
@@ -94,6 +97,8 @@ class Elimination:
     survivors: list[str] = field(default_factory=list)
     kept: set[str] = field(default_factory=set)
     dropped: dict[str, str] = field(default_factory=dict)
+    # rule 2's promises: a dropped config's scores when it was dropped, and who carries its promise
+    owed: dict[str, tuple[Arm, str]] = field(default_factory=dict)
 
     def step(self, arms: dict[str, Arm]) -> None:
         """One round's eliminations, given every survivor's scores on the prefix scored so far."""
@@ -109,6 +114,7 @@ class Elimination:
                     self._drop(i, f"worse than {j} beyond doubt")
                     if i in self.kept:
                         self.kept.add(j)  # the better one carries what i stood for
+                        self.owed = {o: (arm, j if who == i else who) for o, (arm, who) in self.owed.items()}
                     break
         alive = [c for c in alive if c not in self.dropped]
         order = sorted(alive, key=lambda c: (-arms[c].cost, c))
@@ -120,30 +126,49 @@ class Elimination:
                 if bounds[(i, j)][1] < self.rule.epsilon:
                     self._drop(i, f"cannot beat {j}, which costs less, by more than ε")
                     self.kept.add(j)
+                    self.owed[i] = (arms[i], j)
+                    self.owed = {o: (arm, j if who == i else who) for o, (arm, who) in self.owed.items()}
                     break
         self.survivors = [c for c in self.survivors if c not in self.dropped]
 
     def settled(self, arms: dict[str, Arm]) -> bool:
-        """Whether the search can stop: one survivor, or every survivor within ε of every other."""
+        """Whether the search can stop: one survivor, or one that can be chosen with the promise kept."""
         alive = [c for c in self.survivors if c in arms]
-        if len(alive) <= 1:
-            return True
+        return len(alive) <= 1 or self._settled_choice(arms) is not None
+
+    def _settled_choice(self, arms: dict[str, Arm]) -> str | None:
+        """The cheapest survivor that every other survivor cannot beat by more than ε and that keeps
+        every promise of rule 2 (it carries it, or the dropped config cannot beat it by more than ε)."""
+        alive = [c for c in self.survivors if c in arms]
         level = self.rule.level(self.configs, self.rounds)
         eps = self.rule.epsilon
-        return all(self._bounds(arms[i], arms[j], level)[1] < eps for i in alive for j in alive if i != j)
+        for c in sorted(alive, key=lambda c: _key(arms[c])):
+            if all(self._bounds(arms[i], arms[c], level)[1] < eps for i in alive if i != c) and all(
+                who == c or self._bounds(arm, arms[c], level)[1] < eps for arm, who in self.owed.values()
+            ):
+                return c
+        return None
 
     def choice(self, arms: dict[str, Arm]) -> str | None:
-        """The config chosen among the survivors: when they are all within ε of each other, the
-        cheapest; otherwise (val ran out first) the best on the items all of them answered, ties
-        to the cheaper (preferring a cheaper config on point estimates within ε gave up more
-        accuracy than it saved in benchmarks/selection.py)."""
+        """The config chosen among the survivors: when the search settled, the cheapest survivor
+        that keeps the promise; otherwise (val ran out first) the best on the items all of them
+        answered, ties to the cheaper (preferring a cheaper config on point estimates within ε gave
+        up more accuracy than it saved in benchmarks/selection.py); a config with no answered item
+        comes last."""
         alive = [c for c in self.survivors if c in arms]
         if not alive:
             return None
-        if self.settled(arms):
-            return min(alive, key=lambda c: _key(arms[c]))
+        if len(alive) == 1:
+            return alive[0]
+        if (settled := self._settled_choice(arms)) is not None:
+            return settled
         common = _common([arms[c].items for c in alive])
-        return min(alive, key=lambda c: (-float(arms[c].items.reindex(common).mean() or 0.0), *_key(arms[c])))
+
+        def mean(c: str) -> float:
+            m = arms[c].items.reindex(common).mean() if len(common) else arms[c].items.mean()
+            return float(m) if pd.notna(m) else -math.inf
+
+        return min(alive, key=lambda c: (-mean(c), *_key(arms[c])))
 
     def front(self, arms: dict[str, Arm]) -> list[str]:
         """The `pareto` objective's answer: the survivors, cheapest first (none beats another by

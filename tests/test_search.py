@@ -178,3 +178,42 @@ def test_search_dry_run_is_an_upper_bound_of_the_calls_the_server_counts_demo_se
         done = cli("search", *args)
         assert done.returncode == 0, done.stderr
     assert 0 < server.calls <= estimated
+
+
+def test_a_settled_choice_keeps_the_promise_of_a_config_dropped_for_a_cheaper_one():
+    """Successive elimination's ε never chains into 2ε: b (dearest) is dropped because it cannot
+    beat j by more than ε, and j and the cheapest c are within ε of each other, but b may still
+    beat c by more than ε on the bounds, so the settled choice is j (b's carrier), not c."""
+    import numpy as np
+    import pandas as pd
+
+    from promptopt.selection import Arm, Elimination, Rule, paired_bounds
+
+    n = 800
+    j = np.r_[np.ones(400), np.zeros(400)]
+    b, c = j.copy(), j.copy()
+    b[400:466], b[:54] = 1, 0  # b − j = +12 items of 800, 120 discordant
+    c[100:166], c[600:654] = 0, 1  # j − c = +12 items of 800, the same discordance
+    rule = Rule(epsilon=0.05, delta=0.05)
+    level = rule.level(3, 1)
+    assert paired_bounds(b, j, level)[1] < 0.05 <= paired_bounds(b, c, level)[1]  # the planted chain
+    assert paired_bounds(j, c, level)[1] < 0.05 and paired_bounds(c, j, level)[1] < 0.05
+    assert paired_bounds(b, c, level)[0] < 0  # nobody is worse beyond doubt: rule 1 drops nothing
+    index = [f"q{i}" for i in range(n)]
+    arms = {k: Arm(k, cost, pd.Series(v, index=index)) for k, cost, v in [("b", 3.0, b), ("j", 2.0, j), ("c", 1.0, c)]}
+    elim = Elimination(rule, configs=3, rounds=1, survivors=sorted(arms))
+    elim.step(arms)
+    assert elim.survivors == ["c", "j"] and "b" in elim.dropped
+    alive = {k: arms[k] for k in elim.survivors}
+    assert elim.settled(alive) and elim.choice(alive) == "j"
+
+
+def test_a_config_without_an_answered_item_is_never_chosen_over_one_that_answered():
+    import pandas as pd
+
+    from promptopt.selection import Arm, Elimination, Rule
+
+    arms = {"a": Arm("a", 1.0, pd.Series([], dtype=float)), "b": Arm("b", 1.0, pd.Series([1.0, 0.0, 1.0], index=list("xyz")))}
+    elim = Elimination(Rule(), configs=2, rounds=1, survivors=["a", "b"])
+    elim.step(arms)
+    assert elim.choice({k: arms[k] for k in elim.survivors}) == "b"

@@ -86,7 +86,12 @@ def sensitivity(summary: pd.DataFrame, records: pd.DataFrame, b: int = PERMUTATI
     test = summary[(summary["split"] == "test") & (summary["n"] > 0)]
     if test.empty:
         return pd.DataFrame()
-    first = typed(records).drop_duplicates("config_id").set_index("config_id")
+    recs = typed(records)
+    # each config classed by a record that declares it (a preparation or failed call may not), test first
+    declares = recs["extras"].map(lambda e: e.reasons is not None).astype(bool)
+    ranked = recs.assign(_declares=declares, _test=recs["split"].eq("test"))
+    first = ranked.sort_values(["_declares", "_test"], ascending=False, kind="stable")
+    first = first.drop_duplicates("config_id").set_index("config_id")
     family = {
         cid: strategy_family(s, first["config"].get(cid), first["extras"].get(cid))
         for cid, s in zip(test.config_id, test.strategy, strict=True)
