@@ -14,7 +14,7 @@ its 95% interval, and
 each compiled program's paired difference from zero-shot `predict` on the same questions, with
 Holm-adjusted p over the three comparisons.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/optimizers_medical.py [--limit 200] [--out /tmp/optimizers_medical]
+    PYTHONPATH=. .venv/bin/python benchmarks/optimizers_medical.py [--limit 200] [--optimizers gepa,bootstrap_rs,mipro] [--out DIR]
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from promptopt.estimators import holm, paired_bootstrap, paired_p
 from promptopt.scoring import Note, Progress
 from promptopt.store import Store, default_url
 
-OPTIMIZERS = [
-    "bootstrap_rs:bootstrapped=1,labeled=1,candidates=8,val=40",
-    "mipro:bootstrapped=1,labeled=1,val=40",
-    "gepa:metric_calls=400,val=40",
-]
+OPTIMIZERS = {
+    "gepa": "gepa:metric_calls=400,val=40",
+    "bootstrap_rs": "bootstrap_rs:bootstrapped=1,labeled=1,candidates=8,val=40",
+    "mipro": "mipro:bootstrapped=1,labeled=1,val=40",
+}
 
 
 def main() -> None:
@@ -42,10 +42,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=200, help="test questions")
     ap.add_argument("--task", default="medqa")
     ap.add_argument("--out", type=Path, default=Path("/tmp/optimizers_medical"))
+    ap.add_argument("--optimizers", default="gepa,bootstrap_rs,mipro", help="which of " + ", ".join(OPTIMIZERS))
     ap.add_argument("--price-per-mtok", type=float, default=0.30, help="USD per million tokens, prompt or completion")
     args = ap.parse_args()
     started = time.perf_counter()
-    log = promptopt.run(tasks=[args.task], strategies=["predict"], optimizers=OPTIMIZERS, limit=args.limit,
+    chosen = [OPTIMIZERS[name] for name in args.optimizers.split(",")]
+    log = promptopt.run(tasks=[args.task], strategies=["predict"], optimizers=chosen, limit=args.limit,
                         splits=["test"], out=args.out, on_event=_progress)  # fmt: skip
     print(f"\nrun {log.run_dir} in {time.perf_counter() - started:.0f} s")
     report = promptopt.report(log.run_dir, local_price=args.price_per_mtok)
