@@ -56,8 +56,9 @@ def main() -> None:
     items = {c: g.set_index("example_id").score for c, g in recs.groupby("config_id")}
     rows = {r.config_id: r for r in report.rows if r.split == "test"}
     costs = {c.config_id: c for c in report.costs}
-    zero = "predict/none"
-    compiled = [c for c in rows if c not in (zero, "baseline/none")]
+    label = {c: f"{r.strategy}/{r.optimizer}" for c, r in rows.items()}
+    (zero,) = [c for c, r in rows.items() if (r.strategy, r.optimizer) == ("predict", "none")]
+    compiled = [c for c, r in rows.items() if r.optimizer != "none"]
     diffs = {}
     for c in compiled:
         common = items[c].index.intersection(items[zero].index)
@@ -67,7 +68,7 @@ def main() -> None:
     print(f"\n{args.task}, model {report.rows[0].model}, test n = {args.limit}; $ at ${args.price_per_mtok} per million tokens\n")
     print("| config | compile LM calls | compile tokens | compile $ | test accuracy [95% CI] | vs zero-shot predict, pts [95% CI] | Holm p |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for c in sorted(rows, key=lambda c: (c in compiled, c)):
+    for c in sorted(rows, key=lambda c: (c in compiled, label[c])):
         r, k = rows[c], costs.get(c)
         calls = f"{k.compile_calls:,}" if k else "0"
         tokens = f"{k.compile_tokens:,}" if k else "0"
@@ -76,7 +77,7 @@ def main() -> None:
         if c in diffs:
             d, lo, hi, _, _ = diffs[c]
             vs, hold = f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]", f"{adjusted[c]:.2f}"
-        print(f"| {c} | {calls} | {tokens} | {usd} | {100 * r.score:.1f} % [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] "
+        print(f"| {label[c]} | {calls} | {tokens} | {usd} | {100 * r.score:.1f} % [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] "
               f"| {vs} | {hold} |")  # fmt: skip
     spread = [costs[c].compile_calls for c in compiled if c in costs]
     if spread:
