@@ -41,13 +41,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=200, help="test questions")
     ap.add_argument("--task", default="medqa")
+    ap.add_argument("--model", default=None, help="LiteLLM model string (default: the embedded model)")
+    ap.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint for --model")
     ap.add_argument("--out", type=Path, default=Path("/tmp/optimizers_medical"))
     ap.add_argument("--optimizers", default="gepa,bootstrap_rs,mipro", help="which of " + ", ".join(OPTIMIZERS))
     ap.add_argument("--price-per-mtok", type=float, default=0.30, help="USD per million tokens, prompt or completion")
     args = ap.parse_args()
     started = time.perf_counter()
     chosen = [OPTIMIZERS[name] for name in args.optimizers.split(",")]
-    log = promptopt.run(tasks=[args.task], strategies=["predict"], optimizers=chosen, limit=args.limit,
+    where = {"models": [args.model]} if args.model else {}
+    where |= {"api_base": args.api_base} if args.api_base else {}
+    log = promptopt.run(tasks=[args.task], strategies=["predict"], optimizers=chosen, limit=args.limit, **where,
                         splits=["test"], out=args.out, on_event=_progress)  # fmt: skip
     print(f"\nrun {log.run_dir} in {time.perf_counter() - started:.0f} s")
     report = promptopt.report(log.run_dir, local_price=args.price_per_mtok)
