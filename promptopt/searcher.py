@@ -353,6 +353,8 @@ def _checkpoint(bench: Bench, step: int, size: int, elim: Elimination, arms: dic
     points = []
     for group in ["*", *sorted({optimizer[c] for c in arms})]:
         mine = {c: a for c, a in arms.items() if group in ("*", optimizer[c])}
+        if not mine:
+            continue
         ids = set(space) if group == "*" else {c for c, o in optimizer.items() if o == group}
         spent = recs[recs.config_id.isin(ids) & recs.split.isin(["train", "val"])]
         paid = comp[comp.config_id.isin(ids)]
@@ -364,6 +366,8 @@ def _checkpoint(bench: Bench, step: int, size: int, elim: Elimination, arms: dic
             "cost_usd": float(spent.cost_usd.sum() + paid.cost_usd.sum()),
             "config_id": best, "val_score": float(mine[best].items.mean()) if len(mine[best].items) else None,
         })  # fmt: skip
+    if not points:
+        return
     ctx.store.add_anytime(ctx.run_id, points)
     top = points[0]
     ctx.say(f"After {top['lm_calls']} LM calls (${top['cost_usd']:.4f}) on {size} val examples, {len(arms)} configs "
