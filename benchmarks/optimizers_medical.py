@@ -10,8 +10,7 @@ and the fixed `baseline` are then scored on the same test questions. It is one `
 read from its report: compile calls and tokens as counted, dollars at one price per million
 tokens (the embedded model has none; a price per token is what a hosted model bills, and unlike
 a price per hour of wall time it does not move when the machine is shared), test accuracy with
-its 95% interval, and
-each compiled program's paired difference from zero-shot `predict` on the same questions, with
+its 95% interval, and each compiled program's paired difference from zero-shot `predict` on the same questions, with
 Holm-adjusted p over the three comparisons.
 
     PYTHONPATH=. .venv/bin/python benchmarks/optimizers_medical.py [--limit 200] [--optimizers gepa,bootstrap_rs,mipro] [--out DIR]
@@ -22,8 +21,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-
-import numpy as np
 
 import promptopt
 from promptopt.estimators import holm, paired_bootstrap, paired_p
@@ -48,6 +45,8 @@ def main() -> None:
     ap.add_argument("--price-per-mtok", type=float, default=0.30, help="USD per million tokens, prompt or completion")
     args = ap.parse_args()
     started = time.perf_counter()
+    if unknown := [n for n in args.optimizers.split(",") if n not in OPTIMIZERS]:
+        ap.error(f"--optimizers: {', '.join(unknown)} unknown; valid are {', '.join(OPTIMIZERS)}.")
     chosen = [OPTIMIZERS[name] for name in args.optimizers.split(",")]
     where = {"models": [args.model]} if args.model else {}
     where |= {"api_base": args.api_base} if args.api_base else {}
@@ -102,5 +101,4 @@ def _progress(event) -> None:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()

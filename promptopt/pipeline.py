@@ -142,11 +142,6 @@ class Scored:
     calls: float
     items: pd.Series
 
-    @property
-    def cost(self) -> float:
-        """Cost per item: USD, or LM calls for a config whose calls cost nothing."""
-        return self.usd if self.usd > 0 else self.calls
-
 
 @dataclass
 class Bench:

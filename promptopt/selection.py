@@ -63,9 +63,10 @@ class Rule:
 def paired_bounds(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float]:
     """One-sided lower and upper bounds (each at `level`) of the mean of a − b over paired items.
 
-    With 0/1 scores this is Agresti and Min's adjusted interval for matched proportions: two
-    pseudo-items are added, one discordant pair each way (their differences sum to 0 and square
-    to 1 in all), so that twenty items without a disagreement do not make a difference certain."""
+    With 0/1 scores this is Agresti and Min's adjusted interval for matched proportions: half an
+    item is added to each cell of the 2×2 table (two pseudo-items in all, half a discordant pair
+    each way: differences summing to 0, squares to 1), so that twenty items without a
+    disagreement do not make a difference certain."""
     d = np.asarray(a, float) - np.asarray(b, float)
     n = len(d) + 2
     if len(d) == 0:
@@ -114,7 +115,7 @@ class Elimination:
                     self._drop(i, f"worse than {j} beyond doubt")
                     if i in self.kept:
                         self.kept.add(j)  # the better one carries what i stood for
-                        self.owed = {o: (arm, j if who == i else who) for o, (arm, who) in self.owed.items()}
+                        self._carry(i, j)
                     break
         alive = [c for c in alive if c not in self.dropped]
         order = sorted(alive, key=lambda c: (-arms[c].cost, c))
@@ -127,7 +128,7 @@ class Elimination:
                     self._drop(i, f"cannot beat {j}, which costs less, by more than ε")
                     self.kept.add(j)
                     self.owed[i] = (arms[i], j)
-                    self.owed = {o: (arm, j if who == i else who) for o, (arm, who) in self.owed.items()}
+                    self._carry(i, j)
                     break
         self.survivors = [c for c in self.survivors if c not in self.dropped]
 
@@ -177,6 +178,10 @@ class Elimination:
 
     def _drop(self, config_id: str, why: str) -> None:
         self.dropped[config_id] = why
+
+    def _carry(self, old: str, new: str) -> None:
+        """The promises `old` carried pass to `new`."""
+        self.owed = {o: (arm, new if who == old else who) for o, (arm, who) in self.owed.items()}
 
     @staticmethod
     def _bounds(a: Arm, b: Arm, level: float) -> tuple[float, float]:
